@@ -1,0 +1,74 @@
+"""Small shared harness for the benchmark scripts.
+
+Each script measures a hot path and its baseline in the same run, prints a table
+and calls :func:`record`, which merges its rows into ``benchmarks/results.json``
+under the script's name together with a note of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("results.json")
+
+
+def timings_s(fn: Callable[[], object], repeat: int, warmup: int = 3) -> np.ndarray:
+    """Wall-clock seconds of ``repeat`` calls of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeat)
+    for i in range(repeat):
+        start = time.perf_counter_ns()
+        fn()
+        out[i] = (time.perf_counter_ns() - start) / 1e9
+    return out
+
+
+def percentiles_ms(samples_s: np.ndarray) -> dict[str, float]:
+    """p50/p90/p99/max of a timing sample, in milliseconds."""
+    p50, p90, p99 = np.percentile(samples_s, [50, 90, 99]) * 1e3
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99),
+            "max_ms": float(samples_s.max() * 1e3)}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were taken on."""
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "numpy": np.__version__}
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    """Print rows as an aligned text table."""
+    print(f"\n== {title}")
+    if not rows:
+        return
+    cols = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[_fmt(row.get(c, "")) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def record(name: str, rows: list[dict[str, Any]]) -> None:
+    """Print the rows and merge them into results.json under ``name``."""
+    print_table(name, rows)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data["machine"] = machine()
+    data[name] = rows
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""Pure numerical core: no IO, no asyncio, no globals; numpy-vectorised."""

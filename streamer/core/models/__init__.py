@@ -1,0 +1,1 @@
+"""Volatility models: each has parameters, evaluation, and ``calibrate(..., previous=)``."""

@@ -1,0 +1,34 @@
+"""The result of a calibration: a value, never an exception."""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+P = TypeVar("P")
+
+FitStatus = Literal["converged", "max_iter", "failed"]
+
+
+class Fit(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
+    """Outcome of ``calibrate``.
+
+    ``rmse_vol`` is the (weighted where weights were given) root mean square of
+    model vol minus market vol over the points used, in decimal vol. ``status``
+    ``failed`` means ``params`` must not be used; ``max_iter`` means usable but
+    not converged to tolerance.
+    """
+
+    params: P
+    rmse_vol: float
+    iterations: int
+    status: FitStatus
+    message: str = ""
+    nfev: int = 0
+    warm: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the parameters may be used."""
+        return self.status != "failed"

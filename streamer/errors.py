@@ -1,0 +1,49 @@
+"""One exception root for the whole package.
+
+Hierarchy::
+
+    StreamerError                 (retryable: bool)
+    ├── ConfigError               bad or unknown setting; fatal at start (exit code 2)
+    ├── DecodeError               a wire message we cannot use; counted and dropped
+    ├── VenueError                the exchange refused or broke the session
+    │   └── VenueDisconnected     connection lost or went quiet; retryable
+    └── BrokerError               Kafka unreachable or refusing; retryable
+
+Foreign exceptions are mapped to these at the edge with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class StreamerError(Exception):
+    """Root of every error streamer raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(StreamerError):
+    """A setting is unknown, missing or has a bad value."""
+
+
+class DecodeError(StreamerError):
+    """A wire message cannot be decoded; ``reason`` is the counted rejection label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class VenueError(StreamerError):
+    """The exchange answered with an error or refused a request."""
+
+
+class VenueDisconnected(VenueError):
+    """The connection dropped or fell silent; reconnecting may help."""
+
+    retryable = True
+
+
+class BrokerError(StreamerError):
+    """The Kafka broker cannot be reached or refused a request."""
+
+    retryable = True

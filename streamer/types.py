@@ -1,0 +1,98 @@
+"""Typed values that cross layer boundaries: normalised quotes and surface updates.
+
+Units: prices are undiscounted premiums in the quote currency (USD for BTC/ETH
+options: Deribit's coin premiums are multiplied by ``underlying_price`` in the
+decoder); vols are decimals (0.55); timestamps are integers since the epoch, UTC,
+with the unit in the name. Missing values are NaN, never 0.0.
+
+``SurfaceUpdate`` and ``SliceUpdate`` are the ``vol.surface.v1`` contract of
+DESIGN.md: fields may be added with defaults, never renamed or changed in meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+SCHEMA_NAME = "vol.surface.v1"
+SCHEMA_VERSION = 1
+
+SliceStatus = Literal["warm", "cold", "fallback", "stale"]
+ModelName = Literal["svi", "ssvi", "sabr", "heston"]
+Regime = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """One option's latest top of book, normalised across venues."""
+
+    venue: str
+    underlying: str
+    instrument: str
+    expiry_ts_ms: int
+    strike: float
+    is_call: bool
+    bid_price: float
+    ask_price: float
+    bid_size: float = float("nan")
+    ask_size: float = float("nan")
+    bid_iv: float = float("nan")
+    ask_iv: float = float("nan")
+    mark_iv: float = float("nan")
+    underlying_price: float
+    index_price: float
+    exchange_ts_ms: int
+    received_ts_ns: int
+
+
+class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
+    """Smile-dynamics estimates at the reference tenor."""
+
+    ssr: float
+    spot_vol_beta: float
+    r2: float
+    n_obs: int
+    regime: Regime
+    tenor_days: float = 30.0
+    fixed_strike_beta: float = float("nan")
+
+
+class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One expiry of a published surface."""
+
+    expiry: str
+    expiry_ts_ms: int
+    t: float
+    forward: float
+    params: dict[str, float]
+    atm_vol: float
+    atm_skew: float
+    rr25: float
+    bf25: float
+    rmse_vol: float
+    n_quotes: int
+    status: SliceStatus
+    butterfly_free: bool
+    calendar_free: bool
+
+
+class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One whole, consistent surface for one ``venue:underlying`` key."""
+
+    schema_version: int = SCHEMA_VERSION
+    venue: str
+    underlying: str
+    model: ModelName
+    seq: int
+    exchange_ts_ms: int
+    received_ts_ns: int
+    published_ts_ns: int
+    spot: float
+    params: dict[str, float]
+    slices: list[SliceUpdate]
+    dynamics: Dynamics | None = None
+
+    @property
+    def key(self) -> str:
+        """Kafka message key, ``<venue>:<underlying>``."""
+        return f"{self.venue}:{self.underlying}"
