@@ -1,0 +1,300 @@
+"""Wiring: venues → engine → sink, with metrics, health and progress, from one AppConfig.
+
+``Service`` is ``streamer run``: it owns the real parts' lifecycles (embedded
+broker, replay server, metrics endpoint, websocket sessions, producer) and the
+two periodic tasks (batch timer, progress line). ``replay_file`` is ``streamer
+replay``: the same decoder and engine driven by the file's own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import msgspec
+
+from streamer.config import AppConfig, VenueConfig
+from streamer.devtools.embedded_broker import EmbeddedBroker
+from streamer.devtools.replay_server import ReplayServer
+from streamer.metrics import Health, Metrics, serve_http
+from streamer.pipeline.engine import Engine
+from streamer.progress import Progress
+from streamer.sinks.base import Sink
+from streamer.sinks.kafka import KafkaSink
+from streamer.sinks.stdout import StdoutSink
+from streamer.sources.deribit.protocol import DeribitDecoder
+from streamer.sources.deribit.session import DeribitSession
+from streamer.tickfile import read_tickfile
+from streamer.types import Quote, SurfaceUpdate
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "bundled"
+TIMER_PERIOD_S = 0.02
+
+
+def bundled_sample() -> Path:
+    """Path of the recorded sample shipped inside the package."""
+    return Path(str(resources.files("streamer") / "data" / "deribit_sample.ndjson.gz"))
+
+
+def resolve_tickfile(name: str) -> Path:
+    """``bundled`` or a path; a missing file is a clear error."""
+    path = bundled_sample() if name == BUNDLED else Path(name)
+    if not path.exists():
+        from streamer.errors import ConfigError
+
+        raise ConfigError(f"tick file not found: {path}")
+    return path
+
+
+class _EngineFeed:
+    """The venue sessions' QuoteSink: quotes into the engine, events into metrics."""
+
+    def __init__(self, engine: Engine, metrics: Metrics, health: Health, progress: Progress
+                 ) -> None:
+        self.engine, self.metrics, self.health, self.progress = engine, metrics, health, progress
+
+    def on_quote(self, quote: Quote) -> None:
+        self.engine.on_quote(quote)
+        self.metrics.ticks_total.labels(venue=quote.venue).inc()
+        self.progress.on_tick()
+
+    def on_reject(self, venue: str, reason: str) -> None:
+        self.metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc()
+        self.progress.on_reject()
+
+    def on_reconnect(self, venue: str) -> None:
+        self.metrics.ws_reconnects_total.labels(venue=venue).inc()
+
+    def on_connected(self, venue: str, connected: bool) -> None:
+        self.metrics.venue_connected.labels(venue=venue).set(1 if connected else 0)
+        self.health.set_venue(venue, connected)
+
+
+class Service:
+    """``streamer run``: one process doing ingest, calibration and publishing."""
+
+    def __init__(self, config: AppConfig, *, duration_s: float | None = None,
+                 progress_stream: object = sys.stdout) -> None:
+        self.config = config
+        self.duration_s = duration_s
+        self.metrics = Metrics()
+        self.health = Health(stale_after_s=config.metrics.stale_after_s)
+        self.progress = Progress()
+        self.engines = {v.name: Engine(v.name, config.calibration, config.batch)
+                        for v in config.venues}
+        self._progress_stream = progress_stream
+        self._stop = asyncio.Event()
+        self._broker: EmbeddedBroker | None = None
+        self._replay: ReplayServer | None = None
+        self.sink: Sink | None = None
+        self.http_port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    async def run(self) -> int:
+        """Start everything, run until the end of the replay, the duration, or a signal."""
+        self._install_signal_handlers()
+        http = None
+        try:
+            self.sink = await self._start_sink()
+            if self.config.metrics.enabled:
+                http = await serve_http(self.metrics, self.health,
+                                        self.config.metrics.host, self.config.metrics.port)
+                self.http_port = http.port
+                log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
+            sessions = [await self._start_venue(v) for v in self.config.venues]
+            tasks = [asyncio.create_task(s.run(), name=f"venue-{s_name}")
+                     for s_name, s in sessions]
+            tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
+            tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
+            tasks.append(asyncio.create_task(self._loop_lag_monitor(), name="loop-lag"))
+            await self._wait_for_end()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._publish(self._flush_engines())
+            return 0
+        finally:
+            await self._shutdown(http)
+
+    async def _start_sink(self) -> Sink:
+        if self.config.sink == "stdout":
+            sink: Sink = StdoutSink(on_delivered=self._on_delivered)
+        else:
+            bootstrap = self.config.kafka.bootstrap_servers
+            if self.config.kafka.embedded:
+                self._broker = EmbeddedBroker()
+                bootstrap = await asyncio.to_thread(self._broker.start)
+                log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
+            sink = KafkaSink(self.config.kafka, bootstrap_servers=bootstrap,
+                             on_delivered=self._on_delivered, on_error=self._on_kafka_error,
+                             on_send_seconds=self.metrics.kafka_send_seconds.observe)
+        await sink.start()
+        self.health.set_broker(True)
+        return sink
+
+    async def _start_venue(self, venue: VenueConfig) -> tuple[str, DeribitSession]:
+        url = venue.url
+        if url == "replay":
+            self._replay = ReplayServer(resolve_tickfile(self.config.replay.file),
+                                        venue=venue.name, speed=self.config.replay.speed,
+                                        loop=self.config.replay.loop)
+            await self._replay.start()
+            url = self._replay.url
+            log.info("replay server for %s on %s (speed ×%g)", venue.name, url,
+                     self.config.replay.speed)
+        feed = _EngineFeed(self.engines[venue.name], self.metrics, self.health, self.progress)
+        session = DeribitSession(url, venue.currencies, feed, heartbeat_s=venue.heartbeat_s,
+                                 subscribe_batch=venue.subscribe_batch, interval=venue.interval,
+                                 requests_per_s=venue.requests_per_s,
+                                 refresh_instruments_s=venue.refresh_instruments_s)
+        return venue.name, session
+
+    async def _wait_for_end(self) -> None:
+        waits = [asyncio.create_task(self._stop.wait())]
+        if self._replay is not None and not self.config.replay.loop:
+            waits.append(asyncio.create_task(self._replay_drained()))
+        if self.duration_s is not None:
+            waits.append(asyncio.create_task(asyncio.sleep(self.duration_s)))
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+    async def _replay_drained(self) -> None:
+        assert self._replay is not None
+        await self._replay.finished.wait()
+        # Let the last frames cross the socket and the last batch be cut.
+        await asyncio.sleep(max(0.5, 2 * self.config.batch.interval_ms / 1000))
+
+    async def _shutdown(self, http: object) -> None:
+        if self.sink is not None:
+            with contextlib.suppress(Exception):
+                await self.sink.stop()
+        if self._replay is not None:
+            await self._replay.stop()
+        if http is not None:
+            await http.close()  # type: ignore[attr-defined]
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+
+    def stop(self) -> None:
+        """Ask the service to shut down gracefully."""
+        self._stop.set()
+
+    # -- periodic work ---------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_PERIOD_S)
+            now_ns = time.time_ns()
+            updates = [u for e in self.engines.values() for u in e.on_timer(now_ns)]
+            self._publish(updates)
+
+    def _flush_engines(self) -> list[SurfaceUpdate]:
+        now_ns = time.time_ns()
+        return [u for e in self.engines.values() for u in e.flush(now_ns)]
+
+    def _publish(self, updates: list[SurfaceUpdate]) -> None:
+        for engine in self.engines.values():
+            apply_report(self.metrics, engine)
+        assert self.sink is not None
+        for update in updates:
+            stamped = msgspec.structs.replace(update, published_ts_ns=time.time_ns())
+            self.sink.publish(stamped)
+
+    async def _progress_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            print(self.progress.line(now - last), file=self._progress_stream, flush=True)
+            last = now
+
+    async def _loop_lag_monitor(self, period_s: float = 0.1) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(period_s)
+            self.metrics.event_loop_lag_seconds.observe(max(0.0, loop.time() - start - period_s))
+
+    # -- callbacks from the sink -----------------------------------------------
+    def _on_delivered(self, update: SurfaceUpdate, ack_ts_ns: int) -> None:
+        receive_s = (ack_ts_ns - update.received_ts_ns) / 1e9
+        self.metrics.tick_to_publish_seconds.labels(stage="receive").observe(receive_s)
+        self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(
+            ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3)
+        self.metrics.surfaces_published_total.labels(underlying=update.underlying).inc()
+        self.health.set_published(update.key, ack_ts_ns / 1e9)
+        self.health.set_broker(True)
+        self.progress.on_delivered(update, receive_s)
+
+    def _on_kafka_error(self, reason: str) -> None:
+        self.metrics.kafka_errors_total.labels(reason=reason).inc()
+        self.health.set_broker(False)
+
+
+def apply_report(metrics: Metrics, engine: Engine) -> None:
+    """Turn the engine's numbers since the last call into metric increments."""
+    report = engine.drain_report()
+    for (venue, reason), n in report.rejects.items():
+        metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc(n)
+    for (model, underlying), seconds in report.calibration_seconds:
+        metrics.calibration_seconds.labels(model=model, underlying=underlying).observe(seconds)
+    for (underlying, reason), n in report.fallbacks.items():
+        metrics.fallbacks_total.labels(underlying=underlying, reason=reason).inc(n)
+    for (underlying, status), n in report.slices.items():
+        metrics.slices_fitted_total.labels(underlying=underlying, status=status).inc(n)
+    for (underlying, kind), n in report.arbitrage.items():
+        metrics.arbitrage_violations_total.labels(underlying=underlying, kind=kind).inc(n)
+    for underlying, (worst, median) in report.rmse.items():
+        metrics.fit_rmse_vol.labels(underlying=underlying, stat="worst").set(worst)
+        metrics.fit_rmse_vol.labels(underlying=underlying, stat="median").set(median)
+
+
+async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
+                      on_reject: Callable[[str], None] | None = None) -> int:
+    """Replay a tick file as fast as possible through decoder and engine into ``sink``.
+
+    Time is the file's: batches are cut by receive times and ``published_ts_ns``
+    is the receive time of the line that triggered the batch, so the same file
+    always yields the same bytes.
+    """
+    venue = config.venues[0].name
+    decoder = DeribitDecoder()
+    engine = Engine(venue, config.calibration, config.batch)
+    await sink.start()
+    count = 0
+    now_ns = 0
+    try:
+        for line in read_tickfile(path):
+            now_ns = line.received_ts_ns
+            decoded = decoder.decode(line.raw, now_ns)
+            for quote in decoded.quotes:
+                engine.on_quote(quote)
+            for reason in decoded.rejects:
+                if on_reject is not None:
+                    on_reject(reason)
+            for update in engine.on_timer(now_ns):
+                sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
+                count += 1
+            if count and count % 64 == 0:
+                await asyncio.sleep(0)  # let an async sink drain
+        for update in engine.flush(now_ns):
+            sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
+            count += 1
+    finally:
+        await sink.stop()
+    return count

@@ -1,0 +1,197 @@
+"""Command line: ``streamer run | replay | serve-replay | record | synth | schema``.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from streamer.config import AppConfig, VenueConfig, load_config
+from streamer.errors import ConfigError, StreamerError
+from streamer.logs import setup_logging
+
+log = logging.getLogger("streamer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="ingest, calibrate and publish (one process)")
+    _add_config(run)
+    run.add_argument("--sink", choices=["kafka", "stdout"], help="override config `sink`")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    run.add_argument("--loop", action="store_true", help="replay: start again at the end")
+    run.add_argument("--speed", type=float, help="replay: pace multiple of recorded time")
+    run.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+    run.add_argument("--venue-url", action="append", default=[], metavar="VENUE=URL",
+                     help="point a venue at a URL, e.g. deribit=ws://127.0.0.1:8765")
+    run.add_argument("--metrics-port", type=int, help="override metrics.port (0 = any free)")
+
+    replay = sub.add_parser("replay", help="replay a tick file as fast as possible")
+    replay.add_argument("file", type=Path)
+    _add_config(replay)
+    replay.add_argument("--sink", choices=["kafka", "stdout"], default="stdout")
+    replay.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+
+    serve = sub.add_parser("serve-replay", help="serve a tick file over websocket")
+    serve.add_argument("file", type=Path)
+    serve.add_argument("--venue", default="deribit", choices=["deribit"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--speed", type=float, default=1.0)
+    serve.add_argument("--loop", action="store_true")
+    serve.add_argument("--drop-every", type=float, metavar="SECONDS")
+    serve.add_argument("--stall-after", type=float, metavar="SECONDS")
+    serve.add_argument("--garbage-rate", type=float, default=0.0, metavar="P")
+    serve.add_argument("--reject-subscribe", action="store_true")
+
+    record = sub.add_parser("record", help="record a venue's raw messages to a tick file")
+    _add_config(record)
+    record.add_argument("--venue", default="deribit", choices=["deribit"])
+    record.add_argument("--underlying", action="append", required=True)
+    record.add_argument("--url", default="wss://www.deribit.com/ws/api/v2")
+    record.add_argument("--out", type=Path, required=True)
+    record.add_argument("--duration", type=float, metavar="SECONDS")
+
+    sub.add_parser("synth", help="generate a synthetic Deribit recording (see synth --help)")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
+    schema.add_argument("what", choices=["surface", "config"])
+    return parser
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="config.yaml (default: built-in defaults)")
+
+
+def _with_overrides(config: AppConfig, args: argparse.Namespace) -> AppConfig:
+    """Apply command-line overrides on top of file and environment."""
+    replace = msgspec.structs.replace
+    if getattr(args, "sink", None):
+        config = replace(config, sink=args.sink)
+    if getattr(args, "model", None):
+        config = replace(config, calibration=replace(config.calibration, model=args.model))
+    if getattr(args, "loop", False):
+        config = replace(config, replay=replace(config.replay, loop=True))
+    if getattr(args, "speed", None):
+        config = replace(config, replay=replace(config.replay, speed=args.speed))
+    if getattr(args, "metrics_port", None) is not None:
+        config = replace(config, metrics=replace(config.metrics, port=args.metrics_port))
+    urls = dict(_split_venue_url(v) for v in getattr(args, "venue_url", []))
+    if urls:
+        venues: list[VenueConfig] = [replace(v, url=urls.pop(v.name, v.url))
+                                     for v in config.venues]
+        if urls:
+            raise ConfigError(f"--venue-url names venues not in the config: {sorted(urls)}")
+        config = replace(config, venues=tuple(venues))
+    return config
+
+
+def _split_venue_url(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep or not url:
+        raise ConfigError(f"--venue-url wants VENUE=URL, got {text!r}")
+    return name, url
+
+
+async def _cmd_run(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.app import Service
+
+    return await Service(config, duration_s=args.duration).run()
+
+
+async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.app import replay_file, resolve_tickfile
+    from streamer.devtools.embedded_broker import EmbeddedBroker
+    from streamer.sinks.base import Sink
+    from streamer.sinks.kafka import KafkaSink
+    from streamer.sinks.stdout import StdoutSink
+
+    path = resolve_tickfile(str(args.file))
+    if config.sink == "stdout":
+        return 0 if await replay_file(path, config, StdoutSink()) >= 0 else 1
+    broker = EmbeddedBroker() if config.kafka.embedded else None
+    bootstrap = broker.start() if broker else config.kafka.bootstrap_servers
+    try:
+        sink: Sink = KafkaSink(config.kafka, bootstrap_servers=bootstrap)
+        count = await replay_file(path, config, sink)
+        log.info("replayed %s: %d surfaces published to %s", path, count, bootstrap)
+    finally:
+        if broker:
+            broker.stop()
+    return 0
+
+
+async def _cmd_serve_replay(args: argparse.Namespace) -> int:
+    from streamer.devtools.replay_server import Faults, serve_replay
+
+    faults = Faults(drop_every_s=args.drop_every, stall_after_s=args.stall_after,
+                    garbage_rate=args.garbage_rate, reject_subscribe=args.reject_subscribe)
+    await serve_replay(args.file, venue=args.venue, host=args.host, port=args.port,
+                       speed=args.speed, loop=args.loop, faults=faults)
+    return 0
+
+
+async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.recorder import record
+
+    return await record(args.url, args.underlying, args.out, duration_s=args.duration)
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.what == "surface":
+        from streamer.sinks.codec import surface_json_schema
+
+        schema = surface_json_schema()
+    else:
+        schema = msgspec.json.schema(AppConfig)
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamer`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["synth"]:
+        from streamer.devtools.synth import main as synth_main
+
+        return synth_main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "schema":
+        return _cmd_schema(args)
+    try:
+        config = _with_overrides(load_config(getattr(args, "config", None)), args)
+    except ConfigError as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level, config.log.format)
+    try:
+        if args.command == "run":
+            return asyncio.run(_cmd_run(config, args))
+        if args.command == "replay":
+            return asyncio.run(_cmd_replay(config, args))
+        if args.command == "serve-replay":
+            return asyncio.run(_cmd_serve_replay(args))
+        return asyncio.run(_cmd_record(config, args))
+    except ConfigError as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except StreamerError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

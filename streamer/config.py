@@ -1,0 +1,204 @@
+"""The one configuration model, decoded from config.yaml and the environment.
+
+Every setting lives in a frozen msgspec Struct that forbids unknown fields, so a
+mistyped key fails at start with its path (``$.kafka.linger_ms``) and the reason.
+Any setting can be overridden from the environment: ``STREAMER_`` then the path
+in upper case with ``__`` between levels, the value parsed as YAML
+(``STREAMER_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``STREAMER_BATCH__INTERVAL_MS=100``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from streamer.errors import ConfigError
+from streamer.types import ModelName
+
+ENV_PREFIX = "STREAMER_"
+EMBEDDED = "embedded"
+
+
+class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every config section."""
+
+
+class VenueConfig(ConfigBase):
+    """One exchange connection."""
+
+    name: Literal["deribit"] = "deribit"
+    url: str = "replay"
+    currencies: tuple[str, ...] = ("BTC", "ETH")
+    heartbeat_s: int = 10
+    subscribe_batch: int = 250
+    interval: Literal["100ms", "agg2"] = "100ms"
+    requests_per_s: float = 3.0
+    refresh_instruments_s: float = 600.0
+
+
+class ReplayConfig(ConfigBase):
+    """The local replay server used when a venue's url is ``replay``."""
+
+    file: str = "bundled"
+    speed: float = 5.0
+    loop: bool = False
+
+
+class BatchConfig(ConfigBase):
+    """When the calibrator cuts a batch of quotes."""
+
+    interval_ms: int = 250
+    max_quotes: int = 5000
+
+
+class CalibrationConfig(ConfigBase):
+    """Model choice, quote filters and fallback rules."""
+
+    model: ModelName = "svi"
+    models: dict[str, ModelName] = msgspec.field(default_factory=dict)
+    min_quotes: int = 6
+    max_rel_spread: float = 1.0
+    stale_after_ms: int = 120_000
+    max_rmse_vol: float = 0.05
+    rmse_jump_factor: float = 4.0
+    budget_ms: float = 100.0
+
+
+class KafkaConfig(ConfigBase):
+    """Producer and topic settings; secrets come only from the environment."""
+
+    bootstrap_servers: str = EMBEDDED
+    client_id: str = "streamer"
+    surface_topic: str = "vol.surface.v1"
+    ticks_topic: str = "vol.ticks.v1"
+    acks: Literal["all", "1", "0"] = "all"
+    enable_idempotence: bool | None = None
+    linger_ms: int = 5
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    value_format: Literal["json", "msgpack"] = "json"
+    request_timeout_ms: int = 30_000
+    retry_backoff_ms: int = 200
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username_env: str = "STREAMER_KAFKA_USERNAME"
+    sasl_password_env: str = "STREAMER_KAFKA_PASSWORD"
+    ssl_cafile: str | None = None
+    create_topics: bool = True
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+
+    @property
+    def embedded(self) -> bool:
+        """True when the embedded Tansu broker is to be started."""
+        return self.bootstrap_servers == EMBEDDED
+
+    @property
+    def idempotence(self) -> bool:
+        """Idempotent producer: on for a real cluster, off for the embedded broker."""
+        if self.enable_idempotence is None:
+            return not self.embedded
+        return self.enable_idempotence
+
+
+class MetricsConfig(ConfigBase):
+    """The Prometheus /metrics, /healthz and /readyz HTTP endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9108
+    stale_after_s: float = 30.0
+
+
+class LogConfig(ConfigBase):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["human", "json"] = "human"
+
+
+class AppConfig(ConfigBase):
+    """The whole configuration."""
+
+    venues: tuple[VenueConfig, ...] = (VenueConfig(),)
+    replay: ReplayConfig = ReplayConfig()
+    batch: BatchConfig = BatchConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+    sink: Literal["kafka", "stdout"] = "kafka"
+
+
+def _apply_env(tree: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if path[0] not in AppConfig.__struct_fields__:
+            continue  # other STREAMER_* variables (credentials) are not settings
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment {name}: `{part}` is not a section")
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment {name}: not a YAML value: {exc}") from exc
+    return tree
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None
+                ) -> AppConfig:
+    """Read config.yaml (or defaults when ``path`` is None), apply env overrides, validate.
+
+    Raises
+    ------
+    ConfigError
+        With the key's path and the reason, for unknown keys and bad values.
+    """
+    tree: Any = {}
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config {path}: the top level must be a mapping")
+    tree = _apply_env(tree, os.environ if env is None else env)
+    try:
+        config = msgspec.convert(tree, AppConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config error: {exc}") from exc
+    _check(config)
+    return config
+
+
+def _check(config: AppConfig) -> None:
+    """Rules a type cannot express."""
+    problems: list[str] = []
+    if config.batch.interval_ms <= 0:
+        problems.append("batch.interval_ms must be > 0")
+    if config.batch.max_quotes <= 0:
+        problems.append("batch.max_quotes must be > 0")
+    if config.replay.speed <= 0:
+        problems.append("replay.speed must be > 0")
+    if not 0 <= config.metrics.port <= 65535:
+        problems.append("metrics.port must be within 0..65535")
+    if config.calibration.min_quotes < 5:
+        problems.append("calibration.min_quotes must be >= 5 (SVI has 5 parameters)")
+    for i, venue in enumerate(config.venues):
+        if venue.heartbeat_s < 1:
+            problems.append(f"venues[{i}].heartbeat_s must be >= 1 (Deribit requires >= 10)")
+        if not venue.currencies:
+            problems.append(f"venues[{i}].currencies must not be empty")
+    if problems:
+        raise ConfigError("config error: " + "; ".join(problems))

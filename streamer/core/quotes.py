@@ -1,0 +1,95 @@
+"""Per-quote filters (each rejected quote gets exactly one reason) and fit weights."""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class QuoteReject(enum.IntEnum):
+    """Why a quote is not used in a fit (``OK`` when it is)."""
+
+    OK = 0
+    NON_FINITE = 1
+    NON_POSITIVE = 2
+    NO_BID = 3
+    NO_ASK = 4
+    CROSSED = 5
+    TOO_WIDE = 6
+    NO_TIME_VALUE = 7
+    IV_FAILED = 8
+    STALE = 9
+
+    @property
+    def label(self) -> str:
+        """Lower-case name, used as a metric label."""
+        return self.name.lower()
+
+
+def filter_quotes(bid: npt.ArrayLike, ask: npt.ArrayLike, forward: npt.ArrayLike,
+                  strike: npt.ArrayLike, t: npt.ArrayLike, is_call: npt.ArrayLike, *,
+                  max_rel_spread: float = 1.0, min_time_value_rel: float = 1e-8
+                  ) -> npt.NDArray[np.int8]:
+    """Reason code per quote (0 keeps it), first failing rule wins.
+
+    Missing sides are NaN (the Deribit decoder maps its 0.0 to NaN). A mid at or
+    below intrinsic, or with time value under ``min_time_value_rel`` of the
+    forward, carries no vol information.
+    """
+    b, a = np.asarray(bid, np.float64), np.asarray(ask, np.float64)
+    f, k = np.asarray(forward, np.float64), np.asarray(strike, np.float64)
+    tt, call = np.asarray(t, np.float64), np.asarray(is_call, bool)
+    b, a, f, k, tt, call = np.broadcast_arrays(b, a, f, k, tt, call)
+    code = np.zeros(b.shape, np.int8)
+
+    def mark(mask: npt.NDArray[np.bool_], reason: QuoteReject) -> None:
+        code[(code == 0) & mask] = reason
+
+    with np.errstate(invalid="ignore"):
+        mark(np.isinf(b) | np.isinf(a) | ~np.isfinite(f) | ~np.isfinite(k) | ~np.isfinite(tt),
+             QuoteReject.NON_FINITE)
+        mark((f <= 0) | (k <= 0) | (tt <= 0) | (b < 0) | (a < 0), QuoteReject.NON_POSITIVE)
+        mark(np.isnan(b) | (b == 0), QuoteReject.NO_BID)
+        mark(np.isnan(a) | (a == 0), QuoteReject.NO_ASK)
+        mark(b > a, QuoteReject.CROSSED)
+        mid = 0.5 * (a + b)
+        mark((a - b) / mid > max_rel_spread, QuoteReject.TOO_WIDE)
+        intrinsic = np.maximum(np.where(call, f - k, k - f), 0.0)
+        mark(mid - intrinsic <= min_time_value_rel * f, QuoteReject.NO_TIME_VALUE)
+    return code
+
+
+def otm_mask(strike: npt.ArrayLike, forward: npt.ArrayLike, is_call: npt.ArrayLike
+             ) -> npt.NDArray[np.bool_]:
+    """Out-of-the-money side: calls at or above the forward, puts below it.
+
+    OTM options carry the vol information without the intrinsic value that makes
+    in-the-money prices ill-conditioned, the usual choice for smile fitting.
+    """
+    k, f, call = np.asarray(strike), np.asarray(forward), np.asarray(is_call, bool)
+    result: npt.NDArray[np.bool_] = np.where(call, k >= f, k < f)
+    return result
+
+
+def fit_weights(bid_iv: npt.ArrayLike, ask_iv: npt.ArrayLike, vega: npt.ArrayLike,
+                *, floor_vol: float = 0.0025) -> FloatArray:
+    """Weights of squared vol errors: inverse squared vol half-spread, times relative vega.
+
+    A tight market pins the smile more than a wide one (the half-spread is the
+    vol uncertainty of the mid); vega down-weights far wings whose prices are a tick
+    or two. Missing IV spreads count as the median spread. Normalised to mean 1.
+    """
+    half = 0.5 * (np.asarray(ask_iv, np.float64) - np.asarray(bid_iv, np.float64))
+    finite = np.isfinite(half) & (half > 0)
+    fill = float(np.median(half[finite])) if finite.any() else 0.01
+    half = np.maximum(np.where(finite, half, fill), floor_vol)
+    v = np.asarray(vega, np.float64)
+    rel_vega = np.where(np.isfinite(v) & (v > 0), v, 0.0)
+    rel_vega = rel_vega / rel_vega.max() if rel_vega.max() > 0 else np.ones_like(half)
+    w = np.sqrt(np.maximum(rel_vega, 1e-3)) / (half * half)
+    result: FloatArray = w / w.mean()
+    return result

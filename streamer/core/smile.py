@@ -1,0 +1,75 @@
+"""Standard smile metrics on a fitted smile: ATM level, skew, curvature, RR and BF.
+
+Definitions (``k = ln(K/F)``, ``sigma(k)`` the fitted smile, ``t`` in years):
+
+- ATM vol ``sigma(0)``; skew ``d sigma / d k`` and curvature ``d2 sigma / d k2`` at 0.
+- The D-delta call strike solves the forward Black-76 delta ``N(d1) = D`` and the put
+  strike ``N(d1) - 1 = -D`` with ``d1 = -k / (sigma(k) sqrt t) + sigma(k) sqrt t / 2``,
+  each on the fitted smile (the vol depends on the strike being solved for).
+- Risk reversal ``RR_D = sigma(call_D) - sigma(put_D)``; butterfly
+  ``BF_D = (sigma(call_D) + sigma(put_D)) / 2 - sigma(0)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtr
+
+FloatArray = npt.NDArray[np.float64]
+VolOfK = Callable[[FloatArray], FloatArray]
+
+_STEP = 1e-4
+_BISECTIONS = 42
+
+
+class SmileMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Summary numbers of one smile (decimal vols; skew per unit of log-moneyness)."""
+
+    atm_vol: float
+    atm_skew: float
+    atm_curvature: float
+    rr25: float
+    bf25: float
+    rr10: float
+    bf10: float
+
+
+def _delta_strikes(vol_of_k: VolOfK, t: float, deltas: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Log-moneyness of the calls with forward delta ``deltas`` and the puts with ``-deltas``."""
+    sqrt_t = np.sqrt(t)
+
+    def call_delta(k: FloatArray) -> FloatArray:
+        s = vol_of_k(k) * sqrt_t
+        result: FloatArray = ndtr(-k / s + 0.5 * s)
+        return result
+
+    # Call delta falls with k; the D-call lies right of the (-D)-put. Bisection on both.
+    targets = np.concatenate([deltas, 1.0 - deltas])  # put delta -D  <=>  N(d1) = 1 - D
+    lo = np.full(targets.shape, -3.0)
+    hi = np.full(targets.shape, 3.0)
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        high = call_delta(mid) > targets
+        lo = np.where(high, mid, lo)
+        hi = np.where(high, hi, mid)
+    k = 0.5 * (lo + hi)
+    return k[: deltas.size], k[deltas.size:]
+
+
+def smile_metrics(vol_of_k: VolOfK, t: float) -> SmileMetrics:
+    """ATM, skew, curvature and 25/10-delta RR and BF of a smile ``vol_of_k``."""
+    around = vol_of_k(np.array([-_STEP, 0.0, _STEP]))
+    atm = float(around[1])
+    skew = float((around[2] - around[0]) / (2 * _STEP))
+    curvature = float((around[2] - 2 * around[1] + around[0]) / _STEP**2)
+    k_call, k_put = _delta_strikes(vol_of_k, t, np.array([0.25, 0.10]))
+    v_call, v_put = vol_of_k(k_call), vol_of_k(k_put)
+    rr = v_call - v_put
+    bf = 0.5 * (v_call + v_put) - atm
+    return SmileMetrics(atm_vol=atm, atm_skew=skew, atm_curvature=curvature,
+                        rr25=float(rr[0]), bf25=float(bf[0]), rr10=float(rr[1]),
+                        bf10=float(bf[1]))

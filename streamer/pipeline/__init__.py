@@ -1,0 +1,1 @@
+"""Stateful, synchronous, no network: quotes in, surface updates out; time passed in."""

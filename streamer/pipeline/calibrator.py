@@ -1,0 +1,89 @@
+"""Incremental per-slice calibration: warm start, cold retry, fallback to the last good fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from streamer.config import CalibrationConfig
+from streamer.core.smile import SmileMetrics, smile_metrics
+from streamer.pipeline.models import SliceModel
+from streamer.pipeline.snapshot import SliceSnapshot
+from streamer.types import SliceStatus
+
+
+class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
+    """The state of one expiry after a batch: what is published for it."""
+
+    expiry_ts_ms: int
+    t: float
+    forward: float
+    params: Any
+    rmse_vol: float
+    n_quotes: int
+    status: SliceStatus
+    metrics: SmileMetrics
+    butterfly_free: bool
+    k_range: tuple[float, float]
+
+
+class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A slice's new state (None when it has never been fitted) and a fallback reason."""
+
+    fit: SliceFit | None
+    fallback_reason: str | None = None
+
+
+class SliceCalibrator:
+    """Fits one slice at a time against the previous good fit of the same expiry."""
+
+    def __init__(self, model: SliceModel, config: CalibrationConfig) -> None:
+        self.model = model
+        self.config = config
+
+    def calibrate(self, snap: SliceSnapshot, previous: SliceFit | None) -> SliceOutcome:
+        """Warm from ``previous`` when there is one; cold when not or when warm fails."""
+        if snap.n_quotes < self.config.min_quotes:
+            return self._keep(previous, snap, "stale", "too_few_quotes")
+        prev_params = previous.params if previous is not None else None
+        fit = self.model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
+        status: SliceStatus = "warm" if prev_params is not None else "cold"
+        if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
+            fit = self.model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)
+            status = "cold"
+        if not self._acceptable(fit.ok, fit.rmse_vol, previous):
+            reason = "fit_failed" if not fit.ok else "rmse_too_high"
+            return self._keep(previous, snap, "fallback", reason)
+        return SliceOutcome(fit=self._slice_fit(snap, fit.params, fit.rmse_vol, status))
+
+    def _acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
+        if not ok or not np.isfinite(rmse):
+            return False
+        limit = self.config.max_rmse_vol
+        if previous is not None and previous.status in ("warm", "cold"):
+            limit = max(limit, self.config.rmse_jump_factor * previous.rmse_vol)
+        return rmse <= limit
+
+    def _keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
+              reason: str) -> SliceOutcome:
+        """Last good parameters, re-evaluated at the new time; None if there are none."""
+        if previous is None:
+            return SliceOutcome(fit=None, fallback_reason=reason)
+        rmse = previous.rmse_vol
+        if snap.n_quotes:
+            err = self.model.vol(snap.k, snap.t, previous.params) - snap.iv
+            rmse = float(np.sqrt(np.mean(err * err)))
+        kept = self._slice_fit(snap, previous.params, rmse, status)
+        return SliceOutcome(fit=kept, fallback_reason=reason)
+
+    def _slice_fit(self, snap: SliceSnapshot, params: Any, rmse: float, status: SliceStatus
+                   ) -> SliceFit:
+        t = snap.t
+        k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
+        metrics = smile_metrics(lambda k: self.model.vol(k, t, params), t)
+        margin = self.model.butterfly_margin(params, t, *k_range)
+        return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
+                        params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
+                        metrics=metrics, butterfly_free=bool(margin >= 0.0), k_range=k_range)

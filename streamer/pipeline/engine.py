@@ -1,0 +1,197 @@
+"""The per-venue engine: quotes in, whole-surface updates out, numbers for the metrics.
+
+Time only comes in as arguments (``on_timer(now_ns)``, quote timestamps), so a
+replay of the same quotes produces the same updates. The engine measures its own
+compute time with ``perf_counter_ns`` for the metrics; that never feeds results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from streamer.config import BatchConfig, CalibrationConfig
+from streamer.core.arbitrage import calendar_free
+from streamer.pipeline.batcher import Batcher
+from streamer.pipeline.calibrator import SliceCalibrator, SliceFit
+from streamer.pipeline.chain_book import ChainBook
+from streamer.pipeline.models import model_for
+from streamer.pipeline.snapshot import build_slice, count_rejects, years_to_expiry
+from streamer.types import SliceUpdate, SurfaceUpdate
+
+CALENDAR_GRID = np.linspace(-1.0, 1.0, 41)
+
+
+@dataclass
+class EngineReport:
+    """What happened since the last ``drain_report``, for the metrics."""
+
+    rejects: Counter[tuple[str, str]] = field(default_factory=Counter)
+    calibration_seconds: list[tuple[tuple[str, str], float]] = field(default_factory=list)
+    fallbacks: Counter[tuple[str, str]] = field(default_factory=Counter)
+    slices: Counter[tuple[str, str]] = field(default_factory=Counter)
+    arbitrage: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rmse: dict[str, tuple[float, float]] = field(default_factory=dict)
+    deferred_slices: int = 0
+
+
+@dataclass
+class _Underlying:
+    book: ChainBook
+    batcher: Batcher
+    fits: dict[int, SliceFit] = field(default_factory=dict)
+    seq: int = 0
+    last_cut_ns: int = 0
+    seeded: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Engine:
+    """Chain books, batching and incremental calibration for every underlying of a venue."""
+
+    def __init__(self, venue: str, calibration: CalibrationConfig, batch: BatchConfig) -> None:
+        self.venue = venue
+        self.calibration = calibration
+        self.batch = batch
+        self._underlyings: dict[str, _Underlying] = {}
+        self._report = EngineReport()
+
+    def _state(self, underlying: str) -> _Underlying:
+        state = self._underlyings.get(underlying)
+        if state is None:
+            state = _Underlying(ChainBook(self.venue, underlying),
+                                Batcher(self.batch.interval_ms, self.batch.max_quotes))
+            self._underlyings[underlying] = state
+        return state
+
+    def model_name(self, underlying: str) -> str:
+        """The model configured for an underlying."""
+        return self.calibration.models.get(underlying, self.calibration.model)
+
+    def on_quote(self, quote: object) -> None:
+        """Store a Quote; cheap (calibration happens in ``on_timer``)."""
+        from streamer.types import Quote
+
+        assert isinstance(quote, Quote)
+        state = self._state(quote.underlying)
+        state.book.update(quote)
+        state.batcher.add(quote.received_ts_ns)
+
+    def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
+        """Cut and calibrate every batch that is due at ``now_ns``."""
+        return [u for name, s in sorted(self._underlyings.items()) if s.batcher.due(now_ns)
+                for u in self._cut(name, s)]
+
+    def flush(self, now_ns: int) -> list[SurfaceUpdate]:
+        """Calibrate everything pending now (the end of a replay)."""
+        return [u for name, s in sorted(self._underlyings.items()) if s.batcher.pending
+                for u in self._cut(name, s)]
+
+    def seed(self, update: SurfaceUpdate) -> None:
+        """Warm-start from a previously published surface (e.g. read back from Kafka)."""
+        state = self._state(update.underlying)
+        state.seq = max(state.seq, update.seq)
+        for s in update.slices:
+            state.seeded[s.expiry_ts_ms] = dict(s.params)
+
+    def drain_report(self) -> EngineReport:
+        """The numbers since the previous call."""
+        report, self._report = self._report, EngineReport()
+        return report
+
+    # -- one batch -------------------------------------------------------------
+    def _cut(self, name: str, state: _Underlying) -> list[SurfaceUpdate]:
+        state.batcher.cut()
+        book = state.book
+        now_ms = book.newest_exchange_ts_ms
+        for expiry in book.drop_expired(now_ms):
+            state.fits.pop(expiry, None)
+        for expiry in [e for e in state.fits if e <= now_ms]:
+            del state.fits[expiry]
+        model = model_for(self.model_name(name))
+        calibrator = SliceCalibrator(model, self.calibration)
+        budget_ns = int(self.calibration.budget_ms * 1e6)
+        started = time.perf_counter_ns()
+        dirty = book.take_dirty()
+        for i, expiry in enumerate(dirty):
+            if time.perf_counter_ns() - started > budget_ns:
+                book.dirty.update(dirty[i:])  # over budget: the rest waits for the next batch
+                self._report.deferred_slices += len(dirty) - i
+                break
+            self._calibrate_expiry(name, state, calibrator, expiry, now_ms)
+        self._report.calibration_seconds.append(
+            ((model.name, name), (time.perf_counter_ns() - started) / 1e9))
+        state.last_cut_ns = book.newest_received_ts_ns
+        if not state.fits:
+            return []
+        return [self._surface(name, state, model.name, model.to_dict, now_ms)]
+
+    def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
+                          expiry: int, now_ms: int) -> None:
+        snap, codes, quotes = build_slice(
+            state.book.quotes(expiry), expiry, now_ms,
+            stale_after_ms=self.calibration.stale_after_ms,
+            max_rel_spread=self.calibration.max_rel_spread)
+        for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
+            self._report.rejects[(self.venue, reason)] += n
+        if snap is None:
+            return
+        previous = state.fits.get(expiry)
+        if previous is None and expiry in state.seeded:
+            previous = self._seeded_fit(calibrator, state.seeded.pop(expiry), snap.t, expiry)
+        outcome = calibrator.calibrate(snap, previous)
+        if outcome.fallback_reason is not None:
+            self._report.fallbacks[(name, outcome.fallback_reason)] += 1
+        if outcome.fit is not None:
+            state.fits[expiry] = outcome.fit
+            self._report.slices[(name, outcome.fit.status)] += 1
+            if not outcome.fit.butterfly_free:
+                self._report.arbitrage[(name, "butterfly")] += 1
+
+    @staticmethod
+    def _seeded_fit(calibrator: SliceCalibrator, params: dict[str, float], t: float,
+                    expiry: int) -> SliceFit | None:
+        try:
+            p = calibrator.model.from_dict(params)
+        except KeyError:
+            return None
+        from streamer.core.smile import smile_metrics
+
+        metrics = smile_metrics(lambda k: calibrator.model.vol(k, t, p), t)
+        return SliceFit(expiry_ts_ms=expiry, t=t, forward=float("nan"), params=p,
+                        rmse_vol=calibrator.config.max_rmse_vol, n_quotes=0, status="warm",
+                        metrics=metrics, butterfly_free=True, k_range=(-0.1, 0.1))
+
+    def _surface(self, name: str, state: _Underlying, model_name: str,
+                 to_dict: object, now_ms: int) -> SurfaceUpdate:
+        fits = [state.fits[e] for e in sorted(state.fits)]
+        model = model_for(model_name)
+        ts = [years_to_expiry(f.expiry_ts_ms, now_ms) for f in fits]
+        grid = np.array([model.total_variance(CALENDAR_GRID, t, f.params)
+                         for f, t in zip(fits, ts, strict=True)])
+        cal_ok = calendar_free(grid)
+        slices = []
+        for f, t, ok in zip(fits, ts, cal_ok, strict=True):
+            if not ok:
+                self._report.arbitrage[(name, "calendar")] += 1
+            slices.append(SliceUpdate(
+                expiry=_iso(f.expiry_ts_ms), expiry_ts_ms=f.expiry_ts_ms, t=t,
+                forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
+                atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
+                rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
+                butterfly_free=f.butterfly_free, calendar_free=bool(ok)))
+        rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
+        if rmses:
+            self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
+        state.seq += 1
+        return SurfaceUpdate(
+            venue=self.venue, underlying=name, model=model_name,  # type: ignore[arg-type]
+            seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,
+            published_ts_ns=0, spot=state.book.index_price, params={}, slices=slices)

@@ -1,0 +1,1 @@
+"""IO out: where surface updates go (Kafka, stdout, memory for tests)."""

@@ -1,0 +1,195 @@
+"""Publish surfaces to Kafka with aiokafka: keyed, latest-per-key, never blocking the engine.
+
+``publish`` only records the update as the latest pending one for its key (an
+older pending update of that key is conflated: counted, not sent). A sender task
+sends everything pending as one batch, waits for the acknowledgements and reports
+each delivery. When the broker is unreachable, pending stays bounded (one update
+per key), failures are counted by reason and logged once per burst, and the
+sender reconnects with capped backoff and then publishes the latest surfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamer.config import KafkaConfig
+from streamer.sinks.base import OnDelivered, OnError
+from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
+from streamer.types import SurfaceUpdate
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL_S = 0.2
+BACKOFF_MAX_S = 5.0
+FLUSH_TIMEOUT_S = 10.0
+
+
+def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
+    """aiokafka producer keyword arguments from the config; secrets only from the env."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap, "client_id": config.client_id,
+        "acks": "all" if config.acks == "all" else int(config.acks),
+        "enable_idempotence": config.idempotence, "linger_ms": config.linger_ms,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "request_timeout_ms": config.request_timeout_ms,
+        "retry_backoff_ms": config.retry_backoff_ms,
+        "security_protocol": config.security_protocol,
+    }
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=config.ssl_cafile)
+    if config.sasl_mechanism is not None:
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = os.environ.get(config.sasl_username_env, "")
+        options["sasl_plain_password"] = os.environ.get(config.sasl_password_env, "")
+    return options
+
+
+async def ensure_topics(config: KafkaConfig, bootstrap: str) -> None:
+    """Create the surface (compacted) and ticks topics when absent."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=config.client_id,
+                                request_timeout_ms=config.request_timeout_ms)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(config.surface_topic, config.topic_partitions,
+                           config.topic_replication_factor,
+                           topic_configs={"cleanup.policy": "compact"}),
+                  NewTopic(config.ticks_topic, config.topic_partitions,
+                           config.topic_replication_factor)]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()
+
+
+class KafkaSink:
+    """The Kafka surface publisher (see the module docstring)."""
+
+    def __init__(self, config: KafkaConfig, *, bootstrap_servers: str | None = None,
+                 on_delivered: OnDelivered | None = None, on_error: OnError | None = None,
+                 on_send_seconds: Any = None) -> None:
+        self.config = config
+        self.bootstrap = bootstrap_servers or config.bootstrap_servers
+        self._on_delivered = on_delivered
+        self._on_error = on_error
+        self._on_send_seconds = on_send_seconds
+        self._pending: dict[str, SurfaceUpdate] = {}
+        self._wakeup = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._failing = False
+        self.conflated = 0
+        self.delivered = 0
+        self.errors = 0
+
+    @property
+    def pending(self) -> int:
+        """Updates waiting to be sent (at most one per key)."""
+        return len(self._pending)
+
+    async def start(self) -> None:
+        """Start the sender task; connecting happens there, with retries."""
+        self._sender = asyncio.create_task(self._send_loop(), name="kafka-sender")
+
+    def publish(self, update: SurfaceUpdate) -> None:
+        """Latest-per-key hand-over; never blocks, never raises."""
+        if self._pending.pop(update.key, None) is not None:
+            self.conflated += 1
+        self._pending[update.key] = update
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        """Flush pending updates (bounded wait), then close the producer."""
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while self._pending and time.monotonic() < deadline and self._sender is not None \
+                and not self._sender.done():
+            self._wakeup.set()
+            await asyncio.sleep(0.02)
+        if self._pending:
+            log.warning("stopping with %d surfaces unsent (broker unreachable)", len(self._pending))
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        await self._close_producer()
+
+    async def _connect(self) -> AIOKafkaProducer:
+        if self.config.create_topics:
+            await ensure_topics(self.config, self.bootstrap)
+        producer = AIOKafkaProducer(**producer_options(self.config, self.bootstrap))
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _send_loop(self) -> None:
+        delay = BACKOFF_INITIAL_S
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            try:
+                if self._producer is None:
+                    self._producer = await self._connect()
+                await self._send_pending(self._producer)
+                delay = BACKOFF_INITIAL_S
+                if self._failing:
+                    log.info("Kafka reachable again at %s", self.bootstrap)
+                    self._failing = False
+            except (KafkaError, OSError) as exc:
+                self._report_failure(exc)
+                await self._close_producer()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _send_pending(self, producer: AIOKafkaProducer) -> None:
+        batch, self._pending = self._pending, {}
+        started = time.perf_counter()
+        try:
+            futures = [await producer.send(
+                self.config.surface_topic, key=key.encode(),
+                value=encode_surface(update, self.config.value_format),
+                headers=[SCHEMA_HEADER]) for key, update in batch.items()]
+            await asyncio.gather(*futures)
+        except BaseException:
+            for key, update in batch.items():  # keep unless a newer one arrived meanwhile
+                self._pending.setdefault(key, update)
+            raise
+        ack_ns = time.time_ns()
+        if self._on_send_seconds is not None:
+            self._on_send_seconds(time.perf_counter() - started)
+        for update in batch.values():
+            self.delivered += 1
+            if self._on_delivered is not None:
+                self._on_delivered(update, ack_ns)
+
+    def _report_failure(self, exc: BaseException) -> None:
+        self.errors += 1
+        reason = type(exc).__name__
+        if self._on_error is not None:
+            self._on_error(reason)
+        if not self._failing:  # once per burst, not per message
+            log.warning("Kafka at %s unreachable (%s: %s); keeping the latest surface per key "
+                        "and retrying", self.bootstrap, reason, exc)
+            self._failing = True

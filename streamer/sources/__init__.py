@@ -1,0 +1,1 @@
+"""IO in: venue websocket sessions, tick-file replay."""

@@ -1,0 +1,52 @@
+"""What every venue session shares: the QuoteSink it feeds and the reconnect policy.
+
+The reconnect policy is two small pure parts, as in the websockets library: a
+delay generator (capped exponential backoff with jitter) and a retryable-or-fatal
+check.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Protocol
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from streamer.errors import StreamerError
+from streamer.types import Quote
+
+
+class QuoteSink(Protocol):
+    """Receives what a venue session produces (implemented by the app)."""
+
+    def on_quote(self, quote: Quote) -> None:
+        """A normalised quote."""
+
+    def on_reject(self, venue: str, reason: str) -> None:
+        """A dropped message or quote, with a short snake_case reason."""
+
+    def on_reconnect(self, venue: str) -> None:
+        """The session is about to reconnect."""
+
+    def on_connected(self, venue: str, connected: bool) -> None:
+        """The session is subscribed and streaming (True) or down (False)."""
+
+
+def backoff_delays(initial_s: float = 0.5, max_s: float = 30.0, factor: float = 2.0,
+                   jitter: float = 0.2, rng: random.Random | None = None) -> Iterator[float]:
+    """Capped exponential delays, each spread by ±``jitter`` (a fraction) at random."""
+    rand = rng or random.Random()
+    delay = initial_s
+    while True:
+        yield delay * (1.0 + jitter * (2.0 * rand.random() - 1.0))
+        delay = min(delay * factor, max_s)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Network trouble and venue hiccups are retried; bad URLs and bugs are not."""
+    if isinstance(exc, InvalidURI):
+        return False
+    if isinstance(exc, StreamerError):
+        return exc.retryable
+    return isinstance(exc, OSError | ConnectionClosed | InvalidHandshake | TimeoutError | EOFError)

@@ -1,0 +1,1 @@
+"""Deribit: JSON-RPC 2.0 over websocket (schema, pure protocol, session)."""

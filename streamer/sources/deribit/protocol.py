@@ -1,0 +1,217 @@
+"""Deribit protocol, pure: request builders and the decoder (bytes in, events out).
+
+No socket and no clock: the session feeds received frames with their receive
+time; ``streamer replay`` feeds tick-file lines the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from streamer.sources.deribit.schema import Envelope, HeartbeatParams, SubscriptionParams, Ticker
+from streamer.types import Quote
+
+VENUE = "deribit"
+EXPIRY_HOUR_UTC = 8
+_MONTHS = {m: i for i, m in enumerate(
+    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
+_OPTION = re.compile(
+    r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
+    r"-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP])$")
+_FUTURE = re.compile(r"^[A-Z0-9_]+-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$")
+
+
+class InstrumentInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What an option's name says about it."""
+
+    underlying: str
+    expiry_ts_ms: int
+    strike: float
+    is_call: bool
+    linear: bool
+
+
+class Decoded(msgspec.Struct, kw_only=True):
+    """What one frame meant: quotes, rejections (reasons) and control events."""
+
+    quotes: list[Quote] = msgspec.field(default_factory=list)
+    rejects: list[str] = msgspec.field(default_factory=list)
+    test_request: bool = False
+    response_id: int | None = None
+    result: Any = None
+    error_code: int | None = None
+    error_message: str = ""
+    platform_state: str | None = None
+
+
+def parse_instrument_name(name: str) -> InstrumentInfo | None:
+    """``BTC-8JUN20-8750-P`` or ``MATIC_USDC-9MAR24-1d02-C``; None for anything else."""
+    match = _OPTION.match(name)
+    if match is None or match["mon"] not in _MONTHS:
+        return None
+    try:
+        expiry = datetime(2000 + int(match["yy"]), _MONTHS[match["mon"]], int(match["day"]),
+                          EXPIRY_HOUR_UTC, tzinfo=UTC)
+    except ValueError:
+        return None
+    strike = float(match["strike"].replace("d", "."))
+    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=int(expiry.timestamp() * 1000),
+                          strike=strike, is_call=match["cp"] == "C",
+                          linear=match["settle"] is not None)
+
+
+def classify_unparsable(name: str) -> str:
+    """Reject reason for an instrument name that is not a plain option."""
+    parts = name.split("-")
+    if _FUTURE.match(name):
+        return "not_option"
+    if len(parts) >= 3 and parts[1].isalpha() or (len(parts) >= 2 and any(
+            parts[1].startswith(tag) for tag in ("STRD", "CSR", "PSR", "CS", "PS", "RR", "STG",
+                                                  "CBUT", "PBUT", "CCAL", "PCAL", "ICOND"))):
+        return "combo"
+    return "unknown_instrument"
+
+
+def _request(method: str, params: dict[str, Any], request_id: int) -> bytes:
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                "params": params})
+
+
+def subscribe_request(channels: list[str], request_id: int) -> bytes:
+    """``public/subscribe`` for at most 250 channels."""
+    return _request("public/subscribe", {"channels": channels}, request_id)
+
+
+def set_heartbeat_request(interval_s: int, request_id: int) -> bytes:
+    """``public/set_heartbeat`` (Deribit accepts intervals of 10 s and more)."""
+    return _request("public/set_heartbeat", {"interval": interval_s}, request_id)
+
+
+def test_request_reply(request_id: int) -> bytes:
+    """``public/test``, the answer to a heartbeat ``test_request``."""
+    return _request("public/test", {}, request_id)
+
+
+test_request_reply.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def get_instruments_request(currency: str, request_id: int) -> bytes:
+    """``public/get_instruments`` for live options of one currency."""
+    return _request("public/get_instruments",
+                    {"currency": currency, "kind": "option", "expired": False}, request_id)
+
+
+def ticker_channel(instrument: str, interval: str) -> str:
+    """Channel name of an instrument's ticker."""
+    return f"ticker.{instrument}.{interval}"
+
+
+def _nan_if_missing(value: float | None) -> float:
+    """Deribit sends 0.0 or null for a missing side."""
+    return math.nan if value is None or value == 0.0 else float(value)
+
+
+class DeribitDecoder:
+    """Turns raw frames into Quotes and control events; never raises."""
+
+    def __init__(self) -> None:
+        self._envelope = msgspec.json.Decoder(Envelope)
+        self._sub = msgspec.json.Decoder(SubscriptionParams)
+        self._heartbeat = msgspec.json.Decoder(HeartbeatParams)
+        self._ticker = msgspec.json.Decoder(Ticker)
+        self._instruments: dict[str, InstrumentInfo | str] = {}
+
+    def instrument(self, name: str) -> InstrumentInfo | str:
+        """Parsed (and cached) instrument, or the reject reason for its name."""
+        info = self._instruments.get(name)
+        if info is None:
+            info = parse_instrument_name(name) or classify_unparsable(name)
+            if len(self._instruments) < 100_000:
+                self._instruments[name] = info
+        return info
+
+    def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
+        """Decode one frame received at ``received_ts_ns``."""
+        out = Decoded()
+        try:
+            env = self._envelope.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            out.rejects.append("malformed")
+            return out
+        try:
+            if env.method == "subscription":
+                self._subscription(env.params, received_ts_ns, out)
+            elif env.method == "heartbeat":
+                out.test_request = self._heartbeat.decode(env.params).type == "test_request"
+            elif env.id is not None:
+                self._response(env, out)
+            else:
+                out.rejects.append("unexpected_message")
+        except msgspec.DecodeError:
+            out.rejects.append("malformed")
+        return out
+
+    def _response(self, env: Envelope, out: Decoded) -> None:
+        out.response_id = env.id
+        if env.error is not None:
+            out.error_code, out.error_message = env.error.code, env.error.message
+        else:
+            out.result = msgspec.json.decode(env.result)
+
+    def _subscription(self, params: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
+        sub = self._sub.decode(params)
+        if sub.channel.startswith("ticker."):
+            self._ticker_frame(sub.data, received_ts_ns, out)
+        elif sub.channel == "platform_state":
+            state = msgspec.json.decode(sub.data)
+            out.platform_state = str(state.get("maintenance", state)) if isinstance(
+                state, dict) else str(state)
+        else:
+            out.rejects.append("unsubscribed_channel")
+
+    def _ticker_frame(self, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
+        try:
+            tick = self._ticker.decode(data)
+        except msgspec.ValidationError:
+            # Expired instruments carry strings where numbers are expected.
+            out.rejects.append("expired" if b'"expired"' in bytes(data) or b'"closed"' in bytes(
+                data) else "malformed")
+            return
+        quote_or_reason = self._quote(tick, received_ts_ns)
+        if isinstance(quote_or_reason, str):
+            out.rejects.append(quote_or_reason)
+        else:
+            out.quotes.append(quote_or_reason)
+
+    def _quote(self, tick: Ticker, received_ts_ns: int) -> Quote | str:
+        info = self.instrument(tick.instrument_name)
+        if isinstance(info, str):
+            return info
+        if tick.state != "open":
+            return "expired"
+        fwd = tick.underlying_price
+        if fwd is None or not math.isfinite(fwd) or fwd <= 0:
+            return "no_underlying_price"
+        bid, ask = _nan_if_missing(tick.best_bid_price), _nan_if_missing(tick.best_ask_price)
+        if bid < 0 or ask < 0:
+            return "negative_price"
+        if bid > ask:
+            return "crossed"
+        scale = 1.0 if info.linear else fwd  # inverse options quote premiums in coin
+        return Quote(
+            venue=VENUE, underlying=info.underlying, instrument=tick.instrument_name,
+            expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
+            bid_price=bid * scale, ask_price=ask * scale,
+            bid_size=_nan_if_missing(tick.best_bid_amount),
+            ask_size=_nan_if_missing(tick.best_ask_amount),
+            bid_iv=_nan_if_missing(tick.bid_iv) / 100.0,
+            ask_iv=_nan_if_missing(tick.ask_iv) / 100.0,
+            mark_iv=_nan_if_missing(tick.mark_iv) / 100.0,
+            underlying_price=fwd,
+            index_price=float(tick.index_price) if tick.index_price else math.nan,
+            exchange_ts_ms=tick.timestamp, received_ts_ns=received_ts_ns)

@@ -1,0 +1,75 @@
+"""Deribit wire messages as msgspec Structs, with Deribit's own field names.
+
+Only the fields we use are named ("view" Structs); unknown fields are ignored,
+never forbidden, because exchanges add fields.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RpcError(msgspec.Struct, frozen=True):
+    """``error`` member of a JSON-RPC response."""
+
+    code: int
+    message: str = ""
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """Any frame: a notification (``method``) or a response (``id``)."""
+
+    jsonrpc: str = "2.0"
+    method: str | None = None
+    params: msgspec.Raw = msgspec.Raw(b"null")
+    id: int | None = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: RpcError | None = None
+
+
+class SubscriptionParams(msgspec.Struct, frozen=True):
+    """``params`` of a ``subscription`` notification."""
+
+    channel: str
+    data: msgspec.Raw
+
+
+class HeartbeatParams(msgspec.Struct, frozen=True):
+    """``params`` of a ``heartbeat`` notification."""
+
+    type: str
+
+
+class Ticker(msgspec.Struct, frozen=True):
+    """The ``ticker.{instrument}.{interval}`` payload fields we use.
+
+    Premiums are in the settlement coin for inverse options (BTC, ETH) and in
+    USDC for linear ones; IVs are in percent; a missing side arrives as 0.0 or null.
+    """
+
+    instrument_name: str
+    timestamp: int
+    state: str = "open"
+    underlying_price: float | None = None
+    index_price: float | None = None
+    best_bid_price: float | None = None
+    best_ask_price: float | None = None
+    best_bid_amount: float | None = None
+    best_ask_amount: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    mark_iv: float | None = None
+
+
+class Instrument(msgspec.Struct, frozen=True):
+    """One entry of a ``public/get_instruments`` result."""
+
+    instrument_name: str
+    kind: str = "option"
+    expiration_timestamp: int = 0
+    strike: float | None = None
+    option_type: str | None = None
+    base_currency: str = ""
+    quote_currency: str = ""
+    settlement_currency: str | None = None
+    is_active: bool = True

@@ -1,0 +1,87 @@
+"""config.yaml decodes into one frozen model; bad keys and values fail with their path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from streamer.config import AppConfig, load_config
+from streamer.errors import ConfigError
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_shipped_config_yaml_equals_the_built_in_defaults() -> None:
+    # Every documented setting in config.yaml is a real key with the default value.
+    assert load_config(ROOT / "config.yaml", env={}) == load_config(None, env={})
+
+
+def test_every_setting_is_documented_in_config_yaml() -> None:
+    text = (ROOT / "config.yaml").read_text()
+    for section, struct in AppConfig.__annotations__.items():
+        assert f"{section}:" in text, section
+    for name in msgspec.structs.fields(load_config(None, env={}).kafka):
+        assert f"  {name.name}:" in text, name.name
+
+
+def test_unknown_key_fails_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  lingr_ms: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown field `lingr_ms` - at `\$.kafka`"):
+        load_config(path, env={})
+
+
+def test_bad_value_fails_with_its_path_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("batch:\n  interval_ms: soon\n")
+    with pytest.raises(ConfigError, match=r"Expected `int`, got `str` - at `\$.batch.interval_ms`"):
+        load_config(path, env={})
+
+
+def test_rule_violations_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("batch:\n  interval_ms: 0\nreplay:\n  speed: -1\n")
+    with pytest.raises(ConfigError, match="interval_ms must be > 0.*speed must be > 0"):
+        load_config(path, env={})
+
+
+def test_environment_overrides_nested_settings_as_yaml_values() -> None:
+    config = load_config(None, env={
+        "STREAMER_KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092",
+        "STREAMER_BATCH__INTERVAL_MS": "100",
+        "STREAMER_SINK": "stdout",
+        "STREAMER_KAFKA_PASSWORD": "not-a-setting",
+    })
+    assert config.kafka.bootstrap_servers == "b1:9092,b2:9092"
+    assert config.batch.interval_ms == 100
+    assert config.sink == "stdout"
+
+
+def test_bad_environment_value_names_the_path() -> None:
+    with pytest.raises(ConfigError, match=r"\$.metrics.port"):
+        load_config(None, env={"STREAMER_METRICS__PORT": "ninety"})
+
+
+def test_idempotence_is_off_for_embedded_and_on_for_a_cluster() -> None:
+    assert load_config(None, env={}).kafka.idempotence is False
+    cluster = load_config(None, env={"STREAMER_KAFKA__BOOTSTRAP_SERVERS": "k:9092"})
+    assert cluster.kafka.idempotence is True
+
+
+def test_config_is_frozen() -> None:
+    config = load_config(None, env={})
+    with pytest.raises(AttributeError):
+        config.sink = "stdout"  # type: ignore[misc]
+
+
+def test_cli_exits_2_with_a_clear_message_on_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("kafka:\n  acks: everyone\n")
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "$.kafka.acks" in proc.stderr
