@@ -29,7 +29,7 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) system-deps lint typecheck pytest
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check streamer tests benchmarks examples
+	$(BIN)/ruff check streamer tests benchmarks
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any, TextIO
 
 import msgspec
 
@@ -83,7 +84,7 @@ class Service:
     """``streamer run``: one process doing ingest, calibration and publishing."""
 
     def __init__(self, config: AppConfig, *, duration_s: float | None = None,
-                 progress_stream: object = sys.stdout) -> None:
+                 progress_stream: TextIO = sys.stdout) -> None:
         self.config = config
         self.duration_s = duration_s
         self.metrics = Metrics()
@@ -159,7 +160,7 @@ class Service:
         return venue.name, session
 
     async def _wait_for_end(self) -> None:
-        waits = [asyncio.create_task(self._stop.wait())]
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait())]
         if self._replay is not None and not self.config.replay.loop:
             waits.append(asyncio.create_task(self._replay_drained()))
         if self.duration_s is not None:

@@ -28,7 +28,7 @@ class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Base of every config section."""
 
 
-class VenueConfig(ConfigBase):
+class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One exchange connection."""
 
     name: Literal["deribit"] = "deribit"
@@ -41,7 +41,7 @@ class VenueConfig(ConfigBase):
     refresh_instruments_s: float = 600.0
 
 
-class ReplayConfig(ConfigBase):
+class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The local replay server used when a venue's url is ``replay``."""
 
     file: str = "bundled"
@@ -49,14 +49,14 @@ class ReplayConfig(ConfigBase):
     loop: bool = False
 
 
-class BatchConfig(ConfigBase):
+class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """When the calibrator cuts a batch of quotes."""
 
     interval_ms: int = 250
     max_quotes: int = 5000
 
 
-class CalibrationConfig(ConfigBase):
+class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Model choice, quote filters and fallback rules."""
 
     model: ModelName = "svi"
@@ -69,7 +69,7 @@ class CalibrationConfig(ConfigBase):
     budget_ms: float = 100.0
 
 
-class KafkaConfig(ConfigBase):
+class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Producer and topic settings; secrets come only from the environment."""
 
     bootstrap_servers: str = EMBEDDED
@@ -105,7 +105,7 @@ class KafkaConfig(ConfigBase):
         return self.enable_idempotence
 
 
-class MetricsConfig(ConfigBase):
+class MetricsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The Prometheus /metrics, /healthz and /readyz HTTP endpoint."""
 
     enabled: bool = True
@@ -114,14 +114,14 @@ class MetricsConfig(ConfigBase):
     stale_after_s: float = 30.0
 
 
-class LogConfig(ConfigBase):
+class LogConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["human", "json"] = "human"
 
 
-class AppConfig(ConfigBase):
+class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
     venues: tuple[VenueConfig, ...] = (VenueConfig(),)

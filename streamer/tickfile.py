@@ -61,7 +61,7 @@ def parse_line(line: bytes) -> TickLine:
 def _open(path: Path, mode: str) -> IO[bytes]:
     if path.suffix == ".gz":
         return gzip.open(path, mode)  # type: ignore[return-value]
-    return open(path, mode)  # noqa: SIM115 -- caller owns the handle
+    return open(path, mode)
 
 
 def read_tickfile(path: str | Path) -> Iterator[TickLine]:

@@ -22,7 +22,7 @@ def test_shipped_config_yaml_equals_the_built_in_defaults() -> None:
 
 def test_every_setting_is_documented_in_config_yaml() -> None:
     text = (ROOT / "config.yaml").read_text()
-    for section, struct in AppConfig.__annotations__.items():
+    for section, _struct in AppConfig.__annotations__.items():
         assert f"{section}:" in text, section
     for name in msgspec.structs.fields(load_config(None, env={}).kafka):
         assert f"  {name.name}:" in text, name.name
@@ -45,7 +45,7 @@ def test_bad_value_fails_with_its_path_and_reason(tmp_path: Path) -> None:
 def test_rule_violations_are_reported_together(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("batch:\n  interval_ms: 0\nreplay:\n  speed: -1\n")
-    with pytest.raises(ConfigError, match="interval_ms must be > 0.*speed must be > 0"):
+    with pytest.raises(ConfigError, match=r"interval_ms must be > 0.*speed must be > 0"):
         load_config(path, env={})
 
 

@@ -42,5 +42,6 @@ def test_replay_command_prints_one_surface_per_line(tmp_path: Path) -> None:
                            "--sink", "stdout"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert rows and all(r["schema_version"] == 1 and r["venue"] == "deribit" for r in rows)
+    assert rows
+    assert all(r["schema_version"] == 1 and r["venue"] == "deribit" for r in rows)
     assert {r["underlying"] for r in rows} == {"BTC", "ETH"}

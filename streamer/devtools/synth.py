@@ -24,7 +24,14 @@ import numpy.typing as npt
 from streamer.core import black76
 from streamer.core.implied_vol import implied_vol
 from streamer.devtools.synth_market import (
-    SPECS, YEAR_MS, UnderlyingSpec, expiries, iso, spot_path, strikes)
+    SPECS,
+    YEAR_MS,
+    UnderlyingSpec,
+    expiries,
+    iso,
+    spot_path,
+    strikes,
+)
 from streamer.tickfile import TickFileWriter
 
 START_TS_MS = 1_732_881_600_000  # 2024-11-29T12:00:00Z

@@ -17,7 +17,8 @@ FloatArray = npt.NDArray[np.float64]
 class SliceModel(Protocol):
     """A smile model fitted one expiry at a time."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None) -> Fit[Any]: ...

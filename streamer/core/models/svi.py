@@ -15,9 +15,9 @@ and avoids the per-call overhead of a general-purpose solver on the hot path.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
-import msgspec
 
 from streamer.core.models.fit import Fit
 

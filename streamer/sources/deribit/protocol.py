@@ -70,7 +70,7 @@ def classify_unparsable(name: str) -> str:
     parts = name.split("-")
     if _FUTURE.match(name):
         return "not_option"
-    if len(parts) >= 3 and parts[1].isalpha() or (len(parts) >= 2 and any(
+    if (len(parts) >= 3 and parts[1].isalpha()) or (len(parts) >= 2 and any(
             parts[1].startswith(tag) for tag in ("STRD", "CSR", "PSR", "CS", "PS", "RR", "STG",
                                                   "CBUT", "PBUT", "CCAL", "PCAL", "ICOND"))):
         return "combo"

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -68,7 +69,7 @@ class DeribitSession:
                 await self._connection()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 -- every failure is logged and classified
+            except Exception as exc:
                 if not is_retryable(exc):
                     log.error("%s: giving up on %s: %s", VENUE, self.url, exc)
                     raise
@@ -166,8 +167,7 @@ class DeribitSession:
     async def _instruments(self, ws: ClientConnection) -> set[str]:
         names: set[str] = set()
         for currency in self.currencies:
-            result = await self._call(ws, lambda i, c=currency: protocol.get_instruments_request(
-                c, i))
+            result = await self._call(ws, partial(protocol.get_instruments_request, currency))
             names.update(r["instrument_name"] for r in result or [] if isinstance(r, dict))
             await asyncio.sleep(self.request_gap_s)
         return names
@@ -182,7 +182,7 @@ class DeribitSession:
         for start in range(0, len(new), self.subscribe_batch):
             batch = new[start:start + self.subscribe_batch]
             try:
-                await self._call(ws, lambda i, b=batch: protocol.subscribe_request(b, i))
+                await self._call(ws, partial(protocol.subscribe_request, batch))
             except VenueError as exc:
                 self.sink.on_reject(VENUE, "subscribe_rejected")
                 log.error("%s: subscription rejected: %s", VENUE, exc)
