@@ -11,7 +11,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,25 @@ def timings_s(fn: Callable[[], object], repeat: int, warmup: int = 3) -> np.ndar
         start = time.perf_counter_ns()
         fn()
         out[i] = (time.perf_counter_ns() - start) / 1e9
+    return out
+
+
+def interleaved_timings_s(fns: Mapping[str, Callable[[], object]], repeat: int,
+                          warmup: int = 1) -> dict[str, np.ndarray]:
+    """:func:`timings_s` of several functions called in turn, round after round.
+
+    A change of load on the machine during the run then hits every function alike,
+    which keeps their ratios meaningful on a shared machine.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out = {name: np.empty(repeat) for name in fns}
+    for i in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter_ns()
+            fn()
+            out[name][i] = (time.perf_counter_ns() - start) / 1e9
     return out
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.models.ssvi import SSVISlice, slice_derivatives
 from streamer.core.models.svi import SVIParams, derivatives
 
 FloatArray = npt.NDArray[np.float64]
@@ -58,3 +61,27 @@ def calendar_free(total_variance: npt.ArrayLike, tol: float = 1e-12) -> npt.NDAr
     """Per expiry: total variance does not decrease from the previous expiry anywhere."""
     result: npt.NDArray[np.bool_] = calendar_margins(total_variance) >= -tol
     return result
+
+
+def numeric_butterfly_margin(total_variance: Callable[[FloatArray], FloatArray], k_min: float,
+                             k_max: float, n: int = 201) -> float:
+    """Minimum of Durrleman's ``g`` for any smile given as ``w(k)``.
+
+    Derivatives by central differences with step ``h = 1e-3``, whose truncation error
+    (``O(h^2)`` of ``w'''``) is far below the margins that matter.
+    """
+    h = 1e-3
+    k = np.linspace(k_min, k_max, n)
+    w = total_variance(np.concatenate([k - h, k, k + h]))
+    w_minus, w_mid, w_plus = w[:n], w[n:2 * n], w[2 * n:]
+    dw = (w_plus - w_minus) / (2.0 * h)
+    d2w = (w_plus - 2.0 * w_mid + w_minus) / (h * h)
+    g = durrleman_g(k, w_mid, dw, d2w)
+    return float(np.min(np.where(np.isfinite(g), g, -np.inf)))
+
+
+def ssvi_butterfly_margin(s: SSVISlice, k_min: float, k_max: float, n: int = 201) -> float:
+    """Minimum of ``g(k)`` of one SSVI slice over ``[k_min, k_max]``."""
+    k = np.linspace(k_min, k_max, n)
+    w, dw, d2w = slice_derivatives(k, s)
+    return float(np.min(durrleman_g(k, w, dw, d2w)))

@@ -8,8 +8,9 @@ import msgspec
 import numpy as np
 
 from streamer.config import CalibrationConfig
+from streamer.core.models.fit import Fit
 from streamer.core.smile import SmileMetrics, smile_metrics
-from streamer.pipeline.models import SliceModel
+from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
 
@@ -39,7 +40,7 @@ class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class SliceCalibrator:
     """Fits one slice at a time against the previous good fit of the same expiry."""
 
-    def __init__(self, model: SliceModel, config: CalibrationConfig) -> None:
+    def __init__(self, model: SliceEvaluator, config: CalibrationConfig) -> None:
         self.model = model
         self.config = config
 
@@ -47,11 +48,13 @@ class SliceCalibrator:
         """Warm from ``previous`` when there is one; cold when not or when warm fails."""
         if snap.n_quotes < self.config.min_quotes:
             return self._keep(previous, snap, "stale", "too_few_quotes")
+        model = self.model
+        assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
         prev_params = previous.params if previous is not None else None
-        fit = self.model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
+        fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
         status: SliceStatus = "warm" if prev_params is not None else "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
-            fit = self.model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)
+            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)
             status = "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
@@ -87,3 +90,68 @@ class SliceCalibrator:
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
                         metrics=metrics, butterfly_free=bool(margin >= 0.0), k_range=k_range)
+
+
+class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A surface model's new state: per-expiry slices and the surface-wide parameters."""
+
+    fits: dict[int, SliceFit]
+    params: Any | None
+    rmse_vol: float
+    fallback_reason: str | None = None
+
+
+class SurfaceCalibrator:
+    """Fits every expiry at once (SSVI, Heston) against the previous good surface."""
+
+    def __init__(self, model: SurfaceModel, config: CalibrationConfig) -> None:
+        self.model = model
+        self.config = config
+        self._slices = SliceCalibrator(model, config)  # for fallbacks and per-slice results
+
+    def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
+                  previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
+        """Warm from ``previous`` when there is one; cold when not or when warm fails."""
+        usable = [s for s in snaps if s.n_quotes >= self.config.min_quotes]
+        if not usable:
+            return self._keep(snaps, previous, previous_rmse, previous_fits, "too_few_quotes")
+        fit = self._fit(usable, previous)
+        status: SliceStatus = "warm" if previous is not None else "cold"
+        if not self._acceptable(fit.ok, fit.rmse_vol, previous_rmse) and previous is not None:
+            fit = self._fit(usable, None)
+            status = "cold"
+        if not self._acceptable(fit.ok, fit.rmse_vol, previous_rmse):
+            reason = "fit_failed" if not fit.ok else "rmse_too_high"
+            return self._keep(snaps, previous, previous_rmse, previous_fits, reason)
+        fits = {}
+        for i, snap in enumerate(usable):
+            params = self.model.slice_params(fit.params, i)
+            err = self.model.vol(snap.k, snap.t, params) - snap.iv
+            rmse = float(np.sqrt(np.mean(err * err)))
+            fits[snap.expiry_ts_ms] = self._slices._slice_fit(snap, params, rmse, status)
+        return SurfaceOutcome(fits=fits, params=fit.params, rmse_vol=fit.rmse_vol)
+
+    def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
+        return self.model.calibrate_surface([s.k for s in snaps], [s.iv for s in snaps],
+                                            [s.t for s in snaps], [s.weights for s in snaps],
+                                            previous)
+
+    def _acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
+        if not ok or not np.isfinite(rmse):
+            return False
+        limit = self.config.max_rmse_vol
+        if np.isfinite(previous_rmse):
+            limit = max(limit, self.config.rmse_jump_factor * previous_rmse)
+        return rmse <= limit
+
+    def _keep(self, snaps: list[SliceSnapshot], previous: Any | None, previous_rmse: float,
+              previous_fits: dict[int, SliceFit], reason: str) -> SurfaceOutcome:
+        """Every expiry at its last good slice, re-evaluated against the new quotes."""
+        fits = {}
+        for snap in snaps:
+            kept = self._slices._keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback",
+                                      reason)
+            if kept.fit is not None:
+                fits[snap.expiry_ts_ms] = kept.fit
+        return SurfaceOutcome(fits=fits, params=previous, rmse_vol=previous_rmse,
+                              fallback_reason=reason)

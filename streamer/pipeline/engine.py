@@ -11,19 +11,33 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import numpy as np
 
 from streamer.config import BatchConfig, CalibrationConfig
-from streamer.core.arbitrage import calendar_free
+from streamer.core.arbitrage import calendar_margins
 from streamer.pipeline.batcher import Batcher
-from streamer.pipeline.calibrator import SliceCalibrator, SliceFit
+from streamer.pipeline.calibrator import SliceCalibrator, SliceFit, SurfaceCalibrator
 from streamer.pipeline.chain_book import ChainBook
-from streamer.pipeline.models import model_for
-from streamer.pipeline.snapshot import build_slice, count_rejects, years_to_expiry
+from streamer.pipeline.models import (
+    SliceEvaluator,
+    SliceModel,
+    SurfaceModel,
+    is_surface_model,
+    model_for,
+)
+from streamer.pipeline.snapshot import (
+    SliceSnapshot,
+    build_slice,
+    count_rejects,
+    years_to_expiry,
+)
 from streamer.types import SliceUpdate, SurfaceUpdate
 
-CALENDAR_GRID = np.linspace(-1.0, 1.0, 41)
+CALENDAR_POINTS = 41
+#: Used for the calendar check when two expiries' quoted ranges do not overlap.
+CALENDAR_FALLBACK_RANGE = (-0.1, 0.1)
 
 
 @dataclass
@@ -47,6 +61,9 @@ class _Underlying:
     seq: int = 0
     last_cut_ns: int = 0
     seeded: dict[int, dict[str, float]] = field(default_factory=dict)
+    surface_params: Any | None = None  # surface models only
+    surface_rmse: float = float("nan")
+    seeded_surface: dict[str, float] | None = None
 
 
 def _iso(ts_ms: int) -> str:
@@ -100,6 +117,8 @@ class Engine:
         state.seq = max(state.seq, update.seq)
         for s in update.slices:
             state.seeded[s.expiry_ts_ms] = dict(s.params)
+        if update.params:
+            state.seeded_surface = dict(update.params)
 
     def drain_report(self) -> EngineReport:
         """The numbers since the previous call."""
@@ -116,31 +135,65 @@ class Engine:
         for expiry in [e for e in state.fits if e <= now_ms]:
             del state.fits[expiry]
         model = model_for(self.model_name(name))
-        calibrator = SliceCalibrator(model, self.calibration)
-        budget_ns = int(self.calibration.budget_ms * 1e6)
         started = time.perf_counter_ns()
-        dirty = book.take_dirty()
-        for i, expiry in enumerate(dirty):
-            if time.perf_counter_ns() - started > budget_ns:
-                book.dirty.update(dirty[i:])  # over budget: the rest waits for the next batch
-                self._report.deferred_slices += len(dirty) - i
-                break
-            self._calibrate_expiry(name, state, calibrator, expiry, now_ms)
+        if is_surface_model(model):
+            self._calibrate_surface(name, state, cast(SurfaceModel, model), now_ms)
+        else:
+            self._calibrate_dirty(name, state, cast(SliceModel, model), now_ms)
         self._report.calibration_seconds.append(
             ((model.name, name), (time.perf_counter_ns() - started) / 1e9))
         state.last_cut_ns = book.newest_received_ts_ns
         if not state.fits:
             return []
-        return [self._surface(name, state, model.name, model.to_dict, now_ms)]
+        return [self._surface(name, state, model, now_ms)]
 
-    def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
-                          expiry: int, now_ms: int) -> None:
+    def _calibrate_dirty(self, name: str, state: _Underlying, model: SliceModel,
+                         now_ms: int) -> None:
+        """Refit the expiries whose quotes changed, within the time budget."""
+        calibrator = SliceCalibrator(model, self.calibration)
+        budget_ns = int(self.calibration.budget_ms * 1e6)
+        started = time.perf_counter_ns()
+        dirty = state.book.take_dirty()
+        for i, expiry in enumerate(dirty):
+            if time.perf_counter_ns() - started > budget_ns:
+                state.book.dirty.update(dirty[i:])  # over budget: the rest waits for the next batch
+                self._report.deferred_slices += len(dirty) - i
+                break
+            self._calibrate_expiry(name, state, calibrator, expiry, now_ms)
+
+    def _calibrate_surface(self, name: str, state: _Underlying, model: SurfaceModel,
+                           now_ms: int) -> None:
+        """Refit every expiry at once (any changed quote moves the shared parameters)."""
+        state.book.take_dirty()
+        snaps = [snap for expiry in state.book.expiries()
+                 if (snap := self._snapshot(state, expiry, now_ms)) is not None]
+        if state.surface_params is None and state.seeded_surface is not None:
+            state.surface_params = model.surface_from_dict(state.seeded_surface)
+            state.seeded_surface = None
+        outcome = SurfaceCalibrator(model, self.calibration).calibrate(
+            snaps, state.surface_params, state.surface_rmse, state.fits)
+        if outcome.fallback_reason is not None:
+            self._report.fallbacks[(name, outcome.fallback_reason)] += 1
+        state.surface_params, state.surface_rmse = outcome.params, outcome.rmse_vol
+        state.fits = dict(outcome.fits)
+        for fit in outcome.fits.values():
+            self._report.slices[(name, fit.status)] += 1
+            if not fit.butterfly_free:
+                self._report.arbitrage[(name, "butterfly")] += 1
+
+    def _snapshot(self, state: _Underlying, expiry: int, now_ms: int) -> SliceSnapshot | None:
+        """Build one expiry's fit inputs and count the quotes it rejected."""
         snap, codes, quotes = build_slice(
             state.book.quotes(expiry), expiry, now_ms,
             stale_after_ms=self.calibration.stale_after_ms,
             max_rel_spread=self.calibration.max_rel_spread)
         for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
             self._report.rejects[(self.venue, reason)] += n
+        return snap
+
+    def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
+                          expiry: int, now_ms: int) -> None:
+        snap = self._snapshot(state, expiry, now_ms)
         if snap is None:
             return
         previous = state.fits.get(expiry)
@@ -169,14 +222,11 @@ class Engine:
                         rmse_vol=calibrator.config.max_rmse_vol, n_quotes=0, status="warm",
                         metrics=metrics, butterfly_free=True, k_range=(-0.1, 0.1))
 
-    def _surface(self, name: str, state: _Underlying, model_name: str,
-                 to_dict: object, now_ms: int) -> SurfaceUpdate:
+    def _surface(self, name: str, state: _Underlying, model: SliceEvaluator,
+                 now_ms: int) -> SurfaceUpdate:
         fits = [state.fits[e] for e in sorted(state.fits)]
-        model = model_for(model_name)
         ts = [years_to_expiry(f.expiry_ts_ms, now_ms) for f in fits]
-        grid = np.array([model.total_variance(CALENDAR_GRID, t, f.params)
-                         for f, t in zip(fits, ts, strict=True)])
-        cal_ok = calendar_free(grid)
+        cal_ok = _calendar_free(model, fits, ts)
         slices = []
         for f, t, ok in zip(fits, ts, cal_ok, strict=True):
             if not ok:
@@ -191,7 +241,29 @@ class Engine:
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
         state.seq += 1
+        surface_params = ({} if state.surface_params is None
+                          else cast(SurfaceModel, model).surface_dict(state.surface_params))
         return SurfaceUpdate(
-            venue=self.venue, underlying=name, model=model_name,  # type: ignore[arg-type]
+            venue=self.venue, underlying=name, model=model.name,  # type: ignore[arg-type]
             seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,
-            published_ts_ns=0, spot=state.book.index_price, params={}, slices=slices)
+            published_ts_ns=0, spot=state.book.index_price, params=surface_params, slices=slices)
+
+
+def _calendar_free(model: SliceEvaluator, fits: list[SliceFit], ts: list[float]) -> list[bool]:
+    """Per expiry: total variance does not fall below the previous expiry's.
+
+    Checked where both expiries are quoted (the overlap of their fitted k ranges):
+    outside it the smiles are extrapolations and the check would flag the model's
+    wings rather than the market.
+    """
+    result = [True] * len(fits)
+    for i in range(1, len(fits)):
+        lo = max(fits[i].k_range[0], fits[i - 1].k_range[0])
+        hi = min(fits[i].k_range[1], fits[i - 1].k_range[1])
+        if hi <= lo:
+            lo, hi = CALENDAR_FALLBACK_RANGE
+        k = np.linspace(lo, hi, CALENDAR_POINTS)
+        pair = np.array([model.total_variance(k, ts[i - 1], fits[i - 1].params),
+                         model.total_variance(k, ts[i], fits[i].params)])
+        result[i] = bool(calendar_margins(pair)[1] >= -1e-12)
+    return result

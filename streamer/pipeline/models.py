@@ -1,27 +1,32 @@
-"""Model adapters: what the calibrator needs of a per-slice model, by name."""
+"""Model adapters: what the calibrator needs of each model, by configured name.
+
+Slice models (SVI, SABR) fit one expiry at a time; surface models (SSVI, Heston)
+fit every expiry of an underlying at once and hand each expiry its own evaluable
+slice parameters. Both evaluate a slice through the same methods, so publishing,
+smile metrics and arbitrage checks do not care which kind produced it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.models import svi
+from streamer.core.arbitrage import numeric_butterfly_margin, ssvi_butterfly_margin
+from streamer.core.models import heston, sabr, ssvi, svi
 from streamer.core.models.fit import Fit
 
 FloatArray = npt.NDArray[np.float64]
 
 
-class SliceModel(Protocol):
-    """A smile model fitted one expiry at a time."""
+class SliceEvaluator(Protocol):
+    """Evaluates and serialises one expiry's fitted parameters."""
 
     @property
     def name(self) -> str: ...
-
-    def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
-                  previous: Any | None) -> Fit[Any]: ...
 
     def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray: ...
 
@@ -34,8 +39,57 @@ class SliceModel(Protocol):
     def from_dict(self, d: dict[str, float]) -> Any: ...
 
 
+class SliceModel(SliceEvaluator, Protocol):
+    """A smile model fitted one expiry at a time."""
+
+    def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
+                  previous: Any | None) -> Fit[Any]: ...
+
+
+class SurfaceModel(SliceEvaluator, Protocol):
+    """A model fitted to every expiry of an underlying at once."""
+
+    def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                          t: Sequence[float], weights: Sequence[FloatArray],
+                          previous: Any | None) -> Fit[Any]: ...
+
+    def slice_params(self, params: Any, index: int) -> Any: ...
+
+    def surface_dict(self, params: Any) -> dict[str, float]: ...
+
+    def surface_from_dict(self, d: dict[str, float]) -> Any: ...
+
+
+class _VolFromVariance:
+    """``vol = sqrt(w / t)`` for models defined by their total variance."""
+
+    def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        raise NotImplementedError
+
+    def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        w = self.total_variance(k, t, params)
+        with np.errstate(invalid="ignore"):
+            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
+        return result
+
+
+class _VarianceFromVol:
+    """``w = vol^2 t`` for models defined by their implied vol."""
+
+    def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        raise NotImplementedError
+
+    def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        v = self.vol(k, t, params)
+        result: FloatArray = v * v * t
+        return result
+
+    def butterfly_margin(self, params: Any, t: float, k_min: float, k_max: float) -> float:
+        return numeric_butterfly_margin(lambda k: self.total_variance(k, t, params), k_min, k_max)
+
+
 @dataclass(frozen=True)
-class SVIModel:
+class SVIModel(_VolFromVariance):
     """Raw SVI per expiry."""
 
     name: str = "svi"
@@ -43,9 +97,6 @@ class SVIModel:
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None) -> Fit[Any]:
         return svi.calibrate(k, iv, t, weights, previous)
-
-    def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
-        return svi.implied_vol(k, t, params)
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
@@ -63,8 +114,113 @@ class SVIModel:
         return svi.SVIParams.from_dict(d)
 
 
-def model_for(name: str) -> SliceModel:
+@dataclass(frozen=True)
+class SABRModel(_VarianceFromVol):
+    """SABR per expiry on the forward-normalised strike ``K/F = e^k`` (so ``F = 1``).
+
+    With the default ``beta = 1`` the normalisation changes nothing; for other betas
+    ``alpha`` is in units of the normalised forward.
+    """
+
+    name: str = "sabr"
+    beta: float = 1.0
+
+    def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
+                  previous: Any | None) -> Fit[Any]:
+        return sabr.calibrate(1.0, np.exp(k), iv, t, weights, previous, beta=self.beta)
+
+    def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        return sabr.implied_vol(1.0, np.exp(np.asarray(k, np.float64)), t, params)
+
+    def to_dict(self, params: Any) -> dict[str, float]:
+        result: dict[str, float] = params.as_dict()
+        return result
+
+    def from_dict(self, d: dict[str, float]) -> Any:
+        return sabr.SABRParams.from_dict(d)
+
+
+@dataclass(frozen=True)
+class SSVIModel(_VolFromVariance):
+    """An arbitrage-free SSVI surface; each expiry publishes ``theta, rho, phi``."""
+
+    name: str = "ssvi"
+
+    def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                          t: Sequence[float], weights: Sequence[FloatArray],
+                          previous: Any | None) -> Fit[Any]:
+        return ssvi.calibrate(k, iv, t, weights, previous)
+
+    def slice_params(self, params: Any, index: int) -> Any:
+        return params.slice(index)
+
+    def surface_dict(self, params: Any) -> dict[str, float]:
+        result: dict[str, float] = params.surface_dict()
+        return result
+
+    def surface_from_dict(self, d: dict[str, float]) -> Any:
+        # Only the shared parameters warm-start; theta re-seeds from the market.
+        return ssvi.SSVIParams(rho=d["rho"], eta=d["eta"], gamma=d["gamma"], t=(), theta=())
+
+    def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        return ssvi.slice_total_variance(k, params)
+
+    def butterfly_margin(self, params: Any, t: float, k_min: float, k_max: float) -> float:
+        return ssvi_butterfly_margin(params, k_min, k_max)
+
+    def to_dict(self, params: Any) -> dict[str, float]:
+        result: dict[str, float] = params.as_dict()
+        return result
+
+    def from_dict(self, d: dict[str, float]) -> Any:
+        return ssvi.SSVISlice.from_dict(d)
+
+
+@dataclass(frozen=True)
+class HestonModel(_VarianceFromVol):
+    """One Heston parameter set for the whole surface; every expiry publishes it."""
+
+    name: str = "heston"
+
+    def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                          t: Sequence[float], weights: Sequence[FloatArray],
+                          previous: Any | None) -> Fit[Any]:
+        return heston.calibrate(k, iv, t, weights, previous)
+
+    def slice_params(self, params: Any, index: int) -> Any:
+        return params
+
+    def surface_dict(self, params: Any) -> dict[str, float]:
+        result: dict[str, float] = params.as_dict()
+        return result
+
+    def surface_from_dict(self, d: dict[str, float]) -> Any:
+        return heston.HestonParams.from_dict(d)
+
+    def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        return heston.implied_vols(k, t, params)
+
+    def to_dict(self, params: Any) -> dict[str, float]:
+        result: dict[str, float] = params.as_dict()
+        return result
+
+    def from_dict(self, d: dict[str, float]) -> Any:
+        return heston.HestonParams.from_dict(d)
+
+
+_SLICE_MODELS: dict[str, SliceModel] = {"svi": SVIModel(), "sabr": SABRModel()}
+_SURFACE_MODELS: dict[str, SurfaceModel] = {"ssvi": SSVIModel(), "heston": HestonModel()}
+
+
+def model_for(name: str) -> SliceModel | SurfaceModel:
     """The adapter for a configured model name."""
-    if name == "svi":
-        return SVIModel()
-    raise ValueError(f"model {name!r} is not wired into the calibrator yet")
+    model = _SLICE_MODELS.get(name) or _SURFACE_MODELS.get(name)
+    if model is None:
+        raise ValueError(f"unknown model {name!r}; expected one of "
+                         f"{sorted([*_SLICE_MODELS, *_SURFACE_MODELS])}")
+    return model
+
+
+def is_surface_model(model: SliceModel | SurfaceModel) -> bool:
+    """True for models fitted to all expiries at once."""
+    return model.name in _SURFACE_MODELS

@@ -1,0 +1,137 @@
+"""Decoding Deribit ticker notifications: our msgspec decoder vs json.loads + dict access.
+
+Input: the first 20,000 messages of the bundled recording, read into memory first
+(file reading and gzip are not timed). Both sides start each run with an empty
+instrument cache and produce the same ``Quote`` objects, checked for equality.
+
+* ``ours_msgspec``: ``DeribitDecoder().decode(raw, received_ts_ns)`` per message.
+* ``baseline_json_loads``: ``json.loads`` then dict access (``msg["params"]["data"]
+  ["best_bid_price"]``), the same checks and the same ``Quote``.
+* ``json_loads_only``: just ``json.loads`` of every message, for scale.
+
+Run from the repo root: ``.venv/bin/python benchmarks/bench_decode.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import interleaved_timings_s, percentiles_ms, record
+
+from streamer.sources.deribit.protocol import (
+    VENUE,
+    DeribitDecoder,
+    InstrumentInfo,
+    classify_unparsable,
+    parse_instrument_name,
+)
+from streamer.tickfile import TickLine, read_tickfile
+from streamer.types import Quote
+
+SAMPLE = Path(__file__).resolve().parents[1] / "streamer" / "data" / "deribit_sample.ndjson.gz"
+N_MESSAGES = 20_000
+
+
+def ours(lines: list[TickLine]) -> list[Quote]:
+    decoder = DeribitDecoder()
+    out: list[Quote] = []
+    for ts, raw in lines:
+        out += decoder.decode(raw, ts).quotes
+    return out
+
+
+def _missing(value: float | None) -> float:
+    return math.nan if value is None or value == 0.0 else float(value)
+
+
+def _quote(d: dict[str, Any], info: InstrumentInfo, ts: int) -> Quote | None:
+    fwd = d.get("underlying_price")
+    if d.get("state", "open") != "open" or fwd is None or not math.isfinite(fwd) or fwd <= 0:
+        return None
+    bid, ask = _missing(d.get("best_bid_price")), _missing(d.get("best_ask_price"))
+    if bid < 0 or ask < 0 or bid > ask:
+        return None
+    scale = 1.0 if info.linear else fwd
+    index = d.get("index_price")
+    return Quote(
+        venue=VENUE, underlying=info.underlying, instrument=d["instrument_name"],
+        expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
+        bid_price=bid * scale, ask_price=ask * scale,
+        bid_size=_missing(d.get("best_bid_amount")), ask_size=_missing(d.get("best_ask_amount")),
+        bid_iv=_missing(d.get("bid_iv")) / 100.0, ask_iv=_missing(d.get("ask_iv")) / 100.0,
+        mark_iv=_missing(d.get("mark_iv")) / 100.0, underlying_price=float(fwd),
+        index_price=float(index) if index else math.nan,
+        exchange_ts_ms=d["timestamp"], received_ts_ns=ts)
+
+
+def baseline(lines: list[TickLine]) -> list[Quote]:
+    """The dict-digging decoder STYLE.md warns against, kept as fast as it goes."""
+    cache: dict[str, InstrumentInfo | str] = {}
+    out: list[Quote] = []
+    for ts, raw in lines:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            continue
+        if msg.get("method") != "subscription":
+            continue
+        params = msg["params"]
+        if not params["channel"].startswith("ticker."):
+            continue
+        data = params["data"]
+        name = data["instrument_name"]
+        info = cache.get(name)
+        if info is None:
+            info = cache[name] = parse_instrument_name(name) or classify_unparsable(name)
+        if isinstance(info, str):
+            continue
+        quote = _quote(data, info, ts)
+        if quote is not None:
+            out.append(quote)
+    return out
+
+
+def json_only(lines: list[TickLine]) -> int:
+    loads = json.loads
+    return sum(len(loads(raw)) for _, raw in lines)
+
+
+def main() -> None:
+    lines = list(islice(read_tickfile(SAMPLE), N_MESSAGES))
+    n_bytes = sum(len(raw) for _, raw in lines)
+    a, b = ours(lines), baseline(lines)
+    same = msgspec.json.encode(a) == msgspec.json.encode(b)  # NaN encodes as null
+    if not same:
+        raise SystemExit("baseline and decoder disagree: fix the baseline before timing")
+    rows: list[dict[str, Any]] = []
+    samples = interleaved_timings_s({"ours_msgspec": lambda: ours(lines),
+                                     "baseline_json_loads": lambda: baseline(lines),
+                                     "json_loads_only": lambda: json_only(lines)}, repeat=10)
+    base_rate = len(lines) / float(np.median(samples["baseline_json_loads"]))
+    for name, s in samples.items():
+        rate = len(lines) / float(np.median(s))
+        pct = percentiles_ms(s)
+        rows.append({"method": name, "messages": len(lines),
+                     "quotes": len(a) if name != "json_loads_only" else "",
+                     "messages_per_s": rate, "MB_per_s": rate * n_bytes / len(lines) / 1e6,
+                     "speedup_vs_json_loads": rate / base_rate,
+                     "batch_p50_ms": pct["p50_ms"], "batch_p99_ms": pct["p99_ms"],
+                     "same_quotes": same if name != "json_loads_only" else ""})
+    record("deribit_decode", rows)
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - started:.1f} s)")
