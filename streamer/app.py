@@ -97,6 +97,7 @@ class Service:
         self._broker: EmbeddedBroker | None = None
         self._replay: ReplayServer | None = None
         self.sink: Sink | None = None
+        self._conflated_seen = 0
         self.http_port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -215,6 +216,17 @@ class Service:
         for update in updates:
             stamped = msgspec.structs.replace(update, published_ts_ns=time.time_ns())
             self.sink.publish(stamped)
+        self._export_sink_backlog()
+
+    def _export_sink_backlog(self) -> None:
+        """Pending and conflated surfaces of a sink that buffers (Kafka)."""
+        pending = getattr(self.sink, "pending", None)
+        conflated = getattr(self.sink, "conflated", None)
+        if isinstance(pending, int):
+            self.metrics.pending_surfaces.set(pending)
+        if isinstance(conflated, int) and conflated > self._conflated_seen:
+            self.metrics.kafka_conflated_total.inc(conflated - self._conflated_seen)
+            self._conflated_seen = conflated
 
     async def _progress_loop(self) -> None:
         last = time.monotonic()

@@ -60,7 +60,8 @@ def parse_line(line: bytes) -> TickLine:
 
 def _open(path: Path, mode: str) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, mode)  # type: ignore[return-value]
+        # mtime=0: the same messages always give the same bytes (reproducible synth).
+        return gzip.GzipFile(path, mode, mtime=0)  # type: ignore[return-value]
     return open(path, mode)
 
 

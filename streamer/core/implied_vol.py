@@ -27,7 +27,9 @@ FloatArray = npt.NDArray[np.float64]
 _HALF_LN_PI_OVER_2 = 0.5 * np.log(np.pi / 2.0)
 _HALF_LN_2PI = 0.5 * np.log(2.0 * np.pi)
 _SQRT1_2 = np.sqrt(0.5)
-_V_MIN, _V_MAX = 1e-9, 60.0
+# The bracket must contain every invertible price: an at-the-money time value of
+# TIME_VALUE_FLOOR * F is a total vol of about 2.5e-14, so 1e-9 clipped real roots.
+_V_MIN, _V_MAX = 1e-15, 60.0
 _BISECTIONS = 10
 _NEWTON_STEPS = 6
 #: time value below this fraction of the forward cannot be inverted meaningfully

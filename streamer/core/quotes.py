@@ -49,7 +49,8 @@ def filter_quotes(bid: npt.ArrayLike, ask: npt.ArrayLike, forward: npt.ArrayLike
     def mark(mask: npt.NDArray[np.bool_], reason: QuoteReject) -> None:
         code[(code == 0) & mask] = reason
 
-    with np.errstate(invalid="ignore"):
+    # divide: a negative bid can make the mid 0; that quote is already NON_POSITIVE.
+    with np.errstate(invalid="ignore", divide="ignore"):
         mark(np.isinf(b) | np.isinf(a) | ~np.isfinite(f) | ~np.isfinite(k) | ~np.isfinite(tt),
              QuoteReject.NON_FINITE)
         mark((f <= 0) | (k <= 0) | (tt <= 0) | (b < 0) | (a < 0), QuoteReject.NON_POSITIVE)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 FloatArray = npt.NDArray[np.float64]
 VolOfK = Callable[[FloatArray], FloatArray]
@@ -49,8 +49,12 @@ def _delta_strikes(vol_of_k: VolOfK, t: float, deltas: FloatArray) -> tuple[Floa
 
     # Call delta falls with k; the D-call lies right of the (-D)-put. Bisection on both.
     targets = np.concatenate([deltas, 1.0 - deltas])  # put delta -D  <=>  N(d1) = 1 - D
-    lo = np.full(targets.shape, -3.0)
-    hi = np.full(targets.shape, 3.0)
+    # A flat smile at the ATM total vol s puts the strikes within s (z + s / 2); twice
+    # that leaves room for skew (a fixed +-3 cut off 10-delta strikes once s > ~1.3).
+    s_atm = float(vol_of_k(np.zeros(1))[0]) * sqrt_t
+    half = max(3.0, 2.0 * s_atm * (float(ndtri(1.0 - deltas.min())) + 0.5 * s_atm))
+    lo = np.full(targets.shape, -half)
+    hi = np.full(targets.shape, half)
     for _ in range(_BISECTIONS):
         mid = 0.5 * (lo + hi)
         high = call_delta(mid) > targets

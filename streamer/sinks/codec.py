@@ -59,6 +59,21 @@ def _nulls_to_nan(obj: Any) -> Any:
 
 
 def surface_json_schema() -> dict[str, Any]:
-    """JSON Schema of the published message, generated from the msgspec type."""
+    """JSON Schema of the published message, generated from the msgspec type.
+
+    Every ``number`` also admits ``null``: that is how a NaN is published.
+    """
     schema: dict[str, Any] = msgspec.json.schema(SurfaceUpdate)
+    _numbers_nullable(schema)
     return schema
+
+
+def _numbers_nullable(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "number":
+            node["type"] = ["number", "null"]
+        for value in node.values():
+            _numbers_nullable(value)
+    elif isinstance(node, list):
+        for value in node:
+            _numbers_nullable(value)

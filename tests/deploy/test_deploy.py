@@ -421,6 +421,8 @@ def test_prometheus_scrapes_a_live_run_and_loads_the_alert_rules(
     }))
     env = dict(os.environ, STREAMER_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
                STREAMER_KAFKA__ENABLE_IDEMPOTENCE="false",
+               # Its own topic: the end-to-end test reads vol.surface.v1 on this broker.
+               STREAMER_KAFKA__SURFACE_TOPIC="vol.surface.deploy-test",
                STREAMER_METRICS__PORT=str(metrics_port))
     streamer_cmd = [sys.executable, "-m", "streamer.cli", "run", "--config", "config.yaml",
                     "--speed", "20", "--duration", "40"]

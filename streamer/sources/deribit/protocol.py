@@ -140,7 +140,8 @@ class DeribitDecoder:
         out = Decoded()
         try:
             env = self._envelope.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # RecursionError: msgspec's answer to pathologically deep nesting.
             out.rejects.append("malformed")
             return out
         try:
@@ -152,7 +153,7 @@ class DeribitDecoder:
                 self._response(env, out)
             else:
                 out.rejects.append("unexpected_message")
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             out.rejects.append("malformed")
         return out
 

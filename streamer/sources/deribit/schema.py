@@ -6,7 +6,12 @@ never forbidden, because exchanges add fields.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+# Bounded so an absurd value is a decode reject, not an int that breaks msgpack later.
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class RpcError(msgspec.Struct, frozen=True):
@@ -48,7 +53,7 @@ class Ticker(msgspec.Struct, frozen=True):
     """
 
     instrument_name: str
-    timestamp: int
+    timestamp: EpochMs
     state: str = "open"
     underlying_price: float | None = None
     index_price: float | None = None

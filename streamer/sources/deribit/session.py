@@ -105,7 +105,11 @@ class DeribitSession:
     async def _race(reader: asyncio.Task[None], work: Any) -> None:
         """Run ``work`` while the reader runs; the reader failing first ends both."""
         task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # shutting down: the work must not outlive the session
+            raise
         if task in done:
             task.result()
             return
@@ -118,8 +122,11 @@ class DeribitSession:
     async def _read(self, ws: ClientConnection) -> None:
         timeout = SILENCE_FACTOR * self.heartbeat_s
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races a frame arriving, and shutdown then hangs.
             try:
-                frame = await asyncio.wait_for(ws.recv(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    frame = await ws.recv()
             except TimeoutError as exc:
                 raise VenueDisconnected(f"no message for {timeout:.1f}s") from exc
             raw = frame.encode() if isinstance(frame, str) else frame

@@ -1,0 +1,112 @@
+"""Smile metrics on smiles whose answers are known independently.
+
+References: the forward-delta conventions of Clark (2011), "Foreign Exchange Option
+Pricing", ch. 3 (call delta ``N(d1)``, put delta ``N(d1) - 1``, RR and BF quoted on
+delta strikes), with ``d1 = -k / (sigma sqrt t) + sigma sqrt t / 2``. For a flat smile
+the metrics are trivial; for a linear smile ``sigma(k) = a + b k`` the delta condition
+``d1 = z`` times ``sigma sqrt t`` is a quadratic in ``k`` solved by hand below, and
+cross-checked with scipy's Brent root finder on the delta equation itself.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from streamer.core.smile import SmileMetrics, VolOfK, smile_metrics
+
+_N = NormalDist()
+
+
+def _flat(level: float) -> VolOfK:
+    return lambda k: np.full_like(np.asarray(k, np.float64), level)
+
+
+def _linear(a: float, b: float) -> VolOfK:
+    return lambda k: a + b * np.asarray(k, np.float64)
+
+
+def _linear_delta_strike(a: float, b: float, t: float, n_d1: float) -> float:
+    """k with N(d1(k)) = n_d1 on sigma(k) = a + b k, from the quadratic in k.
+
+    -k / (sigma s) + sigma s / 2 = z  with s = sqrt t, times sigma s:
+    (b^2 t / 2) k^2 + (a b t - 1 - z s b) k + (a^2 t / 2 - z s a) = 0.
+    The root near the money is c / q (the other root lies near 2 / (b^2 t)).
+    """
+    z, s = _N.inv_cdf(n_d1), math.sqrt(t)
+    qa, qb, qc = 0.5 * b * b * t, a * b * t - 1.0 - z * s * b, 0.5 * a * a * t - z * s * a
+    q = -0.5 * (qb + math.copysign(math.sqrt(qb * qb - 4 * qa * qc), qb))
+    k = qc / q
+    assert a + b * k > 0.0
+    return k
+
+
+def _brent_delta_strike(a: float, b: float, t: float, n_d1: float) -> float:
+    def excess(k: float) -> float:
+        s = (a + b * k) * math.sqrt(t)
+        return _N.cdf(-k / s + 0.5 * s) - n_d1
+
+    lo, hi = -20.0, 20.0  # within where sigma(k) > 0
+    if b > 0:
+        lo = max(lo, -0.99 * a / b)
+    elif b < 0:
+        hi = min(hi, -0.99 * a / b)
+    return float(brentq(excess, lo, hi, xtol=1e-15, rtol=1e-15))
+
+
+@pytest.mark.parametrize(("level", "t"), [(0.6, 0.25), (0.05, 1.0 / 365), (1.5, 3.0)])
+def test_flat_smile_has_level_atm_and_zero_skew_rr_bf(level: float, t: float) -> None:
+    m = smile_metrics(_flat(level), t)
+    assert m == SmileMetrics(atm_vol=level, atm_skew=0.0, atm_curvature=0.0, rr25=0.0,
+                             bf25=0.0, rr10=0.0, bf10=0.0)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "t"),
+    [(0.65, -0.15, 0.25), (0.45, 0.08, 1.0 / 52), (0.8, -0.25, 1.0), (0.55, 0.1, 2.0)],
+)
+def test_linear_smile_matches_hand_computed_delta_strikes(a: float, b: float, t: float) -> None:
+    m = smile_metrics(_linear(a, b), t)
+    assert m.atm_vol == pytest.approx(a, rel=1e-15)
+    assert m.atm_skew == pytest.approx(b, rel=1e-9)
+    assert m.atm_curvature == pytest.approx(0.0, abs=1e-6)  # rounding / step^2 only
+    for delta, rr, bf in [(0.25, m.rr25, m.bf25), (0.10, m.rr10, m.bf10)]:
+        k_call = _linear_delta_strike(a, b, t, delta)
+        k_put = _linear_delta_strike(a, b, t, 1.0 - delta)  # put delta -D: N(d1) = 1 - D
+        assert k_call == pytest.approx(_brent_delta_strike(a, b, t, delta), abs=1e-12)
+        assert k_put == pytest.approx(_brent_delta_strike(a, b, t, 1.0 - delta), abs=1e-12)
+        # RR = b (k_call - k_put); BF = b (k_call + k_put) / 2 on a linear smile.
+        assert rr == pytest.approx(b * (k_call - k_put), abs=1e-10)
+        assert bf == pytest.approx(0.5 * b * (k_call + k_put), abs=1e-10)
+
+
+def test_downward_skew_has_negative_risk_reversal() -> None:
+    m = smile_metrics(_linear(0.6, -0.2), 0.5)
+    assert m.atm_skew < 0
+    assert m.rr25 < 0
+    assert m.rr10 < m.rr25
+
+
+def test_quadratic_smile_curvature_and_positive_butterfly() -> None:
+    """sigma(k) = a + c k^2: curvature 2c, BF = c (k_call^2 + k_put^2) / 2 > 0."""
+    a, c, t = 0.5, 0.3, 0.5
+    m = smile_metrics(lambda k: a + c * np.asarray(k) ** 2, t)
+    assert m.atm_skew == pytest.approx(0.0, abs=1e-9)
+    assert m.atm_curvature == pytest.approx(2 * c, rel=1e-6)
+    assert m.bf25 > 0
+    assert m.bf10 > m.bf25
+
+
+def test_high_total_vol_delta_strikes_beyond_three_are_found() -> None:
+    """sigma sqrt t ~ 1.7 puts the 10-delta call near k = 3.6, past the old [-3, 3] bracket."""
+    a, b, t = 1.2, -0.05, 2.0
+    m = smile_metrics(_linear(a, b), t)
+    k_call = _linear_delta_strike(a, b, t, 0.10)
+    k_put = _linear_delta_strike(a, b, t, 0.90)
+    assert k_call > 3.0
+    assert m.rr10 == pytest.approx(b * (k_call - k_put), abs=1e-10)
+    assert m.bf10 == pytest.approx(0.5 * b * (k_call + k_put), abs=1e-10)

@@ -1,0 +1,69 @@
+"""SABR: Hagan et al. (2002) lognormal vols against QuantLib, and calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.core.models.sabr import SABRParams, calibrate, implied_vol
+
+ql = pytest.importorskip("QuantLib")
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.7, 1.0])
+@pytest.mark.parametrize("rho", [-0.7, 0.0, 0.6])
+@pytest.mark.parametrize("nu", [0.2, 1.0, 2.5])
+def test_vols_equal_quantlib_sabr_volatility(beta: float, rho: float, nu: float) -> None:
+    # Reference: QuantLib's sabrVolatility (ql/termstructures/volatility/sabr.cpp),
+    # the same expansion (Hagan et al. 2002, eq. 2.17a).
+    forward = 100.0
+    alpha = 0.6 * forward ** (1.0 - beta)
+    params = SABRParams(alpha=alpha, beta=beta, rho=rho, nu=nu)
+    strikes = forward * np.exp(np.linspace(-1.0, 1.0, 41))
+    for t in (0.01, 0.5, 2.0):
+        ours = implied_vol(forward, strikes, t, params)
+        ref = np.array([ql.sabrVolatility(float(k), forward, t, alpha, beta, nu, rho)
+                        for k in strikes])
+        np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=0.0)
+
+
+def test_at_the_money_uses_the_series_without_loss() -> None:
+    params = SABRParams(alpha=0.55, beta=1.0, rho=-0.3, nu=1.1)
+    atm = implied_vol(1.0, 1.0, 0.25, params)
+    near = implied_vol(1.0, 1.0 + 1e-9, 0.25, params)
+    ref = ql.sabrVolatility(1.0, 1.0, 0.25, 0.55, 1.0, 1.1, -0.3)
+    assert atm == pytest.approx(ref, rel=1e-14)
+    assert near == pytest.approx(atm, rel=1e-8)
+
+
+def test_cold_calibration_recovers_known_parameters() -> None:
+    true = SABRParams(alpha=0.62, beta=1.0, rho=-0.35, nu=1.4)
+    strikes = np.exp(np.linspace(-0.6, 0.6, 25))
+    fit = calibrate(1.0, strikes, implied_vol(1.0, strikes, 0.25, true), 0.25)
+    assert fit.status == "converged"
+    assert fit.rmse_vol < 1e-10
+    assert fit.params.alpha == pytest.approx(true.alpha, rel=1e-7)
+    assert fit.params.rho == pytest.approx(true.rho, abs=1e-7)
+    assert fit.params.nu == pytest.approx(true.nu, rel=1e-7)
+
+
+def test_warm_refit_after_a_small_move_matches_a_cold_fit() -> None:
+    true = SABRParams(alpha=0.62, beta=1.0, rho=-0.35, nu=1.4)
+    strikes = np.exp(np.linspace(-0.6, 0.6, 25))
+    iv = implied_vol(1.0, strikes, 0.25, true)
+    rng = np.random.default_rng(3)
+    moved = iv * 1.01 + 0.002 * np.log(strikes) + rng.normal(0, 1e-4, iv.size)
+    first = calibrate(1.0, strikes, iv, 0.25)
+    warm = calibrate(1.0, strikes, moved, 0.25, previous=first.params)
+    cold = calibrate(1.0, strikes, moved, 0.25)
+    assert warm.warm
+    assert warm.rmse_vol <= cold.rmse_vol * 1.01
+    assert warm.nfev < cold.nfev
+
+
+def test_too_few_or_bad_inputs_fail_as_a_status() -> None:
+    fit = calibrate(1.0, [0.9, 1.0, 1.1], [0.5, 0.5, 0.5], 0.25)
+    assert fit.status == "failed"
+    assert "valid points" in fit.message
+    fit = calibrate(float("nan"), np.exp(np.linspace(-0.5, 0.5, 9)), np.full(9, 0.5), 0.25)
+    assert fit.status == "failed"

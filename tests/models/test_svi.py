@@ -1,0 +1,62 @@
+"""Raw SVI (Gatheral 2004): calibration, warm start and the butterfly check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamer.core.arbitrage import numeric_butterfly_margin, svi_butterfly_margin
+from streamer.core.models.svi import SVIParams, calibrate, implied_vol, total_variance
+
+TRUE = SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18)
+
+
+def test_gatheral_jacquier_butterfly_arbitrage_example_is_detected() -> None:
+    # Gatheral & Jacquier (2014), "Arbitrage-free SVI volatility surfaces", Example 3.1
+    # (parameters due to Axel Vogt): a raw SVI slice with negative density.
+    vogt = SVIParams(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153)
+    assert svi_butterfly_margin(vogt, -1.5, 1.5) < 0.0
+    assert numeric_butterfly_margin(lambda k: total_variance(k, vogt), -1.5, 1.5) < 0.0
+    assert svi_butterfly_margin(TRUE, -1.5, 1.5) > 0.0
+
+
+def test_cold_calibration_recovers_known_parameters() -> None:
+    k = np.linspace(-0.8, 0.6, 45)
+    fit = calibrate(k, implied_vol(k, 0.4, TRUE), 0.4)
+    assert fit.ok
+    assert fit.rmse_vol < 1e-10
+    for name, value in TRUE.as_dict().items():
+        assert getattr(fit.params, name) == pytest.approx(value, rel=1e-6, abs=1e-8), name
+
+
+def test_warm_refit_after_a_small_move_reaches_the_cold_rmse() -> None:
+    k = np.linspace(-0.8, 0.6, 45)
+    rng = np.random.default_rng(5)
+    iv = implied_vol(k, 0.4, TRUE)
+    moved = iv * 1.01 - 0.004 * k + rng.normal(0, 2e-4, k.size)
+    first = calibrate(k, iv, 0.4)
+    warm = calibrate(k, moved, 0.4, previous=first.params)
+    cold = calibrate(k, moved, 0.4)
+    assert warm.warm
+    assert warm.rmse_vol <= cold.rmse_vol * 1.01
+    assert warm.iterations < cold.iterations or warm.nfev < cold.nfev
+
+
+@given(a=st.floats(-0.1, 0.5), b=st.floats(0.0, 2.0), rho=st.floats(-0.999, 0.999),
+       m=st.floats(-1.0, 1.0), sigma=st.floats(1e-3, 2.0))
+def test_total_variance_is_non_negative_when_its_minimum_is(
+        a: float, b: float, rho: float, m: float, sigma: float) -> None:
+    # Minimum of raw SVI is a + b sigma sqrt(1 - rho^2) (Gatheral 2004).
+    floor = a + b * sigma * np.sqrt(1.0 - rho * rho)
+    p = SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma)
+    w = total_variance(np.linspace(-5.0, 5.0, 201), p)
+    assert np.min(w) >= floor - 1e-12
+    if floor >= 0:
+        assert np.all(w >= -1e-12)
+
+
+def test_bad_inputs_fail_as_a_status() -> None:
+    assert calibrate([0.0, 0.1], [0.5, 0.5], 0.4).status == "failed"
+    assert calibrate(np.linspace(-0.5, 0.5, 9), np.full(9, 0.5), -1.0).status == "failed"
