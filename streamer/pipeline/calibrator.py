@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
+from scipy.interpolate import CubicSpline
 
 from streamer.config import CalibrationConfig
 from streamer.core.models.fit import Fit
@@ -13,6 +16,10 @@ from streamer.core.smile import SmileMetrics, smile_metrics
 from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
+
+
+FloatArray = npt.NDArray[np.float64]
+SPLINE_POINTS = 121
 
 
 class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,11 +88,25 @@ class SliceCalibrator:
         kept = self._slice_fit(snap, previous.params, rmse, status)
         return SliceOutcome(fit=kept, fallback_reason=reason)
 
+    def _vol_of_k(self, params: Any, t: float) -> Callable[[FloatArray], FloatArray]:
+        """The smile as a function of k; a spline through one vectorised call for models
+        whose single evaluations are costly (Heston prices by quadrature)."""
+        if not getattr(self.model, "costly_vol", False):
+            return lambda k: self.model.vol(k, t, params)
+        atm_total_vol = float(self.model.vol(np.zeros(1), t, params)[0]) * np.sqrt(t)
+        half_width = 6.0 * max(atm_total_vol, 0.01) if np.isfinite(atm_total_vol) else 1.0
+        grid = np.linspace(-half_width, half_width, SPLINE_POINTS)
+        vols = self.model.vol(grid, t, params)
+        if not np.all(np.isfinite(vols)):
+            return lambda k: self.model.vol(k, t, params)
+        spline = CubicSpline(grid, vols)
+        return lambda k: np.asarray(spline(k), np.float64)
+
     def _slice_fit(self, snap: SliceSnapshot, params: Any, rmse: float, status: SliceStatus
                    ) -> SliceFit:
         t = snap.t
         k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
-        metrics = smile_metrics(lambda k: self.model.vol(k, t, params), t)
+        metrics = smile_metrics(self._vol_of_k(params, t), t)
         margin = self.model.butterfly_margin(params, t, *k_range)
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,

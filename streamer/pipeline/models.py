@@ -181,6 +181,7 @@ class HestonModel(_VarianceFromVol):
     """One Heston parameter set for the whole surface; every expiry publishes it."""
 
     name: str = "heston"
+    costly_vol: bool = True  # each call prices by quadrature: evaluate on grids, not points
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],

@@ -219,7 +219,10 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     kk, vv, tt, sqrt_w = kk[good], vv[good], tt[good], np.sqrt(ww[good])
 
     def residuals(x: FloatArray) -> FloatArray:
-        model = implied_vols(kk, tt, _from_x(x))
+        # Trial steps may reach parameters where prices overflow: those residuals are
+        # penalised below rather than warned about.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            model = implied_vols(kk, tt, _from_x(x))
         r: FloatArray = np.where(np.isfinite(model), model - vv, 1.0) * sqrt_w
         return r
 

@@ -54,7 +54,7 @@ def implied_vol(forward: npt.ArrayLike, strike: npt.ArrayLike, t: npt.ArrayLike,
     one_minus_beta = 1.0 - beta
     a = (f * k) ** one_minus_beta
     sqrt_a = np.sqrt(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         eps = (f - k) / k
         log_m = np.where(np.isclose(f, k, rtol=4 * np.finfo(np.float64).eps, atol=0.0),
                          eps - 0.5 * eps * eps, np.log(f / k))
