@@ -17,7 +17,6 @@ from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
 
-
 FloatArray = npt.NDArray[np.float64]
 SPLINE_POINTS = 121
 
