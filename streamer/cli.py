@@ -161,7 +161,15 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamer`` command."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # The reader went away (`streamer replay F | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 
