@@ -15,7 +15,9 @@
 * **SSVI** (whole surface): 12 expiries from 2 days to 1.5 years, 50 strikes each,
   from known ``rho, eta, gamma`` and an ATM term structure plus 1e-4 vol of noise;
   ``ssvi.calibrate`` cold, and warm (``previous`` = cold fit) after a parallel shift
-  of +0.4 vol points and a tilt of -1 point per unit of k.
+  of +0.4 vol points and a tilt of -1 point per unit of k; ``ours_cold_moved`` fits
+  the moved surface cold, the reference for the warm row (the move is not exactly an
+  SSVI surface, so its RMSE is the model's, not the warm start's).
 * **SABR** (per slice, beta = 1): 12 slices x 50 strikes of a BTC-like chain from known
   per-slice parameters plus 1e-4 vol of noise, the same move as SSVI. ``sabr.calibrate``
   cold and warm on every slice, against ``scipy.optimize.least_squares`` (trf, 2-point
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import QuantLib as ql
+import QuantLib as ql  # noqa: N813 - the alias QuantLib's own examples use
 from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -206,9 +208,10 @@ def ssvi_rmse(surface: Surface, p: ssvi.SSVIParams) -> float:
 
 
 def ssvi_rows() -> list[dict[str, Any]]:
-    samples: dict[str, list[np.ndarray]] = {"ours_cold": [], "ours_warm": []}
-    errors: dict[str, list[float]] = {"ours_cold": [], "ours_warm": []}
-    nfevs: dict[str, list[int]] = {"ours_cold": [], "ours_warm": []}
+    methods = ["ours_cold", "ours_cold_moved", "ours_warm"]
+    samples: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    errors: dict[str, list[float]] = {m: [] for m in methods}
+    nfevs: dict[str, list[int]] = {m: [] for m in methods}
     for c in range(SSVI_CHAINS):
         surface, moved = ssvi_surface(3000 + c)
         previous = ssvi.calibrate(*surface).params
@@ -221,6 +224,7 @@ def ssvi_rows() -> list[dict[str, Any]]:
             return fn
 
         timed = interleaved_timings_s({"ours_cold": run("ours_cold", surface, None),
+                                       "ours_cold_moved": run("ours_cold_moved", moved, None),
                                        "ours_warm": run("ours_warm", moved, previous)},
                                       SSVI_REPEAT)
         for name, s in timed.items():
@@ -228,15 +232,16 @@ def ssvi_rows() -> list[dict[str, Any]]:
             samples[name].append(s)
             errors[name].append(ssvi_rmse(data, fit.params))
             nfevs[name].append(fit.nfev)
-    cold_median = np.median(np.concatenate(samples["ours_cold"]))
+    baseline = {"ours_warm": "ours_cold_moved"}
     rows: list[dict[str, Any]] = []
-    for name in samples:
+    for name in methods:
         s = np.concatenate(samples[name])
+        ref = np.median(np.concatenate(samples[baseline.get(name, name)]))
         pct = percentiles_ms(s)
         rows.append({"method": name, "chains": SSVI_CHAINS, "expiries": len(CHAIN_EXPIRIES),
                      "quotes": len(CHAIN_EXPIRIES) * SSVI_STRIKES, "p50_ms": pct["p50_ms"],
                      "p99_ms": pct["p99_ms"],
-                     "speedup_vs_cold": float(cold_median / np.median(s)),
+                     "speedup_vs_cold": float(ref / np.median(s)),
                      "rmse_vol_median": float(np.median(errors[name])),
                      "rmse_vol_max": float(np.max(errors[name])),
                      "median_nfev": float(np.median(nfevs[name]))})
