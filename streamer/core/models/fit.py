@@ -28,6 +28,13 @@ class Fit(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
     nfev: int = 0
     warm: bool = False
 
+    @classmethod
+    def failed(cls, params: P, message: str, *, warm: bool, iterations: int = 0,
+               nfev: int = 0) -> Fit[P]:
+        """A fit whose ``params`` (the caller's fallback) must not be used."""
+        return cls(params=params, rmse_vol=float("nan"), iterations=iterations,
+                   status="failed", message=message, nfev=nfev, warm=warm)
+
     @property
     def ok(self) -> bool:
         """True when the parameters may be used."""

@@ -208,14 +208,13 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
           if weights is not None else np.ones_like(kk))
     fallback = previous or HestonParams(v0=0.0, kappa=0.0, theta=0.0, sigma=0.0, rho=0.0)
     if not (kk.shape == vv.shape == tt.shape == ww.shape):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message="k, iv, t and weights differ in size", warm=previous is not None)
+        return Fit.failed(fallback, "k, iv, t and weights differ in size",
+                          warm=previous is not None)
     good = (np.isfinite(kk) & np.isfinite(vv) & (vv > 0) & np.isfinite(tt) & (tt > 0)
             & np.isfinite(ww) & (ww >= 0))
     if good.sum() < 5:
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message=f"need >= 5 valid points, got {int(good.sum())}",
-                   warm=previous is not None)
+        return Fit.failed(fallback, f"need >= 5 valid points, got {int(good.sum())}",
+                          warm=previous is not None)
     kk, vv, tt, sqrt_w = kk[good], vv[good], tt[good], np.sqrt(ww[good])
 
     def residuals(x: FloatArray) -> FloatArray:
@@ -233,9 +232,8 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     err = implied_vols(kk, tt, params) - vv
     rmse = float(np.sqrt(np.nanmean(err * err))) if np.isfinite(err).any() else np.nan
     if not np.isfinite(rmse) or not np.isfinite(err).all():
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=int(sol.nfev), status="failed",
-                   message="model prices outside no-arbitrage bounds at some quotes",
-                   nfev=int(sol.nfev), warm=previous is not None)
+        return Fit.failed(fallback, "model prices outside no-arbitrage bounds at some quotes",
+                          warm=previous is not None, iterations=int(sol.nfev), nfev=int(sol.nfev))
     return Fit(params=params, rmse_vol=rmse, iterations=int(sol.nfev),
                status="converged" if sol.status > 0 else "max_iter",
                message=str(sol.message), nfev=int(sol.nfev), warm=previous is not None)

@@ -116,12 +116,11 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     fallback = previous or SABRParams(alpha=0.0, beta=beta, rho=0.0, nu=0.0)
     good = np.isfinite(kk) & (kk > 0) & np.isfinite(vv) & (vv > 0) & np.isfinite(ww) & (ww >= 0)
     if not (np.isfinite(t) and t > 0 and np.isfinite(forward) and forward > 0):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message=f"bad forward {forward!r} or time {t!r}", warm=previous is not None)
+        return Fit.failed(fallback, f"bad forward {forward!r} or time {t!r}",
+                          warm=previous is not None)
     if good.sum() < MIN_POINTS:
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message=f"need >= {MIN_POINTS} valid points, got {int(good.sum())}",
-                   warm=previous is not None)
+        return Fit.failed(fallback, f"need >= {MIN_POINTS} valid points, got {int(good.sum())}",
+                          warm=previous is not None)
     kk, vv, sqrt_w = kk[good], vv[good], np.sqrt(ww[good])
 
     def residuals(x: FloatArray) -> FloatArray:
@@ -143,9 +142,8 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     err = implied_vol(forward, kk, t, params) - vv
     rmse = float(np.sqrt(np.mean(err * err)))
     if not np.isfinite(rmse):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=nfev, status="failed",
-                   message="expansion undefined at some strikes", nfev=nfev,
-                   warm=previous is not None)
+        return Fit.failed(fallback, "expansion undefined at some strikes",
+                          warm=previous is not None, iterations=nfev, nfev=nfev)
     return Fit(params=params, rmse_vol=rmse, iterations=nfev,
                status="converged" if best.status > 0 else "max_iter",
                message=str(best.message), nfev=nfev, warm=previous is not None)

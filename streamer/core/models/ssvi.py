@@ -174,8 +174,7 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     fallback = previous or SSVIParams(rho=0.0, eta=0.0, gamma=0.0, t=tt, theta=(0.0,) * len(tt))
     fail = _check_inputs(ks, vs, ws, tt)
     if fail:
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed", message=fail,
-                   warm=previous is not None)
+        return Fit.failed(fallback, fail, warm=previous is not None)
     goods = [np.isfinite(a) & np.isfinite(b) & (b > 0) & np.isfinite(c) & (c >= 0)
              for a, b, c in zip(ks, vs, ws, strict=True)]
     ks = [a[g] for a, g in zip(ks, goods, strict=True)]
@@ -205,9 +204,8 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     err = model_vol(sol.x) - v_all
     rmse = float(np.sqrt(np.mean(err * err)))
     if not np.isfinite(rmse):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=int(sol.nfev), status="failed",
-                   message="non-finite model vols", nfev=int(sol.nfev),
-                   warm=previous is not None)
+        return Fit.failed(fallback, "non-finite model vols",
+                          warm=previous is not None, iterations=int(sol.nfev), nfev=int(sol.nfev))
     return Fit(params=params, rmse_vol=rmse, iterations=int(sol.nfev),
                status="converged" if sol.status > 0 else "max_iter",
                message=str(sol.message), nfev=int(sol.nfev), warm=previous is not None)

@@ -194,12 +194,10 @@ def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
     fallback = previous or SVIParams(a=0.0, b=0.0, rho=0.0, m=0.0, sigma=1.0)
     good = np.isfinite(kk) & np.isfinite(vv) & (vv > 0) & np.isfinite(ww) & (ww >= 0)
     if not (np.isfinite(t) and t > 0):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message=f"bad time to expiry {t!r}", warm=previous is not None)
+        return Fit.failed(fallback, f"bad time to expiry {t!r}", warm=previous is not None)
     if good.sum() < MIN_POINTS or kk.shape != vv.shape or kk.shape != ww.shape:
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=0, status="failed",
-                   message=f"need >= {MIN_POINTS} valid points, got {int(good.sum())}",
-                   warm=previous is not None)
+        return Fit.failed(fallback, f"need >= {MIN_POINTS} valid points, got {int(good.sum())}",
+                          warm=previous is not None)
     kk, vv, sqrt_w = kk[good], vv[good], np.sqrt(ww[good])
     seed = previous if previous is not None else _quasi_explicit_seed(kk, vv, t, sqrt_w)
     theta, iters, nfev, converged = _levenberg_marquardt(
@@ -208,9 +206,8 @@ def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
     err = implied_vol(kk, t, params) - vv
     rmse = float(np.sqrt(np.mean(err * err)))
     if not np.isfinite(rmse):
-        return Fit(params=fallback, rmse_vol=np.nan, iterations=iters, status="failed",
-                   message="fit produced negative total variance", nfev=nfev,
-                   warm=previous is not None)
+        return Fit.failed(fallback, "fit produced negative total variance",
+                          warm=previous is not None, iterations=iters, nfev=nfev)
     return Fit(params=params, rmse_vol=rmse, iterations=iters,
                status="converged" if converged else "max_iter", nfev=nfev,
                warm=previous is not None)
