@@ -17,23 +17,36 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
+from aiokafka.errors import KafkaError
 
 from streamer.config import AppConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.devtools.replay_server import ReplayServer
+from streamer.errors import ConfigError
+from streamer.kafka_client import ensure_topics
 from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.engine import Engine
 from streamer.progress import Progress
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
-from streamer.sources.deribit.protocol import DeribitDecoder
-from streamer.sources.deribit.session import DeribitSession
+from streamer.sinks.surface_reader import latest_surfaces
+from streamer.sinks.ticks import KafkaTicksSink
+from streamer.sources.registry import make_decoder, make_session, resolve_url
+from streamer.sources.ticks_topic import TicksConsumer
 from streamer.tickfile import read_tickfile
 from streamer.types import Quote, SurfaceUpdate
+
+Mode = Literal["run", "ingest", "calibrate"]
+
+
+class Source(Protocol):
+    """A running producer of quotes (a venue session or the ticks consumer)."""
+
+    async def run(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +63,23 @@ def resolve_tickfile(name: str) -> Path:
     """``bundled`` or a path; a missing file is a clear error."""
     path = bundled_sample() if name == BUNDLED else Path(name)
     if not path.exists():
-        from streamer.errors import ConfigError
-
         raise ConfigError(f"tick file not found: {path}")
     return path
 
 
 class _EngineFeed:
-    """The venue sessions' QuoteSink: quotes into the engine, events into metrics."""
+    """The sources' QuoteSink: quotes into the venue's engine, events into metrics."""
 
-    def __init__(self, engine: Engine, metrics: Metrics, health: Health, progress: Progress
-                 ) -> None:
-        self.engine, self.metrics, self.health, self.progress = engine, metrics, health, progress
+    def __init__(self, engine_for: Callable[[str], Engine], metrics: Metrics, health: Health,
+                 progress: Progress) -> None:
+        self.engine_for = engine_for
+        self.metrics, self.health, self.progress = metrics, health, progress
 
     def on_quote(self, quote: Quote) -> None:
-        self.engine.on_quote(quote)
+        self.engine_for(quote.venue).on_quote(quote)
+        self._count(quote)
+
+    def _count(self, quote: Quote) -> None:
         self.metrics.ticks_total.labels(venue=quote.venue).inc()
         self.progress.on_tick()
 
@@ -80,62 +95,110 @@ class _EngineFeed:
         self.health.set_venue(venue, connected)
 
 
+class _TicksFeed(_EngineFeed):
+    """``streamer ingest``: quotes to the ticks topic instead of an engine."""
+
+    def __init__(self, ticks: KafkaTicksSink, metrics: Metrics, health: Health,
+                 progress: Progress) -> None:
+        super().__init__(_no_engine, metrics, health, progress)
+        self.ticks = ticks
+
+    def on_quote(self, quote: Quote) -> None:
+        self.ticks.add(quote)
+        self._count(quote)
+
+
+def _no_engine(venue: str) -> Engine:
+    raise AssertionError("ingest mode has no engine")
+
+
 class Service:
     """``streamer run``: one process doing ingest, calibration and publishing."""
 
-    def __init__(self, config: AppConfig, *, duration_s: float | None = None,
-                 progress_stream: TextIO = sys.stdout) -> None:
+    def __init__(self, config: AppConfig, *, mode: Mode = "run",
+                 duration_s: float | None = None, progress_stream: TextIO = sys.stdout) -> None:
         self.config = config
+        self.mode: Mode = mode
         self.duration_s = duration_s
         self.metrics = Metrics()
         self.health = Health(stale_after_s=config.metrics.stale_after_s)
         self.progress = Progress()
-        self.engines = {v.name: Engine(v.name, config.calibration, config.batch)
-                        for v in config.venues}
+        self.engines: dict[str, Engine] = {}
         self._progress_stream = progress_stream
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
         self._replay: ReplayServer | None = None
         self.sink: Sink | None = None
+        self.ticks_sink: KafkaTicksSink | None = None
+        self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
         """Start everything, run until the end of the replay, the duration, or a signal."""
+        if self.mode != "run" and self.config.kafka.embedded:
+            raise ConfigError(f"`streamer {self.mode}` shares work through Kafka: set "
+                              "kafka.bootstrap_servers to the cluster (not `embedded`)")
         self._install_signal_handlers()
         http = None
         try:
-            self.sink = await self._start_sink()
+            bootstrap = await self._bootstrap()
+            if self.mode != "run" and self.config.kafka.create_topics:
+                # Before subscribing: a broker may auto-create a missing topic with the
+                # wrong partition count on the first metadata request.
+                await ensure_topics(self.config.kafka, bootstrap)
+            if self.mode == "ingest":
+                self.ticks_sink = KafkaTicksSink(self.config.kafka, bootstrap,
+                                                 on_error=self._on_kafka_error)
+                await self.ticks_sink.start()
+            else:
+                self.sink = await self._start_sink(bootstrap)
+                await self._warm_start(bootstrap)
             if self.config.metrics.enabled:
                 http = await serve_http(self.metrics, self.health,
                                         self.config.metrics.host, self.config.metrics.port)
                 self.http_port = http.port
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
-            sessions = [await self._start_venue(v) for v in self.config.venues]
-            tasks = [asyncio.create_task(s.run(), name=f"venue-{s_name}")
-                     for s_name, s in sessions]
-            tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
+            tasks = [asyncio.create_task(source.run(), name=f"source-{name}")
+                     for name, source in await self._start_sources(bootstrap)]
+            if self.mode != "ingest":
+                tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
             tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
             tasks.append(asyncio.create_task(self._loop_lag_monitor(), name="loop-lag"))
             await self._wait_for_end()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._publish(self._flush_engines())
+            if self.mode != "ingest":
+                self._publish(self._flush_engines())
             return 0
         finally:
             await self._shutdown(http)
 
-    async def _start_sink(self) -> Sink:
+    def engine_for(self, venue: str) -> Engine:
+        """The venue's engine (created on first use: calibrate mode learns venues from ticks)."""
+        engine = self.engines.get(venue)
+        if engine is None:
+            engine = self.engines[venue] = Engine(venue, self.config.calibration,
+                                                  self.config.batch)
+        return engine
+
+    async def _bootstrap(self) -> str:
+        """The brokers to use; starts the embedded one when configured (and needed)."""
+        if self.config.sink == "stdout" and self.mode == "run":
+            return ""
+        if not self.config.kafka.embedded:
+            return self.config.kafka.bootstrap_servers
+        self._broker = EmbeddedBroker()
+        bootstrap = await asyncio.to_thread(self._broker.start)
+        log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
+        return bootstrap
+
+    async def _start_sink(self, bootstrap: str) -> Sink:
         if self.config.sink == "stdout":
             sink: Sink = StdoutSink(on_delivered=self._on_delivered)
         else:
-            bootstrap = self.config.kafka.bootstrap_servers
-            if self.config.kafka.embedded:
-                self._broker = EmbeddedBroker()
-                bootstrap = await asyncio.to_thread(self._broker.start)
-                log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
             sink = KafkaSink(self.config.kafka, bootstrap_servers=bootstrap,
                              on_delivered=self._on_delivered, on_error=self._on_kafka_error,
                              on_send_seconds=self.metrics.kafka_send_seconds.observe)
@@ -143,9 +206,39 @@ class Service:
         self.health.set_broker(True)
         return sink
 
-    async def _start_venue(self, venue: VenueConfig) -> tuple[str, DeribitSession]:
-        url = venue.url
+    async def _warm_start(self, bootstrap: str) -> None:
+        """Seed the engines from the latest published surfaces (Kafka sink only)."""
+        if self.config.sink != "kafka" or not self.config.calibration.warm_restart:
+            return
+        try:
+            latest = await latest_surfaces(self.config.kafka, bootstrap)
+        except (KafkaError, OSError) as exc:
+            log.warning("could not read back %s (%s); starting cold",
+                        self.config.kafka.surface_topic, exc)
+            return
+        if isinstance(self.sink, KafkaSink):
+            self.sink.resume(latest)
+        seeded = [key for key, update in sorted(latest.items())
+                  if self.engine_for(update.venue).seed(update)]
+        if seeded:
+            log.info("warm start from the published surfaces of %s", ", ".join(seeded))
+
+    async def _start_sources(self, bootstrap: str) -> list[tuple[str, Source]]:
+        if self.mode == "calibrate":
+            feed = _EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
+            # After a rebalance, underlyings taken over from another member warm-start
+            # from (and continue the seq of) what that member last published.
+            self.ticks_consumer = TicksConsumer(self.config.kafka, bootstrap, feed,
+                                                on_assigned=lambda: self._warm_start(bootstrap))
+            return [("ticks", self.ticks_consumer)]
+        return [await self._start_venue(v) for v in self.config.venues]
+
+    async def _start_venue(self, venue: VenueConfig) -> tuple[str, Source]:
+        url = resolve_url(venue)
         if url == "replay":
+            if venue.name != "deribit":
+                raise ConfigError(f"venue {venue.name}: the replay server speaks Deribit's "
+                                  "protocol only; set its url to `live` or a ws:// URL")
             self._replay = ReplayServer(resolve_tickfile(self.config.replay.file),
                                         venue=venue.name, speed=self.config.replay.speed,
                                         loop=self.config.replay.loop)
@@ -153,12 +246,12 @@ class Service:
             url = self._replay.url
             log.info("replay server for %s on %s (speed ×%g)", venue.name, url,
                      self.config.replay.speed)
-        feed = _EngineFeed(self.engines[venue.name], self.metrics, self.health, self.progress)
-        session = DeribitSession(url, venue.currencies, feed, heartbeat_s=venue.heartbeat_s,
-                                 subscribe_batch=venue.subscribe_batch, interval=venue.interval,
-                                 requests_per_s=venue.requests_per_s,
-                                 refresh_instruments_s=venue.refresh_instruments_s)
-        return venue.name, session
+        feed: _EngineFeed
+        if self.ticks_sink is not None:
+            feed = _TicksFeed(self.ticks_sink, self.metrics, self.health, self.progress)
+        else:
+            feed = _EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
+        return venue.name, make_session(venue, url, feed)
 
     async def _wait_for_end(self) -> None:
         waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait())]
@@ -177,9 +270,10 @@ class Service:
         await asyncio.sleep(max(0.5, 2 * self.config.batch.interval_ms / 1000))
 
     async def _shutdown(self, http: object) -> None:
-        if self.sink is not None:
-            with contextlib.suppress(Exception):
-                await self.sink.stop()
+        for sink in (self.sink, self.ticks_sink):
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    await sink.stop()
         if self._replay is not None:
             await self._replay.stop()
         if http is not None:
@@ -286,7 +380,7 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     always yields the same bytes.
     """
     venue = config.venues[0].name
-    decoder = DeribitDecoder()
+    decoder = make_decoder(venue)
     # No time budget: deferring slices by wall-clock time would make two replays of
     # the same file differ with the machine's load.
     unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)

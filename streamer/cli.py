@@ -1,4 +1,5 @@
-"""Command line: ``streamer run | replay | serve-replay | record | synth | schema``.
+"""Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth``
+(and ``schema``).
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -27,15 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="ingest, calibrate and publish (one process)")
-    _add_config(run)
-    run.add_argument("--sink", choices=["kafka", "stdout"], help="override config `sink`")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    run.add_argument("--loop", action="store_true", help="replay: start again at the end")
-    run.add_argument("--speed", type=float, help="replay: pace multiple of recorded time")
-    run.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
-    run.add_argument("--venue-url", action="append", default=[], metavar="VENUE=URL",
-                     help="point a venue at a URL, e.g. deribit=ws://127.0.0.1:8765")
-    run.add_argument("--metrics-port", type=int, help="override metrics.port (0 = any free)")
+    _add_service_options(run, venues=True, calibrates=True)
+    ingest = sub.add_parser("ingest", help="split mode: venues → the ticks topic")
+    _add_service_options(ingest, venues=True, calibrates=False)
+    calibrate = sub.add_parser(
+        "calibrate", help="split mode: a consumer group over the ticks topic → surfaces")
+    _add_service_options(calibrate, venues=False, calibrates=True)
 
     replay = sub.add_parser("replay", help="replay a tick file as fast as possible")
     replay.add_argument("file", type=Path)
@@ -68,6 +66,21 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
     schema.add_argument("what", choices=["surface", "config"])
     return parser
+
+
+def _add_service_options(parser: argparse.ArgumentParser, *, venues: bool,
+                         calibrates: bool) -> None:
+    _add_config(parser)
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--metrics-port", type=int, help="override metrics.port (0 = any free)")
+    if calibrates:
+        parser.add_argument("--sink", choices=["kafka", "stdout"], help="override config `sink`")
+        parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+    if venues:
+        parser.add_argument("--loop", action="store_true", help="replay: start again at the end")
+        parser.add_argument("--speed", type=float, help="replay: pace multiple of recorded time")
+        parser.add_argument("--venue-url", action="append", default=[], metavar="VENUE=URL",
+                            help="point a venue at a URL, e.g. deribit=ws://127.0.0.1:8765")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -104,10 +117,10 @@ def _split_venue_url(text: str) -> tuple[str, str]:
     return name, url
 
 
-async def _cmd_run(config: AppConfig, args: argparse.Namespace) -> int:
+async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.app import Service
 
-    return await Service(config, duration_s=args.duration).run()
+    return await Service(config, mode=args.command, duration_s=args.duration).run()
 
 
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
@@ -184,8 +197,8 @@ def _main(argv: list[str]) -> int:
         return 2
     setup_logging(config.log.level, config.log.format)
     try:
-        if args.command == "run":
-            return asyncio.run(_cmd_run(config, args))
+        if args.command in ("run", "ingest", "calibrate"):
+            return asyncio.run(_cmd_service(config, args))
         if args.command == "replay":
             return asyncio.run(_cmd_replay(config, args))
         if args.command == "serve-replay":

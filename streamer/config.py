@@ -31,7 +31,7 @@ class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One exchange connection."""
 
-    name: Literal["deribit"] = "deribit"
+    name: Literal["deribit", "okx", "bybit", "binance"] = "deribit"
     url: str = "replay"
     currencies: tuple[str, ...] = ("BTC", "ETH")
     heartbeat_s: int = 10
@@ -39,6 +39,7 @@ class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     interval: Literal["100ms", "agg2"] = "100ms"
     requests_per_s: float = 3.0
     refresh_instruments_s: float = 600.0
+    rest_url: str | None = None
 
 
 class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,6 +68,7 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     max_rmse_vol: float = 0.05
     rmse_jump_factor: float = 4.0
     budget_ms: float = 100.0
+    warm_restart: bool = True
 
 
 class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -46,7 +46,15 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
-    """Smile-dynamics estimates at the reference tenor."""
+    """Smile-dynamics estimates at the reference tenor (docs/dynamics.md).
+
+    ``spot_vol_beta`` is d sigma_ATM / d ln S (``r2`` and ``n_obs`` belong to its
+    regression); ``ssr`` the skew stickiness ratio with its 95% interval
+    ``ssr_low``..``ssr_high`` from ``ssr_n_obs`` observations (those with a skew away
+    from zero); ``fixed_strike_beta`` is d sigma(K fixed) / d ln S at the money,
+    ``(ssr - 1) * atm_skew``, finite where the SSR is not. ``by_expiry`` repeats the
+    estimates at other tenors (``tenor_days``), each with an empty ``by_expiry``.
+    """
 
     ssr: float
     spot_vol_beta: float
@@ -55,6 +63,12 @@ class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
     regime: Regime
     tenor_days: float = 30.0
     fixed_strike_beta: float = float("nan")
+    ssr_low: float = float("nan")
+    ssr_high: float = float("nan")
+    ssr_n_obs: int = 0
+    atm_vol: float = float("nan")
+    atm_skew: float = float("nan")
+    by_expiry: list[Dynamics] = msgspec.field(default_factory=list)
 
 
 class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):

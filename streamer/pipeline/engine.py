@@ -111,14 +111,22 @@ class Engine:
         return [u for name, s in sorted(self._underlyings.items()) if s.batcher.pending
                 for u in self._cut(name, s)]
 
-    def seed(self, update: SurfaceUpdate) -> None:
-        """Warm-start from a previously published surface (e.g. read back from Kafka)."""
+    def seed(self, update: SurfaceUpdate) -> bool:
+        """Warm-start from a previously published surface (e.g. read back from Kafka).
+
+        Ignored (returns False) for an underlying this engine already calibrates: its
+        own state is newer than anything it could read back.
+        """
+        known = self._underlyings.get(update.underlying)
+        if known is not None and (known.fits or known.surface_params is not None):
+            return False
         state = self._state(update.underlying)
         state.seq = max(state.seq, update.seq)
         for s in update.slices:
             state.seeded[s.expiry_ts_ms] = dict(s.params)
         if update.params:
             state.seeded_surface = dict(update.params)
+        return True
 
     def drain_report(self) -> EngineReport:
         """The numbers since the previous call."""

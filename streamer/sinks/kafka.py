@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import ssl
 import time
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
+from streamer.kafka_client import ensure_topics, producer_options
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.types import SurfaceUpdate
@@ -32,47 +31,6 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
 FLUSH_TIMEOUT_S = 10.0
-
-
-def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """aiokafka producer keyword arguments from the config; secrets only from the env."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap, "client_id": config.client_id,
-        "acks": "all" if config.acks == "all" else int(config.acks),
-        "enable_idempotence": config.idempotence, "linger_ms": config.linger_ms,
-        "compression_type": None if config.compression == "none" else config.compression,
-        "request_timeout_ms": config.request_timeout_ms,
-        "retry_backoff_ms": config.retry_backoff_ms,
-        "security_protocol": config.security_protocol,
-    }
-    if config.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=config.ssl_cafile)
-    if config.sasl_mechanism is not None:
-        options["sasl_mechanism"] = config.sasl_mechanism
-        options["sasl_plain_username"] = os.environ.get(config.sasl_username_env, "")
-        options["sasl_plain_password"] = os.environ.get(config.sasl_password_env, "")
-    return options
-
-
-async def ensure_topics(config: KafkaConfig, bootstrap: str) -> None:
-    """Create the surface (compacted) and ticks topics when absent."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=config.client_id,
-                                request_timeout_ms=config.request_timeout_ms)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(config.surface_topic, config.topic_partitions,
-                           config.topic_replication_factor,
-                           topic_configs={"cleanup.policy": "compact"}),
-                  NewTopic(config.ticks_topic, config.topic_partitions,
-                           config.topic_replication_factor)]
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-            log.info("created topics %s", ", ".join(t.name for t in missing))
-    finally:
-        await admin.close()
 
 
 class KafkaSink:
@@ -91,6 +49,7 @@ class KafkaSink:
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
+        self._seq: dict[str, int] = {}
         self.conflated = 0
         self.delivered = 0
         self.errors = 0
@@ -103,6 +62,11 @@ class KafkaSink:
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""
         self._sender = asyncio.create_task(self._send_loop(), name="kafka-sender")
+
+    def resume(self, latest: dict[str, SurfaceUpdate]) -> None:
+        """Continue each key's ``seq`` after the latest already on the topic."""
+        for key, update in latest.items():
+            self._seq[key] = max(self._seq.get(key, 0), update.seq)
 
     def publish(self, update: SurfaceUpdate) -> None:
         """Latest-per-key hand-over; never blocks, never raises."""
@@ -165,12 +129,16 @@ class KafkaSink:
 
     async def _send_pending(self, producer: AIOKafkaProducer) -> None:
         batch, self._pending = self._pending, {}
+        # seq is stamped here, per key, on what is actually sent: consumers see it
+        # strictly increasing without gaps, conflated surfaces never take a number.
+        stamped = {key: msgspec.structs.replace(update, seq=self._seq.get(key, 0) + 1)
+                   for key, update in batch.items()}
         started = time.perf_counter()
         try:
             futures = [await producer.send(
                 self.config.surface_topic, key=key.encode(),
                 value=encode_surface(update, self.config.value_format),
-                headers=[SCHEMA_HEADER]) for key, update in batch.items()]
+                headers=[SCHEMA_HEADER]) for key, update in stamped.items()]
             await asyncio.gather(*futures)
         except BaseException:
             for key, update in batch.items():  # keep unless a newer one arrived meanwhile
@@ -179,7 +147,8 @@ class KafkaSink:
         ack_ns = time.time_ns()
         if self._on_send_seconds is not None:
             self._on_send_seconds(time.perf_counter() - started)
-        for update in batch.values():
+        for key, update in stamped.items():
+            self._seq[key] = update.seq
             self.delivered += 1
             if self._on_delivered is not None:
                 self._on_delivered(update, ack_ns)

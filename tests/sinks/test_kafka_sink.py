@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -130,8 +131,9 @@ async def test_surfaces_are_keyed_by_venue_and_underlying_with_the_schema_header
     records = await consume_all(kafka_bootstrap, config.surface_topic, 2)
     by_key = {r.key: r for r in records}
     assert set(by_key) == {b"deribit:BTC", b"deribit:ETH"}
-    assert same(decode_surface(by_key[b"deribit:BTC"].value), btc)
-    assert same(decode_surface(by_key[b"deribit:ETH"].value), eth)
+    # The sink numbers what it sends per key (gapless); everything else is unchanged.
+    assert same(decode_surface(by_key[b"deribit:BTC"].value), msgspec.structs.replace(btc, seq=1))
+    assert same(decode_surface(by_key[b"deribit:ETH"].value), msgspec.structs.replace(eth, seq=1))
     assert all(list(r.headers) == [("schema", b"vol.surface.v1")] for r in records)
     assert [u.key for u in recorder.delivered] == ["deribit:BTC", "deribit:ETH"]
     assert (sink.errors, sink.conflated, sink.pending) == (0, 0, 0)
@@ -159,7 +161,7 @@ async def test_msgpack_value_format_is_published_as_msgpack(
         await wait_until(lambda: sink.delivered == 1, "delivery")
     [record] = await consume_all(kafka_bootstrap, config.surface_topic, 1)
     assert record.value[:1] != b"{"
-    assert same(decode_surface(record.value, "msgpack"), update)
+    assert same(decode_surface(record.value, "msgpack"), msgspec.structs.replace(update, seq=1))
 
 
 async def test_surface_topic_is_created_compacted_and_ticks_topic_is_not(
@@ -182,23 +184,25 @@ async def test_broker_down_at_start_conflates_latest_per_key_then_delivers_only_
     bootstrap = own_broker.bootstrap_servers
     config = _config(bootstrap, unique_topic)
     async with started(config) as (sink, recorder):
-        for seq in range(1, 6):
-            sink.publish(make_surface(seq=seq))
-        for seq in range(1, 4):
-            sink.publish(make_surface(underlying="ETH", seq=seq))
+        # spot marks which engine surface is which: the sink numbers what it sends.
+        for i in range(1, 6):
+            sink.publish(make_surface(spot=100.0 + i))
+        for i in range(1, 4):
+            sink.publish(make_surface(underlying="ETH", spot=100.0 + i))
         assert (sink.pending, sink.conflated) == (2, 6)  # bounded: one per key
         await wait_until(lambda: len(recorder.errors) >= 2, "two failed connection attempts")
         assert sink.delivered == 0
         assert sink.errors == len(recorder.errors)
         assert set(recorder.errors) <= {"KafkaConnectionError", "KafkaTimeoutError"}
-        sink.publish(make_surface(seq=6))  # still down: replaces seq 5
+        sink.publish(make_surface(spot=106.0))  # still down: replaces the fifth
         assert (sink.pending, sink.conflated) == (2, 7)
         await asyncio.to_thread(own_broker.start)
         await wait_until(lambda: sink.delivered == 2, "delivery once the broker is up")
         assert sink.pending == 0
     records = await consume_all(bootstrap, config.surface_topic, 2)
-    assert {r.key: decode_surface(r.value).seq for r in records} == {
-        b"deribit:BTC": 6, b"deribit:ETH": 3}
+    delivered = {r.key: decode_surface(r.value) for r in records}
+    assert {k: (u.seq, u.spot) for k, u in delivered.items()} == {
+        b"deribit:BTC": (1, 106.0), b"deribit:ETH": (1, 103.0)}
     assert (await topic_configs(bootstrap, config.surface_topic))["cleanup.policy"] == "compact"
 
 
@@ -207,20 +211,21 @@ async def test_broker_outage_mid_stream_counts_errors_and_delivers_the_latest_af
     bootstrap = await asyncio.to_thread(own_broker.start)
     config = _config(bootstrap, unique_topic)
     async with started(config) as (sink, recorder):
-        sink.publish(make_surface(seq=1))
+        sink.publish(make_surface(spot=101.0))
         await wait_until(lambda: sink.delivered == 1, "first delivery")
         await asyncio.to_thread(own_broker.stop)
-        sink.publish(make_surface(seq=2))
-        sink.publish(make_surface(seq=3))
+        sink.publish(make_surface(spot=102.0))
+        sink.publish(make_surface(spot=103.0))
         await wait_until(lambda: sink.errors >= 1, "the outage noticed and counted")
         assert sink.delivered == 1
         assert sink.pending == 1
         await asyncio.to_thread(own_broker.start)  # same port, empty memory storage
         await wait_until(lambda: sink.delivered == 2, "delivery after the broker is back")
-        assert recorder.delivered[-1].seq == 3
+        assert (recorder.delivered[-1].seq, recorder.delivered[-1].spot) == (2, 103.0)
     # The restarted broker lost the topic; the sink recreated it (compacted) on reconnect.
     records = await consume_all(bootstrap, config.surface_topic, 1)
-    assert [decode_surface(r.value).seq for r in records] == [3]
+    assert [(decode_surface(r.value).seq, decode_surface(r.value).spot) for r in records] == [
+        (2, 103.0)]
     assert (await topic_configs(bootstrap, config.surface_topic))["cleanup.policy"] == "compact"
 
 
@@ -236,14 +241,14 @@ async def test_immediate_broker_restart_never_crashes_the_sink(
     bootstrap = await asyncio.to_thread(own_broker.start)
     config = _config(bootstrap, unique_topic)
     async with started(config) as (sink, recorder):
-        sink.publish(make_surface(seq=1))
+        sink.publish(make_surface(spot=101.0))
         await wait_until(lambda: sink.delivered == 1, "first delivery")
         await asyncio.to_thread(own_broker.restart)
-        sink.publish(make_surface(seq=2))
+        sink.publish(make_surface(spot=102.0))
         await wait_until(lambda: sink.delivered + sink.errors >= 2,
                          "the publish after the restart delivered or counted as an error")
-        sink.publish(make_surface(seq=3))
-        await wait_until(lambda: recorder.delivered[-1].seq == 3, "a later publish delivered")
+        sink.publish(make_surface(spot=103.0))
+        await wait_until(lambda: recorder.delivered[-1].spot == 103.0, "a later publish delivered")
         assert sink.pending == 0
 
 

@@ -1,0 +1,248 @@
+"""A decoded ``vol.surface.v1`` message as a whole surface: vol(K, T) between and beyond expiries.
+
+Times. ``t`` is in years (ACT/365, seconds-exact) from the surface's
+``exchange_ts_ms``, the same clock the publisher used for each slice's ``t``. An
+expiry is given as an ``int`` (epoch ms), an ISO-8601 ``str`` or a ``float`` (``t``
+in years); numpy arrays follow their dtype (integer: epoch ms, float: years).
+
+Forward ``F(t)``. Log-linear in ``t`` through ``(0, spot)`` and each usable slice's
+``(t_i, F_i)``, exact at the nodes; before the first slice without a spot: flat
+``F_1``; after the last: the last segment's carry rate continues.
+
+Total variance ``w(k, t)`` at fixed log-moneyness ``k = ln(K / F(t))``:
+
+- at a slice expiry: that slice's model, exactly;
+- between slices ``t_i < t < t_j``: linear in ``t`` between ``w_i(k)`` and ``w_j(k)``.
+  When each pair of neighbouring slices is calendar-free (``w_i(k) <= w_j(k)``) the
+  result is non-decreasing in ``t`` at every ``k``;
+- before the first slice: ``w_1(k) t / t_1`` (each k keeps the first slice's vol);
+- after the last slice: ``w_n(k) + (t - t_n) w_n(0) / t_n`` (the smile's shape is
+  kept and variance keeps accruing at the last slice's ATM variance rate).
+
+The same rules hold for every model, Heston included (whose parameters define every
+``t``): between expiries the published slices are the surface, which keeps SVI, SABR,
+SSVI and Heston surfaces comparable and each evaluation to two slice evaluations.
+
+Slices that cannot be evaluated (see :class:`Slice`) are skipped; a surface without
+any usable slice raises ``ValueError`` on evaluation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+import numpy as np
+import numpy.typing as npt
+
+from streamer.client.slices import FloatArray, Slice
+from streamer.sinks.codec import Format, decode_surface
+from streamer.types import ModelName, SurfaceUpdate
+
+YEAR_MS = 365.0 * 86_400_000.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Expiry = int | float | str | npt.ArrayLike
+
+
+class Surface:
+    """Evaluable view of one :class:`~streamer.types.SurfaceUpdate` (see the module docstring)."""
+
+    def __init__(self, update: SurfaceUpdate) -> None:
+        self.update = update
+        built = [Slice(s, update.model, update.params) for s in update.slices]
+        self.slices: tuple[Slice, ...] = tuple(sorted(built, key=lambda s: s.expiry_ts_ms))
+        self._nodes = sorted((s for s in self.slices if s.usable), key=lambda s: s.t)
+        self._ts = np.array([s.t for s in self._nodes], np.float64)
+        self._node_ms = {s.expiry_ts_ms: s.t for s in self._nodes}
+        fwd = [(s.t, s.forward) for s in self._nodes]
+        if np.isfinite(update.spot) and update.spot > 0:
+            fwd.insert(0, (0.0, update.spot))
+        self._fwd_t = np.array([t for t, _ in fwd], np.float64)
+        self._fwd = np.array([f for _, f in fwd], np.float64)
+
+    @classmethod
+    def decode(cls, data: bytes, fmt: Format = "json") -> Surface:
+        """Decode one Kafka message value."""
+        return cls(decode_surface(data, fmt))
+
+    def __repr__(self) -> str:
+        return (f"Surface({self.key}, seq={self.seq}, model={self.model}, "
+                f"{len(self._nodes)}/{len(self.slices)} usable slices)")
+
+    @property
+    def venue(self) -> str:
+        """Venue, e.g. ``deribit``."""
+        return self.update.venue
+
+    @property
+    def underlying(self) -> str:
+        """Underlying, e.g. ``BTC``."""
+        return self.update.underlying
+
+    @property
+    def key(self) -> str:
+        """Kafka key, ``<venue>:<underlying>``."""
+        return self.update.key
+
+    @property
+    def model(self) -> ModelName:
+        """``svi``, ``sabr``, ``ssvi`` or ``heston``."""
+        return self.update.model
+
+    @property
+    def seq(self) -> int:
+        """+1 per update of this key."""
+        return self.update.seq
+
+    @property
+    def exchange_ts_ms(self) -> int:
+        """As-of time: the batch's newest exchange timestamp, ms since the epoch."""
+        return self.update.exchange_ts_ms
+
+    @property
+    def spot(self) -> float:
+        """Index price."""
+        return self.update.spot
+
+    @property
+    def expiries(self) -> tuple[int, ...]:
+        """Expiries (epoch ms) of the usable slices, ascending."""
+        return tuple(s.expiry_ts_ms for s in self._nodes)
+
+    def slice(self, expiry: int | str) -> Slice:
+        """The published slice of an expiry (epoch ms or ISO-8601); ``KeyError`` if absent."""
+        ms = _iso_ms(expiry) if isinstance(expiry, str) else expiry
+        for s in self.slices:
+            if s.expiry_ts_ms == ms:
+                return s
+        raise KeyError(f"{self.key} has no slice expiring at {expiry!r}")
+
+    def years(self, expiry: Expiry) -> FloatArray:
+        """Years to expiry from ``exchange_ts_ms``; must be finite and > 0.
+
+        Returns
+        -------
+        ndarray of float64, the shape of ``expiry`` (0-d for a scalar).
+        """
+        if isinstance(expiry, str):
+            expiry = _iso_ms(expiry)
+        raw = np.asarray(expiry)
+        if raw.dtype.kind in "iu":
+            ms = raw.astype(np.int64)
+            t = (ms - self.exchange_ts_ms) / YEAR_MS
+            for node_ms, node_t in self._node_ms.items():  # exactly the slice's own t
+                t = np.where(ms == node_ms, node_t, t)
+        elif raw.dtype.kind == "f":
+            t = raw.astype(np.float64)
+        else:
+            raise TypeError(f"expiry must be epoch ms (int), years (float) or ISO-8601 (str), "
+                            f"not {raw.dtype}")
+        if not np.all(np.isfinite(t) & (t > 0)):
+            raise ValueError("expiry must be finite and after the surface time (an int is "
+                             "epoch ms, a float is years)")
+        result: FloatArray = np.asarray(t, np.float64)
+        return result
+
+    def forward(self, expiry: Expiry) -> FloatArray:
+        """Forward price at ``expiry`` (log-linear in ``t``); the shape of ``expiry``."""
+        return self._forward(self.years(expiry))
+
+    def total_variance(self, k: npt.ArrayLike, expiry: Expiry) -> FloatArray:
+        """Total implied variance ``w(k, t)``.
+
+        Parameters
+        ----------
+        k : array_like
+            Log-moneyness ``ln(K / F(t))``, finite.
+        expiry : int, float, str or array_like
+            Epoch ms, years or ISO-8601; broadcast against ``k``.
+
+        Returns
+        -------
+        ndarray of float64, the broadcast shape of ``k`` and ``expiry``.
+        """
+        kk = np.asarray(k, np.float64)
+        if not np.all(np.isfinite(kk)):
+            raise ValueError("log-moneyness must be finite")
+        kk, tt = np.broadcast_arrays(kk, self.years(expiry))
+        return self._w(kk, tt)
+
+    def vol(self, strike: npt.ArrayLike, expiry: Expiry) -> FloatArray:
+        """Decimal implied vol at absolute strikes and expiries.
+
+        Parameters
+        ----------
+        strike : array_like
+            Strikes in the underlying's quote currency, finite and > 0.
+        expiry : int, float, str or array_like
+            Epoch ms, years or ISO-8601; broadcast against ``strike`` (e.g.
+            ``strike[:, None]`` with an expiry vector gives a strikes x expiries grid).
+
+        Returns
+        -------
+        ndarray of float64, the broadcast shape; NaN where the model has no value.
+        """
+        K = np.asarray(strike, np.float64)
+        if not np.all(np.isfinite(K) & (K > 0)):
+            raise ValueError("strikes must be finite and positive")
+        K, t = np.broadcast_arrays(K, self.years(expiry))
+        w = self._w(np.log(K / self._forward(t)), t)
+        with np.errstate(invalid="ignore"):
+            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
+        return result
+
+    def _require_nodes(self) -> None:
+        if not self._nodes:
+            raise ValueError(f"{self.key} seq {self.seq} has no usable slice "
+                             f"({[s.problem for s in self.slices]})")
+
+    def _forward(self, t: FloatArray) -> FloatArray:
+        self._require_nodes()
+        nt, lf = self._fwd_t, np.log(self._fwd)
+        x = np.interp(t, nt, lf)
+        if nt.size > 1:
+            rate = (lf[-1] - lf[-2]) / (nt[-1] - nt[-2])
+            x = np.where(t > nt[-1], lf[-1] + rate * (t - nt[-1]), x)
+        f = np.exp(x)
+        at = np.clip(np.searchsorted(nt, t), 0, nt.size - 1)
+        result: FloatArray = np.where(nt[at] == t, self._fwd[at], f)  # exact at the nodes
+        return result
+
+    @cached_property
+    def _atm_rate(self) -> float:
+        last = self._nodes[-1]
+        return float(last.total_variance(np.zeros(1))[0]) / last.t
+
+    def _w(self, k: FloatArray, t: FloatArray) -> FloatArray:
+        self._require_nodes()
+        ts, n = self._ts, len(self._nodes)
+        out = np.full(k.shape, np.nan)
+        segment = np.searchsorted(ts, t, side="left")  # t == t_i falls in segment i
+        for i in np.unique(segment):
+            m = segment == i
+            kk, tt = k[m], t[m]
+            if i == 0:
+                out[m] = self._nodes[0].total_variance(kk) * (tt / ts[0])
+            elif i == n:
+                out[m] = self._nodes[-1].total_variance(kk) + (tt - ts[-1]) * self._atm_rate
+            else:
+                lam = (tt - ts[i - 1]) / (ts[i] - ts[i - 1])
+                hi = self._nodes[i].total_variance(kk)
+                lo = self._nodes[i - 1].total_variance(kk)
+                # lo + lam (hi - lo), clipped to [lo, hi]: no rounding step against the
+                # direction of travel, so calendar-free slices stay monotone to the last bit
+                between = np.clip(lo + lam * (hi - lo), np.fmin(lo, hi), np.fmax(lo, hi))
+                out[m] = np.where(lam == 1.0, hi, between)
+        return out
+
+
+def _iso_ms(expiry: str) -> int:
+    """Epoch ms of an ISO-8601 time; UTC unless it says otherwise."""
+    try:
+        when = datetime.fromisoformat(expiry)
+    except ValueError as exc:
+        raise ValueError(f"not an ISO-8601 expiry: {expiry!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // timedelta(milliseconds=1)

@@ -1,0 +1,70 @@
+"""Kafka client settings shared by every producer, consumer and admin client.
+
+Connection and security options come from ``KafkaConfig`` (secrets only from the
+environment); ``ensure_topics`` creates the surface and ticks topics when absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import ssl
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streamer.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+
+def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
+    """aiokafka producer keyword arguments from the config; secrets only from the env."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": bootstrap, "client_id": config.client_id,
+        "acks": "all" if config.acks == "all" else int(config.acks),
+        "enable_idempotence": config.idempotence, "linger_ms": config.linger_ms,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "request_timeout_ms": config.request_timeout_ms,
+        "retry_backoff_ms": config.retry_backoff_ms,
+        "security_protocol": config.security_protocol,
+    }
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=config.ssl_cafile)
+    if config.sasl_mechanism is not None:
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = os.environ.get(config.sasl_username_env, "")
+        options["sasl_plain_password"] = os.environ.get(config.sasl_password_env, "")
+    return options
+
+
+def consumer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
+    """aiokafka consumer keyword arguments: connection and security as the producer's."""
+    producer = producer_options(config, bootstrap)
+    keys = ("bootstrap_servers", "client_id", "request_timeout_ms", "retry_backoff_ms",
+            "security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username",
+            "sasl_plain_password")
+    return {k: producer[k] for k in keys if k in producer}
+
+
+async def ensure_topics(config: KafkaConfig, bootstrap: str) -> None:
+    """Create the surface (compacted) and ticks topics when absent."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=config.client_id,
+                                request_timeout_ms=config.request_timeout_ms)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(config.surface_topic, config.topic_partitions,
+                           config.topic_replication_factor,
+                           topic_configs={"cleanup.policy": "compact"}),
+                  NewTopic(config.ticks_topic, config.topic_partitions,
+                           config.topic_replication_factor)]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", ", ".join(t.name for t in missing))
+    finally:
+        await admin.close()

@@ -1,0 +1,141 @@
+"""``streamer ingest``'s sink: normalised quotes to the ticks topic, keyed by underlying.
+
+Quotes are msgpack-encoded ``Quote`` structs keyed ``<venue>:<underlying>``, so one
+underlying's quotes stay in one partition, in order, and a ``streamer calibrate``
+consumer group spreads underlyings across processes. While the broker is
+unreachable the newest ``max_buffered`` quotes wait (older ones are dropped and
+counted: a calibrator only needs the latest book) and sending resumes on recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streamer.config import KafkaConfig
+from streamer.kafka_client import ensure_topics, producer_options
+from streamer.sinks.base import OnError
+from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
+from streamer.types import Quote
+
+log = logging.getLogger(__name__)
+
+TICKS_SCHEMA_HEADER = ("schema", b"vol.ticks.v1")
+SEND_PERIOD_S = 0.02
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_quote(quote: Quote) -> bytes:
+    """The ticks-topic value of one quote."""
+    return _encoder.encode(quote)
+
+
+class KafkaTicksSink:
+    """Buffers quotes from the venue sessions and sends them in batches."""
+
+    def __init__(self, config: KafkaConfig, bootstrap_servers: str, *,
+                 on_error: OnError | None = None, max_buffered: int = 200_000) -> None:
+        self.config = config
+        self.bootstrap = bootstrap_servers
+        self._on_error = on_error
+        self._buffer: deque[Quote] = deque(maxlen=max_buffered)
+        self._producer: AIOKafkaProducer | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._failing = False
+        self.sent = 0
+        self.dropped = 0
+        self.errors = 0
+
+    @property
+    def pending(self) -> int:
+        """Quotes waiting for the broker."""
+        return len(self._buffer)
+
+    def add(self, quote: Quote) -> None:
+        """Queue a quote; never blocks (the oldest is dropped when the buffer is full)."""
+        if len(self._buffer) == self._buffer.maxlen:
+            self.dropped += 1
+        self._buffer.append(quote)
+
+    async def start(self) -> None:
+        """Start the sender; connecting happens there, with retries."""
+        self._sender = asyncio.create_task(self._send_loop(), name="ticks-sender")
+
+    async def stop(self) -> None:
+        """Send what is buffered (one attempt), then close."""
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        if self._producer is not None and self._buffer:
+            with contextlib.suppress(KafkaError, OSError):
+                await self._send_buffered(self._producer)
+        if self._buffer:
+            log.warning("stopping with %d quotes unsent", len(self._buffer))
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _send_loop(self) -> None:
+        delay = BACKOFF_INITIAL_S
+        while True:
+            await asyncio.sleep(SEND_PERIOD_S)
+            if not self._buffer:
+                continue
+            try:
+                if self._producer is None:
+                    self._producer = await self._connect()
+                await self._send_buffered(self._producer)
+                delay = BACKOFF_INITIAL_S
+                if self._failing:
+                    log.info("Kafka reachable again at %s", self.bootstrap)
+                    self._failing = False
+            except (KafkaError, OSError) as exc:
+                self._report_failure(exc)
+                producer, self._producer = self._producer, None
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        if self.config.create_topics:
+            await ensure_topics(self.config, self.bootstrap)
+        producer = AIOKafkaProducer(**producer_options(self.config, self.bootstrap))
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _send_buffered(self, producer: AIOKafkaProducer) -> None:
+        batch = list(self._buffer)
+        self._buffer.clear()
+        try:
+            futures = [await producer.send(
+                self.config.ticks_topic, key=f"{q.venue}:{q.underlying}".encode(),
+                value=encode_quote(q), headers=[TICKS_SCHEMA_HEADER]) for q in batch]
+            await asyncio.gather(*futures)
+        except BaseException:
+            self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
+            raise
+        self.sent += len(batch)
+
+    def _report_failure(self, exc: BaseException) -> None:
+        self.errors += 1
+        reason = type(exc).__name__
+        if self._on_error is not None:
+            self._on_error(reason)
+        if not self._failing:  # once per burst, not per message
+            log.warning("Kafka at %s unreachable (%s: %s); buffering quotes and retrying",
+                        self.bootstrap, reason, exc)
+            self._failing = True

@@ -1,0 +1,1 @@
+"""Binance European options market streams (schema, protocol, session)."""

@@ -1,0 +1,1 @@
+"""Bybit v5 public option websocket, plus the REST instrument list (schema, protocol, session)."""

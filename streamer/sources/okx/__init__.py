@@ -1,0 +1,1 @@
+"""OKX v5 public websocket: option summaries joined with tickers (schema, protocol, session)."""

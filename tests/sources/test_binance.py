@@ -1,0 +1,338 @@
+"""Binance European options: golden tests on real v1 and v2 frames, fuzz, and the session.
+
+v2 (since 2025-12-17) carries the whole book of an underlying in ``@optionMarkPrice``;
+v1 recordings (``@ticker`` plus ``@index``) still decode, so older captures replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.server import ServerConnection
+
+from streamer.sources.binance import protocol
+from streamer.sources.binance.protocol import BinanceDecoder, parse_instrument_name
+from streamer.sources.binance.session import BinanceSession
+from streamer.sources.deribit.protocol import Decoded
+from tests.sources.venue_support import (
+    RecordingSink,
+    drop,
+    loopback,
+    parsed,
+    raw_messages,
+    running,
+    url_of,
+    wait_until,
+)
+
+GOLDEN = "binance_eoptions_messages_tardis.json"
+V1 = raw_messages(GOLDEN, "messages_v1_2023-10-01")
+V2 = raw_messages(GOLDEN, "messages_v2_2025-12-17")
+XRP_MARKS, BTC_MARKS = V2[4], V2[7]  # the BTC frame looks hand-written (PROVENANCE.md)
+REASONS = {"malformed", "unexpected_message", "unsubscribed_channel", "expired", "not_option",
+           "unknown_instrument", "no_underlying_price", "negative_price", "crossed"}
+
+
+def _marks(*items: dict[str, Any], stream: str = "btcusdt@optionMarkPrice") -> bytes:
+    return json.dumps({"stream": stream, "data": list(items)}).encode()
+
+
+def _mark(symbol: str = "BTC-251219-89000-C", **fields: Any) -> dict[str, Any]:
+    return {"s": symbol, "mp": "1450.5", "E": 1_765_983_421_000, "e": "markPrice",
+            "i": "104334.6", "bo": "1440.0", "ao": "1460.0", "bq": "5.00", "aq": "3.50",
+            "b": "0.85", "a": "0.88", "vo": "0.86", **fields}
+
+
+# -- golden ----------------------------------------------------------------------------------------
+
+def test_v1_frames_decode_to_2_quotes_and_6_unsubscribed_streams() -> None:
+    decoder = BinanceDecoder()
+    decoded = [decoder.decode(raw, 0) for raw in V1]
+    assert len(decoded) == 10
+    assert [len(d.quotes) for d in decoded] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert Counter(r for d in decoded for r in d.rejects) == Counter(unsubscribed_channel=6)
+    assert [parsed(V1[i])["stream"] for i, d in enumerate(decoded) if not d.rejects] == [
+        "BTCUSDT@index", "BTC-240927-25000-P@ticker", "BTCUSDT@index",
+        "BTC-240927-25000-P@ticker"]
+
+
+def test_v1_ticker_field_by_field_with_the_latest_index_as_underlying() -> None:
+    decoder = BinanceDecoder()
+    quotes = [q for raw in V1 for q in decoder.decode(raw, 9).quotes]
+    first, second = quotes
+    data = parsed(V1[5])["data"]
+    assert first.instrument == data["s"] == "BTC-240927-25000-P"
+    assert (first.venue, first.underlying, first.strike, first.is_call) == ("binance", "BTC",
+                                                                            25_000.0, False)
+    assert first.expiry_ts_ms == 1_727_424_000_000  # 2024-09-27T08:00:00Z
+    assert (first.bid_price, first.ask_price) == (float(data["bo"]), float(data["ao"]))
+    assert (first.bid_size, first.ask_size) == (2.55, 5.8)
+    assert (first.bid_iv, first.ask_iv, first.mark_iv) == (0.3804034, 0.47609568, 0.42824954)
+    assert first.underlying_price == first.index_price == 26963.13461538
+    assert (first.exchange_ts_ms, first.received_ts_ns) == (data["E"], 9)
+    assert second.underlying_price == 26960.90703297  # the second @index frame
+    assert second.bid_iv == 0.38032115
+
+
+def test_v1_ticker_before_any_index_has_no_underlying_price() -> None:
+    assert BinanceDecoder().decode(V1[5], 0).rejects == ["no_underlying_price"]
+
+
+def test_v2_frames_decode_to_2_quotes_and_6_unsubscribed_streams() -> None:
+    decoder = BinanceDecoder()
+    decoded = [decoder.decode(raw, 0) for raw in V2]
+    assert len(decoded) == 8
+    assert [len(d.quotes) for d in decoded] == [0, 0, 0, 0, 1, 0, 0, 1]
+    assert Counter(r for d in decoded for r in d.rejects) == Counter(unsubscribed_channel=6)
+
+
+def test_v2_xrp_mark_price_without_a_book_keeps_the_mark_iv_and_index() -> None:
+    quote = BinanceDecoder().decode(XRP_MARKS, 0).quotes[0]
+    item = parsed(XRP_MARKS)["data"][0]
+    assert (item["bo"], item["ao"], item["b"], item["a"]) == ("0.0000", "0.0000", "-1.0", "-1.0")
+    assert (quote.instrument, quote.underlying, quote.strike, quote.is_call) == (
+        "XRP-251219-2.05-P", "XRP", 2.05, False)
+    assert quote.expiry_ts_ms == 1_766_131_200_000  # 2025-12-19T08:00:00Z
+    for value in (quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size,
+                  quote.bid_iv, quote.ask_iv):
+        assert math.isnan(value)
+    assert quote.mark_iv == 2.6
+    assert quote.underlying_price == quote.index_price == 1.96239445
+    assert quote.exchange_ts_ms == item["E"]
+
+
+def test_v2_btc_mark_price_with_a_book() -> None:
+    quote = BinanceDecoder().decode(BTC_MARKS, 0).quotes[0]
+    assert (quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size) == (
+        1440.0, 1460.0, 5.0, 3.5)  # USDT: not rescaled
+    assert (quote.bid_iv, quote.ask_iv, quote.mark_iv) == (0.85, 0.88, 0.86)
+    assert quote.underlying_price == 104334.60217391
+
+
+# -- rejects ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("frame", "reason"), [
+    pytest.param(b'{"stream":"btcusdt@optionMark', "malformed", id="truncated-json"),
+    pytest.param(b"\xff\xfe\x00garbage", "malformed", id="not-utf8"),
+    pytest.param(b"", "malformed", id="empty"),
+    pytest.param(b"[1, 2]", "malformed", id="json-array"),
+    pytest.param(b'{"e":"markPrice"}', "unexpected_message", id="raw-stream-event"),
+    pytest.param(b'{"stream":"btcusdt@optionMarkPrice","data":{"s":"x"}}', "malformed",
+                 id="data-object"),
+    pytest.param(V2[0], "unsubscribed_channel", id="option-trade"),
+    pytest.param(_marks(_mark("FOO")), "unknown_instrument", id="unknown-symbol"),
+    pytest.param(_marks(_mark("BTCUSDT")), "not_option", id="perpetual"),
+    pytest.param(_marks(_mark("BTC-251332-1-C")), "unknown_instrument", id="impossible-date"),
+    pytest.param(_marks(_mark(E=1_766_131_200_000)), "expired", id="at-expiry"),
+    pytest.param(_marks(_mark(E=-1)), "malformed", id="negative-ts"),
+    pytest.param(_marks(_mark(E="1")), "malformed", id="ts-as-string"),
+    pytest.param(_marks(_mark(bo="NaN")), "malformed", id="nan-price"),
+    pytest.param(_marks(_mark(ao="inf")), "malformed", id="inf-price"),
+    pytest.param(_marks(_mark(b="x")), "malformed", id="text-iv"),
+    pytest.param(_marks(_mark(i="")), "no_underlying_price", id="no-index"),
+    pytest.param(_marks(_mark(i="0")), "no_underlying_price", id="zero-index"),
+    pytest.param(_marks(_mark(bo="-1")), "negative_price", id="negative-bid"),
+    pytest.param(_marks(_mark(bo="0", ao="-1")), "negative_price", id="negative-ask"),
+    pytest.param(_marks(_mark(bo="1500")), "crossed", id="crossed"),
+    pytest.param(b'{"stream":"BTCUSDT@index","data":{"s":"BTCUSDT","p":"0"}}', "malformed",
+                 id="zero-index-event"),
+])
+def test_bad_frame_is_counted_with_its_reason(frame: bytes, reason: str) -> None:
+    decoded = BinanceDecoder().decode(frame, 0)
+    assert decoded.quotes == []
+    assert decoded.rejects == [reason]
+
+
+def test_one_bad_item_of_a_mark_price_array_is_one_reject() -> None:
+    decoded = BinanceDecoder().decode(_marks(_mark(), {"s": 1}, _mark(bo="1500"),
+                                             _mark("ETH-251219-3000-P")), 0)
+    assert sorted(decoded.rejects) == ["crossed", "malformed"]
+    assert [q.instrument for q in decoded.quotes] == ["BTC-251219-89000-C", "ETH-251219-3000-P"]
+
+
+def test_answers_to_requests_carry_their_id_and_result_or_error() -> None:
+    decoder = BinanceDecoder()
+    ok = decoder.decode(b'{"result":null,"id":1}', 0)
+    assert (ok.response_id, ok.result, ok.error_code, ok.rejects) == (1, None, None, [])
+    nested = decoder.decode(b'{"error":{"code":2,"msg":"Invalid request"},"id":2}', 0)
+    assert (nested.response_id, nested.error_code, nested.error_message) == (
+        2, 2, "Invalid request")
+    flat = decoder.decode(b'{"code":-1121,"msg":"Invalid symbol.","id":3}', 0)
+    assert (flat.response_id, flat.error_code) == (3, -1121)
+
+
+def test_urls_and_stream_names_are_the_post_2025_12_ones_and_configurable() -> None:
+    assert protocol.DEFAULT_URL == "wss://fstream.binance.com/market/stream"
+    assert protocol.LEGACY_URL == "wss://nbstream.binance.com/eoptions/stream"
+    assert protocol.mark_price_stream("BTC") == "btcusdt@optionMarkPrice"
+    assert protocol.mark_price_stream("ETH", "{underlying}@markPrice") == "eth@markPrice"
+    assert json.loads(protocol.subscribe_request(["btcusdt@optionMarkPrice"], 5)) == {
+        "method": "SUBSCRIBE", "params": ["btcusdt@optionMarkPrice"], "id": 5}
+    info = parse_instrument_name("DOGE-231006-0.06-C")
+    assert info is not None
+    assert (info.underlying, info.strike, info.linear) == ("DOGE", 0.06, True)
+
+
+# -- fuzz ------------------------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=8), inner, max_size=3), max_leaves=6)
+_decimal = st.sampled_from(["", "0", "0.0000", "-1.0", "0.1", "1e308", "NaN", "x"]) | (
+    st.floats().map(repr)) | _json
+_FIELDS = ("i", "bo", "ao", "bq", "aq", "b", "a", "vo", "p")
+_item = st.fixed_dictionaries({}, optional={
+    "s": st.sampled_from(["BTC-251219-89000-C", "XRP-251219-2.05-P", "BTCUSDT", ""])
+    | st.text(max_size=20),
+    "E": st.sampled_from([1_765_983_421_000, 1_766_131_200_000, -1]) | st.integers() | _json,
+    **dict.fromkeys(_FIELDS, _decimal)})
+_frame = st.fixed_dictionaries({}, optional={
+    "stream": st.sampled_from(["btcusdt@optionMarkPrice", "BTC-240927-25000-P@ticker",
+                               "BTCUSDT@index", "x@depth20"]) | _json,
+    "data": st.lists(_item, max_size=3) | _item | _json,
+    "id": st.integers() | _json, "result": _json, "error": _json, "code": _json})
+
+
+def _check(decoded: Decoded) -> None:
+    assert isinstance(decoded, Decoded)
+    assert set(decoded.rejects) <= REASONS
+    for q in decoded.quotes:
+        assert math.isfinite(q.underlying_price)
+        assert q.underlying_price > 0
+        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.mark_iv):
+            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
+        assert not q.bid_price > q.ask_price
+        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    _check(BinanceDecoder().decode(raw, 0))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_frame, min_size=1, max_size=3))
+def test_arbitrary_binance_like_frames_never_raise(frames: list[dict[str, Any]]) -> None:
+    decoder = BinanceDecoder()
+    for frame in frames:
+        _check(decoder.decode(json.dumps(frame).encode(), 0))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({k: _decimal for k in _FIELDS if k != "p"}))
+def test_any_mark_price_item_is_one_quote_or_one_reject(fields: dict[str, Any]) -> None:
+    decoded = BinanceDecoder().decode(_marks(_mark(**fields)), 0)
+    _check(decoded)
+    assert len(decoded.quotes) + len(decoded.rejects) == 1
+
+
+# -- the session against a loopback Binance --------------------------------------------------------
+
+class PingLog(logging.Handler):
+    """Counts the ping frames a websockets server logs at DEBUG (``< PING ...``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.pings = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("< PING"):
+            self.pings += 1
+
+
+@pytest.fixture
+def server_log() -> Iterator[tuple[logging.Logger, PingLog]]:
+    logger = logging.getLogger("tests.sources.fake_binance")
+    handler = PingLog()
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    yield logger, handler
+    logger.removeHandler(handler)
+
+
+class FakeBinance:
+    """Answers ``SUBSCRIBE`` and plays the recorded frames of the subscribed streams.
+
+    It pings the session once per connection (Binance does, every few minutes) and
+    drops the first connection once the session has pinged it twice.
+    """
+
+    def __init__(self, expected: set[str], pings: PingLog) -> None:
+        self.expected = expected
+        self.ping_log = pings
+        self.subscriptions: dict[int, Counter[str]] = {}
+        self.answered_our_ping: Counter[int] = Counter()
+        self.frames = [XRP_MARKS, BTC_MARKS]
+
+    async def handle(self, ws: ServerConnection, n: int) -> None:
+        self.subscriptions[n] = Counter()
+        async for message in ws:
+            request = json.loads(message)
+            assert request["method"] == "SUBSCRIBE"
+            self.subscriptions[n].update(request["params"])
+            await ws.send(json.dumps({"result": None, "id": request["id"]}))
+            for frame in self.frames:
+                if parsed(frame)["stream"] in request["params"]:
+                    await ws.send(frame.decode())
+            if set(self.subscriptions[n]) == self.expected:
+                await asyncio.wait_for(await ws.ping(), timeout=5.0)
+                self.answered_our_ping[n] += 1
+                if n == 1:
+                    await wait_until(lambda: self.ping_log.pings >= 2, "two pings")
+                    drop(ws)
+                    return
+
+
+async def test_session_pings_streams_and_resubscribes_each_stream_once_after_a_drop(
+        server_log: tuple[logging.Logger, PingLog]) -> None:
+    logger, pings = server_log
+    expected = {"btcusdt@optionMarkPrice", "xrpusdt@optionMarkPrice"}
+    server = FakeBinance(expected, pings)
+    sink = RecordingSink("binance")
+    async with loopback(server.handle, logger=logger) as srv:
+        session = BinanceSession(url_of(srv, "/market/stream"), ["BTC", "XRP"], sink,
+                                 heartbeat_s=0.2, subscribe_batch=1, requests_per_s=1000.0,
+                                 rng=random.Random(0))
+        sink.connection_no = lambda: session.connections
+        async with running(session):
+            await wait_until(lambda: sink.quotes_per_connection[2] == 2
+                             and server.answered_our_ping[2] == 1 and session.pongs >= 3,
+                             "a second connection subscribed, streaming and pinging")
+            assert (sink.reconnects, sink.connected) == (1, [True, False, True])
+    assert server.subscriptions[1] == server.subscriptions[2] == Counter(dict.fromkeys(
+        expected, 1))  # every stream exactly once per connection
+    assert pings.pings >= 3  # the session's websocket pings, as the server saw them
+    assert session.connections == 2
+    assert sink.quotes_per_connection == Counter({1: 2, 2: 2})
+    assert {q.instrument for q in sink.quotes} == {"XRP-251219-2.05-P", "BTC-251219-89000-C"}
+    assert sink.rejects == Counter()
+
+
+async def test_refused_subscription_is_counted_and_retried_on_a_new_connection() -> None:
+    async def refuse(ws: ServerConnection, n: int) -> None:
+        async for message in ws:
+            await ws.send(json.dumps({"error": {"code": 2, "msg": "Invalid request"},
+                                      "id": json.loads(message)["id"]}))
+
+    sink = RecordingSink("binance")
+    async with loopback(refuse) as srv:
+        session = BinanceSession(url_of(srv), ["BTC"], sink, heartbeat_s=0.2,
+                                 requests_per_s=1000.0, rng=random.Random(0))
+        async with running(session):
+            await wait_until(lambda: sink.rejects["subscribe_rejected"] >= 2,
+                             "two refused subscriptions", timeout_s=5.0)
+            assert session.connections >= 2
+            assert True not in sink.connected

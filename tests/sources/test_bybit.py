@@ -1,0 +1,351 @@
+"""Bybit: golden tests of the decoder on real option messages, fuzz, and the session.
+
+The session runs against a loopback server that also answers the REST instrument
+list (through the websocket server's ``process_request``), so the real HTTP code runs.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import math
+import random
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from streamer.errors import VenueError
+from streamer.sources.bybit import protocol
+from streamer.sources.bybit.protocol import FAILED, PONG, BybitDecoder, parse_instrument_name
+from streamer.sources.bybit.session import BybitSession
+from streamer.sources.deribit.protocol import Decoded
+from tests.sources.venue_support import (
+    RecordingSink,
+    drop,
+    loopback,
+    parsed,
+    raw_messages,
+    running,
+    url_of,
+    wait_until,
+)
+
+MESSAGES = raw_messages("bybit_v5_option_messages_tardis_2023-04-05.json")
+SOL_CALL, ETH_PUT = MESSAGES[4], MESSAGES[5]
+REASONS = {"malformed", "unexpected_message", "unsubscribed_channel", "expired", "not_option",
+           "unknown_instrument", "no_underlying_price", "negative_price", "crossed"}
+
+
+def _ticker(symbol: str = "BTC-28APR23-29500-C", ts: Any = 1_680_652_810_254,
+            kind: str = "snapshot", **fields: Any) -> bytes:
+    data = {"symbol": symbol, "bidPrice": "985", "bidSize": "1.5", "bidIv": "0.55",
+            "askPrice": "1005", "askSize": "2", "askIv": "0.57", "markPriceIv": "0.56",
+            "underlyingPrice": "28300.5", "indexPrice": "28250.1", **fields}
+    return json.dumps({"id": "x", "topic": f"tickers.{symbol}", "ts": ts, "data": data,
+                       "type": kind}).encode()
+
+
+# -- golden ----------------------------------------------------------------------------------------
+
+def test_real_messages_decode_to_2_quotes_and_4_unsubscribed_channels() -> None:
+    decoder = BybitDecoder()
+    decoded = [decoder.decode(raw, 0) for raw in MESSAGES]
+    assert len(decoded) == 6
+    assert [len(d.quotes) for d in decoded] == [0, 0, 0, 0, 1, 1]
+    assert Counter(r for d in decoded for r in d.rejects) == Counter(unsubscribed_channel=4)
+
+
+def test_sol_call_field_by_field_against_the_raw_json() -> None:
+    quote = BybitDecoder().decode(SOL_CALL, 42).quotes[0]
+    msg = parsed(SOL_CALL)
+    data = msg["data"]
+    assert quote.instrument == data["symbol"] == "SOL-28APR23-24-C"
+    assert (quote.venue, quote.underlying, quote.strike, quote.is_call) == ("bybit", "SOL",
+                                                                            24.0, True)
+    assert quote.expiry_ts_ms == 1_682_668_800_000  # 2023-04-28T08:00:00Z
+    assert quote.bid_price == float(data["bidPrice"]) == 0.34  # USDC: not rescaled
+    assert quote.ask_price == float(data["askPrice"]) == 3.11
+    assert (quote.bid_size, quote.ask_size) == (10.0, 51.0)
+    assert (quote.bid_iv, quote.ask_iv) == (0.6004, 2.0007)  # decimals already
+    assert quote.mark_iv == float(data["markPriceIv"])
+    assert quote.underlying_price == quote.index_price == 20.93
+    assert (quote.exchange_ts_ms, quote.received_ts_ns) == (msg["ts"], 42)
+
+
+def test_eth_put_without_an_ask_keeps_the_bid_and_nan_for_the_ask() -> None:
+    quote = BybitDecoder().decode(ETH_PUT, 0).quotes[0]
+    data = parsed(ETH_PUT)["data"]
+    assert (data["askPrice"], data["askIv"]) == ("0", "0")
+    assert (quote.bid_price, quote.bid_size, quote.bid_iv) == (0.1, 5.0, 1.4744)
+    assert math.isnan(quote.ask_price)
+    assert math.isnan(quote.ask_size)
+    assert math.isnan(quote.ask_iv)
+    assert (quote.underlying_price, quote.index_price) == (1886.16, 1871.27)
+    assert quote.expiry_ts_ms == 1_688_112_000_000  # 2023-06-30T08:00:00Z
+    assert (quote.strike, quote.is_call) == (200.0, False)
+
+
+# -- rejects ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("frame", "reason"), [
+    pytest.param(b'{"topic":"tickers.BTC', "malformed", id="truncated-json"),
+    pytest.param(b"\xff\xfe\x00garbage", "malformed", id="not-utf8"),
+    pytest.param(b"", "malformed", id="empty"),
+    pytest.param(b"[1, 2]", "malformed", id="json-array"),
+    pytest.param(b'{"hello": 1}', "unexpected_message", id="unknown-shape"),
+    pytest.param(b'{"topic":"tickers.X","ts":1,"data":[]}', "malformed", id="data-array"),
+    pytest.param(MESSAGES[0], "unsubscribed_channel", id="public-trade"),
+    pytest.param(_ticker("FOO"), "unknown_instrument", id="unknown-symbol"),
+    pytest.param(_ticker("BTCUSDT"), "not_option", id="perpetual"),
+    pytest.param(_ticker("BTC-28APR23"), "not_option", id="future"),
+    pytest.param(_ticker("BTC-31APR23-29500-C"), "unknown_instrument", id="impossible-date"),
+    pytest.param(_ticker(ts=1_682_668_800_000), "expired", id="at-expiry"),
+    pytest.param(_ticker(ts=None), "malformed", id="no-ts"),
+    pytest.param(_ticker(ts=-1), "malformed", id="negative-ts"),
+    pytest.param(_ticker(ts=10**20), "malformed", id="ts-beyond-int64"),
+    pytest.param(_ticker(bidPrice="NaN"), "malformed", id="nan-price"),
+    pytest.param(_ticker(askPrice="Infinity"), "malformed", id="inf-price"),
+    pytest.param(_ticker(bidIv="x"), "malformed", id="text-iv"),
+    pytest.param(_ticker(bidPrice=985), "malformed", id="number-not-string"),
+    pytest.param(_ticker(bidPrice="-1"), "negative_price", id="negative-bid"),
+    pytest.param(_ticker(bidPrice="0", askPrice="-2"), "negative_price", id="negative-ask"),
+    pytest.param(_ticker(bidPrice="1100"), "crossed", id="crossed"),
+    pytest.param(_ticker(underlyingPrice="0"), "no_underlying_price", id="zero-forward"),
+    pytest.param(_ticker(underlyingPrice="-5"), "no_underlying_price", id="negative-forward"),
+])
+def test_bad_frame_is_counted_with_its_reason(frame: bytes, reason: str) -> None:
+    decoded = BybitDecoder().decode(frame, 0)
+    assert decoded.quotes == []
+    assert decoded.rejects == [reason]
+
+
+def test_usdt_settled_symbols_are_options_too() -> None:
+    info = parse_instrument_name("BTC-26DEC25-100000-C-USDT")
+    assert info is not None
+    assert (info.underlying, info.strike, info.is_call, info.linear) == ("BTC", 100_000.0,
+                                                                         True, True)
+    assert info.expiry_ts_ms == 1_766_736_000_000  # 2025-12-26T08:00:00Z
+    assert parse_instrument_name("XRP-26DEC25-2.5-P") is not None
+
+
+def test_a_delta_keeps_the_fields_it_does_not_carry() -> None:
+    decoder = BybitDecoder()
+    decoder.decode(_ticker(), 0)
+    delta = json.dumps({"topic": "tickers.BTC-28APR23-29500-C", "ts": 1_680_652_811_000,
+                        "type": "delta", "data": {"symbol": "BTC-28APR23-29500-C",
+                                                  "askPrice": "1010"}}).encode()
+    quote = decoder.decode(delta, 0).quotes[0]
+    assert (quote.bid_price, quote.ask_price, quote.bid_iv) == (985.0, 1010.0, 0.55)
+    assert quote.exchange_ts_ms == 1_680_652_811_000
+
+
+# -- control events, requests, the instrument list ----------------------------------------------
+
+def test_pongs_and_subscribe_answers_in_both_shapes() -> None:
+    decoder = BybitDecoder()
+    assert decoder.decode(b'{"args":["1672916271846"],"op":"pong"}', 0).result == PONG
+    assert decoder.decode(b'{"success":true,"ret_msg":"pong","conn_id":"c","op":"ping"}',
+                          0).result == PONG
+    ok = decoder.decode(b'{"success":true,"ret_msg":"","conn_id":"c","req_id":"7",'
+                        b'"op":"subscribe"}', 0)
+    assert (ok.response_id, ok.error_code, ok.rejects) == (7, None, [])
+    command = decoder.decode(b'{"success":true,"conn_id":"c","type":"COMMAND_RESP","data":'
+                             b'{"failTopics":[],"successTopics":["tickers.X"]}}', 0)
+    assert (command.response_id, command.error_code, command.result) == (None, None, True)
+    failed = decoder.decode(b'{"success":true,"conn_id":"c","type":"COMMAND_RESP","data":'
+                            b'{"failTopics":["tickers.NOPE"],"successTopics":[]}}', 0)
+    assert failed.error_code == FAILED
+    assert "tickers.NOPE" in failed.error_message
+    refused = decoder.decode(b'{"success":false,"ret_msg":"Invalid topic","req_id":"9",'
+                             b'"op":"subscribe"}', 0)
+    assert (refused.response_id, refused.error_code, refused.error_message) == (
+        9, FAILED, "Invalid topic")
+
+
+def test_requests_and_instrument_list_pages() -> None:
+    assert json.loads(protocol.ping_request(3)) == {"req_id": "3", "op": "ping"}
+    assert json.loads(protocol.subscribe_request(["tickers.A"], 4)) == {
+        "req_id": "4", "op": "subscribe", "args": ["tickers.A"]}
+    url = protocol.instruments_url("https://api.bybit.com/", "BTC", "abc%2C1")
+    assert url.startswith("https://api.bybit.com/v5/market/instruments-info?")
+    assert parse_qs(urlsplit(url).query) == {"category": ["option"], "baseCoin": ["BTC"],
+                                             "limit": ["1000"], "cursor": ["abc%2C1"]}
+    page = json.dumps({"retCode": 0, "retMsg": "OK", "result": {
+        "category": "option", "nextPageCursor": "n1", "list": [
+            {"symbol": "BTC-28APR23-29500-C", "status": "Trading"},
+            {"symbol": "BTC-28APR23-30000-C", "status": "PreLaunch"}]}}).encode()
+    assert protocol.parse_instruments(page) == (["BTC-28APR23-29500-C"], "n1")
+    with pytest.raises(VenueError, match="refused"):
+        protocol.parse_instruments(b'{"retCode":10001,"retMsg":"params error"}')
+    with pytest.raises(VenueError, match="bad instrument list"):
+        protocol.parse_instruments(b"<html>")
+
+
+# -- fuzz ------------------------------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=8), inner, max_size=3), max_leaves=6)
+_decimal = st.sampled_from(["", "0", "-1", "0.1", "1e308", "NaN", "inf", "x"]) | (
+    st.floats().map(repr)) | st.none() | _json
+_symbols = st.sampled_from(["BTC-28APR23-29500-C", "SOL-28APR23-24-C", "BTCUSDT",
+                            "BTC-26DEC25-1-P-USDT", ""]) | st.text(max_size=24)
+_FIELDS = ("bidPrice", "bidSize", "bidIv", "askPrice", "askSize", "askIv", "markPriceIv",
+           "underlyingPrice", "indexPrice")
+_data = st.fixed_dictionaries({"symbol": _symbols}, optional=dict.fromkeys(_FIELDS, _decimal))
+_btc_call = st.fixed_dictionaries({"symbol": st.just("BTC-28APR23-29500-C")},
+                                  optional=dict.fromkeys(_FIELDS, _decimal))
+_frame = st.fixed_dictionaries({}, optional={
+    "topic": st.sampled_from(["tickers.BTC-28APR23-29500-C", "orderbook.25.X"]) | _json,
+    "type": st.sampled_from(["snapshot", "delta", "COMMAND_RESP"]) | _json,
+    "ts": st.sampled_from([1_680_652_810_254, 1_682_668_800_000, -1]) | st.integers() | _json,
+    "data": _data | _json, "op": st.sampled_from(["pong", "ping", "subscribe"]) | _json,
+    "success": st.booleans() | _json, "req_id": st.sampled_from(["1", "x"]) | _json})
+
+
+def _check(decoded: Decoded) -> None:
+    assert isinstance(decoded, Decoded)
+    assert len(decoded.quotes) + len(decoded.rejects) <= 1
+    assert set(decoded.rejects) <= REASONS
+    for q in decoded.quotes:
+        assert math.isfinite(q.underlying_price)
+        assert q.underlying_price > 0
+        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.mark_iv):
+            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
+        assert not q.bid_price > q.ask_price
+        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
+    _check(BybitDecoder().decode(raw, 0))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_frame, min_size=1, max_size=3))
+def test_arbitrary_bybit_like_frames_never_raise(frames: list[dict[str, Any]]) -> None:
+    decoder = BybitDecoder()
+    for frame in frames:
+        _check(decoder.decode(json.dumps(frame).encode(), 0))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_btc_call, st.booleans())
+def test_any_ticker_payload_is_one_quote_or_one_reject(data: dict[str, Any], delta: bool) -> None:
+    frame = {"topic": "tickers.BTC-28APR23-29500-C", "ts": 1_680_652_810_254, "data": data,
+             "type": "delta" if delta else "snapshot"}
+    decoder = BybitDecoder()
+    for _ in range(2):
+        decoded = decoder.decode(json.dumps(frame).encode(), 0)
+        _check(decoded)
+        assert len(decoded.quotes) + len(decoded.rejects) == 1
+
+
+# -- the session against a loopback Bybit ---------------------------------------------------------
+
+INSTRUMENTS = {"SOL": [["SOL-28APR23-24-C"], ["SOL-28APR23-30-C"]],  # two pages
+               "ETH": [["ETH-30JUN23-200-P"]]}
+
+
+class FakeBybit:
+    """REST instrument list, subscribe answers (``COMMAND_RESP``, no req_id), JSON pings.
+
+    Drops the first connection once it has every subscription and two pings.
+    """
+
+    def __init__(self, expected: set[str]) -> None:
+        self.expected = expected
+        self.rest_requests: Counter[str] = Counter()
+        self.subscriptions: dict[int, Counter[str]] = {}
+        self.pings: Counter[int] = Counter()
+        self.replies = {"tickers.SOL-28APR23-24-C": SOL_CALL, "tickers.ETH-30JUN23-200-P": ETH_PUT}
+
+    def rest(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path != protocol.INSTRUMENTS_PATH:
+            return None  # a websocket handshake
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        self.rest_requests[query["baseCoin"]] += 1
+        pages = INSTRUMENTS.get(query["baseCoin"], [[]])
+        page = int(query.get("cursor", "0"))
+        body = {"retCode": 0, "retMsg": "OK", "result": {
+            "category": "option", "nextPageCursor": str(page + 1) if page + 1 < len(pages) else "",
+            "list": [{"symbol": s, "status": "Trading"} for s in pages[page]]}}
+        return connection.respond(http.HTTPStatus.OK, json.dumps(body))
+
+    async def handle(self, ws: ServerConnection, n: int) -> None:
+        self.subscriptions[n] = Counter()
+        async for message in ws:
+            request = json.loads(message)
+            if request["op"] == "ping":
+                self.pings[n] += 1
+                await ws.send(json.dumps({"args": ["1680652810254"], "op": "pong"}))
+                if n == 1 and self.pings[n] >= 2 and set(self.subscriptions[n]) == self.expected:
+                    drop(ws)
+                    return
+                continue
+            assert request["op"] == "subscribe"
+            self.subscriptions[n].update(request["args"])
+            await ws.send(json.dumps({"success": True, "conn_id": "c", "type": "COMMAND_RESP",
+                                      "data": {"failTopics": [],
+                                               "successTopics": request["args"]}}))
+            for topic in request["args"]:
+                if topic in self.replies:
+                    await ws.send(self.replies[topic].decode())
+
+
+async def test_session_lists_pings_streams_and_resubscribes_each_topic_once_after_a_drop(
+        ) -> None:
+    expected = {"tickers.SOL-28APR23-24-C", "tickers.SOL-28APR23-30-C",
+                "tickers.ETH-30JUN23-200-P"}
+    server = FakeBybit(expected)
+    sink = RecordingSink("bybit")
+    async with loopback(server.handle, process_request=server.rest) as srv:
+        session = BybitSession(url_of(srv, "/v5/public/option"), ["SOL", "ETH"], sink,
+                               rest_url=url_of(srv).replace("ws://", "http://"),
+                               heartbeat_s=0.2, subscribe_batch=2, requests_per_s=1000.0,
+                               rng=random.Random(0))
+        sink.connection_no = lambda: session.connections
+        async with running(session):
+            await wait_until(lambda: sink.quotes_per_connection[2] == 2
+                             and set(server.subscriptions.get(2, ())) == expected
+                             and server.pings[2] >= 1,
+                             "a second connection subscribed, streaming and pinging")
+            assert (sink.reconnects, sink.connected) == (1, [True, False, True])
+    assert server.subscriptions[1] == server.subscriptions[2] == Counter(dict.fromkeys(
+        expected, 1))  # every topic exactly once per connection
+    assert server.rest_requests == Counter(SOL=4, ETH=2)  # two pages and one, per connection
+    assert server.pings[1] >= 2
+    assert session.pongs >= 3
+    assert session.connections == 2
+    assert sink.quotes_per_connection == Counter({1: 2, 2: 2})
+    assert {q.instrument for q in sink.quotes} == {"SOL-28APR23-24-C", "ETH-30JUN23-200-P"}
+    assert sink.rejects == Counter()
+
+
+async def test_refused_subscription_is_counted_and_retried_on_a_new_connection() -> None:
+    async def refuse(ws: ServerConnection, n: int) -> None:
+        async for message in ws:
+            if json.loads(message)["op"] == "subscribe":
+                await ws.send(json.dumps({"success": True, "type": "COMMAND_RESP", "data": {
+                    "failTopics": json.loads(message)["args"], "successTopics": []}}))
+
+    server = FakeBybit(set())
+    sink = RecordingSink("bybit")
+    async with loopback(refuse, process_request=server.rest) as srv:
+        session = BybitSession(url_of(srv), ["ETH"], sink,
+                               rest_url=url_of(srv).replace("ws://", "http://"),
+                               heartbeat_s=0.2, requests_per_s=1000.0, rng=random.Random(0))
+        async with running(session):
+            await wait_until(lambda: sink.rejects["subscribe_rejected"] >= 2,
+                             "two refused subscriptions", timeout_s=5.0)
+            assert session.connections >= 2
+            assert True not in sink.connected
