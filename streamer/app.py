@@ -121,7 +121,8 @@ class Service:
         self.mode: Mode = mode
         self.duration_s = duration_s
         self.metrics = Metrics()
-        self.health = Health(stale_after_s=config.metrics.stale_after_s)
+        self.health = Health(stale_after_s=config.metrics.stale_after_s,
+                             publishes_surfaces=mode != "ingest")
         self.progress = Progress()
         self.engines: dict[str, Engine] = {}
         self._progress_stream = progress_stream
@@ -143,23 +144,25 @@ class Service:
         self._install_signal_handlers()
         http = None
         try:
+            # Metrics first: /healthz must answer while the broker is still being reached.
+            if self.config.metrics.enabled:
+                http = await serve_http(self.metrics, self.health,
+                                        self.config.metrics.host, self.config.metrics.port)
+                self.http_port = http.port
+                log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
             bootstrap = await self._bootstrap()
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
                 # wrong partition count on the first metadata request.
                 await ensure_topics(self.config.kafka, bootstrap)
             if self.mode == "ingest":
-                self.ticks_sink = KafkaTicksSink(self.config.kafka, bootstrap,
-                                                 on_error=self._on_kafka_error)
+                self.ticks_sink = KafkaTicksSink(
+                    self.config.kafka, bootstrap, on_error=self._on_kafka_error,
+                    on_sent=lambda n: self.health.set_broker(True))
                 await self.ticks_sink.start()
             else:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
-            if self.config.metrics.enabled:
-                http = await serve_http(self.metrics, self.health,
-                                        self.config.metrics.host, self.config.metrics.port)
-                self.http_port = http.port
-                log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
             tasks = [asyncio.create_task(source.run(), name=f"source-{name}")
                      for name, source in await self._start_sources(bootstrap)]
             if self.mode != "ingest":
@@ -229,6 +232,7 @@ class Service:
             # After a rebalance, underlyings taken over from another member warm-start
             # from (and continue the seq of) what that member last published.
             self.ticks_consumer = TicksConsumer(self.config.kafka, bootstrap, feed,
+                                                group_id=self.config.kafka.group_id,
                                                 on_assigned=lambda: self._warm_start(bootstrap))
             return [("ticks", self.ticks_consumer)]
         return [await self._start_venue(v) for v in self.config.venues]

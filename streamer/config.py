@@ -78,6 +78,7 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     client_id: str = "streamer"
     surface_topic: str = "vol.surface.v1"
     ticks_topic: str = "vol.ticks.v1"
+    group_id: str = "streamer-calibrate"
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool | None = None
     linger_ms: int = 5

@@ -99,6 +99,7 @@ class Health:
     """What readiness depends on; mutated by the app, read by /readyz."""
 
     stale_after_s: float = 30.0
+    publishes_surfaces: bool = True  # False for `streamer ingest`, which publishes quotes
     venues: dict[str, bool] = field(default_factory=dict)
     broker_ok: bool = False
     last_publish_s: dict[str, float] = field(default_factory=dict)
@@ -123,7 +124,7 @@ class Health:
         if not self.broker_ok:
             problems.append("broker not reachable")
         fresh = {k: now_s - t for k, t in self.last_publish_s.items()}
-        if not fresh:
+        if not fresh and self.publishes_surfaces:
             problems.append("no surface published yet")
         problems += [f"surface {k} stale for {age:.1f}s" for k, age in sorted(fresh.items())
                      if age > self.stale_after_s]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -40,10 +41,12 @@ class KafkaTicksSink:
     """Buffers quotes from the venue sessions and sends them in batches."""
 
     def __init__(self, config: KafkaConfig, bootstrap_servers: str, *,
-                 on_error: OnError | None = None, max_buffered: int = 200_000) -> None:
+                 on_error: OnError | None = None, on_sent: Callable[[int], None] | None = None,
+                 max_buffered: int = 200_000) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers
         self._on_error = on_error
+        self._on_sent = on_sent
         self._buffer: deque[Quote] = deque(maxlen=max_buffered)
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -129,6 +132,8 @@ class KafkaTicksSink:
             self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
             raise
         self.sent += len(batch)
+        if self._on_sent is not None:
+            self._on_sent(len(batch))
 
     def _report_failure(self, exc: BaseException) -> None:
         self.errors += 1
