@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
     record = sub.add_parser("record", help="record a venue's raw messages to a tick file")
     _add_config(record)
-    record.add_argument("--venue", default="deribit", choices=["deribit"])
+    record.add_argument("--venue", default="deribit",
+                        choices=["deribit", "okx", "bybit", "binance"])
     record.add_argument("--underlying", action="append", required=True)
-    record.add_argument("--url", default="wss://www.deribit.com/ws/api/v2")
+    record.add_argument("--url", help="default: the venue's public endpoint")
     record.add_argument("--out", type=Path, required=True)
     record.add_argument("--duration", type=float, metavar="SECONDS")
 
@@ -158,7 +159,8 @@ async def _cmd_serve_replay(args: argparse.Namespace) -> int:
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.recorder import record
 
-    return await record(args.url, args.underlying, args.out, duration_s=args.duration)
+    return await record(args.url, args.underlying, args.out, venue=args.venue,
+                        duration_s=args.duration)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

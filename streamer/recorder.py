@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamer.sources.deribit.session import DeribitSession
+from streamer.config import VenueConfig
+from streamer.sources.registry import LIVE, make_session, resolve_url
 from streamer.tickfile import TickFileWriter
 from streamer.types import Quote
 
@@ -75,12 +76,17 @@ class _CountingSink:
         log.info("%s: %s", venue, "connected" if connected else "disconnected")
 
 
-async def record(url: str, currencies: Sequence[str], out: Path, *,
-                 duration_s: float | None = None) -> int:
-    """Record until cancelled or for ``duration_s``; returns the exit code."""
+async def record(url: str | None, currencies: Sequence[str], out: Path, *,
+                 venue: str = "deribit", duration_s: float | None = None) -> int:
+    """Record until cancelled or for ``duration_s``; returns the exit code.
+
+    ``url`` None is the venue's public endpoint.
+    """
     recorder = RotatingRecorder(out)
     counts = _CountingSink()
-    session = DeribitSession(url, currencies, counts, on_raw=recorder.write)
+    config = VenueConfig(name=venue, url=url or LIVE,  # type: ignore[arg-type]
+                         currencies=tuple(currencies))
+    session = make_session(config, resolve_url(config), counts, on_raw=recorder.write)
     try:
         await asyncio.wait_for(session.run(), timeout=duration_s)
     except TimeoutError:

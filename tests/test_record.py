@@ -1,0 +1,33 @@
+"""`streamer record`: raw venue messages into a tick file, over a real websocket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer.app import bundled_sample
+from streamer.devtools.replay_server import ReplayServer
+from streamer.recorder import record
+from streamer.sources.deribit.protocol import DeribitDecoder
+from streamer.tickfile import read_tickfile
+
+pytestmark = pytest.mark.integration
+
+
+async def test_recording_the_replay_server_gives_a_replayable_tick_file(tmp_path: Path) -> None:
+    server = ReplayServer(bundled_sample(), speed=20.0)
+    await server.start()
+    out = tmp_path / "ticks.ndjson.gz"
+    try:
+        assert await record(server.url, ["BTC"], out, duration_s=3.0) == 0
+    finally:
+        await server.stop()
+    lines = list(read_tickfile(out))
+    assert len(lines) > 100
+    stamps = [line.received_ts_ns for line in lines]
+    assert stamps == sorted(stamps)
+    decoder = DeribitDecoder()
+    quotes = [q for line in lines for q in decoder.decode(line.raw, line.received_ts_ns).quotes]
+    assert len(quotes) > 50
+    assert {q.underlying for q in quotes} == {"BTC"}  # only what was subscribed
