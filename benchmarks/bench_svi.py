@@ -7,6 +7,8 @@ seeds) are each fitted several times; the timings are per whole chain.
 * ``ours_cold``: ``svi.calibrate(k, iv, t)`` on every slice (grid seed + LM).
 * ``ours_warm``: the chain moves a little (parallel shift + tilt of the vols);
   ``svi.calibrate(k, iv_moved, t, previous=<cold fit>)`` on every slice.
+* ``ours_cold_chain`` / ``ours_warm_chain``: the same fits through
+  ``svi.calibrate_chain`` (every slice of the chain in one batched solver).
 * ``naive_lsq_*``: ``scipy.optimize.least_squares`` (trf, bounds, 2-point Jacobian,
   default tolerances) on the 5 raw parameters per slice from a generic start,
   minimising vol residuals, on the same data as the row it is compared with.
@@ -18,7 +20,13 @@ Run from the repo root: ``.venv/bin/python benchmarks/bench_svi.py``.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Figures are per core: OpenBLAS's worker threads, on a 2-core machine shared with other
+# work, make the small matrix products of the calibrations up to 20x slower. Set before
+# numpy loads OpenBLAS; the baselines (scipy, QuantLib, py_vollib) run under the same.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,7 +107,8 @@ def timed(fn: Callable[[], list[Any]]) -> tuple[float, list[Any]]:
 
 
 def main() -> None:
-    methods = ["ours_cold", "naive_lsq_cold", "ours_warm", "naive_lsq_moved"]
+    methods = ["ours_cold", "ours_cold_chain", "naive_lsq_cold", "ours_warm", "ours_warm_chain",
+               "naive_lsq_moved"]
     samples: dict[str, list[float]] = {m: [] for m in methods}
     errors: dict[str, list[float]] = {m: [] for m in methods}
     evals: dict[str, list[int]] = {m: [] for m in methods}
@@ -112,9 +121,12 @@ def main() -> None:
         runs: dict[str, tuple[list[Slice], Callable[[], list[Any]]]] = {
             "ours_cold": (chain, lambda c=chain: [svi.calibrate(*s) for s in c]),
             "naive_lsq_cold": (chain, lambda c=chain: [naive_fit(*s) for s in c]),
+            "ours_cold_chain": (chain, lambda c=chain: svi.calibrate_chain(*zip(*c, strict=True))),
             "ours_warm": (moved, lambda c=moved, f=cold_fits: [
                 svi.calibrate(k, iv, t, previous=fit.params)
                 for (k, iv, t), fit in zip(c, f, strict=True)]),
+            "ours_warm_chain": (moved, lambda c=moved, f=cold_fits: svi.calibrate_chain(
+                *zip(*c, strict=True), previous=[fit.params for fit in f])),
             "naive_lsq_moved": (moved, lambda c=moved: [naive_fit(*s) for s in c]),
         }
         outs: dict[str, list[Any]] = {}
@@ -132,7 +144,8 @@ def main() -> None:
                 errors[name] += [rmse(s, p) for s, (p, _) in zip(data, out, strict=True)]
                 evals[name] += [nfev for _, nfev in out]
 
-    baseline = {"ours_cold": "naive_lsq_cold", "ours_warm": "naive_lsq_moved"}
+    baseline = {"ours_cold": "naive_lsq_cold", "ours_cold_chain": "naive_lsq_cold",
+                "ours_warm": "naive_lsq_moved", "ours_warm_chain": "naive_lsq_moved"}
     rows: list[dict[str, Any]] = []
     for name in methods:
         s = np.asarray(samples[name])

@@ -6,12 +6,13 @@ to the normalised price ``b = price / sqrt(F K)``, which depends only on
 
     b(x, v) = e^{x/2} N(x/v + v/2) - e^{-x/2} N(x/v - v/2)
 
-``ln b`` is evaluated without cancellation through the scaled complementary error
-function (``N(d) = sqrt(pi/2) erfcx(-d/sqrt 2) phi(d)``), which keeps full relative
-precision for tiny wing prices. The root of ``ln b(v) = ln beta`` is bracketed by a
-fixed number of bisection steps in ``ln v`` and polished by safeguarded Newton steps
-on the log price (quadratic convergence; the log keeps the tails well conditioned).
-Fixed iteration counts keep everything a handful of whole-array numpy operations.
+and inverted with Jäckel's (2015) rational initial guess and two third-order Householder
+steps (:mod:`streamer.core.normalised_black`), four whole-array evaluations of ``b`` in
+all. An element whose last step is not negligible is solved again by the slow, safe
+route: bisection in ``ln v`` and safeguarded Newton steps on ``ln b``, evaluated without
+cancellation through the scaled complementary error function. That happens only far
+outside any market (``|ln(F/K)|`` in the hundreds) or for time values within a few
+digits of ``TIME_VALUE_FLOOR`` near the money, where ``b`` is mostly rounding noise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import enum
 import numpy as np
 import numpy.typing as npt
 from scipy.special import erfcx, ndtr
+
+from streamer.core.normalised_black import total_vol
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -32,6 +35,8 @@ _SQRT1_2 = np.sqrt(0.5)
 _V_MIN, _V_MAX = 1e-15, 60.0
 _BISECTIONS = 10
 _NEWTON_STEPS = 6
+# A converged Householder step is ~1e-6 of v or (far) less; anything bigger goes the slow way.
+_CONVERGED = 1e-4
 #: time value below this fraction of the forward cannot be inverted meaningfully
 TIME_VALUE_FLOOR = 1e-14
 
@@ -80,8 +85,18 @@ def _dlogb_dv(x: FloatArray, v: FloatArray, log_b: FloatArray) -> FloatArray:
     return result
 
 
-def _solve_total_vol(x: FloatArray, log_beta: FloatArray) -> FloatArray:
-    """Total vol v with ln b(x, v) = log_beta, for arrays already known to be invertible."""
+def _solve_total_vol(x: FloatArray, beta: FloatArray) -> FloatArray:
+    """Total vol v with b(x, v) = beta, for arrays already known to be invertible."""
+    v, last_step = total_vol(x, beta)
+    with np.errstate(invalid="ignore"):
+        slow = np.flatnonzero(~(np.abs(last_step) <= _CONVERGED * v))
+    if slow.size:
+        v[slow] = _bracketed_total_vol(x[slow], np.log(beta[slow]))
+    return v
+
+
+def _bracketed_total_vol(x: FloatArray, log_beta: FloatArray) -> FloatArray:
+    """Total vol by bisection in ``ln v``, then safeguarded Newton on ``ln b``: slow but safe."""
     lo = np.full_like(x, np.log(_V_MIN))
     hi = np.full_like(x, np.log(_V_MAX))
     for _ in range(_BISECTIONS):
@@ -144,8 +159,8 @@ def implied_vol_with_reason(price: npt.ArrayLike, forward: npt.ArrayLike,
     if good.any():
         fg, kg = f[good], k[good]
         x = -np.abs(np.log(fg / kg))
-        log_beta = np.log(time_value[good]) - 0.5 * (np.log(fg) + np.log(kg))
-        vol[good] = _solve_total_vol(x, log_beta) / np.sqrt(tt[good])
+        beta = time_value[good] / (np.sqrt(fg) * np.sqrt(kg))
+        vol[good] = _solve_total_vol(x, beta) / np.sqrt(tt[good])
     return vol, reason
 
 

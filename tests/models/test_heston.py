@@ -12,6 +12,7 @@ from streamer.core.models.heston import (
     implied_vols,
     put_price,
 )
+from streamer.core.models.heston_quadrature import SurfacePricer
 
 ql = pytest.importorskip("QuantLib")
 
@@ -102,3 +103,46 @@ def test_bad_inputs_fail_as_a_status() -> None:
 def test_feller_condition() -> None:
     assert HestonParams(v0=0.04, kappa=2.0, theta=0.04, sigma=0.3, rho=0.0).feller_satisfied()
     assert not CRYPTO.feller_satisfied()
+
+
+def _quotes() -> tuple[np.ndarray, np.ndarray]:
+    ks, _, ts = _surface(CRYPTO)
+    return np.concatenate(ks), np.repeat(ts, [k.size for k in ks])
+
+
+@pytest.mark.parametrize("params", [CRYPTO, FO_2008])
+def test_surface_pricer_equals_call_price(params: HestonParams) -> None:
+    k, t = _quotes()
+    p = (params.v0, params.kappa, params.theta, params.sigma, params.rho)
+    prices, _ = SurfacePricer(k, t).prices(p)
+    np.testing.assert_allclose(prices, call_price(1.0, np.exp(k), t, params), rtol=1e-11,
+                               atol=1e-15)
+
+
+def test_surface_pricer_gradient_equals_central_differences() -> None:
+    # The analytic derivative of the characteristic function (Cui et al. 2017), summed
+    # on the same nodes, against (P(p + h) - P(p - h)) / 2h with h = 1e-6.
+    k, t = _quotes()
+    pricer = SurfacePricer(k, t)
+    p = (CRYPTO.v0, CRYPTO.kappa, CRYPTO.theta, CRYPTO.sigma, CRYPTO.rho)
+    _, grad = pricer.prices(p, gradient=True)
+    assert grad is not None
+    for j in range(5):
+        up, down = list(p), list(p)
+        up[j] += 1e-6
+        down[j] -= 1e-6
+        fd = (pricer.prices((*up,))[0] - pricer.prices((*down,))[0]) / 2e-6
+        np.testing.assert_allclose(grad[j], fd, rtol=0, atol=1e-7 * np.abs(grad[j]).max())
+
+
+def test_surface_pricer_widens_its_nodes_when_parameters_need_them() -> None:
+    k, t = _quotes()
+    pricer = SurfacePricer(k, t)
+    pricer.prices((CRYPTO.v0, CRYPTO.kappa, CRYPTO.theta, CRYPTO.sigma, CRYPTO.rho))
+    before = pricer.u.size
+    slow_decay = HestonParams(v0=0.05, kappa=1.0, theta=0.05, sigma=3.0, rho=-0.9)
+    prices, _ = pricer.prices((0.05, 1.0, 0.05, 3.0, -0.9))
+    assert pricer.u.size > before
+    # Both quadratures are ~2e-11 from a 16x finer one for these extreme parameters.
+    np.testing.assert_allclose(prices, call_price(1.0, np.exp(k), t, slow_decay), rtol=1e-9,
+                               atol=1e-10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.core.models.sabr import SABRParams, calibrate, implied_vol
+from streamer.core.models.sabr import SABRParams, _expansion_seed, calibrate, implied_vol
 
 ql = pytest.importorskip("QuantLib")
 
@@ -67,3 +67,28 @@ def test_too_few_or_bad_inputs_fail_as_a_status() -> None:
     assert "valid points" in fit.message
     fit = calibrate(float("nan"), np.exp(np.linspace(-0.5, 0.5, 9)), np.full(9, 0.5), 0.25)
     assert fit.status == "failed"
+
+
+@pytest.mark.parametrize(("beta", "rho", "nu", "t"), [
+    (1.0, -0.35, 1.4, 0.25), (1.0, 0.2, 0.6, 1.0), (1.0, -0.1, 3.0, 0.02),
+    (0.5, -0.4, 0.8, 0.5),
+])
+def test_expansion_seed_lands_near_the_true_parameters(beta: float, rho: float, nu: float,
+                                                       t: float) -> None:
+    # ATM level, skew and curvature of the market smile pin alpha, rho nu and nu^2.
+    forward = 100.0
+    true = SABRParams(alpha=0.6 * forward ** (1.0 - beta), beta=beta, rho=rho, nu=nu)
+    strikes = forward * np.exp(np.linspace(-0.5, 0.5, 41) * np.sqrt(t))
+    iv = implied_vol(forward, strikes, t, true)
+    seed = _expansion_seed(forward, strikes, iv, t, beta, np.ones(iv.size))
+    assert seed.alpha == pytest.approx(true.alpha, rel=0.03)
+    assert seed.rho == pytest.approx(true.rho, abs=0.1)
+    assert seed.nu == pytest.approx(true.nu, rel=0.15)
+
+
+def test_a_good_first_start_needs_no_fallback() -> None:
+    true = SABRParams(alpha=0.62, beta=1.0, rho=-0.35, nu=1.4)
+    strikes = np.exp(np.linspace(-0.6, 0.6, 25))
+    fit = calibrate(1.0, strikes, implied_vol(1.0, strikes, 0.25, true), 0.25)
+    assert fit.status == "converged"
+    assert fit.nfev <= 12  # one start; the 6-start grid took ~60

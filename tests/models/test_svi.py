@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.core.arbitrage import numeric_butterfly_margin, svi_butterfly_margin
-from streamer.core.models.svi import SVIParams, calibrate, implied_vol, total_variance
+from streamer.core.models.svi import (
+    SVIParams,
+    calibrate,
+    calibrate_chain,
+    implied_vol,
+    total_variance,
+)
 
 TRUE = SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18)
 
@@ -60,3 +66,43 @@ def test_total_variance_is_non_negative_when_its_minimum_is(
 def test_bad_inputs_fail_as_a_status() -> None:
     assert calibrate([0.0, 0.1], [0.5, 0.5], 0.4).status == "failed"
     assert calibrate(np.linspace(-0.5, 0.5, 9), np.full(9, 0.5), -1.0).status == "failed"
+
+
+def _chain() -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    rng = np.random.default_rng(11)
+    ts = [0.02, 0.1, 0.4, 1.0]
+    ks = [np.linspace(-0.6, 0.5, n) * np.sqrt(t / 0.4) for n, t in zip((20, 35, 45, 28), ts,
+                                                                       strict=True)]
+    params = [SVIParams(a=0.04 * t, b=0.1 * np.sqrt(t), rho=-0.3, m=0.02, sigma=0.2 * np.sqrt(t))
+              for t in ts]
+    ivs = [implied_vol(k, t, p) + rng.normal(0, 1e-4, k.size)
+           for k, t, p in zip(ks, ts, params, strict=True)]
+    return ks, ivs, ts
+
+
+def test_chain_fit_equals_fitting_each_slice_alone() -> None:
+    ks, ivs, ts = _chain()
+    weights = [np.linspace(1.0, 2.0, k.size) for k in ks]
+    first = calibrate_chain(ks, ivs, ts, weights)
+    # Warm for two slices, cold for one, and a slice with a bad time that must fail alone.
+    previous = [first[0].params, None, first[2].params, None]
+    moved = [iv + 0.003 for iv in ivs]
+    chain = calibrate_chain(ks, moved, [*ts[:3], -1.0], weights, previous)
+    assert [f.status for f in chain][3] == "failed"
+    assert [f.warm for f in chain] == [True, False, True, False]
+    for i in range(3):
+        alone = calibrate(ks[i], moved[i], ts[i], weights[i], previous[i])
+        assert chain[i].ok
+        assert alone.ok
+        assert chain[i].rmse_vol == pytest.approx(alone.rmse_vol, rel=1e-6)
+        for name, value in alone.params.as_dict().items():
+            assert getattr(chain[i].params, name) == pytest.approx(value, rel=1e-5, abs=1e-7)
+
+
+def test_chain_of_cold_fits_matches_the_per_slice_cold_fits() -> None:
+    ks, ivs, ts = _chain()
+    chain = calibrate_chain(ks, ivs, ts)
+    for k, iv, t, fit in zip(ks, ivs, ts, chain, strict=True):
+        assert fit.status == "converged"
+        assert fit.rmse_vol == pytest.approx(calibrate(k, iv, t).rmse_vol, rel=1e-6)
+        assert fit.rmse_vol < 2e-4

@@ -12,31 +12,34 @@ asymptotic decay rate of the integrand (Kahl & Jäckel 2005) and summed with fix
 Gauss–Legendre nodes, so every strike and expiry is priced in one vectorised pass.
 
 Calibration fits the five parameters to a whole surface by least squares in implied
-vol, with logs of the positive parameters and ``atanh rho`` as free variables.
+vol, with logs of the positive parameters and ``atanh rho`` as free variables. It is
+Levenberg–Marquardt with the analytic Jacobian: price gradients from the
+characteristic function's own derivatives on nodes cached for the whole fit
+(:mod:`streamer.core.models.heston_quadrature`), divided by each quote's Black vega.
+The reported RMSE re-prices the fitted parameters with :func:`implied_vols`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares
 
 from streamer.core import black76
 from streamer.core.implied_vol import implied_vol
+from streamer.core.models import heston_quadrature as hq
+from streamer.core.models.batch_lm import levenberg_marquardt
 from streamer.core.models.fit import Fit
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complexfloating[Any, Any]]
 
-PANEL_NODES = 16
-_U_CAP = 1e5
-_MAX_PANELS = 4000
+PANEL_NODES = hq.PANEL_NODES
 _RHO_MAX = 0.999
+_INV_SQRT_2PI = 0.3989422804014327
 
 
 class HestonParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,50 +67,24 @@ class HestonParams(msgspec.Struct, frozen=True, kw_only=True):
         return 2.0 * self.kappa * self.theta >= self.sigma * self.sigma
 
 
-@cache
-def _legendre(n: int) -> tuple[FloatArray, FloatArray]:
-    """Gauss–Legendre nodes and weights on (0, 1)."""
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1.0), 0.5 * w
+def _tuple(p: HestonParams) -> hq.Params:
+    return (p.v0, p.kappa, p.theta, p.sigma, p.rho)
 
 
 def log_characteristic(u: ComplexArray, t: FloatArray, p: HestonParams) -> ComplexArray:
     """``ln E[exp(i u ln(F_T / F))]``, little-Heston-trap form (no branch-cut jumps)."""
-    kappa, theta, sigma, rho = p.kappa, p.theta, p.sigma, p.rho
-    beta = kappa - 1j * rho * sigma * u
-    d = np.sqrt(beta * beta + sigma * sigma * (1j * u + u * u))
-    g = (beta - d) / (beta + d)
-    e = np.exp(-d * t)
-    c = kappa * theta / sigma**2 * ((beta - d) * t - 2.0 * np.log((1.0 - g * e) / (1.0 - g)))
-    dd = (beta - d) / sigma**2 * (1.0 - e) / (1.0 - g * e)
-    result: ComplexArray = c + dd * p.v0
-    return result
+    return hq.log_cf(u, t, _tuple(p), gradient=False)[0]
 
 
 def _expected_total_variance(t: FloatArray, p: HestonParams) -> FloatArray:
     """``E[int_0^t v_s ds]``: the Black control variate's total variance."""
-    kt = np.maximum(p.kappa * t, 1e-12)
-    result: FloatArray = p.theta * t + (p.v0 - p.theta) * -np.expm1(-kt) / kt * t
-    return result
+    return hq.expected_total_variance(t, _tuple(p))
 
 
 def _nodes(t: float, max_abs_x: float, p: HestonParams, var_cv: float
            ) -> tuple[FloatArray, FloatArray]:
-    """Composite Gauss–Legendre nodes and weights in ``u`` for one expiry.
-
-    The range ends where both characteristic functions are below 1e-17 of their value
-    at zero: the Heston one decays like ``exp(-c u)`` with ``c`` from Kahl & Jäckel
-    (2005, eq. 40), the Black one like ``exp(-var u^2 / 2)``. Panels are short enough
-    to resolve the strike oscillation ``exp(i u x)``.
-    """
-    c_inf = max(np.sqrt(1.0 - p.rho * p.rho) / p.sigma * (p.v0 + p.kappa * p.theta * t), 1e-12)
-    u_max = min(max(40.0 / c_inf, np.sqrt(80.0 / max(var_cv, 1e-300))), _U_CAP)
-    panels = int(np.clip(np.ceil(u_max * max(max_abs_x, 0.25) / np.pi), 8, _MAX_PANELS))
-    s, w = _legendre(PANEL_NODES)
-    edges = np.linspace(0.0, u_max, panels + 1)
-    width = np.diff(edges)[:, None]
-    u = (edges[:-1, None] + width * s).ravel()
-    return u, (width * w).ravel()
+    """Composite Gauss–Legendre nodes and weights in ``u`` for one expiry."""
+    return hq.nodes(*hq.node_range(t, max_abs_x, _tuple(p), var_cv))
 
 
 def call_price(forward: npt.ArrayLike, strike: npt.ArrayLike, t: npt.ArrayLike,
@@ -216,24 +193,67 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
         return Fit.failed(fallback, f"need >= 5 valid points, got {int(good.sum())}",
                           warm=previous is not None)
     kk, vv, tt, sqrt_w = kk[good], vv[good], tt[good], np.sqrt(ww[good])
-
-    def residuals(x: FloatArray) -> FloatArray:
-        # Trial steps may reach parameters where prices overflow: those residuals are
-        # penalised below rather than warned about.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            model = implied_vols(kk, tt, _from_x(x))
-        r: FloatArray = np.where(np.isfinite(model), model - vv, 1.0) * sqrt_w
-        return r
-
     seed = previous if previous is not None else _cold_seed(kk, tt, vv)
-    sol = least_squares(residuals, _to_x(seed), method="lm", max_nfev=max_nfev,
-                        xtol=1e-10, ftol=1e-12)
-    params = _from_x(sol.x)
-    err = implied_vols(kk, tt, params) - vv
-    rmse = float(np.sqrt(np.nanmean(err * err))) if np.isfinite(err).any() else np.nan
-    if not np.isfinite(rmse) or not np.isfinite(err).all():
+    objective = _VolObjective(kk, vv, tt, sqrt_w)
+    res = levenberg_marquardt(objective, _to_x(seed)[None], max_iter=max(max_nfev // 2, 1),
+                              tol=1e-12)
+    params = _from_x(res.theta[0])
+    nfev, iters = int(res.nfev[0]), int(res.iterations[0])
+    err = objective.vols(res.theta) - vv
+    if not np.isfinite(err).all():
         return Fit.failed(fallback, "model prices outside no-arbitrage bounds at some quotes",
-                          warm=previous is not None, iterations=int(sol.nfev), nfev=int(sol.nfev))
-    return Fit(params=params, rmse_vol=rmse, iterations=int(sol.nfev),
-               status="converged" if sol.status > 0 else "max_iter",
-               message=str(sol.message), nfev=int(sol.nfev), warm=previous is not None)
+                          warm=previous is not None, iterations=iters, nfev=nfev)
+    return Fit(params=params, rmse_vol=float(np.sqrt(np.mean(err * err))), iterations=iters,
+               status="converged" if res.converged[0] else "max_iter", nfev=nfev,
+               warm=previous is not None)
+
+
+class _VolObjective:
+    """Weighted vol residuals and their Jacobian in the free variables (for batch_lm).
+
+    Model vols are Black vols of the model prices; their derivatives are the price
+    derivatives over the Black vega at the model vol. Puts are priced by parity, which
+    is parameter-free, so they share the calls' derivatives.
+    """
+
+    def __init__(self, k: FloatArray, iv: FloatArray, t: FloatArray, sqrt_w: FloatArray
+                 ) -> None:
+        self.k, self.iv, self.t, self.sqrt_w = k, iv, t, sqrt_w
+        self.pricer = hq.SurfacePricer(k, t)
+        self.strike, self.is_call, self.sqrt_t = np.exp(k), k >= 0, np.sqrt(t)
+        self.last: tuple[bytes, FloatArray] = (b"", np.empty(0))
+
+    def _evaluate(self, x: FloatArray, gradient: bool) -> tuple[FloatArray, FloatArray | None]:
+        # Trial steps may reach parameters where prices overflow: NaN vols, no warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            call, dcall = self.pricer.prices(_tuple(_from_x(x[0])), gradient=gradient)
+            vol = implied_vol(np.where(self.is_call, call, call - 1.0 + self.strike), 1.0,
+                              self.strike, self.t, self.is_call)
+        self.last = (x.tobytes(), vol)
+        return vol, dcall
+
+    def vols(self, x: FloatArray) -> FloatArray:
+        """Model vols at ``x`` (shape (1, 5)), reusing the last evaluation when it was there."""
+        if self.last[0] == x.tobytes():
+            return self.last[1]
+        return self._evaluate(x, gradient=False)[0]
+
+    def __call__(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        vol, dcall = self._evaluate(x, gradient=True)
+        assert dcall is not None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            s = vol * self.sqrt_t
+            vega = _INV_SQRT_2PI * np.exp(-0.5 * (-self.k / s + 0.5 * s) ** 2) * self.sqrt_t
+            jac = dcall * (_dp_dx(x[0])[:, None] * self.sqrt_w / vega)
+        ok = np.isfinite(vol) & np.isfinite(jac).all(axis=0)
+        r = np.where(ok, vol - self.iv, 1.0) * self.sqrt_w
+        return r[None], np.where(ok, jac, 0.0)[None]
+
+
+def _dp_dx(x: FloatArray) -> FloatArray:
+    """d(v0, kappa, theta, sigma, rho) / d(free variables) of :func:`_from_x`."""
+    clipped = (x[:4] > -30.0) & (x[:4] < 6.0)
+    out = np.empty(5)
+    out[:4] = np.where(clipped, np.exp(np.clip(x[:4], -30.0, 6.0)), 0.0)
+    out[4] = _RHO_MAX * (1.0 - np.tanh(x[4]) ** 2)
+    return out
