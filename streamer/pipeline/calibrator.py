@@ -50,14 +50,19 @@ class SliceCalibrator:
         self.model = model
         self.config = config
 
-    def calibrate(self, snap: SliceSnapshot, previous: SliceFit | None) -> SliceOutcome:
-        """Warm from ``previous`` when there is one; cold when not or when warm fails."""
+    def calibrate(self, snap: SliceSnapshot, previous: SliceFit | None,
+                  first_try: Fit[Any] | None = None) -> SliceOutcome:
+        """Warm from ``previous`` when there is one; cold when not or when warm fails.
+
+        ``first_try`` is that first fit when it was already made (a batched fit of the
+        whole chain); the cold retry and the fallback rules are the same either way.
+        """
         if snap.n_quotes < self.config.min_quotes:
             return self._keep(previous, snap, "stale", "too_few_quotes")
         model = self.model
         assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
         prev_params = previous.params if previous is not None else None
-        fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
+        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
         status: SliceStatus = "warm" if prev_params is not None else "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
             fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)

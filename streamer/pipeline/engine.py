@@ -18,9 +18,15 @@ import numpy as np
 from streamer.config import BatchConfig, CalibrationConfig
 from streamer.core.arbitrage import calendar_margins
 from streamer.pipeline.batcher import Batcher
-from streamer.pipeline.calibrator import SliceCalibrator, SliceFit, SurfaceCalibrator
+from streamer.pipeline.calibrator import (
+    SliceCalibrator,
+    SliceFit,
+    SliceOutcome,
+    SurfaceCalibrator,
+)
 from streamer.pipeline.chain_book import ChainBook
 from streamer.pipeline.models import (
+    BatchSliceModel,
     SliceEvaluator,
     SliceModel,
     SurfaceModel,
@@ -157,17 +163,37 @@ class Engine:
 
     def _calibrate_dirty(self, name: str, state: _Underlying, model: SliceModel,
                          now_ms: int) -> None:
-        """Refit the expiries whose quotes changed, within the time budget."""
+        """Refit the expiries whose quotes changed (batched where the model can)."""
         calibrator = SliceCalibrator(model, self.calibration)
+        dirty = state.book.take_dirty()
+        if isinstance(model, BatchSliceModel):
+            self._calibrate_batch(name, state, calibrator, model, dirty, now_ms)
+            return
         budget_ns = int(self.calibration.budget_ms * 1e6)
         started = time.perf_counter_ns()
-        dirty = state.book.take_dirty()
         for i, expiry in enumerate(dirty):
             if time.perf_counter_ns() - started > budget_ns:
                 state.book.dirty.update(dirty[i:])  # over budget: the rest waits for the next batch
                 self._report.deferred_slices += len(dirty) - i
                 break
             self._calibrate_expiry(name, state, calibrator, expiry, now_ms)
+
+    def _calibrate_batch(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
+                         model: BatchSliceModel, dirty: list[int], now_ms: int) -> None:
+        """One batched fit of every changed expiry, then each slice's acceptance rules."""
+        jobs = []
+        for expiry in dirty:
+            snap = self._snapshot(state, expiry, now_ms)
+            if snap is not None:
+                jobs.append((expiry, snap, self._previous(state, calibrator, expiry, snap)))
+        fittable = [(e, s, p) for e, s, p in jobs if s.n_quotes >= self.calibration.min_quotes]
+        fits = dict(zip([e for e, _, _ in fittable], model.calibrate_many(
+            [s.k for _, s, _ in fittable], [s.iv for _, s, _ in fittable],
+            [s.t for _, s, _ in fittable], [s.weights for _, s, _ in fittable],
+            [p.params if p is not None else None for _, _, p in fittable]), strict=True))
+        for expiry, snap, previous in jobs:
+            self._record(name, state, expiry,
+                         calibrator.calibrate(snap, previous, fits.get(expiry)))
 
     def _calibrate_surface(self, name: str, state: _Underlying, model: SurfaceModel,
                            now_ms: int) -> None:
@@ -204,10 +230,19 @@ class Engine:
         snap = self._snapshot(state, expiry, now_ms)
         if snap is None:
             return
+        previous = self._previous(state, calibrator, expiry, snap)
+        self._record(name, state, expiry, calibrator.calibrate(snap, previous))
+
+    def _previous(self, state: _Underlying, calibrator: SliceCalibrator, expiry: int,
+                  snap: SliceSnapshot) -> SliceFit | None:
+        """The expiry's last fit, or one seeded from a published surface."""
         previous = state.fits.get(expiry)
         if previous is None and expiry in state.seeded:
             previous = self._seeded_fit(calibrator, state.seeded.pop(expiry), snap.t, expiry)
-        outcome = calibrator.calibrate(snap, previous)
+        return previous
+
+    def _record(self, name: str, state: _Underlying, expiry: int, outcome: SliceOutcome
+                ) -> None:
         if outcome.fallback_reason is not None:
             self._report.fallbacks[(name, outcome.fallback_reason)] += 1
         if outcome.fit is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,15 @@ class SliceModel(SliceEvaluator, Protocol):
 
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None) -> Fit[Any]: ...
+
+
+@runtime_checkable
+class BatchSliceModel(SliceModel, Protocol):
+    """A per-slice model that fits many independent slices in one vectorised call."""
+
+    def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                       t: Sequence[float], weights: Sequence[FloatArray],
+                       previous: Sequence[Any | None]) -> list[Fit[Any]]: ...
 
 
 class SurfaceModel(SliceEvaluator, Protocol):
@@ -97,6 +106,11 @@ class SVIModel(_VolFromVariance):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None) -> Fit[Any]:
         return svi.calibrate(k, iv, t, weights, previous)
+
+    def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                       t: Sequence[float], weights: Sequence[FloatArray],
+                       previous: Sequence[Any | None]) -> list[Fit[Any]]:
+        return list(svi.calibrate_chain(k, iv, t, weights, previous))
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
