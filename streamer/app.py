@@ -184,7 +184,7 @@ class Service:
         engine = self.engines.get(venue)
         if engine is None:
             engine = self.engines[venue] = Engine(venue, self.config.calibration,
-                                                  self.config.batch)
+                                                  self.config.batch, self.config.dynamics)
         return engine
 
     async def _bootstrap(self) -> str:
@@ -388,7 +388,7 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     # No time budget: deferring slices by wall-clock time would make two replays of
     # the same file differ with the machine's load.
     unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)
-    engine = Engine(venue, unbudgeted, config.batch)
+    engine = Engine(venue, unbudgeted, config.batch, config.dynamics)
     await sink.start()
     count = 0
     now_ns = 0

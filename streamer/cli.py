@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--duration", type=float, metavar="SECONDS")
 
     sub.add_parser("synth", help="generate a synthetic Deribit recording (see synth --help)")
+    sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
     schema.add_argument("what", choices=["surface", "config"])
@@ -185,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["plot"]:
+        from streamer.plot import main as plot_main
+
+        return plot_main(argv[1:])
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 

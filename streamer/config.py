@@ -124,6 +124,23 @@ class LogConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     format: Literal["human", "json"] = "human"
 
 
+class DynamicsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the smile dynamics are estimated (docs/dynamics.md)."""
+
+    tenor_days: float = 30.0
+    #: Tenors of ``Dynamics.by_expiry``; empty for none.
+    bucket_days: tuple[float, ...] = (7.0, 30.0, 90.0, 180.0)
+    window: int = 400
+    min_move: float = 0.002
+    #: A move larger than this between two surfaces is a data error or a gap: restart.
+    max_move: float = 0.25
+    min_skew: float = 0.03
+    min_obs: int = 30
+    max_ci_halfwidth: float = 0.5
+    #: Slices in these states carry a fresh fit; fallback and stale ones are skipped.
+    statuses: tuple[str, ...] = ("warm", "cold")
+
+
 class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
@@ -134,6 +151,7 @@ class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     kafka: KafkaConfig = KafkaConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    dynamics: DynamicsConfig = DynamicsConfig()
     sink: Literal["kafka", "stdout"] = "kafka"
 
 

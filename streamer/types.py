@@ -88,6 +88,11 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     status: SliceStatus
     butterfly_free: bool
     calendar_free: bool
+    #: min over the quoted k range of Durrleman's g(k) (>= 0: no butterfly arbitrage)
+    butterfly_margin: float = float("nan")
+    #: min over the k range quoted in both of w(k, t) - w(k, t_previous) (>= 0: no
+    #: calendar arbitrage); NaN for the first expiry
+    calendar_margin: float = float("nan")
 
 
 class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):

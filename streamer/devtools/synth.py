@@ -7,11 +7,16 @@ with Deribit's units (premiums in coin rounded to the tick, IVs in percent,
 ``underlying_price`` as the forward, 0.0 for a missing side) and a market's flaws:
 bid/ask spreads, missing bids in the wings, stale instruments, and updates at
 random times. The truth (parameters and spot path) is written beside the file.
+
+``--dynamics`` picks how smiles move with spot (synth_market.WORLDS: sticky
+moneyness by default, sticky strike, local-vol-like SSR 2) and ``--spot-vol`` how
+much spot moves, for testing the smile-dynamics estimates (docs/dynamics.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +29,9 @@ import numpy.typing as npt
 from streamer.core import black76
 from streamer.core.implied_vol import implied_vol
 from streamer.devtools.synth_market import (
+    DEFAULT_WORLD,
     SPECS,
+    WORLDS,
     YEAR_MS,
     UnderlyingSpec,
     expiries,
@@ -83,9 +90,16 @@ def _chain(spec: UnderlyingSpec, start_ts_ms: int) -> tuple[_Chain, list[dict[st
     return chain, truth
 
 
-def _event_times(rng: np.random.Generator, n: int, duration_ms: int) -> tuple[
+def _event_times(rng: np.random.Generator, n: int, duration_ms: int,
+                 requote_ms: int | None = None) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(instrument index, exchange ms offset) of every ticker update, unsorted."""
+    """(instrument index, exchange ms offset) of every ticker update, unsorted.
+
+    With ``requote_ms`` every instrument is requoted at once, every ``requote_ms``.
+    """
+    if requote_ms is not None:
+        at = np.arange(0, duration_ms, requote_ms, dtype=np.int64)
+        return np.tile(np.arange(n, dtype=np.int64), at.size), np.repeat(at, n)
     stale = rng.random(n) < STALE_FRACTION
     inst, times = [], []
     for i in range(n):
@@ -107,14 +121,19 @@ def _round_coin(price: npt.NDArray[np.float64], up: bool) -> npt.NDArray[np.floa
 
 
 def _quotes(chain: _Chain, inst: npt.NDArray[np.int64], ts_ms: npt.NDArray[np.int64],
-            spot: npt.NDArray[np.float64], basis: float, rng: np.random.Generator
-            ) -> dict[str, npt.NDArray[Any]]:
-    """Every field that varies per update, vectorised over all events."""
+            spot: npt.NDArray[np.float64], basis: float, rng: np.random.Generator,
+            shift: npt.NDArray[np.float64] | None = None) -> dict[str, npt.NDArray[Any]]:
+    """Every field that varies per update, vectorised over all events.
+
+    ``shift`` (per event) moves where each smile is read: ``k + shift``.
+    """
     t = (chain.expiry_ts_ms[inst] - ts_ms) / YEAR_MS
     fwd = np.round(spot * np.exp(basis * t), 2)
     k_abs, call = chain.strike[inst], chain.is_call[inst]
     a, b, rho, m, sig = chain.svi[inst].T
     x = np.log(k_abs / fwd) - m
+    if shift is not None:  # only in the non-default worlds: the default stays bit-identical
+        x = x + shift
     vol = np.sqrt((a + b * (rho * x + np.sqrt(x * x + sig * sig))) / t)
     d = np.abs(np.log(k_abs / fwd)) / (vol * np.sqrt(t))
     half = 0.004 + 0.006 * np.minimum(d, 3.0) + 0.01 * (t < 3 / 365) + rng.uniform(0, 0.003, t.size)
@@ -160,13 +179,15 @@ def _message(name: str, index_name: str, ts_ms: int, spot: float, q: dict[str, A
 
 
 def _underlying_lines(spec: UnderlyingSpec, rng: np.random.Generator, start_ts_ms: int,
-                      duration_ms: int) -> tuple[list[tuple[int, bytes]], dict[str, Any], int]:
+                      duration_ms: int, ssr: float = 0.0, requote_ms: int | None = None
+                      ) -> tuple[list[tuple[int, bytes]], dict[str, Any], int]:
     chain, truth = _chain(spec, start_ts_ms)
     path = spot_path(spec, rng, duration_ms // SPOT_STEP_MS + 1, SPOT_STEP_MS / 1000)
-    inst, offset = _event_times(rng, len(chain.names), duration_ms)
+    inst, offset = _event_times(rng, len(chain.names), duration_ms, requote_ms)
     spot = path[offset // SPOT_STEP_MS]
     ts = start_ts_ms + offset
-    q = _quotes(chain, inst, ts, spot, spec.basis, rng)
+    shift = ssr * np.log(spot / spec.spot) if ssr != 0.0 else None
+    q = _quotes(chain, inst, ts, spot, spec.basis, rng, shift)
     latency_ns = rng.integers(1_000_000, 20_000_000, inst.size)
     lines = [(int(ts[j]) * 1_000_000 + int(latency_ns[j]),
               _message(chain.names[inst[j]], chain.index[inst[j]], int(ts[j]), float(spot[j]),
@@ -178,19 +199,34 @@ def _underlying_lines(spec: UnderlyingSpec, rng: np.random.Generator, start_ts_m
 
 
 def synthesise(out: Path, truth_out: Path, *, seed: int = 7, duration_s: float = 240.0,
-               start_ts_ms: int = START_TS_MS, underlyings: Sequence[str] = ("BTC", "ETH")
-               ) -> SynthSummary:
-    """Write a tick file and its truth JSON; deterministic for a given seed."""
+               start_ts_ms: int = START_TS_MS, underlyings: Sequence[str] = ("BTC", "ETH"),
+               dynamics: str = DEFAULT_WORLD, spot_vol: float | None = None,
+               requote_s: float | None = None) -> SynthSummary:
+    """Write a tick file and its truth JSON; deterministic for a given seed.
+
+    ``dynamics`` names a world of ``WORLDS``; ``spot_vol`` replaces every underlying's
+    annual spot vol; ``requote_s`` requotes every instrument together every so many
+    seconds (one consistent chain per requote) instead of each at random times. The
+    defaults write the bundled sample, byte for byte.
+    """
+    if dynamics not in WORLDS:
+        raise ValueError(f"unknown dynamics {dynamics!r}; one of {sorted(WORLDS)}")
     rng = np.random.default_rng(seed)
     duration_ms = int(duration_s * 1000)
     lines: list[tuple[int, bytes]] = []
     truth: dict[str, Any] = {"seed": seed, "start_ts_ms": start_ts_ms,
                              "end_ts_ms": start_ts_ms + duration_ms, "underlyings": {}}
+    requote_ms = None if requote_s is None else max(1, int(requote_s * 1000))
+    if dynamics != DEFAULT_WORLD or spot_vol is not None or requote_ms is not None:
+        truth["dynamics"] = {"world": dynamics, "ssr": WORLDS[dynamics],
+                             "requote_ms": requote_ms}  # absent from the bundled truth
     n_inst = n_exp = 0
     for name in underlyings:
         spec = SPECS[name]
+        if spot_vol is not None:
+            spec = dataclasses.replace(spec, annual_vol=spot_vol)
         rows, truth["underlyings"][name], count = _underlying_lines(
-            spec, rng, start_ts_ms, duration_ms)
+            spec, rng, start_ts_ms, duration_ms, WORLDS[dynamics], requote_ms)
         lines += rows
         n_inst += count
         n_exp += len(spec.expiry_days)
@@ -203,16 +239,29 @@ def synthesise(out: Path, truth_out: Path, *, seed: int = 7, duration_s: float =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``streamer synth [--out F] [--truth F] [--seed N] [--duration S]``."""
+    """``streamer synth [--out F] [--truth F] [--seed N] [--duration S] [--dynamics W]
+    [--spot-vol V] [--requote S] [--underlying U ...]``."""
     parser = argparse.ArgumentParser(prog="streamer synth", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("deribit_sample.ndjson.gz"))
     parser.add_argument("--truth", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--duration", type=float, default=240.0, metavar="SECONDS")
+    parser.add_argument("--dynamics", choices=sorted(WORLDS), default=DEFAULT_WORLD,
+                        help="how smiles move with spot (default: %(default)s)")
+    parser.add_argument("--spot-vol", type=float, default=None, metavar="ANNUAL",
+                        help="annual spot vol of every underlying (default: per underlying)")
+    parser.add_argument("--requote", type=float, default=None, metavar="SECONDS",
+                        help="requote every instrument together this often (default: each "
+                             "at random times, about 4 s apart)")
+    parser.add_argument("--underlying", action="append", choices=sorted(SPECS),
+                        help="repeat for several (default: BTC and ETH)")
     args = parser.parse_args(argv)
     truth = args.truth or args.out.with_name(
         args.out.name.removesuffix(".gz").removesuffix(".ndjson") + ".truth.json")
-    summary = synthesise(args.out, truth, seed=args.seed, duration_s=args.duration)
+    summary = synthesise(args.out, truth, seed=args.seed, duration_s=args.duration,
+                         underlyings=tuple(args.underlying or ("BTC", "ETH")),
+                         dynamics=args.dynamics, spot_vol=args.spot_vol,
+                         requote_s=args.requote)
     print(f"wrote {args.out}: {summary.lines} lines, {summary.instruments} instruments, "
           f"{summary.expiries} expiries, {summary.bytes / 1e6:.1f} MB; truth in {truth}")
     return 0

@@ -37,6 +37,13 @@ class UnderlyingSpec:
     strike_steps: tuple[float, ...]
 
 
+#: Smile dynamics of the synthetic worlds: each smile is read at ``k + ssr * ln(S / S0)``
+#: (``k = ln(K/F)``, ``S0`` the spec's spot), so the skew stickiness ratio is exactly
+#: ``ssr``: 0 sticky moneyness (the default, and the bundled sample), 1 sticky strike
+#: (a fixed strike's vol never moves), 2 local-vol-like (docs/dynamics.md).
+WORLDS = {"sticky_moneyness": 0.0, "sticky_strike": 1.0, "local_vol": 2.0}
+DEFAULT_WORLD = "sticky_moneyness"
+
 SPECS = {
     "BTC": UnderlyingSpec("BTC", 95_000.0, 0.55, 0.08, 0.52, 0.14, -0.22, 1.1, 0.45,
                           (1, 2, 3, 7, 14, 28, 63, 91, 119, 210, 301),

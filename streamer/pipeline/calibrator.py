@@ -33,6 +33,7 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     status: SliceStatus
     metrics: SmileMetrics
     butterfly_free: bool
+    butterfly_margin: float
     k_range: tuple[float, float]
 
 
@@ -114,7 +115,8 @@ class SliceCalibrator:
         margin = self.model.butterfly_margin(params, t, *k_range)
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
-                        metrics=metrics, butterfly_free=bool(margin >= 0.0), k_range=k_range)
+                        metrics=metrics, butterfly_free=bool(margin >= 0.0),
+                        butterfly_margin=float(margin), k_range=k_range)
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):

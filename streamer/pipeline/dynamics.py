@@ -20,27 +20,11 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from streamer.config import DynamicsConfig
 from streamer.core.dynamics import AtmPoint, atm_at_tenors, classify_regime, estimate_dynamics
 from streamer.types import Dynamics, SurfaceUpdate
 
 DAYS_PER_YEAR = 365.0
-
-
-class DynamicsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """How the smile dynamics are estimated (docs/dynamics.md)."""
-
-    tenor_days: float = 30.0
-    #: Tenors of ``Dynamics.by_expiry``; empty for none.
-    bucket_days: tuple[float, ...] = (7.0, 30.0, 90.0, 180.0)
-    window: int = 400
-    min_move: float = 0.002
-    #: A move larger than this between two surfaces is a data error or a gap: restart.
-    max_move: float = 0.25
-    min_skew: float = 0.03
-    min_obs: int = 30
-    max_ci_halfwidth: float = 0.5
-    #: Slices in these states carry a fresh fit; fallback and stale ones are skipped.
-    statuses: tuple[str, ...] = ("warm", "cold")
 
 
 class _TenorState:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 
-from streamer.config import BatchConfig, CalibrationConfig
+from streamer.config import BatchConfig, CalibrationConfig, DynamicsConfig
 from streamer.core.arbitrage import calendar_margins
 from streamer.pipeline.batcher import Batcher
 from streamer.pipeline.calibrator import (
@@ -25,6 +26,7 @@ from streamer.pipeline.calibrator import (
     SurfaceCalibrator,
 )
 from streamer.pipeline.chain_book import ChainBook
+from streamer.pipeline.dynamics import DynamicsTracker
 from streamer.pipeline.models import (
     BatchSliceModel,
     SliceEvaluator,
@@ -42,6 +44,7 @@ from streamer.pipeline.snapshot import (
 from streamer.types import SliceUpdate, SurfaceUpdate
 
 CALENDAR_POINTS = 41
+CALENDAR_TOL = 1e-12
 #: Used for the calendar check when two expiries' quoted ranges do not overlap.
 CALENDAR_FALLBACK_RANGE = (-0.1, 0.1)
 
@@ -79,8 +82,10 @@ def _iso(ts_ms: int) -> str:
 class Engine:
     """Chain books, batching and incremental calibration for every underlying of a venue."""
 
-    def __init__(self, venue: str, calibration: CalibrationConfig, batch: BatchConfig) -> None:
+    def __init__(self, venue: str, calibration: CalibrationConfig, batch: BatchConfig,
+                 dynamics: DynamicsConfig | None = None) -> None:
         self.venue = venue
+        self._dynamics = DynamicsTracker(dynamics)
         self.calibration = calibration
         self.batch = batch
         self._underlyings: dict[str, _Underlying] = {}
@@ -263,15 +268,17 @@ class Engine:
         metrics = smile_metrics(lambda k: calibrator.model.vol(k, t, p), t)
         return SliceFit(expiry_ts_ms=expiry, t=t, forward=float("nan"), params=p,
                         rmse_vol=calibrator.config.max_rmse_vol, n_quotes=0, status="warm",
-                        metrics=metrics, butterfly_free=True, k_range=(-0.1, 0.1))
+                        metrics=metrics, butterfly_free=True, butterfly_margin=float("nan"),
+                        k_range=(-0.1, 0.1))
 
     def _surface(self, name: str, state: _Underlying, model: SliceEvaluator,
                  now_ms: int) -> SurfaceUpdate:
         fits = [state.fits[e] for e in sorted(state.fits)]
         ts = [years_to_expiry(f.expiry_ts_ms, now_ms) for f in fits]
-        cal_ok = _calendar_free(model, fits, ts)
+        cal_margins = _calendar_margins(model, fits, ts)
         slices = []
-        for f, t, ok in zip(fits, ts, cal_ok, strict=True):
+        for f, t, cal_margin in zip(fits, ts, cal_margins, strict=True):
+            ok = not cal_margin < -CALENDAR_TOL  # NaN (first expiry): nothing to compare
             if not ok:
                 self._report.arbitrage[(name, "calendar")] += 1
             slices.append(SliceUpdate(
@@ -279,27 +286,30 @@ class Engine:
                 forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
                 atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
-                butterfly_free=f.butterfly_free, calendar_free=bool(ok)))
+                butterfly_free=f.butterfly_free, calendar_free=ok,
+                butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
         state.seq += 1
         surface_params = ({} if state.surface_params is None
                           else cast(SurfaceModel, model).surface_dict(state.surface_params))
-        return SurfaceUpdate(
+        update = SurfaceUpdate(
             venue=self.venue, underlying=name, model=model.name,  # type: ignore[arg-type]
             seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,
             published_ts_ns=0, spot=state.book.index_price, params=surface_params, slices=slices)
+        return msgspec.structs.replace(update, dynamics=self._dynamics.update(update))
 
 
-def _calendar_free(model: SliceEvaluator, fits: list[SliceFit], ts: list[float]) -> list[bool]:
-    """Per expiry: total variance does not fall below the previous expiry's.
+def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[float]
+                      ) -> list[float]:
+    """Per expiry: min of ``w_i(k) - w_{i-1}(k)``; NaN for the first.
 
-    Checked where both expiries are quoted (the overlap of their fitted k ranges):
-    outside it the smiles are extrapolations and the check would flag the model's
+    Taken where both expiries are quoted (the overlap of their fitted k ranges):
+    outside it the smiles are extrapolations and the check would measure the model's
     wings rather than the market.
     """
-    result = [True] * len(fits)
+    result = [float("nan")] * len(fits)
     for i in range(1, len(fits)):
         lo = max(fits[i].k_range[0], fits[i - 1].k_range[0])
         hi = min(fits[i].k_range[1], fits[i - 1].k_range[1])
@@ -308,5 +318,5 @@ def _calendar_free(model: SliceEvaluator, fits: list[SliceFit], ts: list[float])
         k = np.linspace(lo, hi, CALENDAR_POINTS)
         pair = np.array([model.total_variance(k, ts[i - 1], fits[i - 1].params),
                          model.total_variance(k, ts[i], fits[i].params)])
-        result[i] = bool(calendar_margins(pair)[1] >= -1e-12)
+        result[i] = float(calendar_margins(pair)[1])
     return result

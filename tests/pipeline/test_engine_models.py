@@ -65,6 +65,12 @@ async def test_each_model_publishes_a_fitted_surface(
         assert all(s.status in ("warm", "cold") for s in update.slices)
         assert len(update.slices) >= 8
         assert max(_atm_errors(update)) < atm_tol
+        # Margins, not only flags: the flags are exactly their signs.
+        first, *rest = update.slices
+        assert np.isnan(first.calendar_margin)
+        assert all(np.isfinite(s.calendar_margin) for s in rest)
+        assert all(s.calendar_free == (s.calendar_margin >= -1e-12) for s in rest)
+        assert all(s.butterfly_free == (s.butterfly_margin >= 0.0) for s in update.slices)
         if model == "ssvi":  # arbitrage-free by construction, and the checks agree
             assert all(s.calendar_free and s.butterfly_free for s in update.slices)
 

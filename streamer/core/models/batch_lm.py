@@ -64,6 +64,13 @@ def levenberg_marquardt(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, to
     ``max_iter`` bounds the accepted steps of each problem (and, twice over, its
     evaluations); a problem whose step cannot be solved for stops where it is.
     """
+    # Trial steps far from the data may overflow; their non-finite cost rejects them.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _minimise(fn, theta0, max_iter=max_iter, tol=tol)
+
+
+def _minimise(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float
+              ) -> BatchResult:
     theta = np.array(theta0, np.float64)
     n, p = theta.shape
     if n == 1:

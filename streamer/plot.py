@@ -1,0 +1,237 @@
+"""``streamer plot FILE --out DIR``: pictures of a replayed tick file (needs ``[plot]``).
+
+The file is replayed exactly as ``streamer replay`` does (``app.replay_file`` into a
+``MemorySink``); smile dynamics come from the surfaces' ``dynamics`` field or, when
+the engine did not fill it, from a ``DynamicsTracker`` run over them. Per underlying:
+
+- ``smiles_<U>.png``: every expiry of the last surface, the market's bid-ask IV of
+  each quote used in the fit as a bar (mid as a dot) and the fitted smile;
+- ``term_<U>.png``: ATM vol and skew against days to expiry, first and last surface;
+- ``dynamics_<U>.png``: SSR with its 95% interval, spot-vol and fixed-strike beta at
+  the reference tenor, and the spot, against time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+
+from streamer.config import AppConfig, DynamicsConfig, load_config
+from streamer.pipeline.chain_book import ChainBook
+from streamer.pipeline.dynamics import DynamicsTracker
+from streamer.pipeline.models import model_for
+from streamer.pipeline.snapshot import build_slice
+from streamer.sources.deribit.protocol import DeribitDecoder
+from streamer.tickfile import read_tickfile
+from streamer.types import Dynamics, SurfaceUpdate
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+REGIME_LINES = ((0.0, "sticky moneyness"), (1.0, "sticky strike"), (2.0, "local vol"))
+MIN_DRAWN_OBS = 10
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamer plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", help="tick file, or `bundled` for the shipped sample")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the PNGs")
+    parser.add_argument("--config", type=Path, help="config.yaml (default: built-in defaults)")
+    parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+    parser.add_argument("--underlying", action="append", help="only these (repeatable)")
+    parser.add_argument("--min-move", type=float, default=DynamicsConfig().min_move,
+                        help="dynamics: log-forward move per observation (default %(default)s)")
+    return parser
+
+
+async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
+    from streamer.app import replay_file
+    from streamer.sinks.base import MemorySink
+
+    sink = MemorySink()
+    await replay_file(path, config, sink)
+    return sink.updates
+
+
+def _final_books(path: Path, venue: str) -> dict[str, ChainBook]:
+    """Every underlying's latest quotes at the end of the file (the last surface's inputs)."""
+    decoder, books = DeribitDecoder(), dict[str, ChainBook]()
+    for line in read_tickfile(path):
+        for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
+            books.setdefault(quote.underlying, ChainBook(venue, quote.underlying)).update(quote)
+    return books
+
+
+def _with_dynamics(updates: list[SurfaceUpdate], min_move: float) -> list[Dynamics | None]:
+    tracker = DynamicsTracker(DynamicsConfig(min_move=min_move))
+    computed = [tracker.update(u) for u in updates]
+    return [u.dynamics if u.dynamics is not None else d
+            for u, d in zip(updates, computed, strict=True)]
+
+
+def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: AppConfig) -> None:
+    model = model_for(last.model)
+    cols = 4
+    rows = -(-len(last.slices) // cols)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, s in zip(axes, last.slices, strict=False):
+        snap = None
+        if book is not None:
+            snap, _, _ = build_slice(book.quotes(s.expiry_ts_ms), s.expiry_ts_ms,
+                                     last.exchange_ts_ms,
+                                     stale_after_ms=config.calibration.stale_after_ms,
+                                     max_rel_spread=config.calibration.max_rel_spread)
+        lo, hi = (-0.3, 0.3) if snap is None or snap.k.size == 0 else (
+            float(snap.k.min()), float(snap.k.max()))
+        pad = 0.1 * (hi - lo)
+        k = np.linspace(lo - pad, hi + pad, 200)
+        if snap is not None and snap.k.size:
+            bid = np.where(np.isfinite(snap.bid_iv), snap.bid_iv, snap.iv)
+            ax.vlines(snap.k, 100 * bid, 100 * snap.ask_iv, color="tab:gray", lw=2,
+                      label="bid-ask")
+            ax.plot(snap.k, 100 * snap.iv, ".", color="black", ms=3, label="mid")
+        ax.plot(k, 100 * model.vol(k, s.t, model.from_dict(s.params)), color="tab:blue",
+                label=f"{last.model} ({s.status})")
+        ax.set_title(f"{s.expiry[:10]}  {365 * s.t:.1f}d  rmse {100 * s.rmse_vol:.2f}",
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(last.slices):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.supxlabel("k = ln(K/F)")
+    fig.supylabel("implied vol, %")
+    fig.suptitle(f"{last.key} smiles at {_clock(last.exchange_ts_ms)}")
+
+
+def _term(fig: Figure, first: SurfaceUpdate, last: SurfaceUpdate, tenor_days: float) -> None:
+    vol_ax, skew_ax = fig.subplots(2, 1, sharex=True)
+    for update, style in ((first, "o--"), (last, "o-")):
+        days = [365 * s.t for s in update.slices]
+        label = _clock(update.exchange_ts_ms)
+        vol_ax.plot(days, [100 * s.atm_vol for s in update.slices], style, label=label)
+        skew_ax.plot(days, [s.atm_skew for s in update.slices], style, label=label)
+    for ax in (vol_ax, skew_ax):
+        ax.axvline(tenor_days, color="tab:gray", lw=0.8, ls=":")
+        ax.set_xscale("log")
+    vol_ax.set_ylabel("ATM vol, %")
+    skew_ax.set_ylabel("ATM skew dσ/dk")
+    skew_ax.set_xlabel("days to expiry (dotted: the dynamics' reference tenor)")
+    vol_ax.legend(fontsize=8)
+    fig.suptitle(f"{last.key} ATM term structure")
+
+
+def _dynamics(fig: Figure, updates: list[SurfaceUpdate], dyn: list[Dynamics | None]) -> None:
+    t0 = updates[0].exchange_ts_ms
+    pairs = [(u, d) for u, d in zip(updates, dyn, strict=True) if d is not None]
+    x = np.array([(u.exchange_ts_ms - t0) / 1000 for u, _ in pairs])
+    col = {name: np.array([getattr(d, name) for _, d in pairs], np.float64)
+           for name in ("ssr", "ssr_low", "ssr_high", "spot_vol_beta", "fixed_strike_beta",
+                        "atm_skew")}
+    # A regression of a handful of points says nothing: leave those estimates out.
+    few = np.array([d.n_obs < MIN_DRAWN_OBS for _, d in pairs], bool)
+    few_ssr = np.array([d.ssr_n_obs < MIN_DRAWN_OBS for _, d in pairs], bool)
+    for name in ("ssr", "ssr_low", "ssr_high"):
+        col[name][few_ssr] = np.nan
+    for name in ("spot_vol_beta", "fixed_strike_beta"):
+        col[name][few] = np.nan
+    ssr_ax, beta_ax, spot_ax = fig.subplots(3, 1, sharex=True)
+    ssr_ax.fill_between(x, col["ssr_low"], col["ssr_high"], color="tab:blue", alpha=0.2,
+                        label="95% interval")
+    ssr_ax.plot(x, col["ssr"], color="tab:blue", label="SSR")
+    for level, name in REGIME_LINES:
+        ssr_ax.axhline(level, color="tab:gray", lw=0.7, ls=":")
+        ssr_ax.annotate(name, (0.0, level), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="tab:gray")
+    _limits(ssr_ax, col["ssr"])
+    ssr_ax.set_ylabel("SSR")
+    ssr_ax.legend(fontsize=7, loc="upper right")
+    beta_ax.plot(x, col["spot_vol_beta"], label="spot-vol beta dσ_ATM/dlnS")
+    beta_ax.plot(x, col["fixed_strike_beta"], label="fixed-strike beta")
+    beta_ax.plot(x, col["atm_skew"], ls="--", label="ATM skew dσ/dk")
+    beta_ax.legend(fontsize=7)
+    spot_ax.plot((np.array([u.exchange_ts_ms for u in updates]) - t0) / 1000,
+                 [u.spot for u in updates], color="black")
+    spot_ax.set_ylabel("spot")
+    spot_ax.set_xlabel("seconds since the first surface")
+    last = next((d for d in reversed(dyn) if d is not None), None)
+    tenor = last.tenor_days if last is not None else float("nan")
+    n_obs = last.n_obs if last is not None else 0
+    fig.suptitle(f"{updates[-1].key} smile dynamics at {tenor:g} days ({n_obs} observations; "
+                 f"estimates drawn from {MIN_DRAWN_OBS} on)")
+
+
+def _limits(ax: Axes, values: Any) -> None:
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (-0.5, 2.5) if finite.size == 0 else (min(-0.5, float(np.percentile(finite, 5))),
+                                                   max(2.5, float(np.percentile(finite, 95))))
+    ax.set_ylim(lo - 0.2, hi + 0.2)  # the interval may leave the frame; the SSR is not clipped
+
+
+def _clock(ts_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: AppConfig,
+           out: Path, *, min_move: float = DynamicsConfig().min_move,
+           underlyings: list[str] | None = None) -> list[Path]:
+    """Write the PNGs of every underlying in ``updates``; returns their paths."""
+    from matplotlib.figure import Figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in sorted({u.underlying for u in updates}):
+        if underlyings and name not in underlyings:
+            continue
+        mine = [u for u in updates if u.underlying == name]
+        figures = {f"smiles_{name}.png": Figure(figsize=(13, 8), layout="constrained"),
+                   f"term_{name}.png": Figure(figsize=(8, 6), layout="constrained"),
+                   f"dynamics_{name}.png": Figure(figsize=(9, 8), layout="constrained")}
+        fig_smiles, fig_term, fig_dyn = figures.values()
+        _smiles(fig_smiles, mine[-1], books.get(name), config)
+        _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
+        _dynamics(fig_dyn, mine, _with_dynamics(mine, min_move))
+        for file_name, fig in figures.items():
+            fig.savefig(out / file_name, dpi=110)
+            written.append(out / file_name)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    """``streamer plot FILE --out DIR``; 0 done, 1 nothing to plot, 2 bad arguments."""
+    args = _parser().parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("streamer plot needs matplotlib: pip install 'streamer[plot]'")
+        return 2
+    from streamer.app import resolve_tickfile
+    from streamer.errors import ConfigError
+
+    try:
+        config = load_config(args.config)
+        path = resolve_tickfile(str(args.file))
+    except ConfigError as exc:
+        print(f"streamer plot: {exc}")
+        return 2
+    if args.model:
+        config = msgspec.structs.replace(
+            config, calibration=msgspec.structs.replace(config.calibration, model=args.model))
+    updates = asyncio.run(_replay(path, config))
+    if not updates:
+        print(f"streamer plot: no surface from {path}")
+        return 1
+    books = _final_books(path, config.venues[0].name)
+    for written in render(updates, books, config, args.out, min_move=args.min_move,
+                          underlyings=args.underlying):
+        print(f"wrote {written}")
+    return 0
