@@ -163,8 +163,9 @@ class Service:
             else:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
-            tasks = [asyncio.create_task(source.run(), name=f"source-{name}")
-                     for name, source in await self._start_sources(bootstrap)]
+            sources = [asyncio.create_task(source.run(), name=f"source-{name}")
+                       for name, source in await self._start_sources(bootstrap)]
+            tasks: list[asyncio.Task[None]] = []
             if self.mode != "ingest":
                 tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
             tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
@@ -175,6 +176,12 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
                 self._publish(self._flush_engines())
+            # Deliver before the sources stop: a calibrator leaving its group hands its
+            # underlyings over, and the next owner reads back what was published.
+            await self._stop_sinks()
+            for task in sources:
+                task.cancel()
+            await asyncio.gather(*sources, return_exceptions=True)
             return 0
         finally:
             await self._shutdown(http)
@@ -225,6 +232,9 @@ class Service:
                   if self.engine_for(update.venue).seed(update)]
         if seeded:
             log.info("warm start from the published surfaces of %s", ", ".join(seeded))
+        elif latest:
+            log.info("read back %d surfaces; every underlying already calibrating here",
+                     len(latest))
 
     async def _start_sources(self, bootstrap: str) -> list[tuple[str, Source]]:
         if self.mode == "calibrate":
@@ -273,11 +283,16 @@ class Service:
         # Let the last frames cross the socket and the last batch be cut.
         await asyncio.sleep(max(0.5, 2 * self.config.batch.interval_ms / 1000))
 
-    async def _shutdown(self, http: object) -> None:
-        for sink in (self.sink, self.ticks_sink):
+    async def _stop_sinks(self) -> None:
+        sinks: list[Any] = [self.sink, self.ticks_sink]
+        self.sink = self.ticks_sink = None
+        for sink in sinks:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     await sink.stop()
+
+    async def _shutdown(self, http: object) -> None:
+        await self._stop_sinks()
         if self._replay is not None:
             await self._replay.stop()
         if http is not None:

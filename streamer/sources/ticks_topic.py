@@ -37,8 +37,12 @@ class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owner.assigned = sorted(tp.partition for tp in assigned)
         log.info("assigned partitions %s", self.owner.assigned)
-        if self.owner.on_assigned is not None:
-            await self.owner.on_assigned()
+        self.owner.ready.clear()
+        try:
+            if self.owner.on_assigned is not None:
+                await self.owner.on_assigned()
+        finally:
+            self.owner.ready.set()
 
 
 class TicksConsumer:
@@ -53,6 +57,10 @@ class TicksConsumer:
         self.group_id = group_id
         self.on_assigned = on_assigned
         self.assigned: list[int] = []
+        # Cleared while a new assignment warm-starts: quotes of a taken-over underlying
+        # must not be calibrated (and published) before its state is read back.
+        self.ready = asyncio.Event()
+        self.ready.set()
 
     async def run(self) -> None:
         """Consume until cancelled; reconnecting is aiokafka's."""
@@ -65,6 +73,7 @@ class TicksConsumer:
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                await self.ready.wait()
                 for records in batch.values():
                     for record in records:
                         self._feed(record.value)
