@@ -1,11 +1,16 @@
 """``streamer plot FILE --out DIR``: pictures of a replayed tick file (needs ``[plot]``).
 
 The file is replayed exactly as ``streamer replay`` does (``app.replay_file`` into a
-``MemorySink``); smile dynamics come from the surfaces' ``dynamics`` field or, when
-the engine did not fill it, from a ``DynamicsTracker`` run over them. Per underlying:
+``MemorySink``). With ``--from-kafka BOOTSTRAP`` instead of a file, the surfaces are
+those the surface topic holds, read to its end (``client.read_history``; ``--key``
+picks ``<venue>:<underlying>`` keys). Smile dynamics come from the surfaces'
+``dynamics`` field or, when the engine did not fill it, from a ``DynamicsTracker`` run
+over them. Per underlying (``<venue>_<U>`` when several venues publish it):
 
 - ``smiles_<U>.png``: every expiry of the last surface, the market's bid-ask IV of
-  each quote used in the fit as a bar (mid as a dot) and the fitted smile;
+  each quote used in the fit as a bar (mid as a dot) and the fitted smile; from
+  Kafka, where the quotes are not published, a band of +- the slice's median
+  half-spread (``half_spread_vol``) around the smile instead;
 - ``term_<U>.png``: ATM vol and skew against days to expiry, first and last surface;
 - ``dynamics_<U>.png``: SSR with its 95% interval, spot-vol and fixed-strike beta at
   the reference tenor, and the spot, against time.
@@ -21,7 +26,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
+from streamer.client import read_history
 from streamer.config import AppConfig, DynamicsConfig, load_config
+from streamer.errors import BrokerError
+from streamer.kafka_client import consumer_options
 from streamer.pipeline.chain_book import ChainBook
 from streamer.pipeline.dynamics import DynamicsTracker
 from streamer.pipeline.models import model_for
@@ -41,7 +49,15 @@ MIN_DRAWN_OBS = 10
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer plot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", help="tick file, or `bundled` for the shipped sample")
+    parser.add_argument("file", nargs="?", help="tick file, or `bundled` for the shipped sample")
+    parser.add_argument("--from-kafka", metavar="BOOTSTRAP",
+                        help="instead of a file: the surfaces on the surface topic (host:port)")
+    parser.add_argument("--key", action="append",
+                        help="only these <venue>:<underlying> keys, e.g. deribit:BTC (repeatable)")
+    parser.add_argument("--topic", help="with --from-kafka: the surface topic "
+                                        "(default: kafka.surface_topic of the config)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="with --from-kafka: seconds allowed for the read (%(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="directory for the PNGs")
     parser.add_argument("--config", type=Path, help="config.yaml (default: built-in defaults)")
     parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
@@ -58,6 +74,15 @@ async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
     sink = MemorySink()
     await replay_file(path, config, sink)
     return sink.updates
+
+
+async def _from_kafka(bootstrap: str, config: AppConfig, keys: list[str] | None,
+                      topic: str | None, timeout_s: float) -> list[SurfaceUpdate]:
+    options = consumer_options(config.kafka, bootstrap)
+    del options["bootstrap_servers"]
+    return await read_history(bootstrap, keys, topic or config.kafka.surface_topic,
+                              value_format=config.kafka.value_format, timeout_s=timeout_s,
+                              **options)
 
 
 def _final_books(path: Path, venue: str) -> dict[str, ChainBook]:
@@ -88,18 +113,26 @@ def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: Ap
                                      last.exchange_ts_ms,
                                      stale_after_ms=config.calibration.stale_after_ms,
                                      max_rel_spread=config.calibration.max_rel_spread)
-        lo, hi = (-0.3, 0.3) if snap is None or snap.k.size == 0 else (
-            float(snap.k.min()), float(snap.k.max()))
+        if snap is not None and snap.k.size == 0:
+            snap = None
+        lo, hi = (_k_range(s.atm_vol, s.t) if snap is None
+                  else (float(snap.k.min()), float(snap.k.max())))
         pad = 0.1 * (hi - lo)
         k = np.linspace(lo - pad, hi + pad, 200)
-        if snap is not None and snap.k.size:
+        smile = 100 * model.vol(k, s.t, model.from_dict(s.params))
+        if snap is not None:
             bid = np.where(np.isfinite(snap.bid_iv), snap.bid_iv, snap.iv)
             ax.vlines(snap.k, 100 * bid, 100 * snap.ask_iv, color="tab:gray", lw=2,
                       label="bid-ask")
             ax.plot(snap.k, 100 * snap.iv, ".", color="black", ms=3, label="mid")
-        ax.plot(k, 100 * model.vol(k, s.t, model.from_dict(s.params)), color="tab:blue",
-                label=f"{last.model} ({s.status})")
-        ax.set_title(f"{s.expiry[:10]}  {365 * s.t:.1f}d  rmse {100 * s.rmse_vol:.2f}",
+        elif np.isfinite(s.half_spread_vol):
+            half = 100 * s.half_spread_vol
+            ax.fill_between(k, smile - half, smile + half, color="tab:gray", alpha=0.3,
+                            label="± median half-spread")
+        ax.plot(k, smile, color="tab:blue", label=f"{last.model} ({s.status})")
+        inside = ("" if not np.isfinite(s.within_spread_fraction)
+                  else f"  {100 * s.within_spread_fraction:.0f}% in spread")
+        ax.set_title(f"{s.expiry[:10]}  {365 * s.t:.1f}d  rmse {100 * s.rmse_vol:.2f}{inside}",
                      fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(last.slices):]:
@@ -108,6 +141,13 @@ def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: Ap
     fig.supxlabel("k = ln(K/F)")
     fig.supylabel("implied vol, %")
     fig.suptitle(f"{last.key} smiles at {_clock(last.exchange_ts_ms)}")
+
+
+def _k_range(atm_vol: float, t: float) -> tuple[float, float]:
+    """Log-moneyness to draw without quotes: two ATM total-vol widths each side."""
+    width = 2.0 * atm_vol * np.sqrt(t)
+    half = max(0.05, float(width)) if np.isfinite(width) else 0.3
+    return -half, half
 
 
 def _term(fig: Figure, first: SurfaceUpdate, last: SurfaceUpdate, tenor_days: float) -> None:
@@ -189,15 +229,18 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in sorted({u.underlying for u in updates}):
-        if underlyings and name not in underlyings:
+    several_venues = len({u.venue for u in updates}) > 1
+    for key in sorted({u.key for u in updates}):
+        mine = [u for u in updates if u.key == key]
+        underlying = mine[0].underlying
+        if underlyings and underlying not in underlyings:
             continue
-        mine = [u for u in updates if u.underlying == name]
+        name = f"{mine[0].venue}_{underlying}" if several_venues else underlying
         figures = {f"smiles_{name}.png": Figure(figsize=(13, 8), layout="constrained"),
                    f"term_{name}.png": Figure(figsize=(8, 6), layout="constrained"),
                    f"dynamics_{name}.png": Figure(figsize=(9, 8), layout="constrained")}
         fig_smiles, fig_term, fig_dyn = figures.values()
-        _smiles(fig_smiles, mine[-1], books.get(name), config)
+        _smiles(fig_smiles, mine[-1], books.get(underlying), config)
         _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
         _dynamics(fig_dyn, mine, _with_dynamics(mine, min_move))
         for file_name, fig in figures.items():
@@ -207,8 +250,12 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
 
 
 def main(argv: list[str]) -> int:
-    """``streamer plot FILE --out DIR``; 0 done, 1 nothing to plot, 2 bad arguments."""
+    """``streamer plot (FILE | --from-kafka BOOTSTRAP) --out DIR``; 0 done, 1 nothing to
+    plot or the broker failed, 2 bad arguments."""
     args = _parser().parse_args(argv)
+    if (args.file is None) == (args.from_kafka is None):
+        print("streamer plot: give either a tick file or --from-kafka BOOTSTRAP")
+        return 2
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -219,18 +266,30 @@ def main(argv: list[str]) -> int:
 
     try:
         config = load_config(args.config)
-        path = resolve_tickfile(str(args.file))
+        path = None if args.file is None else resolve_tickfile(str(args.file))
     except ConfigError as exc:
         print(f"streamer plot: {exc}")
         return 2
     if args.model:
         config = msgspec.structs.replace(
             config, calibration=msgspec.structs.replace(config.calibration, model=args.model))
-    updates = asyncio.run(_replay(path, config))
+    books: dict[str, ChainBook] = {}
+    if path is None:
+        source = f"{args.topic or config.kafka.surface_topic} at {args.from_kafka}"
+        try:
+            updates = asyncio.run(_from_kafka(args.from_kafka, config, args.key, args.topic,
+                                              args.timeout))
+        except BrokerError as exc:
+            print(f"streamer plot: {exc}")
+            return 1
+    else:
+        source = str(path)
+        updates = [u for u in asyncio.run(_replay(path, config))
+                   if not args.key or u.key in args.key]
+        books = _final_books(path, config.venues[0].name)
     if not updates:
-        print(f"streamer plot: no surface from {path}")
+        print(f"streamer plot: no surface from {source}")
         return 1
-    books = _final_books(path, config.venues[0].name)
     for written in render(updates, books, config, args.out, min_move=args.min_move,
                           underlyings=args.underlying):
         print(f"wrote {written}")

@@ -93,6 +93,19 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: min over the k range quoted in both of w(k, t) - w(k, t_previous) (>= 0: no
     #: calendar arbitrage); NaN for the first expiry
     calendar_margin: float = float("nan")
+    #: d2 sigma / d k2 at k = 0 (per unit of log-moneyness squared)
+    atm_curvature: float = float("nan")
+    #: 10-delta risk reversal and butterfly, decimal vol (definitions as rr25, bf25)
+    rr10: float = float("nan")
+    bf10: float = float("nan")
+    #: median over the quotes used of (ask IV - bid IV) / 2, decimal vol: the market's
+    #: error bar, to read ``rmse_vol`` against (docs/dynamics.md, "Slice analytics")
+    half_spread_vol: float = float("nan")
+    #: RMS over the quotes used of (model IV - mid IV) / (distance from the mid IV to
+    #: the bid or ask IV on the model's side); below 1: the fit stays within the spread
+    rmse_half_spreads: float = float("nan")
+    #: share of the quotes used whose model IV lies within [bid IV, ask IV]
+    within_spread_fraction: float = float("nan")
 
 
 class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):

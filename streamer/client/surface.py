@@ -25,17 +25,26 @@ SSVI and Heston surfaces comparable and each evaluation to two slice evaluations
 
 Slices that cannot be evaluated (see :class:`Slice`) are skipped; a surface without
 any usable slice raises ``ValueError`` on evaluation.
+
+Smile-adjusted delta (:meth:`Surface.delta`; docs/dynamics.md). The forward delta
+``dV/dF = Δ_B76 + vega · (∂σ(K)/∂ln F) / F`` with ``∂σ(K)/∂ln F`` set by how the smile
+moves with the forward: 0 under sticky strike, ``-σ'(k)`` under sticky moneyness and
+``(SSR - 1) σ'(k)`` under the measured dynamics, where ``σ'(k) = ∂σ/∂k`` is the
+surface's slope at the strike and time and the SSR is the published estimate at the
+tenor bucket nearest the expiry (:meth:`Surface.ssr`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.client.slices import FloatArray, Slice
+from streamer.core.dynamics import fixed_strike_dvol, smile_adjusted_delta
 from streamer.sinks.codec import Format, decode_surface
 from streamer.types import ModelName, SurfaceUpdate
 
@@ -43,6 +52,10 @@ YEAR_MS = 365.0 * 86_400_000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Expiry = int | float | str | npt.ArrayLike
+SmileDynamics = Literal["measured", "sticky_strike", "sticky_moneyness"]
+DAYS_PER_YEAR = 365.0
+#: Step in k of the central difference for the smile slope d sigma / d k.
+SLOPE_STEP = 1e-5
 
 
 class Surface:
@@ -191,6 +204,91 @@ class Surface:
         with np.errstate(invalid="ignore"):
             result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
         return result
+
+    def delta(self, strike: npt.ArrayLike, expiry: Expiry, is_call: npt.ArrayLike,
+              dynamics: SmileDynamics = "measured") -> FloatArray:
+        """Smile-adjusted forward delta ``dV/dF`` of options on this surface.
+
+        Parameters
+        ----------
+        strike : array_like
+            Strikes, finite and > 0.
+        expiry : int, float, str or array_like
+            Epoch ms, years or ISO-8601, as in :meth:`vol`.
+        is_call : array_like of bool
+            Calls (True) or puts; ``strike``, ``expiry`` and ``is_call`` broadcast.
+        dynamics : {"measured", "sticky_strike", "sticky_moneyness"}
+            How the smile moves with the forward: ``sticky_strike`` keeps each
+            strike's vol (the Black-76 delta), ``sticky_moneyness`` keeps the vol of
+            each ``k = ln(K/F)``, ``measured`` moves a strike's vol by
+            ``(SSR - 1) σ'(k)`` per unit of ``ln F`` with the published SSR nearest the
+            expiry (:meth:`ssr`; ``ValueError`` when the surface publishes none).
+
+        Returns
+        -------
+        ndarray of float64, the broadcast shape
+            ``dV/dF`` of the undiscounted Black-76 price at ``F = forward(expiry)``
+            and ``σ = vol(strike, expiry)``; call minus put is 1 under every regime.
+            Multiply by ``forward / spot`` for the delta to spot at a steady basis.
+        """
+        K = np.asarray(strike, np.float64)
+        if not np.all(np.isfinite(K) & (K > 0)):
+            raise ValueError("strikes must be finite and positive")
+        if dynamics not in ("measured", "sticky_strike", "sticky_moneyness"):
+            raise ValueError(f"unknown smile dynamics {dynamics!r}")
+        K, t, call = np.broadcast_arrays(K, self.years(expiry), np.asarray(is_call, bool))
+        F = self._forward(t)
+        k = np.log(K / F)
+        vol, slope = self._vol_and_slope(k, t)
+        if dynamics == "sticky_strike":
+            dvol_dlnf = np.zeros(k.shape)
+        elif dynamics == "sticky_moneyness":
+            dvol_dlnf = -slope
+        else:
+            dvol_dlnf = fixed_strike_dvol(slope, self._ssr(t))
+        return smile_adjusted_delta(F, K, t, vol, call, dvol_dlnf)
+
+    def ssr(self, expiry: Expiry) -> FloatArray:
+        """The skew stickiness ratio :meth:`delta` uses for ``dynamics="measured"``.
+
+        Of the published estimates (``dynamics`` and its ``by_expiry`` buckets) with a
+        finite SSR, the one whose ``tenor_days`` is nearest the expiry in log tenor
+        (a 14-day option takes the 7-day bucket, an 18-day one the 30-day bucket).
+
+        Returns
+        -------
+        ndarray of float64, the shape of ``expiry``.
+
+        Raises
+        ------
+        ValueError
+            When the surface publishes no finite SSR.
+        """
+        return self._ssr(self.years(expiry))
+
+    def _ssr(self, t: FloatArray) -> FloatArray:
+        dyn = self.update.dynamics
+        estimates = [] if dyn is None else [
+            d for d in (dyn, *dyn.by_expiry) if np.isfinite(d.ssr) and d.tenor_days > 0]
+        if not estimates:
+            raise ValueError(f"{self.key} seq {self.seq} publishes no measured SSR: use "
+                             "dynamics='sticky_strike' or 'sticky_moneyness'")
+        log_days = np.log([d.tenor_days for d in estimates])
+        values = np.array([d.ssr for d in estimates], np.float64)
+        distance = np.abs(np.log(t * DAYS_PER_YEAR)[..., None] - log_days)
+        result: FloatArray = values[np.argmin(distance, axis=-1)]
+        return result
+
+    def _vol_and_slope(self, k: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Implied vol and ``d vol / d k`` at fixed ``t`` (central difference in ``k``)."""
+        def vol_at(kk: FloatArray) -> FloatArray:
+            w = self._w(kk, t)
+            with np.errstate(invalid="ignore"):
+                result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
+            return result
+
+        slope: FloatArray = (vol_at(k + SLOPE_STEP) - vol_at(k - SLOPE_STEP)) / (2 * SLOPE_STEP)
+        return vol_at(k), slope
 
     def _require_nodes(self) -> None:
         if not self._nodes:

@@ -19,6 +19,47 @@ from streamer.types import SliceStatus
 
 FloatArray = npt.NDArray[np.float64]
 SPLINE_POINTS = 121
+#: Half-spreads narrower than this (decimal vol) count as this in ``rmse_half_spreads``.
+MIN_HALF_SPREAD_VOL = 1e-4
+
+
+class SpreadStats(msgspec.Struct, frozen=True, kw_only=True):
+    """How a fitted smile sits in the market's bid-ask IV intervals (docs/dynamics.md).
+
+    ``half_spread_vol``: median of ``(ask_iv - bid_iv) / 2`` over the quotes with both
+    IVs, decimal vol. ``rmse_half_spreads``: RMS of ``(model - mid) / h`` with ``h`` the
+    distance from the mid IV to the bid IV (model below the mid) or the ask IV (above),
+    floored at ``MIN_HALF_SPREAD_VOL``. ``within_spread_fraction``: share of quotes with
+    ``bid_iv <= model <= ask_iv``. A missing bid IV (a bid below intrinsic) counts as 0,
+    a missing ask IV as no upper bound. All NaN without quotes.
+    """
+
+    half_spread_vol: float = float("nan")
+    rmse_half_spreads: float = float("nan")
+    within_spread_fraction: float = float("nan")
+
+
+def spread_stats(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
+                 ask_iv: FloatArray) -> SpreadStats:
+    """:class:`SpreadStats` of model IVs against the quotes' mid, bid and ask IVs.
+
+    Parameters
+    ----------
+    model_iv, mid_iv, bid_iv, ask_iv : ndarray, shape (n,)
+        Decimal vols per quote; ``bid_iv`` and ``ask_iv`` may hold NaN (missing side).
+    """
+    if mid_iv.size == 0:
+        return SpreadStats()
+    bid = np.where(np.isfinite(bid_iv), bid_iv, 0.0)
+    ask = np.where(np.isfinite(ask_iv), ask_iv, np.inf)
+    both = np.isfinite(bid_iv) & np.isfinite(ask_iv)
+    half = float(np.median(0.5 * (ask_iv[both] - bid_iv[both]))) if both.any() else np.nan
+    err = model_iv - mid_iv
+    side = np.where(err >= 0.0, ask - mid_iv, mid_iv - bid)
+    z = err / np.maximum(side, MIN_HALF_SPREAD_VOL)
+    inside = (model_iv >= bid) & (model_iv <= ask)
+    return SpreadStats(half_spread_vol=half, rmse_half_spreads=float(np.sqrt(np.mean(z * z))),
+                       within_spread_fraction=float(np.mean(inside)))
 
 
 class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +76,7 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     butterfly_free: bool
     butterfly_margin: float
     k_range: tuple[float, float]
+    spread: SpreadStats = msgspec.field(default_factory=SpreadStats)
 
 
 class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,15 +129,22 @@ class SliceCalibrator:
         if previous is None:
             return SliceOutcome(fit=None, fallback_reason=reason)
         rmse = previous.rmse_vol
+        model_iv = None
         if snap.n_quotes:
-            err = self.model.vol(snap.k, snap.t, previous.params) - snap.iv
+            model_iv = self.model.vol(snap.k, snap.t, previous.params)
+            err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-        kept = self._slice_fit(snap, previous.params, rmse, status)
+        kept = self._slice_fit(snap, previous.params, rmse, status, model_iv)
         return SliceOutcome(fit=kept, fallback_reason=reason)
 
     def _vol_of_k(self, params: Any, t: float) -> Callable[[FloatArray], FloatArray]:
         """The smile as a function of k; a spline through one vectorised call for models
-        whose single evaluations are costly (Heston prices by quadrature)."""
+        whose single evaluations are costly (Heston prices by quadrature).
+
+        Beyond the grid (six ATM total-vol widths each side) the spline holds its edge
+        vols: a cubic extrapolated out to the delta solver's search range (|k| <= 3)
+        turns negative or explodes, and the 25/10-delta strikes then came out wrong
+        (RR of -36 on a one-day Heston slice)."""
         if not getattr(self.model, "costly_vol", False):
             return lambda k: self.model.vol(k, t, params)
         atm_total_vol = float(self.model.vol(np.zeros(1), t, params)[0]) * np.sqrt(t)
@@ -105,18 +154,24 @@ class SliceCalibrator:
         if not np.all(np.isfinite(vols)):
             return lambda k: self.model.vol(k, t, params)
         spline = CubicSpline(grid, vols)
-        return lambda k: np.asarray(spline(k), np.float64)
+        return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
 
-    def _slice_fit(self, snap: SliceSnapshot, params: Any, rmse: float, status: SliceStatus
-                   ) -> SliceFit:
+    def _slice_fit(self, snap: SliceSnapshot, params: Any, rmse: float, status: SliceStatus,
+                   model_iv: FloatArray | None = None) -> SliceFit:
+        """The published state of a slice; ``model_iv`` is the smile at ``snap.k`` when the
+        caller has already evaluated it."""
         t = snap.t
         k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
         metrics = smile_metrics(self._vol_of_k(params, t), t)
         margin = self.model.butterfly_margin(params, t, *k_range)
+        if model_iv is None and snap.n_quotes:
+            model_iv = self.model.vol(snap.k, t, params)
+        spread = (SpreadStats() if model_iv is None
+                  else spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv))
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
                         metrics=metrics, butterfly_free=bool(margin >= 0.0),
-                        butterfly_margin=float(margin), k_range=k_range)
+                        butterfly_margin=float(margin), k_range=k_range, spread=spread)
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,9 +208,11 @@ class SurfaceCalibrator:
         fits = {}
         for i, snap in enumerate(usable):
             params = self.model.slice_params(fit.params, i)
-            err = self.model.vol(snap.k, snap.t, params) - snap.iv
+            model_iv = self.model.vol(snap.k, snap.t, params)
+            err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-            fits[snap.expiry_ts_ms] = self._slices._slice_fit(snap, params, rmse, status)
+            fits[snap.expiry_ts_ms] = self._slices._slice_fit(snap, params, rmse, status,
+                                                              model_iv)
         return SurfaceOutcome(fits=fits, params=fit.params, rmse_vol=fit.rmse_vol)
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:

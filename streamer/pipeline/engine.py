@@ -287,7 +287,11 @@ class Engine:
                 atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
                 butterfly_free=f.butterfly_free, calendar_free=ok,
-                butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin))
+                butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin,
+                atm_curvature=f.metrics.atm_curvature, rr10=f.metrics.rr10,
+                bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
+                rmse_half_spreads=f.spread.rmse_half_spreads,
+                within_spread_fraction=f.spread.within_spread_fraction))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))

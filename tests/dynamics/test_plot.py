@@ -1,13 +1,24 @@
-"""``streamer plot``: a replayed tick file becomes smile, term-structure and dynamics PNGs."""
+"""``streamer plot``: a replayed tick file, or the surfaces on the surface topic, become
+smile, term-structure and dynamics PNGs."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streamer.cli import main as cli_main
+from streamer.client import read_history
 from streamer.devtools.synth import synthesise
-from streamer.plot import main  # imports matplotlib only when drawing
+from streamer.plot import _k_range, main  # imports matplotlib only when drawing
+from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
+from streamer.types import Dynamics, SurfaceUpdate
+from tests.client.factory import NOW_MS, make_surface
 
 pytest.importorskip("matplotlib", reason="streamer plot needs the [plot] extra")
 
@@ -43,3 +54,111 @@ def test_plot_of_an_underlying_not_in_the_file_writes_nothing(tick_file: Path,
 
 def test_plot_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     assert main([str(tmp_path / "nope.ndjson"), "--out", str(tmp_path)]) == 2
+
+
+# -- from the surface topic ----------------------------------------------------------
+
+def _published(underlying: str, n: int, venue: str = "deribit") -> list[SurfaceUpdate]:
+    """``n`` one-second surfaces of a market whose spot climbs, with published dynamics."""
+    updates = []
+    for i in range(n):
+        dynamics = Dynamics(ssr=0.2 * i, spot_vol_beta=-0.02, r2=0.4, n_obs=20 + i,
+                            regime="unknown", fixed_strike_beta=-0.1, ssr_low=0.2 * i - 0.5,
+                            ssr_high=0.2 * i + 0.5, ssr_n_obs=20 + i, atm_skew=-0.12)
+        update = make_surface(venue=venue, underlying=underlying, seq=i + 1,
+                              exchange_ts_ms=NOW_MS + 1000 * i, spot=100_000.0 + 50.0 * i,
+                              dynamics=dynamics)
+        slices = [msgspec.structs.replace(s, half_spread_vol=0.01, within_spread_fraction=0.9)
+                  for s in update.slices]
+        updates.append(msgspec.structs.replace(update, slices=slices))
+    return updates
+
+
+async def _publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 3, 1,
+                                            topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False,
+                                acks="all")
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send_and_wait(topic, key=key, value=value, headers=[SCHEMA_HEADER])
+    finally:
+        await producer.stop()
+
+
+def _messages(*series: list[SurfaceUpdate]) -> list[tuple[bytes, bytes]]:
+    """The series interleaved in time, each surface encoded as the publisher does, and
+    one message that does not decode."""
+    merged = sorted((u for s in series for u in s), key=lambda u: u.exchange_ts_ms)
+    values = [(u.key.encode(), encode_surface(u)) for u in merged]
+    return [*values[:3], (b"deribit:BTC", b"{not a surface"), *values[3:]]
+
+
+@pytest.fixture(scope="module")
+def surface_topic(kafka_bootstrap: str) -> str:
+    """A topic holding 6 BTC and 2 ETH surfaces from Deribit and 2 BTC from OKX."""
+    topic = f"plot.surface.{uuid.uuid4().hex[:8]}"
+    asyncio.run(_publish(kafka_bootstrap, topic, _messages(
+        _published("BTC", 6), _published("ETH", 2), _published("BTC", 2, venue="okx"))))
+    return topic
+
+
+@pytest.mark.integration
+def test_read_history_returns_every_surface_of_the_keys_in_time_order(
+        kafka_bootstrap: str, surface_topic: str) -> None:
+    btc = asyncio.run(read_history(kafka_bootstrap, ["deribit:BTC"], surface_topic))
+    assert [(u.key, u.seq) for u in btc] == [("deribit:BTC", i) for i in range(1, 7)]
+    assert encode_surface(btc[-1]) == encode_surface(_published("BTC", 6)[-1])  # NaN-safe
+    everything = asyncio.run(read_history(kafka_bootstrap, None, surface_topic))
+    assert len(everything) == 10  # the undecodable one skipped
+    stamps = [u.exchange_ts_ms for u in everything]
+    assert stamps == sorted(stamps)
+
+
+@pytest.mark.integration
+def test_plot_from_kafka_draws_the_published_surfaces(
+        kafka_bootstrap: str, surface_topic: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "btc"
+    assert cli_main(["plot", "--from-kafka", kafka_bootstrap, "--topic", surface_topic,
+                     "--key", "deribit:BTC", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["dynamics_BTC.png", "smiles_BTC.png",
+                                                     "term_BTC.png"]
+    for png in out.iterdir():
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC)
+        assert len(data) > 20_000
+    assert capsys.readouterr().out.count("wrote ") == 3
+    # Every key: BTC comes from two venues, so each file names its venue.
+    out = tmp_path / "all"
+    assert cli_main(["plot", "--from-kafka", kafka_bootstrap, "--topic", surface_topic,
+                     "--out", str(out)]) == 0
+    assert sorted(p.name.split("_", 1)[1] for p in out.iterdir()) == sorted(
+        f"{venue}_{u}.png" for venue, u in [("deribit", "BTC"), ("deribit", "ETH"),
+                                            ("okx", "BTC")] for _ in range(3))
+
+
+@pytest.mark.integration
+def test_plot_from_kafka_of_a_missing_topic_is_a_clear_failure(
+        kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--from-kafka", kafka_bootstrap, "--topic", "plot.no.such.topic",
+                 "--out", str(tmp_path)]) == 1
+    assert "topic plot.no.such.topic does not exist" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_needs_exactly_one_source(tick_file: Path, tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path)]) == 2
+    assert main([str(tick_file), "--from-kafka", "127.0.0.1:1", "--out", str(tmp_path)]) == 2
+
+
+def test_the_smile_range_without_quotes_follows_the_atm_total_vol() -> None:
+    assert _k_range(0.6, 0.5) == pytest.approx((-2 * 0.6 * 0.5**0.5, 2 * 0.6 * 0.5**0.5))
+    assert _k_range(0.6, 0.1 / 365) == (-0.05, 0.05)  # 2.4 hours: a floor
+    assert _k_range(float("nan"), 0.1) == (-0.3, 0.3)

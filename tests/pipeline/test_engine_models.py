@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from streamer.app import bundled_sample, replay_file
+from streamer.client import Slice
 from streamer.config import load_config
+from streamer.core.smile import smile_metrics
 from streamer.sinks.base import MemorySink
-from streamer.sinks.codec import encode_surface
+from streamer.sinks.codec import decode_surface, encode_surface
 from streamer.types import SurfaceUpdate
 
 TRUTH = json.loads(bundled_sample().with_name("deribit_sample.truth.json").read_text())
@@ -73,6 +75,36 @@ async def test_each_model_publishes_a_fitted_surface(
         assert all(s.butterfly_free == (s.butterfly_margin >= 0.0) for s in update.slices)
         if model == "ssvi":  # arbitrage-free by construction, and the checks agree
             assert all(s.calendar_free and s.butterfly_free for s in update.slices)
+        _check_slice_analytics(update)
+
+
+def _check_slice_analytics(update: SurfaceUpdate) -> None:
+    """Curvature, 10-delta RR/BF and the spread statistics: published, plausible, and
+    what a subscriber recomputes from the published parameters."""
+    wire = encode_surface(update)
+    assert encode_surface(decode_surface(wire)) == wire  # NaN != NaN: compare as published
+    assert b'"within_spread_fraction":' in wire
+    assert b'"rr10":' in wire
+    for s in update.slices:
+        analytics = (s.atm_curvature, s.rr10, s.bf10, s.half_spread_vol,
+                     s.rmse_half_spreads, s.within_spread_fraction)
+        assert all(np.isfinite(analytics)), s
+        # Decimal vol, and a smile's: a risk reversal of half a vol is a broken solver.
+        for rr, bf in ((s.rr10, s.bf10), (s.rr25, s.bf25)):
+            assert abs(rr) < 0.5, s
+            assert -0.05 < bf < 0.5, s
+        assert 0.0 < s.half_spread_vol < 0.2
+        assert 0.0 <= s.within_spread_fraction <= 1.0
+        # Markov: the share of quotes outside their spread is at most mean(z^2).
+        assert 1.0 - s.within_spread_fraction <= s.rmse_half_spreads ** 2 + 1e-12
+        client = Slice(s, update.model, update.params)
+        theirs = smile_metrics(client.vol_k, s.t)
+        # Heston's exact vols fail in the far wings of the shortest expiries (NaN):
+        # the publisher reads its smile off a spline, which holds the edge vols.
+        for ours, recomputed, tol in ((s.rr10, theirs.rr10, 1e-4), (s.bf10, theirs.bf10, 1e-4),
+                                      (s.atm_curvature, theirs.atm_curvature,
+                                       1e-2 * abs(theirs.atm_curvature))):
+            assert not abs(ours - recomputed) > tol, (s.expiry, ours, recomputed)
 
 
 async def test_per_underlying_model_override(short_recording: Path) -> None:

@@ -1,0 +1,97 @@
+"""Per-slice analytics: curvature, 10-delta RR/BF and the fit against the bid-ask spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.config import CalibrationConfig
+from streamer.core.smile import smile_metrics
+from streamer.pipeline.calibrator import SliceCalibrator, SpreadStats, spread_stats
+from streamer.pipeline.models import model_for
+from streamer.pipeline.snapshot import SliceSnapshot
+
+NAN = float("nan")
+T = 0.1
+TRUE = {"a": 0.004, "b": 0.04, "rho": -0.3, "m": 0.01, "sigma": 0.12}
+
+
+def test_spread_stats_by_hand() -> None:
+    mid = np.array([0.50, 0.50, 0.50, 0.50, 0.50])
+    bid = np.array([0.49, 0.48, 0.49, NAN, 0.49])
+    ask = np.array([0.52, 0.51, 0.51, 0.52, NAN])
+    model = np.array([0.51, 0.47, 0.505, 0.20, 0.90])
+    # z: +0.01/0.02, -0.03/0.02 (outside), +0.005/0.01, -0.30/0.50 (no bid: 0), 0 (no ask)
+    z = np.array([0.5, -1.5, 0.5, -0.6, 0.0])
+    got = spread_stats(model, mid, bid, ask)
+    assert got.half_spread_vol == pytest.approx(np.median([0.015, 0.015, 0.01]))
+    assert got.rmse_half_spreads == pytest.approx(np.sqrt(np.mean(z * z)))
+    assert got.within_spread_fraction == pytest.approx(0.8)
+
+
+def test_spread_stats_of_a_zero_spread_and_of_no_quotes() -> None:
+    one = np.array([0.5])
+    got = spread_stats(one + 0.001, one, one, one)  # bid = ask: 0.01 vol point floor
+    assert got.rmse_half_spreads == pytest.approx(10.0)
+    assert got.within_spread_fraction == 0.0
+    empty = np.zeros(0)
+    none = spread_stats(empty, empty, empty, empty)
+    assert none == SpreadStats()
+    assert np.isnan(none.rmse_half_spreads)
+    assert np.isnan(none.within_spread_fraction)
+
+
+def _snapshot(noise_scale: float = 1.0) -> tuple[SliceSnapshot, np.ndarray]:
+    """40 quotes on an SVI smile; every fifth quote has a narrow spread and a mid off
+    the smile by more than its half-spread, the rest sit well inside theirs."""
+    model = model_for("svi")
+    k = np.linspace(-0.4, 0.3, 40)
+    true_iv = model.vol(k, T, model.from_dict(TRUE))
+    outside = np.arange(k.size) % 5 == 0
+    sign = np.where(np.arange(k.size) % 2 == 0, 1.0, -1.0)
+    noise = noise_scale * sign * np.where(outside, 0.004, 0.001)
+    half = np.where(outside, 0.001, 0.006)
+    iv = true_iv + noise
+    snap = SliceSnapshot(expiry_ts_ms=1, t=T, forward=100.0, forward_method="parity", k=k,
+                         iv=iv, bid_iv=iv - half, ask_iv=iv + 1.2 * half,
+                         weights=np.ones(k.size))
+    return snap, outside
+
+
+def test_a_fitted_slice_knows_which_quotes_it_misses() -> None:
+    snap, outside = _snapshot()
+    calibrator = SliceCalibrator(model_for("svi"), CalibrationConfig())
+    fit = calibrator.calibrate(snap, None).fit
+    assert fit is not None
+    assert fit.status == "cold"
+    assert fit.spread.within_spread_fraction == pytest.approx(1.0 - outside.mean())
+    assert fit.spread.half_spread_vol == pytest.approx(1.1 * 0.006)
+    model_iv = calibrator.model.vol(snap.k, T, fit.params)
+    assert fit.spread == spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv)
+    # Markov: the share of |z| > 1 is at most the mean of z^2.
+    assert 1.0 - fit.spread.within_spread_fraction <= fit.spread.rmse_half_spreads ** 2
+    metrics = smile_metrics(lambda k: calibrator.model.vol(k, T, fit.params), T)
+    assert fit.metrics == metrics
+    assert metrics.atm_curvature > 0
+    assert metrics.bf10 > metrics.bf25 > 0
+    assert metrics.rr10 < metrics.rr25 < 0  # a put skew, steeper in the wings
+
+
+def test_a_kept_fit_is_measured_against_the_new_quotes() -> None:
+    """A kept slice republishes old parameters; its spread statistics are those of the
+    old smile against the quotes of now, not the ones it was fitted to."""
+    calibrator = SliceCalibrator(model_for("svi"), CalibrationConfig())
+    snap, _ = _snapshot()
+    first = calibrator.calibrate(snap, None).fit
+    assert first is not None
+    few = slice(10, 14)  # under min_quotes: the last fit is kept, 5 vol points too low
+    now = SliceSnapshot(expiry_ts_ms=1, t=T, forward=100.0, forward_method="parity",
+                        k=snap.k[few], iv=snap.iv[few] + 0.05, bid_iv=snap.bid_iv[few] + 0.05,
+                        ask_iv=snap.ask_iv[few] + 0.05, weights=snap.weights[few])
+    kept = calibrator.calibrate(now, first)
+    assert kept.fallback_reason == "too_few_quotes"
+    assert kept.fit is not None
+    assert kept.fit.status == "stale"
+    assert kept.fit.spread.within_spread_fraction == 0.0
+    assert kept.fit.spread.rmse_half_spreads > 5.0
+    assert kept.fit.params == first.params
