@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from streamer.sources.deribit.schema import Envelope, HeartbeatParams, SubscriptionParams, Ticker
+from streamer.sources.deribit.schema import (
+    Envelope,
+    HeartbeatParams,
+    Instrument,
+    PlatformState,
+    PlatformStatus,
+    SubscriptionParams,
+    Ticker,
+)
 from streamer.types import Quote
 
 VENUE = "deribit"
+PLATFORM_STATE = "platform_state"
 EXPIRY_HOUR_UTC = 8
 _MONTHS = {m: i for i, m in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
@@ -42,11 +52,13 @@ class Decoded(msgspec.Struct, kw_only=True):
     quotes: list[Quote] = msgspec.field(default_factory=list)
     rejects: list[str] = msgspec.field(default_factory=list)
     test_request: bool = False
+    heartbeat: bool = False
     response_id: int | None = None
     result: Any = None
     error_code: int | None = None
     error_message: str = ""
     platform_state: str | None = None
+    platform: PlatformState | None = None
 
 
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
@@ -92,6 +104,16 @@ def set_heartbeat_request(interval_s: int, request_id: int) -> bytes:
     return _request("public/set_heartbeat", {"interval": interval_s}, request_id)
 
 
+def unsubscribe_request(channels: list[str], request_id: int) -> bytes:
+    """``public/unsubscribe`` for at most 250 channels."""
+    return _request("public/unsubscribe", {"channels": channels}, request_id)
+
+
+def status_request(request_id: int) -> bytes:
+    """``public/status``: which currencies (price indices) are locked right now."""
+    return _request("public/status", {}, request_id)
+
+
 def test_request_reply(request_id: int) -> bytes:
     """``public/test``, the answer to a heartbeat ``test_request``."""
     return _request("public/test", {}, request_id)
@@ -111,6 +133,72 @@ def ticker_channel(instrument: str, interval: str) -> str:
     return f"ticker.{instrument}.{interval}"
 
 
+def instrument_names(result: Any) -> set[str]:
+    """Active instruments of a ``public/get_instruments`` result (none if unreadable)."""
+    try:
+        listed = msgspec.convert(result, list[Instrument])
+    except msgspec.ValidationError:
+        return set()
+    return {i.instrument_name for i in listed if i.is_active}
+
+
+def unconfirmed(requested: Sequence[str], result: Any) -> list[str]:
+    """Channels of a subscribe request that its reply's channel list leaves out."""
+    confirmed = {c for c in result if isinstance(c, str)} if isinstance(result, list) else set()
+    return [c for c in requested if c not in confirmed]
+
+
+class PlatformLocks:
+    """The locks Deribit reports in force that matter to our currencies (pure state).
+
+    Maintenance and platform-wide locks always matter; a price index lock matters
+    when the index names one of our currencies (``btc_usd`` for BTC, ``sol_usdc`` for
+    USDC). ``platform_state`` notifications change the set; a ``public/status``
+    answer replaces it (after a reconnect, notifications sent meanwhile were missed).
+    """
+
+    PLATFORM = "platform"
+
+    def __init__(self, currencies: Iterable[str]) -> None:
+        self._currencies = {c.upper() for c in currencies}
+        self._held: set[str] = set()
+
+    @property
+    def locked(self) -> bool:
+        """Whether anything we stream from is locked."""
+        return bool(self._held)
+
+    def describe(self) -> str:
+        """What is locked, for a log line."""
+        return ", ".join(sorted(self._held)) or "nothing"
+
+    def apply(self, state: PlatformState) -> bool:
+        """Apply one notification; True when :attr:`locked` changed."""
+        before = self.locked
+        if state.price_index is None:
+            wide = state.maintenance if state.maintenance is not None else state.locked
+            if wide:
+                self._held.add(self.PLATFORM)
+            elif wide is not None:
+                self._held.discard(self.PLATFORM)
+                if state.locked is False:  # a platform-wide unlock frees every index
+                    self._held.clear()
+        elif state.locked is not None and self._relevant(state.price_index):
+            (self._held.add if state.locked else self._held.discard)(state.price_index)
+        return before != self.locked
+
+    def reset(self, status: PlatformStatus) -> bool:
+        """Replace the locks by a ``public/status`` answer; True when :attr:`locked` changed."""
+        before = self.locked
+        self._held = {i for i in status.locked_indices if self._relevant(i)}
+        if status.locked is True or status.locked == "true":
+            self._held.add(self.PLATFORM)
+        return before != self.locked
+
+    def _relevant(self, index: str) -> bool:
+        return any(part.upper() in self._currencies for part in index.split("_"))
+
+
 def _nan_if_missing(value: float | None) -> float:
     """Deribit sends 0.0 or null for a missing side."""
     return math.nan if value is None or value == 0.0 else float(value)
@@ -123,6 +211,7 @@ class DeribitDecoder:
         self._envelope = msgspec.json.Decoder(Envelope)
         self._sub = msgspec.json.Decoder(SubscriptionParams)
         self._heartbeat = msgspec.json.Decoder(HeartbeatParams)
+        self._platform = msgspec.json.Decoder(PlatformState)
         self._ticker = msgspec.json.Decoder(Ticker)
         self._instruments: dict[str, InstrumentInfo | str] = {}
 
@@ -148,6 +237,7 @@ class DeribitDecoder:
             if env.method == "subscription":
                 self._subscription(env.params, received_ts_ns, out)
             elif env.method == "heartbeat":
+                out.heartbeat = True
                 out.test_request = self._heartbeat.decode(env.params).type == "test_request"
             elif env.id is not None:
                 self._response(env, out)
@@ -168,10 +258,10 @@ class DeribitDecoder:
         sub = self._sub.decode(params)
         if sub.channel.startswith("ticker."):
             self._ticker_frame(sub.data, received_ts_ns, out)
-        elif sub.channel == "platform_state":
-            state = msgspec.json.decode(sub.data)
-            out.platform_state = str(state.get("maintenance", state)) if isinstance(
-                state, dict) else str(state)
+        elif sub.channel == PLATFORM_STATE:
+            out.platform = state = self._platform.decode(sub.data)
+            out.platform_state = (str(state.maintenance) if state.maintenance is not None
+                                  else bytes(sub.data).decode(errors="replace"))
         else:
             out.rejects.append("unsubscribed_channel")
 

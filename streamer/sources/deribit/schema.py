@@ -78,3 +78,22 @@ class Instrument(msgspec.Struct, frozen=True):
     quote_currency: str = ""
     settlement_currency: str | None = None
     is_active: bool = True
+
+
+class PlatformState(msgspec.Struct, frozen=True):
+    """A ``platform_state`` notification: maintenance, or a price index (un)locked.
+
+    ``{"price_index": "sol_usdc", "locked": true}`` locks one index; without
+    ``price_index`` a lock is platform-wide.
+    """
+
+    price_index: str | None = None
+    locked: bool | None = None
+    maintenance: bool | None = None
+
+
+class PlatformStatus(msgspec.Struct, frozen=True):
+    """The ``public/status`` result: ``locked`` is ``"true"``, ``"partial"`` or ``"false"``."""
+
+    locked: str | bool = "false"
+    locked_indices: list[str] = msgspec.field(default_factory=list)

@@ -1,0 +1,102 @@
+"""Shared parts of the DeribitSession tests: a recording sink, polling, a running pair.
+
+The pair is the replay server playing one real 30-second Deribit capture and a
+session streaming from it, both on loopback over real websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from streamer.devtools.replay_server import Faults, ReplayServer
+from streamer.sources.deribit.session import RATE_LIMITED_DELAY_S, DeribitSession
+from streamer.types import Quote
+from tests.sources.golden import Row
+
+SPEED = 50.0  # the 30 s capture plays in about 0.6 s
+NO_FAULTS = Faults()
+
+
+class RecordingSink:
+    """A QuoteSink that keeps everything it is told."""
+
+    def __init__(self) -> None:
+        self.quotes: list[Quote] = []
+        self.rejects: Counter[str] = Counter()
+        self.reconnects = 0
+        self.connected: list[bool] = []
+        self.quotes_per_connection: Counter[int] = Counter()  # by count of "up" so far
+
+    def on_quote(self, quote: Quote) -> None:
+        self.quotes.append(quote)
+        self.quotes_per_connection[self.connected.count(True)] += 1
+
+    def on_reject(self, venue: str, reason: str) -> None:
+        assert venue == "deribit"
+        self.rejects[reason] += 1
+
+    def on_reconnect(self, venue: str) -> None:
+        self.reconnects += 1
+
+    def on_connected(self, venue: str, connected: bool) -> None:
+        self.connected.append(connected)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Poll ``condition``; fail with ``what`` if it is still false at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+def comparable(quotes: list[Quote]) -> list[bytes]:
+    """Quotes without their receive time, NaN-safe (JSON null)."""
+    return [msgspec.json.encode(msgspec.structs.replace(q, received_ts_ns=0)) for q in quotes]
+
+
+def ticker_channels(capture: list[Row]) -> set[str]:
+    """The ``raw`` ticker channel of every instrument in the capture."""
+    return {f"ticker.{row.data['instrument_name']}.raw" for row in capture}
+
+
+def all_channels(capture: list[Row]) -> set[str]:
+    """What a session subscribes to: the tickers and ``platform_state``."""
+    return ticker_channels(capture) | {"platform_state"}
+
+
+@contextlib.asynccontextmanager
+async def running(path: Path, faults: Faults = NO_FAULTS, *, loop: bool = False,
+                  speed: float = SPEED, heartbeat_s: int = 10, subscribe_batch: int = 250,
+                  refresh_s: float = 600.0,
+                  backoff: Callable[[], Iterator[float]] | None = None,
+                  rate_limited_delay_s: float = RATE_LIMITED_DELAY_S,
+                  make_sink: Callable[[ReplayServer], RecordingSink] = lambda _: RecordingSink(),
+                  ) -> AsyncIterator[tuple[ReplayServer, DeribitSession, RecordingSink]]:
+    """A replay server and a session streaming from it; both stopped on exit."""
+    server = ReplayServer(path, speed=speed, loop=loop, faults=faults)
+    await server.start()
+    sink = make_sink(server)
+    session = DeribitSession(server.url, ["BTC", "ETH"], sink, heartbeat_s=heartbeat_s,
+                             subscribe_batch=subscribe_batch, interval="raw",
+                             requests_per_s=1000.0, refresh_instruments_s=refresh_s,
+                             rng=random.Random(0), backoff=backoff,
+                             rate_limited_delay_s=rate_limited_delay_s)
+    task = asyncio.create_task(session.run())
+    try:
+        yield server, session, sink
+        assert not task.done(), "the session must keep running"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await server.stop()
