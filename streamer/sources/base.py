@@ -8,8 +8,8 @@ check.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -50,3 +50,34 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, StreamerError):
         return exc.retryable
     return isinstance(exc, OSError | ConnectionClosed | InvalidHandshake | TimeoutError | EOFError)
+
+
+class _Decoded(Protocol):
+    @property
+    def quotes(self) -> list[Quote]: ...
+
+    @property
+    def rejects(self) -> list[str]: ...
+
+
+D = TypeVar("D", bound=_Decoded)
+
+
+def deliver_frame(frame: str | bytes, venue: str, decode: Callable[[bytes, int], D],
+                  sink: QuoteSink, clock_ns: Callable[[], int],
+                  on_raw: Callable[[int, bytes], None] | None) -> D:
+    """Stamp a received frame, record it raw, decode it, hand quotes and rejects on.
+
+    Every venue session does this with each frame; the decoded message is returned
+    for the session's own protocol handling (replies, pongs, heartbeats).
+    """
+    raw = frame.encode() if isinstance(frame, str) else frame
+    received_ns = clock_ns()
+    if on_raw is not None:
+        on_raw(received_ns, raw)
+    decoded = decode(raw, received_ns)
+    for quote in decoded.quotes:
+        sink.on_quote(quote)
+    for reason in decoded.rejects:
+        sink.on_reject(venue, reason)
+    return decoded

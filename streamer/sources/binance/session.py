@@ -23,7 +23,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import ConfigError, VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, is_retryable
+from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
 from streamer.sources.deribit.protocol import Decoded
@@ -128,15 +128,8 @@ class BinanceSession:
                     frame = await ws.recv()
             except TimeoutError as exc:
                 raise VenueDisconnected(f"no message for {self.silence_s:.1f}s") from exc
-            raw = frame.encode() if isinstance(frame, str) else frame
-            received_ns = self._clock_ns()
-            if self._on_raw is not None:
-                self._on_raw(received_ns, raw)
-            decoded = self._decoder.decode(raw, received_ns)
-            for quote in decoded.quotes:
-                self.sink.on_quote(quote)
-            for reason in decoded.rejects:
-                self.sink.on_reject(VENUE, reason)
+            decoded = deliver_frame(frame, VENUE, self._decoder.decode, self.sink, self._clock_ns,
+                                    self._on_raw)
             if decoded.response_id is not None:
                 self._resolve(decoded)
 

@@ -24,7 +24,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, is_retryable
+from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder
 from streamer.sources.deribit.protocol import Decoded
@@ -139,15 +139,8 @@ class BybitSession:
                     frame = await ws.recv()
             except TimeoutError as exc:
                 raise VenueDisconnected(f"no message for {timeout:.1f}s") from exc
-            raw = frame.encode() if isinstance(frame, str) else frame
-            received_ns = self._clock_ns()
-            if self._on_raw is not None:
-                self._on_raw(received_ns, raw)
-            decoded = self._decoder.decode(raw, received_ns)
-            for quote in decoded.quotes:
-                self.sink.on_quote(quote)
-            for reason in decoded.rejects:
-                self.sink.on_reject(VENUE, reason)
+            decoded = deliver_frame(frame, VENUE, self._decoder.decode, self.sink, self._clock_ns,
+                                    self._on_raw)
             if decoded.result == PONG:
                 self.pongs += 1
             elif decoded.result is not None or decoded.error_code is not None:

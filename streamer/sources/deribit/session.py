@@ -34,7 +34,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, is_retryable
+from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
 from streamer.sources.deribit import protocol
 from streamer.sources.deribit.protocol import PLATFORM_STATE, VENUE, DeribitDecoder
 from streamer.sources.deribit.schema import PlatformStatus
@@ -175,16 +175,8 @@ class DeribitSession:
                 self._resolve(decoded)
 
     def _decode(self, frame: str | bytes) -> protocol.Decoded:
-        raw = frame.encode() if isinstance(frame, str) else frame
-        received_ns = self._clock_ns()
-        if self._on_raw is not None:
-            self._on_raw(received_ns, raw)
-        decoded = self._decoder.decode(raw, received_ns)
-        for quote in decoded.quotes:
-            self.sink.on_quote(quote)
-        for reason in decoded.rejects:
-            self.sink.on_reject(VENUE, reason)
-        return decoded
+        return deliver_frame(frame, VENUE, self._decoder.decode, self.sink, self._clock_ns,
+                             self._on_raw)
 
     def _lock_changed(self) -> None:
         """Logged on the change only, however often Deribit repeats the state."""

@@ -24,7 +24,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, is_retryable
+from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
 from streamer.sources.deribit.protocol import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, VENUE, Ack, Listed, OkxDecoder
@@ -131,15 +131,8 @@ class OkxSession:
                     frame = await ws.recv()
             except TimeoutError as exc:
                 raise VenueDisconnected(f"no message for {timeout:.1f}s") from exc
-            raw = frame.encode() if isinstance(frame, str) else frame
-            received_ns = self._clock_ns()
-            if self._on_raw is not None:
-                self._on_raw(received_ns, raw)
-            decoded = self._decoder.decode(raw, received_ns)
-            for quote in decoded.quotes:
-                self.sink.on_quote(quote)
-            for reason in decoded.rejects:
-                self.sink.on_reject(VENUE, reason)
+            decoded = deliver_frame(frame, VENUE, self._decoder.decode, self.sink, self._clock_ns,
+                                    self._on_raw)
             self._control(decoded)
 
     def _want(self, listed: Listed) -> None:
