@@ -22,6 +22,8 @@ from typing import Any, Literal, Protocol, TextIO
 import msgspec
 from aiokafka.errors import KafkaError
 
+from streamer.client.greeks import instrument_greeks
+from streamer.client.surface import Surface
 from streamer.config import AppConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.devtools.replay_server import ReplayServer
@@ -34,11 +36,11 @@ from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
 from streamer.sinks.surface_reader import latest_surfaces
-from streamer.sinks.ticks import KafkaTicksSink
+from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_decoder, make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
 from streamer.tickfile import read_tickfile
-from streamer.types import Quote, SurfaceUpdate
+from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
 
 Mode = Literal["run", "ingest", "calibrate"]
 
@@ -98,7 +100,7 @@ class _EngineFeed:
 class _TicksFeed(_EngineFeed):
     """``streamer ingest``: quotes to the ticks topic instead of an engine."""
 
-    def __init__(self, ticks: KafkaTicksSink, metrics: Metrics, health: Health,
+    def __init__(self, ticks: KafkaRecordSink[Quote], metrics: Metrics, health: Health,
                  progress: Progress) -> None:
         super().__init__(_no_engine, metrics, health, progress)
         self.ticks = ticks
@@ -130,7 +132,8 @@ class Service:
         self._broker: EmbeddedBroker | None = None
         self._replay: ReplayServer | None = None
         self.sink: Sink | None = None
-        self.ticks_sink: KafkaTicksSink | None = None
+        self.ticks_sink: KafkaRecordSink[Quote] | None = None
+        self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
         self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
@@ -156,13 +159,14 @@ class Service:
                 # wrong partition count on the first metadata request.
                 await ensure_topics(self.config.kafka, bootstrap)
             if self.mode == "ingest":
-                self.ticks_sink = KafkaTicksSink(
+                self.ticks_sink = ticks_sink(
                     self.config.kafka, bootstrap, on_error=self._on_kafka_error,
                     on_sent=lambda n: self.health.set_broker(True))
                 await self.ticks_sink.start()
             else:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
+                await self._start_greeks(bootstrap)
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
                        for name, source in await self._start_sources(bootstrap)]
             tasks: list[asyncio.Task[None]] = []
@@ -215,6 +219,21 @@ class Service:
         await sink.start()
         self.health.set_broker(True)
         return sink
+
+    async def _start_greeks(self, bootstrap: str) -> None:
+        """Per-instrument greeks on ``kafka.greeks_topic``, when one is configured."""
+        topic = self.config.kafka.greeks_topic
+        if topic is None or self.config.sink != "kafka":
+            return
+        self.greeks_sink = greeks_sink(self.config.kafka, bootstrap, topic,
+                                       on_error=self._on_kafka_error)
+        await self.greeks_sink.start()
+
+    def _publish_greeks(self, update: SurfaceUpdate) -> None:
+        assert self.greeks_sink is not None
+        options = self.engine_for(update.venue).instruments(update.underlying)
+        for greeks in instrument_greeks(Surface(update), options):
+            self.greeks_sink.add(greeks)
 
     async def _warm_start(self, bootstrap: str) -> None:
         """Seed the engines from the latest published surfaces (Kafka sink only)."""
@@ -284,8 +303,8 @@ class Service:
         await asyncio.sleep(max(0.5, 2 * self.config.batch.interval_ms / 1000))
 
     async def _stop_sinks(self) -> None:
-        sinks: list[Any] = [self.sink, self.ticks_sink]
-        self.sink = self.ticks_sink = None
+        sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink]
+        self.sink = self.ticks_sink = self.greeks_sink = None
         for sink in sinks:
             if sink is not None:
                 with contextlib.suppress(Exception):
@@ -329,6 +348,8 @@ class Service:
         for update in updates:
             stamped = msgspec.structs.replace(update, published_ts_ns=time.time_ns())
             self.sink.publish(stamped)
+            if self.greeks_sink is not None:
+                self._publish_greeks(stamped)
         self._export_sink_backlog()
 
     def _export_sink_backlog(self) -> None:

@@ -79,6 +79,7 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     surface_topic: str = "vol.surface.v1"
     ticks_topic: str = "vol.ticks.v1"
     group_id: str = "streamer-calibrate"
+    greeks_topic: str | None = None
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool | None = None
     linger_ms: int = 5

@@ -128,3 +128,28 @@ class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     def key(self) -> str:
         """Kafka message key, ``<venue>:<underlying>``."""
         return f"{self.venue}:{self.underlying}"
+
+
+class InstrumentGreeks(msgspec.Struct, frozen=True, kw_only=True):
+    """One option's vol and deltas on a published surface (the greeks topic).
+
+    Deltas are ``dV/dF`` of the undiscounted Black-76 price at the surface's forward
+    and vol: under the measured smile dynamics (NaN until an SSR is published), with
+    each strike's vol fixed (sticky strike) and with each moneyness's vol fixed.
+    """
+
+    venue: str
+    underlying: str
+    instrument: str
+    expiry_ts_ms: int
+    strike: float
+    is_call: bool
+    forward: float
+    vol: float
+    delta_measured: float
+    delta_sticky_strike: float
+    delta_sticky_moneyness: float
+    vega: float
+    gamma: float
+    surface_seq: int
+    exchange_ts_ms: int

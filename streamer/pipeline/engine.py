@@ -41,7 +41,7 @@ from streamer.pipeline.snapshot import (
     count_rejects,
     years_to_expiry,
 )
-from streamer.types import SliceUpdate, SurfaceUpdate
+from streamer.types import Quote, SliceUpdate, SurfaceUpdate
 
 CALENDAR_POINTS = 41
 CALENDAR_TOL = 1e-12
@@ -138,6 +138,13 @@ class Engine:
         if update.params:
             state.seeded_surface = dict(update.params)
         return True
+
+    def instruments(self, underlying: str) -> list[Quote]:
+        """The latest quote of every live option of an underlying (its instruments)."""
+        state = self._underlyings.get(underlying)
+        if state is None:
+            return []
+        return [q for expiry in state.book.expiries() for q in state.book.quotes(expiry)]
 
     def drain_report(self) -> EngineReport:
         """The numbers since the previous call."""

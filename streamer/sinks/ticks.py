@@ -1,10 +1,11 @@
-"""``streamer ingest``'s sink: normalised quotes to the ticks topic, keyed by underlying.
+"""Streams of small records to Kafka: quotes to the ticks topic, greeks to the greeks topic.
 
-Quotes are msgpack-encoded ``Quote`` structs keyed ``<venue>:<underlying>``, so one
-underlying's quotes stay in one partition, in order, and a ``streamer calibrate``
-consumer group spreads underlyings across processes. While the broker is
-unreachable the newest ``max_buffered`` quotes wait (older ones are dropped and
-counted: a calibrator only needs the latest book) and sending resumes on recovery.
+``streamer ingest`` sends msgpack-encoded ``Quote`` structs keyed
+``<venue>:<underlying>``, so one underlying's quotes stay in one partition, in order,
+and a ``streamer calibrate`` consumer group spreads underlyings across processes. The
+greeks topic carries one JSON ``InstrumentGreeks`` per option, keyed by instrument.
+While the broker is unreachable the newest ``max_buffered`` records wait (older ones
+are dropped and counted: consumers only need the latest) and sending resumes on recovery.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -23,31 +25,38 @@ from streamer.config import KafkaConfig
 from streamer.kafka_client import ensure_topics, producer_options
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
-from streamer.types import Quote
+from streamer.types import InstrumentGreeks, Quote
 
 log = logging.getLogger(__name__)
 
 TICKS_SCHEMA_HEADER = ("schema", b"vol.ticks.v1")
+GREEKS_SCHEMA_HEADER = ("schema", b"vol.greeks.v1")
 SEND_PERIOD_S = 0.02
-_encoder = msgspec.msgpack.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder()
+
+T = TypeVar("T")
 
 
 def encode_quote(quote: Quote) -> bytes:
     """The ticks-topic value of one quote."""
-    return _encoder.encode(quote)
+    return _msgpack.encode(quote)
 
 
-class KafkaTicksSink:
-    """Buffers quotes from the venue sessions and sends them in batches."""
+class KafkaRecordSink(Generic[T]):
+    """Buffers records and sends them in batches to one topic."""
 
-    def __init__(self, config: KafkaConfig, bootstrap_servers: str, *,
-                 on_error: OnError | None = None, on_sent: Callable[[int], None] | None = None,
+    def __init__(self, config: KafkaConfig, bootstrap_servers: str, *, topic: str,
+                 key_of: Callable[[T], str], encode: Callable[[T], bytes],
+                 header: tuple[str, bytes], on_error: OnError | None = None,
+                 on_sent: Callable[[int], None] | None = None,
                  max_buffered: int = 200_000) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers
+        self.topic, self._key_of, self._encode, self._header = topic, key_of, encode, header
         self._on_error = on_error
         self._on_sent = on_sent
-        self._buffer: deque[Quote] = deque(maxlen=max_buffered)
+        self._buffer: deque[T] = deque(maxlen=max_buffered)
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
@@ -57,18 +66,18 @@ class KafkaTicksSink:
 
     @property
     def pending(self) -> int:
-        """Quotes waiting for the broker."""
+        """Records waiting for the broker."""
         return len(self._buffer)
 
-    def add(self, quote: Quote) -> None:
-        """Queue a quote; never blocks (the oldest is dropped when the buffer is full)."""
+    def add(self, record: T) -> None:
+        """Queue a record; never blocks (the oldest is dropped when the buffer is full)."""
         if len(self._buffer) == self._buffer.maxlen:
             self.dropped += 1
-        self._buffer.append(quote)
+        self._buffer.append(record)
 
     async def start(self) -> None:
         """Start the sender; connecting happens there, with retries."""
-        self._sender = asyncio.create_task(self._send_loop(), name="ticks-sender")
+        self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.topic}")
 
     async def stop(self) -> None:
         """Send what is buffered (one attempt), then close."""
@@ -80,7 +89,7 @@ class KafkaTicksSink:
             with contextlib.suppress(KafkaError, OSError):
                 await self._send_buffered(self._producer)
         if self._buffer:
-            log.warning("stopping with %d quotes unsent", len(self._buffer))
+            log.warning("stopping with %d records for %s unsent", len(self._buffer), self.topic)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
@@ -125,8 +134,8 @@ class KafkaTicksSink:
         self._buffer.clear()
         try:
             futures = [await producer.send(
-                self.config.ticks_topic, key=f"{q.venue}:{q.underlying}".encode(),
-                value=encode_quote(q), headers=[TICKS_SCHEMA_HEADER]) for q in batch]
+                self.topic, key=self._key_of(r).encode(), value=self._encode(r),
+                headers=[self._header]) for r in batch]
             await asyncio.gather(*futures)
         except BaseException:
             self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
@@ -141,6 +150,29 @@ class KafkaTicksSink:
         if self._on_error is not None:
             self._on_error(reason)
         if not self._failing:  # once per burst, not per message
-            log.warning("Kafka at %s unreachable (%s: %s); buffering quotes and retrying",
-                        self.bootstrap, reason, exc)
+            log.warning("Kafka at %s unreachable (%s: %s); buffering %s records and retrying",
+                        self.bootstrap, reason, exc, self.topic)
             self._failing = True
+
+
+def ticks_sink(config: KafkaConfig, bootstrap: str, **callbacks: Any) -> KafkaRecordSink[Quote]:
+    """Quotes to the ticks topic, keyed ``<venue>:<underlying>`` (msgpack)."""
+    return KafkaRecordSink(config, bootstrap, topic=config.ticks_topic,
+                           key_of=lambda q: f"{q.venue}:{q.underlying}", encode=encode_quote,
+                           header=TICKS_SCHEMA_HEADER, **callbacks)
+
+
+def greeks_sink(config: KafkaConfig, bootstrap: str, topic: str, **callbacks: Any
+                ) -> KafkaRecordSink[InstrumentGreeks]:
+    """Per-option greeks to ``topic``, keyed by instrument (JSON, NaN as null)."""
+    return KafkaRecordSink(config, bootstrap, topic=topic, key_of=lambda g: g.instrument,
+                           encode=_json.encode, header=GREEKS_SCHEMA_HEADER, **callbacks)
+
+
+def decode_greeks(data: bytes) -> InstrumentGreeks:
+    """A greeks-topic value back into ``InstrumentGreeks`` (``null`` → NaN)."""
+    fields = msgspec.json.decode(data)
+    if not isinstance(fields, dict):
+        raise msgspec.ValidationError("a greeks record is a JSON object")
+    return msgspec.convert({k: float("nan") if v is None else v for k, v in fields.items()},
+                           InstrumentGreeks)
