@@ -22,6 +22,7 @@ from streamer.sources.deribit.schema import (
     PlatformStatus,
     SubscriptionParams,
     Ticker,
+    TickerNotification,
 )
 from streamer.types import Quote
 
@@ -46,8 +47,12 @@ class InstrumentInfo(msgspec.Struct, frozen=True, kw_only=True):
     linear: bool
 
 
-class Decoded(msgspec.Struct, kw_only=True):
-    """What one frame meant: quotes, rejections (reasons) and control events."""
+class Decoded(msgspec.Struct, kw_only=True, gc=False):
+    """What one frame meant: quotes, rejections (reasons) and control events.
+
+    ``gc=False``: one is built per frame and its contents (quotes, strings, decoded
+    JSON) never refer back to it, so it cannot be part of a reference cycle.
+    """
 
     quotes: list[Quote] = msgspec.field(default_factory=list)
     rejects: list[str] = msgspec.field(default_factory=list)
@@ -199,9 +204,8 @@ class PlatformLocks:
         return any(part.upper() in self._currencies for part in index.split("_"))
 
 
-def _nan_if_missing(value: float | None) -> float:
-    """Deribit sends 0.0 or null for a missing side."""
-    return math.nan if value is None or value == 0.0 else float(value)
+_NAN = math.nan
+_INF = math.inf
 
 
 class DeribitDecoder:
@@ -213,6 +217,7 @@ class DeribitDecoder:
         self._heartbeat = msgspec.json.Decoder(HeartbeatParams)
         self._platform = msgspec.json.Decoder(PlatformState)
         self._ticker = msgspec.json.Decoder(Ticker)
+        self._fast = msgspec.json.Decoder(TickerNotification)
         self._instruments: dict[str, InstrumentInfo | str] = {}
 
     def instrument(self, name: str) -> InstrumentInfo | str:
@@ -225,7 +230,26 @@ class DeribitDecoder:
         return info
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
-        """Decode one frame received at ``received_ts_ns``."""
+        """Decode one frame received at ``received_ts_ns``.
+
+        Fast path: a well-formed ticker notification, envelope and data in one
+        typed decode. Anything else (or any error) goes the generic way, which
+        finds the reject reason.
+        """
+        try:
+            note = self._fast.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return self._decode(raw, received_ts_ns)
+        params = note.params
+        if (note.method != "subscription" or params is None
+                or not params.channel.startswith("ticker.")):
+            return self._decode(raw, received_ts_ns)
+        quote_or_reason = self._quote(params.data, received_ts_ns)
+        if isinstance(quote_or_reason, str):
+            return Decoded(rejects=[quote_or_reason])
+        return Decoded(quotes=[quote_or_reason])
+
+    def _decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         out = Decoded()
         try:
             env = self._envelope.decode(raw)
@@ -280,29 +304,46 @@ class DeribitDecoder:
             out.quotes.append(quote_or_reason)
 
     def _quote(self, tick: Ticker, received_ts_ns: int) -> Quote | str:
-        info = self.instrument(tick.instrument_name)
+        name = tick.instrument_name
+        info = self._instruments.get(name)
+        if info is None:
+            info = self.instrument(name)
         if isinstance(info, str):
             return info
         if tick.state != "open":
             return "expired"
         fwd = tick.underlying_price
-        if fwd is None or not math.isfinite(fwd) or fwd <= 0:
+        if fwd is None or not fwd > 0 or fwd == _INF:
             return "no_underlying_price"
-        bid, ask = _nan_if_missing(tick.best_bid_price), _nan_if_missing(tick.best_ask_price)
+        # Deribit sends 0.0 or null for a missing side; NaN here.
+        bid = tick.best_bid_price
+        if bid is None or bid == 0.0:
+            bid = _NAN
+        ask = tick.best_ask_price
+        if ask is None or ask == 0.0:
+            ask = _NAN
         if bid < 0 or ask < 0:
             return "negative_price"
         if bid > ask:
             return "crossed"
-        scale = 1.0 if info.linear else fwd  # inverse options quote premiums in coin
+        if not info.linear:  # inverse options quote premiums in coin
+            bid *= fwd
+            ask *= fwd
+        bid_size = tick.best_bid_amount
+        ask_size = tick.best_ask_amount
+        bid_iv = tick.bid_iv
+        ask_iv = tick.ask_iv
+        mark_iv = tick.mark_iv
+        index = tick.index_price
         return Quote(
-            venue=VENUE, underlying=info.underlying, instrument=tick.instrument_name,
+            venue=VENUE, underlying=info.underlying, instrument=name,
             expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-            bid_price=bid * scale, ask_price=ask * scale,
-            bid_size=_nan_if_missing(tick.best_bid_amount),
-            ask_size=_nan_if_missing(tick.best_ask_amount),
-            bid_iv=_nan_if_missing(tick.bid_iv) / 100.0,
-            ask_iv=_nan_if_missing(tick.ask_iv) / 100.0,
-            mark_iv=_nan_if_missing(tick.mark_iv) / 100.0,
+            bid_price=bid, ask_price=ask,
+            bid_size=_NAN if bid_size is None or bid_size == 0.0 else bid_size,
+            ask_size=_NAN if ask_size is None or ask_size == 0.0 else ask_size,
+            bid_iv=_NAN if bid_iv is None or bid_iv == 0.0 else bid_iv / 100.0,
+            ask_iv=_NAN if ask_iv is None or ask_iv == 0.0 else ask_iv / 100.0,
+            mark_iv=_NAN if mark_iv is None or mark_iv == 0.0 else mark_iv / 100.0,
             underlying_price=fwd,
-            index_price=float(tick.index_price) if tick.index_price else math.nan,
+            index_price=index if index else _NAN,
             exchange_ts_ms=tick.timestamp, received_ts_ns=received_ts_ns)

@@ -45,7 +45,7 @@ class HeartbeatParams(msgspec.Struct, frozen=True):
     type: str
 
 
-class Ticker(msgspec.Struct, frozen=True):
+class Ticker(msgspec.Struct, frozen=True, gc=False):
     """The ``ticker.{instrument}.{interval}`` payload fields we use.
 
     Premiums are in the settlement coin for inverse options (BTC, ETH) and in
@@ -64,6 +64,28 @@ class Ticker(msgspec.Struct, frozen=True):
     bid_iv: float | None = None
     ask_iv: float | None = None
     mark_iv: float | None = None
+
+
+class TickerParams(msgspec.Struct, frozen=True, gc=False):
+    """``params`` of a ticker notification, its data decoded in the same pass."""
+
+    channel: str
+    data: Ticker
+
+
+class TickerNotification(msgspec.Struct, frozen=True, gc=False):
+    """A whole ticker notification in one typed decode (the decoder's fast path).
+
+    Carries every :class:`Envelope` field with the same types, so a frame it
+    accepts is one the generic path would accept and read the same way.
+    """
+
+    jsonrpc: str = "2.0"
+    method: str | None = None
+    params: TickerParams | None = None
+    id: int | None = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: RpcError | None = None
 
 
 class Instrument(msgspec.Struct, frozen=True):
