@@ -7,13 +7,15 @@ check.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
-from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from streamer.errors import StreamerError
+from streamer.errors import StreamerError, VenueDisconnected
 from streamer.types import Quote
 
 
@@ -81,3 +83,25 @@ def deliver_frame(frame: str | bytes, venue: str, decode: Callable[[bytes, int],
     for reason in decoded.rejects:
         sink.on_reject(venue, reason)
     return decoded
+
+
+async def race_reader(reader: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` while the connection's reader runs; the reader ending first ends both.
+
+    A reader only ends on a lost or silent connection, so that ends ``work`` with the
+    reader's error (or ``VenueDisconnected``); cancelling the caller cancels ``work``.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()  # shutting down: the work must not outlive the session
+        raise
+    if task in done:
+        task.result()
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    reader.result()
+    raise VenueDisconnected("connection closed")

@@ -17,13 +17,19 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import ConfigError, VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
+from streamer.sources.base import (
+    QuoteSink,
+    backoff_delays,
+    deliver_frame,
+    is_retryable,
+    race_reader,
+)
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
 from streamer.sources.deribit.protocol import Decoded
@@ -94,32 +100,15 @@ class BinanceSession:
             self.connections += 1
             reader = asyncio.create_task(self._read(ws), name="binance-reader")
             try:
-                await self._race(reader, self._subscribe(ws))
+                await race_reader(reader, self._subscribe(ws))
                 self._subscribed_ok = True
                 self.sink.on_connected(VENUE, True)
-                await self._race(reader, self._ping(ws))
+                await race_reader(reader, self._ping(ws))
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
 
-    @staticmethod
-    async def _race(reader: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` while the reader runs; the reader failing first ends both."""
-        task = asyncio.ensure_future(work)
-        try:
-            done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if task in done:
-            task.result()
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        reader.result()
-        raise VenueDisconnected("connection closed")
 
     async def _read(self, ws: ClientConnection) -> None:
         while True:

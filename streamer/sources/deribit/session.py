@@ -34,7 +34,13 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
+from streamer.sources.base import (
+    QuoteSink,
+    backoff_delays,
+    deliver_frame,
+    is_retryable,
+    race_reader,
+)
 from streamer.sources.deribit import protocol
 from streamer.sources.deribit.protocol import PLATFORM_STATE, VENUE, DeribitDecoder
 from streamer.sources.deribit.schema import PlatformStatus
@@ -123,32 +129,15 @@ class DeribitSession:
             self.connections += 1
             reader = asyncio.create_task(self._read(ws), name="deribit-reader")
             try:
-                await self._race(reader, self._start(ws))
+                await race_reader(reader, self._start(ws))
                 self._streaming = self._streamed = True
                 self._report()
-                await self._race(reader, self._refresh(ws))
+                await race_reader(reader, self._refresh(ws))
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
 
-    @staticmethod
-    async def _race(reader: asyncio.Task[None], work: Any) -> None:
-        """Run ``work`` while the reader runs; the reader failing first ends both."""
-        task = asyncio.ensure_future(work)
-        try:
-            done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()  # shutting down: the work must not outlive the session
-            raise
-        if task in done:
-            task.result()
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        reader.result()
-        raise VenueDisconnected("connection closed")
 
     # -- receiving -------------------------------------------------------------------
     async def _read(self, ws: ClientConnection) -> None:

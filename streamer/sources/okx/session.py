@@ -18,13 +18,18 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, deliver_frame, is_retryable
+from streamer.sources.base import (
+    QuoteSink,
+    backoff_delays,
+    deliver_frame,
+    is_retryable,
+    race_reader,
+)
 from streamer.sources.deribit.protocol import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, VENUE, Ack, Listed, OkxDecoder
@@ -96,32 +101,15 @@ class OkxSession:
             reader = asyncio.create_task(self._read(ws), name="okx-reader")
             try:
                 args = [a for family in self.families for a in protocol.family_args(family)]
-                await self._race(reader, self._subscribe(ws, args, wait=True))
+                await race_reader(reader, self._subscribe(ws, args, wait=True))
                 self._subscribed_ok = True
                 self.sink.on_connected(VENUE, True)
-                await self._race(reader, self._maintain(ws))
+                await race_reader(reader, self._maintain(ws))
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
 
-    @staticmethod
-    async def _race(reader: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` while the reader runs; the reader failing first ends both."""
-        task = asyncio.ensure_future(work)
-        try:
-            done, _ = await asyncio.wait({reader, task}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if task in done:
-            task.result()
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        reader.result()
-        raise VenueDisconnected("connection closed")
 
     async def _read(self, ws: ClientConnection) -> None:
         timeout = SILENCE_FACTOR * self.heartbeat_s
