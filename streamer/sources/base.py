@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from streamer.errors import StreamerError, VenueDisconnected
 from streamer.types import Quote
+
+log = logging.getLogger(__name__)
 
 
 class QuoteSink(Protocol):
@@ -105,3 +108,32 @@ async def race_reader(reader: asyncio.Task[None], work: Coroutine[Any, Any, None
         await task
     reader.result()
     raise VenueDisconnected("connection closed")
+
+
+async def reconnect_forever(venue: str, url: str, connection: Callable[[], Awaitable[None]],
+                            sink: QuoteSink, *, streamed: Callable[[], bool],
+                            on_down: Callable[[], None], rng: random.Random) -> None:
+    """Run ``connection`` until cancelled, reconnecting with capped, jittered backoff.
+
+    A fatal error (``is_retryable`` false) is logged and raised. After each lost
+    connection the venue is reported down, ``on_down`` fails what waited on it, and
+    the backoff starts again from its first delay if the connection had streamed.
+    """
+    delays = backoff_delays(rng=rng)
+    while True:
+        try:
+            await connection()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_retryable(exc):
+                log.error("%s: giving up on %s: %s", venue, url, exc)
+                raise
+            log.warning("%s: connection lost (%s: %s)", venue, type(exc).__name__, exc)
+        finally:
+            sink.on_connected(venue, False)
+            on_down()
+        sink.on_reconnect(venue)
+        if streamed():  # a connection that streamed resets the backoff
+            delays = backoff_delays(rng=rng)
+        await asyncio.sleep(next(delays))

@@ -25,10 +25,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from streamer.errors import VenueDisconnected, VenueError
 from streamer.sources.base import (
     QuoteSink,
-    backoff_delays,
     deliver_frame,
-    is_retryable,
     race_reader,
+    reconnect_forever,
 )
 from streamer.sources.deribit.protocol import Decoded
 from streamer.sources.okx import protocol
@@ -70,26 +69,12 @@ class OkxSession:
 
     async def run(self) -> None:
         """Connect, subscribe and stream until cancelled."""
-        delays = backoff_delays(rng=self._rng)
-        while True:
-            try:
-                await self._connection()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_retryable(exc):
-                    log.error("%s: giving up on %s: %s", VENUE, self.url, exc)
-                    raise
-                log.warning("%s: connection lost (%s: %s)", VENUE, type(exc).__name__, exc)
-            finally:
-                self.sink.on_connected(VENUE, False)
-                self._fail_waiting(VenueDisconnected("connection closed"))
-            self.sink.on_reconnect(VENUE)
-            delay = next(delays)
-            if self._subscribed_ok:  # a session that streamed resets the backoff
-                delays = backoff_delays(rng=self._rng)
-                delay = next(delays)
-            await asyncio.sleep(delay)
+        await reconnect_forever(VENUE, self.url, self._connection, self.sink,
+                                streamed=lambda: self._subscribed_ok,
+                                on_down=self._connection_lost, rng=self._rng)
+
+    def _connection_lost(self) -> None:
+        self._fail_waiting(VenueDisconnected("connection closed"))
 
     async def _connection(self) -> None:
         self._tickers, self._pending = set(), {}
