@@ -12,6 +12,7 @@ import os
 import ssl
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
@@ -97,3 +98,16 @@ async def _mismatches(admin: AIOKafkaAdminClient, config: KafkaConfig,
                 problems.append(f"topic {name} has cleanup.policy={policy}, not compact: "
                                 "it will not keep the latest surface per key")
     return problems
+
+
+async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProducer:
+    """A started producer (topics ensured first when configured); raises if unreachable."""
+    if config.create_topics:
+        await ensure_topics(config, bootstrap)
+    producer = AIOKafkaProducer(**producer_options(config, bootstrap))
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import ensure_topics, producer_options
+from streamer.kafka_client import start_producer
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.types import SurfaceUpdate
@@ -90,17 +90,6 @@ class KafkaSink:
                 await self._sender
         await self._close_producer()
 
-    async def _connect(self) -> AIOKafkaProducer:
-        if self.config.create_topics:
-            await ensure_topics(self.config, self.bootstrap)
-        producer = AIOKafkaProducer(**producer_options(self.config, self.bootstrap))
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
-
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
@@ -115,7 +104,7 @@ class KafkaSink:
                 await self._wakeup.wait()
             try:
                 if self._producer is None:
-                    self._producer = await self._connect()
+                    self._producer = await start_producer(self.config, self.bootstrap)
                 await self._send_pending(self._producer)
                 delay = BACKOFF_INITIAL_S
                 if self._failing:

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import ensure_topics, producer_options
+from streamer.kafka_client import start_producer
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.types import InstrumentGreeks, Quote
@@ -103,7 +103,7 @@ class KafkaRecordSink(Generic[T]):
                 continue
             try:
                 if self._producer is None:
-                    self._producer = await self._connect()
+                    self._producer = await start_producer(self.config, self.bootstrap)
                 await self._send_buffered(self._producer)
                 delay = BACKOFF_INITIAL_S
                 if self._failing:
@@ -117,17 +117,6 @@ class KafkaRecordSink(Generic[T]):
                         await producer.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
-
-    async def _connect(self) -> AIOKafkaProducer:
-        if self.config.create_topics:
-            await ensure_topics(self.config, self.bootstrap)
-        producer = AIOKafkaProducer(**producer_options(self.config, self.bootstrap))
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
 
     async def _send_buffered(self, producer: AIOKafkaProducer) -> None:
         batch = list(self._buffer)
