@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -137,3 +137,28 @@ async def reconnect_forever(venue: str, url: str, connection: Callable[[], Await
         if streamed():  # a connection that streamed resets the backoff
             delays = backoff_delays(rng=rng)
         await asyncio.sleep(next(delays))
+
+
+InstrumentT = TypeVar("InstrumentT")
+
+
+class InstrumentCache(Generic[InstrumentT]):
+    """Instrument names parsed once: the parsed instrument, or the reason it is rejected.
+
+    Bounded so a stream of junk names cannot grow it without limit (past the bound,
+    names are still parsed, just not remembered).
+    """
+
+    def __init__(self, parse: Callable[[str], InstrumentT | None], classify: Callable[[str], str],
+                 max_size: int = 100_000) -> None:
+        self._parse, self._classify, self._max = parse, classify, max_size
+        self._known: dict[str, InstrumentT | str] = {}
+
+    def get(self, name: str) -> InstrumentT | str:
+        """The parsed instrument, or the reject reason for its name."""
+        info = self._known.get(name)
+        if info is None:
+            info = self._parse(name) or self._classify(name)
+            if len(self._known) < self._max:
+                self._known[name] = info
+        return info

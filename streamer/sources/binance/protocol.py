@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from streamer.sources.base import InstrumentCache
 from streamer.sources.binance.schema import Envelope, IndexPrice, OptionMarkPrice, Ticker
 from streamer.sources.deribit.protocol import Decoded, InstrumentInfo
 from streamer.types import Quote
@@ -97,17 +98,12 @@ class BinanceDecoder:
         self._mark_list = msgspec.json.Decoder(list[OptionMarkPrice])
         self._ticker = msgspec.json.Decoder(Ticker)
         self._index_price = msgspec.json.Decoder(IndexPrice)
-        self._instruments: dict[str, InstrumentInfo | str] = {}
+        self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
         self._index: dict[str, float] = {}
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        info = self._instruments.get(name)
-        if info is None:
-            info = parse_instrument_name(name) or classify_unparsable(name)
-            if len(self._instruments) < _MAX_CACHED:
-                self._instruments[name] = info
-        return info
+        return self._instruments.get(name)
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from streamer.errors import VenueError
+from streamer.sources.base import InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
 from streamer.sources.deribit.protocol import Decoded, InstrumentInfo
 from streamer.types import Quote
@@ -130,17 +131,12 @@ class BybitDecoder:
         self._envelope = msgspec.json.Decoder(Envelope)
         self._ticker = msgspec.json.Decoder(Ticker)
         self._command = msgspec.json.Decoder(CommandData)
-        self._instruments: dict[str, InstrumentInfo | str] = {}
+        self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
         self._last: dict[str, Ticker] = {}
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        info = self._instruments.get(name)
-        if info is None:
-            info = parse_instrument_name(name) or classify_unparsable(name)
-            if len(self._instruments) < _MAX_CACHED:
-                self._instruments[name] = info
-        return info
+        return self._instruments.get(name)
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""

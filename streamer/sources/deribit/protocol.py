@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from streamer.sources.base import InstrumentCache
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -218,16 +219,11 @@ class DeribitDecoder:
         self._platform = msgspec.json.Decoder(PlatformState)
         self._ticker = msgspec.json.Decoder(Ticker)
         self._fast = msgspec.json.Decoder(TickerNotification)
-        self._instruments: dict[str, InstrumentInfo | str] = {}
+        self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        info = self._instruments.get(name)
-        if info is None:
-            info = parse_instrument_name(name) or classify_unparsable(name)
-            if len(self._instruments) < 100_000:
-                self._instruments[name] = info
-        return info
+        return self._instruments.get(name)
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``.
@@ -306,8 +302,6 @@ class DeribitDecoder:
     def _quote(self, tick: Ticker, received_ts_ns: int) -> Quote | str:
         name = tick.instrument_name
         info = self._instruments.get(name)
-        if info is None:
-            info = self.instrument(name)
         if isinstance(info, str):
             return info
         if tick.state != "open":

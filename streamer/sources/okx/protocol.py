@@ -20,6 +20,7 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
+from streamer.sources.base import InstrumentCache
 from streamer.sources.deribit.protocol import Decoded, InstrumentInfo
 from streamer.sources.okx.schema import Arg, Envelope, IndexTicker, OptSummary, Ticker
 from streamer.types import Quote
@@ -34,7 +35,6 @@ _QUIET_EVENTS = frozenset({"login", "channel-conn-count"})
 _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z]+)-(?P<date>\d{6})"
                      r"-(?P<strike>\d+(?:\.\d+)?)-(?P<cp>[CP])$")
 _NOT_OPTION = re.compile(r"^[A-Z0-9]+-[A-Z]+(?:-(?:SWAP|\d{6}))?$")
-_MAX_CACHED = 100_000
 T = TypeVar("T")
 
 
@@ -163,19 +163,14 @@ class OkxDecoder:
         self._tickers_list = msgspec.json.Decoder(list[Ticker], strict=False)
         self._index_ticker = msgspec.json.Decoder(IndexTicker)
         self._index_list = msgspec.json.Decoder(list[IndexTicker])
-        self._instruments: dict[str, Instrument | str] = {}
+        self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
         self._summaries: dict[str, _Summary] = {}
         self._books: dict[str, _Book] = {}
         self._index: dict[str, float] = {}
 
     def instrument(self, name: str) -> Instrument | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        info = self._instruments.get(name)
-        if info is None:
-            info = parse_instrument_name(name) or classify_unparsable(name)
-            if len(self._instruments) < _MAX_CACHED:
-                self._instruments[name] = info
-        return info
+        return self._instruments.get(name)
 
     def index_price(self, family: str) -> float:
         """Latest ``index-tickers`` price of a family (NaN before the first)."""
@@ -248,7 +243,7 @@ class OkxDecoder:
 
     def _live(self, name: str, ts_ms: int, out: Decoded) -> Instrument | None:
         """The instrument of a live option, or None with the reject counted."""
-        inst = self._instruments.get(name) or self.instrument(name)
+        inst = self._instruments.get(name)
         if isinstance(inst, str):
             out.rejects.append(inst)
             return None
