@@ -7,7 +7,8 @@ equality before timing, NaN-safe).
 
 * ``ours_msgspec``: ``<Venue>Decoder().decode(raw, received_ts_ns)`` per message.
 * ``baseline_json_loads``: ``json.loads`` then dict access (``msg["data"][0]["bidPx"]``)
-  with the same joins, checks and ``Quote``; written for the message kinds in the data.
+  with the same joins, checks and ``Quote`` (built positionally, as the decoders do);
+  written for the message kinds in the data.
 * ``json_loads_only``: just ``json.loads`` of every message, for scale.
 
 OKX messages are the 64-option ``opt-summary`` push plus the 8-message tardis sample,
@@ -116,12 +117,9 @@ def okx_baseline(lines: Lines) -> list[Quote]:
             info = inst.info
             scale = 1.0 if info.linear else forward
             out.append(Quote(
-                venue="okx", underlying=info.underlying, instrument=name,
-                expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-                bid_price=book[0] * scale, ask_price=book[1] * scale, bid_size=book[2],
-                ask_size=book[3], bid_iv=summary[1], ask_iv=summary[2], mark_iv=summary[3],
-                underlying_price=forward, index_price=idx, exchange_ts_ms=int(d["ts"]),
-                received_ts_ns=ts))
+                "okx", info.underlying, name, info.expiry_ts_ms, info.strike, info.is_call,
+                book[0] * scale, book[1] * scale, forward, idx, int(d["ts"]), ts,
+                book[2], book[3], summary[1], summary[2], summary[3]))
     return out
 
 
@@ -147,12 +145,10 @@ def bybit_baseline(lines: Lines) -> list[Quote]:
         if not forward > 0 or bid < 0 or ask < 0 or bid > ask:
             continue
         out.append(Quote(
-            venue="bybit", underlying=info.underlying, instrument=name,
-            expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-            bid_price=bid, ask_price=ask, bid_size=_pos(d["bidSize"]),
-            ask_size=_pos(d["askSize"]), bid_iv=_pos(d["bidIv"]), ask_iv=_pos(d["askIv"]),
-            mark_iv=_pos(d["markPriceIv"]), underlying_price=forward,
-            index_price=_pos(d["indexPrice"]), exchange_ts_ms=msg["ts"], received_ts_ns=ts))
+            "bybit", info.underlying, name, info.expiry_ts_ms, info.strike, info.is_call,
+            bid, ask, forward, _pos(d["indexPrice"]), msg["ts"], ts,
+            _pos(d["bidSize"]), _pos(d["askSize"]), _pos(d["bidIv"]), _pos(d["askIv"]),
+            _pos(d["markPriceIv"])))
     return out
 
 
@@ -171,11 +167,9 @@ def _binance_quote(d: dict[str, Any], index: float, cache: dict[str, InstrumentI
     if bid < 0 or ask < 0 or bid > ask:
         return None
     return Quote(
-        venue="binance", underlying=info.underlying, instrument=name,
-        expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-        bid_price=bid, ask_price=ask, bid_size=_pos(d["bq"]), ask_size=_pos(d["aq"]),
-        bid_iv=_pos(d["b"]), ask_iv=_pos(d["a"]), mark_iv=_pos(d["vo"]),
-        underlying_price=index, index_price=index, exchange_ts_ms=d["E"], received_ts_ns=ts)
+        "binance", info.underlying, name, info.expiry_ts_ms, info.strike, info.is_call,
+        bid, ask, index, index, d["E"], ts,
+        _pos(d["bq"]), _pos(d["aq"]), _pos(d["b"]), _pos(d["a"]), _pos(d["vo"]))
 
 
 def binance_baseline(lines: Lines) -> list[Quote]:

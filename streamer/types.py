@@ -23,8 +23,14 @@ ModelName = Literal["svi", "ssvi", "sabr", "heston"]
 Regime = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
 
 
-class Quote(msgspec.Struct, frozen=True, kw_only=True):
-    """One option's latest top of book, normalised across venues."""
+class Quote(msgspec.Struct, frozen=True, gc=False):
+    """One option's latest top of book, normalised across venues.
+
+    The decoders build Quotes positionally, in field order: with 17 fields, keyword
+    construction costs about 1 µs, more than all the rest of normalising a message.
+    Everyone else passes keywords. ``gc=False``: a Quote holds only numbers and
+    strings, so it can never be part of a reference cycle.
+    """
 
     venue: str
     underlying: str
@@ -34,15 +40,15 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     is_call: bool
     bid_price: float
     ask_price: float
+    underlying_price: float
+    index_price: float
+    exchange_ts_ms: int
+    received_ts_ns: int
     bid_size: float = float("nan")
     ask_size: float = float("nan")
     bid_iv: float = float("nan")
     ask_iv: float = float("nan")
     mark_iv: float = float("nan")
-    underlying_price: float
-    index_price: float
-    exchange_ts_ms: int
-    received_ts_ns: int
 
 
 class Dynamics(msgspec.Struct, frozen=True, kw_only=True):

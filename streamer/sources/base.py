@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -112,14 +112,19 @@ async def race_reader(reader: asyncio.Task[None], work: Coroutine[Any, Any, None
 
 async def reconnect_forever(venue: str, url: str, connection: Callable[[], Awaitable[None]],
                             sink: QuoteSink, *, streamed: Callable[[], bool],
-                            on_down: Callable[[], None], rng: random.Random) -> None:
+                            on_down: Callable[[], None], backoff: Callable[[], Iterator[float]],
+                            cooldown_s: Callable[[], float | None] = lambda: None,
+                            logger: logging.Logger = log) -> None:
     """Run ``connection`` until cancelled, reconnecting with capped, jittered backoff.
 
     A fatal error (``is_retryable`` false) is logged and raised. After each lost
     connection the venue is reported down, ``on_down`` fails what waited on it, and
-    the backoff starts again from its first delay if the connection had streamed.
+    the backoff (a fresh ``backoff()``) starts again from its first delay if the
+    connection had streamed. A venue that asks us to slow down (``cooldown_s`` not
+    None, e.g. Deribit after a rate limit) waits at least that long, and its backoff
+    is not reset.
     """
-    delays = backoff_delays(rng=rng)
+    delays = backoff()
     while True:
         try:
             await connection()
@@ -127,38 +132,40 @@ async def reconnect_forever(venue: str, url: str, connection: Callable[[], Await
             raise
         except Exception as exc:
             if not is_retryable(exc):
-                log.error("%s: giving up on %s: %s", venue, url, exc)
+                logger.error("%s: giving up on %s: %s", venue, url, exc)
                 raise
-            log.warning("%s: connection lost (%s: %s)", venue, type(exc).__name__, exc)
+            logger.warning("%s: connection lost (%s: %s)", venue, type(exc).__name__, exc)
         finally:
             sink.on_connected(venue, False)
             on_down()
         sink.on_reconnect(venue)
-        if streamed():  # a connection that streamed resets the backoff
-            delays = backoff_delays(rng=rng)
-        await asyncio.sleep(next(delays))
+        cooldown = cooldown_s()
+        if streamed() and cooldown is None:  # a connection that streamed resets the backoff
+            delays = backoff()
+        delay = max(next(delays), cooldown or 0.0)
+        logger.info("%s: reconnecting in %.2fs", venue, delay)
+        await asyncio.sleep(delay)
 
 
 InstrumentT = TypeVar("InstrumentT")
 
 
-class InstrumentCache(Generic[InstrumentT]):
+class InstrumentCache(dict[str, InstrumentT | str]):
     """Instrument names parsed once: the parsed instrument, or the reason it is rejected.
 
-    Bounded so a stream of junk names cannot grow it without limit (past the bound,
-    names are still parsed, just not remembered).
+    Look names up with ``cache[name]`` (never ``.get``, which does not parse): a
+    dict subclass, so a known name, the decoders' case on every quote, is a plain
+    dict lookup with no Python call. Bounded so a stream of junk names cannot grow
+    it without limit (past the bound, names are still parsed, just not remembered).
     """
 
     def __init__(self, parse: Callable[[str], InstrumentT | None], classify: Callable[[str], str],
                  max_size: int = 100_000) -> None:
+        super().__init__()
         self._parse, self._classify, self._max = parse, classify, max_size
-        self._known: dict[str, InstrumentT | str] = {}
 
-    def get(self, name: str) -> InstrumentT | str:
-        """The parsed instrument, or the reject reason for its name."""
-        info = self._known.get(name)
-        if info is None:
-            info = self._parse(name) or self._classify(name)
-            if len(self._known) < self._max:
-                self._known[name] = info
+    def __missing__(self, name: str) -> InstrumentT | str:
+        info = self._parse(name) or self._classify(name)
+        if len(self) < self._max:
+            self[name] = info
         return info

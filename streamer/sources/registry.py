@@ -12,7 +12,8 @@ from streamer.sources.binance import protocol as binance_protocol
 from streamer.sources.binance.session import BinanceSession
 from streamer.sources.bybit import protocol as bybit_protocol
 from streamer.sources.bybit.session import BybitSession
-from streamer.sources.deribit.protocol import Decoded, DeribitDecoder
+from streamer.sources.decoded import Decoded
+from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.sources.deribit.session import DeribitSession
 from streamer.sources.okx import protocol as okx_protocol
 from streamer.sources.okx.session import OkxSession

@@ -23,7 +23,7 @@ import msgspec
 
 from streamer.sources.base import InstrumentCache
 from streamer.sources.binance.schema import Envelope, IndexPrice, OptionMarkPrice, Ticker
-from streamer.sources.deribit.protocol import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo
 from streamer.types import Quote
 
 VENUE = "binance"
@@ -103,7 +103,7 @@ class BinanceDecoder:
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        return self._instruments.get(name)
+        return self._instruments[name]
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""
@@ -175,7 +175,7 @@ class BinanceDecoder:
 
     def _quote(self, item: OptionMarkPrice | Ticker, index: float | None,
                received_ts_ns: int) -> Quote | str:
-        info = self.instrument(item.s)
+        info = self._instruments[item.s]
         if isinstance(info, str):
             return info
         ts_ms = item.E
@@ -194,10 +194,9 @@ class BinanceDecoder:
             return "negative_price"
         if bid > ask:
             return "crossed"
+        # Positional, in Quote's field order (keywords cost ~1 µs a quote; see Quote).
         return Quote(
-            venue=VENUE, underlying=info.underlying, instrument=item.s,
-            expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-            bid_price=bid, ask_price=ask, bid_size=_positive(bid_size),
-            ask_size=_positive(ask_size), bid_iv=_positive(bid_iv), ask_iv=_positive(ask_iv),
-            mark_iv=_positive(mark_iv), underlying_price=index, index_price=index,
-            exchange_ts_ms=ts_ms, received_ts_ns=received_ts_ns)
+            VENUE, info.underlying, item.s, info.expiry_ts_ms, info.strike, info.is_call,
+            bid, ask, index, index, ts_ms, received_ts_ns,
+            _positive(bid_size), _positive(ask_size), _positive(bid_iv), _positive(ask_iv),
+            _positive(mark_iv))

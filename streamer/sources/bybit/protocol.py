@@ -19,7 +19,7 @@ import msgspec
 from streamer.errors import VenueError
 from streamer.sources.base import InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
-from streamer.sources.deribit.protocol import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo
 from streamer.types import Quote
 
 VENUE = "bybit"
@@ -136,7 +136,7 @@ class BybitDecoder:
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        return self._instruments.get(name)
+        return self._instruments[name]
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""
@@ -176,7 +176,7 @@ class BybitDecoder:
             out.rejects.append("unsubscribed_channel")
             return
         tick = self._ticker.decode(env.data)
-        info = self.instrument(tick.symbol)
+        info = self._instruments[tick.symbol]
         if isinstance(info, str):
             out.rejects.append(info)
             return
@@ -213,10 +213,9 @@ class BybitDecoder:
             return "negative_price"
         if bid > ask:
             return "crossed"
+        # Positional, in Quote's field order (keywords cost ~1 µs a quote; see Quote).
         return Quote(
-            venue=VENUE, underlying=info.underlying, instrument=t.symbol,
-            expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-            bid_price=bid, ask_price=ask, bid_size=_positive(bid_size),
-            ask_size=_positive(ask_size), bid_iv=_positive(bid_iv), ask_iv=_positive(ask_iv),
-            mark_iv=_positive(mark_iv), underlying_price=forward, index_price=_positive(index),
-            exchange_ts_ms=ts_ms, received_ts_ns=received_ts_ns)
+            VENUE, info.underlying, t.symbol, info.expiry_ts_ms, info.strike, info.is_call,
+            bid, ask, forward, _positive(index), ts_ms, received_ts_ns,
+            _positive(bid_size), _positive(ask_size), _positive(bid_iv), _positive(ask_iv),
+            _positive(mark_iv))

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from streamer.sources.base import InstrumentCache
+from streamer.sources.decoded import Decoded, InstrumentInfo
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -36,35 +37,6 @@ _OPTION = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
     r"-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP])$")
 _FUTURE = re.compile(r"^[A-Z0-9_]+-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$")
-
-
-class InstrumentInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """What an option's name says about it."""
-
-    underlying: str
-    expiry_ts_ms: int
-    strike: float
-    is_call: bool
-    linear: bool
-
-
-class Decoded(msgspec.Struct, kw_only=True, gc=False):
-    """What one frame meant: quotes, rejections (reasons) and control events.
-
-    ``gc=False``: one is built per frame and its contents (quotes, strings, decoded
-    JSON) never refer back to it, so it cannot be part of a reference cycle.
-    """
-
-    quotes: list[Quote] = msgspec.field(default_factory=list)
-    rejects: list[str] = msgspec.field(default_factory=list)
-    test_request: bool = False
-    heartbeat: bool = False
-    response_id: int | None = None
-    result: Any = None
-    error_code: int | None = None
-    error_message: str = ""
-    platform_state: str | None = None
-    platform: PlatformState | None = None
 
 
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
@@ -223,7 +195,7 @@ class DeribitDecoder:
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
-        return self._instruments.get(name)
+        return self._instruments[name]
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``.
@@ -237,13 +209,12 @@ class DeribitDecoder:
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return self._decode(raw, received_ts_ns)
         params = note.params
-        if (note.method != "subscription" or params is None
-                or not params.channel.startswith("ticker.")):
+        if params is None or not params.channel.startswith("ticker."):
             return self._decode(raw, received_ts_ns)
         quote_or_reason = self._quote(params.data, received_ts_ns)
         if isinstance(quote_or_reason, str):
             return Decoded(rejects=[quote_or_reason])
-        return Decoded(quotes=[quote_or_reason])
+        return Decoded([quote_or_reason])
 
     def _decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         out = Decoded()
@@ -301,21 +272,17 @@ class DeribitDecoder:
 
     def _quote(self, tick: Ticker, received_ts_ns: int) -> Quote | str:
         name = tick.instrument_name
-        info = self._instruments.get(name)
+        info = self._instruments[name]
         if isinstance(info, str):
             return info
         if tick.state != "open":
             return "expired"
         fwd = tick.underlying_price
-        if fwd is None or not fwd > 0 or fwd == _INF:
+        if fwd is None or not 0.0 < fwd < _INF:
             return "no_underlying_price"
-        # Deribit sends 0.0 or null for a missing side; NaN here.
-        bid = tick.best_bid_price
-        if bid is None or bid == 0.0:
-            bid = _NAN
-        ask = tick.best_ask_price
-        if ask is None or ask == 0.0:
-            ask = _NAN
+        # Deribit sends 0.0 or null for a missing value; NaN here (`x or NaN`).
+        bid = tick.best_bid_price or _NAN
+        ask = tick.best_ask_price or _NAN
         if bid < 0 or ask < 0:
             return "negative_price"
         if bid > ask:
@@ -323,21 +290,11 @@ class DeribitDecoder:
         if not info.linear:  # inverse options quote premiums in coin
             bid *= fwd
             ask *= fwd
-        bid_size = tick.best_bid_amount
-        ask_size = tick.best_ask_amount
-        bid_iv = tick.bid_iv
-        ask_iv = tick.ask_iv
-        mark_iv = tick.mark_iv
-        index = tick.index_price
+        bid_iv, ask_iv, mark_iv = tick.bid_iv, tick.ask_iv, tick.mark_iv
+        # Positional, in Quote's field order (see Quote: keywords cost more than the rest).
         return Quote(
-            venue=VENUE, underlying=info.underlying, instrument=name,
-            expiry_ts_ms=info.expiry_ts_ms, strike=info.strike, is_call=info.is_call,
-            bid_price=bid, ask_price=ask,
-            bid_size=_NAN if bid_size is None or bid_size == 0.0 else bid_size,
-            ask_size=_NAN if ask_size is None or ask_size == 0.0 else ask_size,
-            bid_iv=_NAN if bid_iv is None or bid_iv == 0.0 else bid_iv / 100.0,
-            ask_iv=_NAN if ask_iv is None or ask_iv == 0.0 else ask_iv / 100.0,
-            mark_iv=_NAN if mark_iv is None or mark_iv == 0.0 else mark_iv / 100.0,
-            underlying_price=fwd,
-            index_price=index if index else _NAN,
-            exchange_ts_ms=tick.timestamp, received_ts_ns=received_ts_ns)
+            VENUE, info.underlying, name, info.expiry_ts_ms, info.strike, info.is_call,
+            bid, ask, fwd, tick.index_price or _NAN, tick.timestamp, received_ts_ns,
+            tick.best_bid_amount or _NAN, tick.best_ask_amount or _NAN,
+            bid_iv / 100.0 if bid_iv else _NAN, ask_iv / 100.0 if ask_iv else _NAN,
+            mark_iv / 100.0 if mark_iv else _NAN)

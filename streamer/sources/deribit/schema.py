@@ -6,7 +6,7 @@ never forbidden, because exchanges add fields.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -45,25 +45,27 @@ class HeartbeatParams(msgspec.Struct, frozen=True):
     type: str
 
 
-class Ticker(msgspec.Struct, frozen=True, gc=False):
+class Ticker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The ``ticker.{instrument}.{interval}`` payload fields we use.
 
     Premiums are in the settlement coin for inverse options (BTC, ETH) and in
     USDC for linear ones; IVs are in percent; a missing side arrives as 0.0 or null.
+    Fields are declared in the order Deribit sends them: msgspec tries the field
+    after the last one matched first, so each key is found at once.
     """
 
-    instrument_name: str
+    underlying_price: float | None = None
     timestamp: EpochMs
     state: str = "open"
-    underlying_price: float | None = None
-    index_price: float | None = None
-    best_bid_price: float | None = None
-    best_ask_price: float | None = None
-    best_bid_amount: float | None = None
-    best_ask_amount: float | None = None
-    bid_iv: float | None = None
-    ask_iv: float | None = None
     mark_iv: float | None = None
+    instrument_name: str
+    index_price: float | None = None
+    bid_iv: float | None = None
+    best_bid_price: float | None = None
+    best_bid_amount: float | None = None
+    best_ask_price: float | None = None
+    best_ask_amount: float | None = None
+    ask_iv: float | None = None
 
 
 class TickerParams(msgspec.Struct, frozen=True, gc=False):
@@ -73,15 +75,18 @@ class TickerParams(msgspec.Struct, frozen=True, gc=False):
     data: Ticker
 
 
-class TickerNotification(msgspec.Struct, frozen=True, gc=False):
+class TickerNotification(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A whole ticker notification in one typed decode (the decoder's fast path).
 
-    Carries every :class:`Envelope` field with the same types, so a frame it
-    accepts is one the generic path would accept and read the same way.
+    Stricter than :class:`Envelope` (``jsonrpc`` and ``method`` must be exactly
+    these, which also spares two string objects) and never more lenient: it carries
+    every Envelope field with the same types, so a frame it accepts is one the
+    generic path would accept and read the same way, and a frame it refuses goes
+    the generic way.
     """
 
-    jsonrpc: str = "2.0"
-    method: str | None = None
+    jsonrpc: Literal["2.0"] = "2.0"
+    method: Literal["subscription"]
     params: TickerParams | None = None
     id: int | None = None
     result: msgspec.Raw = msgspec.Raw(b"null")

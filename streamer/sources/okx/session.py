@@ -6,8 +6,9 @@ instrument family, acknowledged before the session counts as streaming; then a
 paced under OKX's 3 requests/s (new listings are picked up as they appear in the
 summaries, so no instrument refresh is needed); the text ``ping`` every
 ``heartbeat_s`` (OKX drops a connection silent for 30 s). A connection with no
-frame for 2.5 heartbeats is dead. Any failure reconnects with capped, jittered
-backoff; each connection subscribes every channel exactly once.
+frame for 2.5 heartbeats is dead. Connecting, reading and reconnecting (capped,
+jittered backoff) are ``WebsocketSession``'s; each connection subscribes every
+channel exactly once.
 """
 
 from __future__ import annotations
@@ -20,27 +21,23 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueDisconnected, VenueError
-from streamer.sources.base import (
-    QuoteSink,
-    deliver_frame,
-    race_reader,
-    reconnect_forever,
-)
-from streamer.sources.deribit.protocol import Decoded
+from streamer.errors import VenueError
+from streamer.sources.base import QuoteSink
+from streamer.sources.decoded import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, VENUE, Ack, Listed, OkxDecoder
 from streamer.sources.okx.schema import Arg
+from streamer.sources.pending import REQUEST_TIMEOUT_S
+from streamer.sources.ws_session import WebsocketSession
 
 log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 2.5
-REQUEST_TIMEOUT_S = 10.0
 
 
-class OkxSession:
+class OkxSession(WebsocketSession):
     """Stream OKX option quotes into a QuoteSink, reconnecting forever."""
 
     def __init__(self, url: str, currencies: Sequence[str], sink: QuoteSink, *,
@@ -49,64 +46,41 @@ class OkxSession:
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None) -> None:
-        self.url = url
+        super().__init__(VENUE, url, sink, OkxDecoder(), silence_s=SILENCE_FACTOR * heartbeat_s,
+                         subscribe_batch=max(1, subscribe_batch), requests_per_s=requests_per_s,
+                         logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng)
         self.families = [protocol.instrument_family(c) for c in currencies]
-        self.sink = sink
         self.heartbeat_s = heartbeat_s
-        self.subscribe_batch = max(1, subscribe_batch)
-        self.request_gap_s = 1.0 / requests_per_s
-        self._on_raw = on_raw
-        self._clock_ns = clock_ns
-        self._rng = rng or random.Random()
-        self._decoder = OkxDecoder()
-        self._waiting: dict[str, asyncio.Future[None]] = {}
         self._tickers: set[str] = set()  # instruments subscribed or queued on this connection
         self._pending: dict[str, None] = {}  # queued, in arrival order
         self._wake = asyncio.Event()
-        self.connections = 0
         self.pongs = 0
-        self._subscribed_ok = False
 
-    async def run(self) -> None:
-        """Connect, subscribe and stream until cancelled."""
-        await reconnect_forever(VENUE, self.url, self._connection, self.sink,
-                                streamed=lambda: self._subscribed_ok,
-                                on_down=self._connection_lost, rng=self._rng)
-
-    def _connection_lost(self) -> None:
-        self._fail_waiting(VenueDisconnected("connection closed"))
-
-    async def _connection(self) -> None:
+    def reset(self) -> None:
         self._tickers, self._pending = set(), {}
-        self._subscribed_ok = False
         self._decoder = OkxDecoder()  # books and summaries of a lost connection are stale
-        async with connect(self.url, max_size=2**24, ping_interval=None,
-                           open_timeout=REQUEST_TIMEOUT_S) as ws:
-            self.connections += 1
-            reader = asyncio.create_task(self._read(ws), name="okx-reader")
-            try:
-                args = [a for family in self.families for a in protocol.family_args(family)]
-                await race_reader(reader, self._subscribe(ws, args, wait=True))
-                self._subscribed_ok = True
-                self.sink.on_connected(VENUE, True)
-                await race_reader(reader, self._maintain(ws))
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
 
+    async def subscribe(self, ws: ClientConnection) -> None:
+        args = [a for family in self.families for a in protocol.family_args(family)]
+        await self._request(ws, args, wait=True)
 
-    async def _read(self, ws: ClientConnection) -> None:
-        timeout = SILENCE_FACTOR * self.heartbeat_s
-        while True:
-            try:
-                async with asyncio.timeout(timeout):
-                    frame = await ws.recv()
-            except TimeoutError as exc:
-                raise VenueDisconnected(f"no message for {timeout:.1f}s") from exc
-            decoded = deliver_frame(frame, VENUE, self._decoder.decode, self.sink, self._clock_ns,
-                                    self._on_raw)
-            self._control(decoded)
+    def on_frame(self, decoded: Decoded) -> bytes | None:
+        if isinstance(decoded.result, Listed):
+            self._want(decoded.result)
+        elif decoded.result == PONG:
+            self.pongs += 1
+        elif isinstance(decoded.result, Ack):
+            self.requests.answer(decoded.result.key)
+        if decoded.error_code is not None:
+            # OKX does not say which argument failed: count it, fail what waits.
+            self.sink.on_reject(VENUE, "subscribe_rejected")
+            log.error("%s: error %s: %s", VENUE, decoded.error_code, decoded.error_message)
+            error = VenueError(f"error {decoded.error_code}: {decoded.error_message}")
+            error.retryable = True  # back off and try again on a new connection
+            self.requests.fail_all(error)
+        if decoded.platform_state is not None:
+            log.warning("%s notice: %s", VENUE, decoded.platform_state)
+        return None
 
     def _want(self, listed: Listed) -> None:
         """Queue the options a summary listed that have no ``tickers`` subscription yet."""
@@ -116,47 +90,15 @@ class OkxSession:
             self._pending.update(dict.fromkeys(new))
             self._wake.set()
 
-    def _control(self, decoded: Decoded) -> None:
-        if isinstance(decoded.result, Listed):
-            self._want(decoded.result)
-        elif decoded.result == PONG:
-            self.pongs += 1
-        elif isinstance(decoded.result, Ack):
-            future = self._waiting.pop(decoded.result.key, None)
-            if future is not None and not future.done():
-                future.set_result(None)
-        if decoded.error_code is not None:
-            # OKX does not say which argument failed: count it, fail what waits.
-            self.sink.on_reject(VENUE, "subscribe_rejected")
-            log.error("%s: error %s: %s", VENUE, decoded.error_code, decoded.error_message)
-            error = VenueError(f"error {decoded.error_code}: {decoded.error_message}")
-            error.retryable = True  # back off and try again on a new connection
-            self._fail_waiting(error)
-        if decoded.platform_state is not None:
-            log.warning("%s notice: %s", VENUE, decoded.platform_state)
-
-    def _fail_waiting(self, error: Exception) -> None:
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # mark retrieved
-        self._waiting.clear()
-
-    async def _subscribe(self, ws: ClientConnection, args: list[Arg], *, wait: bool) -> None:
+    async def _request(self, ws: ClientConnection, args: list[Arg], *, wait: bool) -> None:
         """Subscribe ``args`` in one request; with ``wait``, until OKX acknowledged each."""
-        loop = asyncio.get_running_loop()
-        futures = []
-        if wait:
-            for arg in args:
-                future: asyncio.Future[None] = loop.create_future()
-                self._waiting[protocol.arg_key(arg)] = future
-                futures.append(future)
+        futures = [self.requests.expect(protocol.arg_key(arg)) for arg in args] if wait else []
         await ws.send(protocol.subscribe_request(args).decode())
         if futures:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 await asyncio.gather(*futures)
 
-    async def _maintain(self, ws: ClientConnection) -> None:
+    async def maintain(self, ws: ClientConnection) -> None:
         """Ping every heartbeat; subscribe queued instruments, paced, in batches."""
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + self.heartbeat_s
@@ -168,7 +110,7 @@ class OkxSession:
                 batch = list(itertools.islice(self._pending, self.subscribe_batch))
                 for name in batch:
                     del self._pending[name]
-                await self._subscribe(ws, [protocol.ticker_arg(n) for n in batch], wait=False)
+                await self._request(ws, [protocol.ticker_arg(n) for n in batch], wait=False)
                 log.info("%s: subscribed to %d tickers", VENUE, len(self._tickers) - len(
                     self._pending))
                 next_request = loop.time() + self.request_gap_s

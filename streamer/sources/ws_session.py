@@ -1,0 +1,186 @@
+"""The websocket session skeleton every venue session fills in.
+
+Per connection: ``reset`` the venue's per-connection state, connect, start a reader,
+run the venue's ``subscribe`` while the reader runs, report the venue up, then run
+its ``maintain`` (pings, instrument refreshes) until the connection fails. The
+reader stamps, records and decodes each frame (``deliver_frame``), hands it to the
+venue's ``on_frame`` and sends the reply that asks for, if any; it ends the
+connection when no sign of life came for ``silence_s``. ``run`` reconnects forever
+with capped, jittered backoff (``reconnect_forever``); requests still waiting when
+a connection ends are failed.
+
+A venue session subclasses ``WebsocketSession`` and keeps only what is its own: what
+it subscribes to, its ping, how it matches replies to requests.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from streamer.errors import VenueDisconnected, VenueError
+from streamer.sources.base import (
+    QuoteSink,
+    backoff_delays,
+    deliver_frame,
+    race_reader,
+    reconnect_forever,
+)
+from streamer.sources.decoded import Decoded
+from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
+
+
+class FrameDecoder(Protocol):
+    """A venue's decoder, as the session uses it."""
+
+    def decode(self, raw: bytes, received_ns: int) -> Decoded:
+        """Quotes, rejects and control events of one raw frame."""
+
+
+class WebsocketSession(abc.ABC):
+    """Connect, subscribe, stream and reconnect; the venue fills in the hooks.
+
+    Hooks: ``reset``, ``subscribe`` and ``maintain`` (required), ``on_frame``, and for
+    venues that need them ``alive``, ``halted`` and ``cooldown_s``.
+    """
+
+    sign_of_life = "message"  # what ``alive`` looks for, named in the silence error
+
+    def __init__(self, venue: str, url: str, sink: QuoteSink, decoder: FrameDecoder, *,
+                 silence_s: float, subscribe_batch: int, requests_per_s: float,
+                 logger: logging.Logger, on_raw: Callable[[int, bytes], None] | None,
+                 clock_ns: Callable[[], int], rng: random.Random | None,
+                 backoff: Callable[[], Iterator[float]] | None = None) -> None:
+        self.venue = venue
+        self.url = url
+        self.sink = sink
+        self.silence_s = silence_s
+        self.subscribe_batch = subscribe_batch
+        self.request_gap_s = 1.0 / requests_per_s  # pacing, under the venue's rate limit
+        self.connections = 0
+        self.requests = PendingRequests()
+        self._decoder = decoder
+        self._log = logger
+        self._on_raw = on_raw
+        self._clock_ns = clock_ns
+        self._backoff = backoff or partial(backoff_delays, rng=rng or random.Random())
+        self._streaming = False  # this connection is subscribed
+        self._streamed = False  # the last connection got as far as streaming
+        self._up = False  # what the sink was last told
+
+    # -- hooks -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget what the previous connection subscribed (each subscribes everything)."""
+
+    @abc.abstractmethod
+    async def subscribe(self, ws: ClientConnection) -> None:
+        """Subscribe everything; the venue is reported up when this returns."""
+
+    @abc.abstractmethod
+    async def maintain(self, ws: ClientConnection) -> None:
+        """Keep the connection alive and current (pings, refreshes) until it fails."""
+
+    def on_frame(self, decoded: Decoded) -> bytes | None:
+        """Handle a frame's control events; returns a reply to send at once, if any."""
+        return None
+
+    def alive(self, decoded: Decoded) -> bool:
+        """Whether the frame proves the connection sound (any frame, unless overridden)."""
+        return True
+
+    def halted(self) -> bool:
+        """Whether the venue says it is not trading, though the connection is fine."""
+        return False
+
+    def cooldown_s(self) -> float | None:
+        """The least wait before reconnecting that the venue asked for; None if none."""
+        return None
+
+    # -- the skeleton ------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, subscribe and stream until cancelled."""
+        await reconnect_forever(self.venue, self.url, self._connection, self.sink,
+                                streamed=lambda: self._streamed, on_down=self._down,
+                                backoff=self._backoff, cooldown_s=self.cooldown_s,
+                                logger=self._log)
+
+    def report(self) -> None:
+        """Tell the sink the venue is up (streaming, not halted) or down, on a change only."""
+        up = self._streaming and not self.halted()
+        if up != self._up:
+            self._up = up
+            self.sink.on_connected(self.venue, up)
+
+    def _down(self) -> None:
+        self._streaming = self._up = False  # the runner has told the sink "down"
+        self.requests.fail_all(VenueDisconnected("connection closed"))
+
+    async def _connection(self) -> None:
+        self._streamed = False
+        self.reset()
+        async with connect(self.url, max_size=2**24, ping_interval=None,
+                           open_timeout=REQUEST_TIMEOUT_S) as ws:
+            self.connections += 1
+            reader = asyncio.create_task(self._read(ws), name=f"{self.venue}-reader")
+            try:
+                await race_reader(reader, self.subscribe(ws))
+                self._streaming = self._streamed = True
+                self.report()
+                await race_reader(reader, self.maintain(ws))
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+
+    async def _read(self, ws: ClientConnection) -> None:
+        loop = asyncio.get_running_loop()
+        last_sign = loop.time()
+        while True:
+            # asyncio.timeout_at, not wait_for: on 3.11 wait_for can swallow a
+            # cancellation that races a frame arriving, and shutdown then hangs.
+            try:
+                async with asyncio.timeout_at(last_sign + self.silence_s):
+                    frame = await ws.recv()
+            except TimeoutError as exc:
+                raise VenueDisconnected(
+                    f"no {self.sign_of_life} for {self.silence_s:.1f}s") from exc
+            decoded = deliver_frame(frame, self.venue, self._decoder.decode, self.sink,
+                                    self._clock_ns, self._on_raw)
+            if self.alive(decoded):
+                last_sign = loop.time()
+            reply = self.on_frame(decoded)
+            if reply is not None:
+                await ws.send(reply.decode())
+
+    # -- helpers for the hooks -----------------------------------------------------------
+    def batches(self, names: Sequence[str]) -> Iterator[list[str]]:
+        """``names`` in request-sized batches of ``subscribe_batch``."""
+        for start in range(0, len(names), self.subscribe_batch):
+            yield list(names[start:start + self.subscribe_batch])
+
+    async def subscribe_in_batches(self, ws: ClientConnection, names: Sequence[str],
+                                   request: Callable[[list[str], int], bytes],
+                                   subscribed: set[str]) -> None:
+        """Subscribe ``names`` a batch at a time, each answered before the next, paced.
+
+        A refused batch is counted and logged, and ends the connection (the next one
+        asks again after backoff); an accepted one is added to ``subscribed``.
+        """
+        for batch in self.batches(names):
+            try:
+                await self.requests.ask(ws, partial(request, batch))
+            except VenueError as exc:
+                self.sink.on_reject(self.venue, "subscribe_rejected")
+                self._log.error("%s: subscription rejected: %s", self.venue, exc)
+                raise
+            subscribed.update(batch)
+            await asyncio.sleep(self.request_gap_s)
