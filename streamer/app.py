@@ -26,7 +26,7 @@ from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import AppConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.devtools.replay_server import ReplayServer
+from streamer.devtools.replay import ReplayServer
 from streamer.errors import ConfigError
 from streamer.kafka_client import ensure_topics
 from streamer.metrics import Health, Metrics, serve_http
@@ -270,8 +270,12 @@ class Service:
         url = resolve_url(venue)
         if url == "replay":
             if venue.name != "deribit":
-                raise ConfigError(f"venue {venue.name}: the replay server speaks Deribit's "
-                                  "protocol only; set its url to `live` or a ws:// URL")
+                # replay.file is one recording in Deribit's format; another venue's file
+                # is served by `streamer serve-replay FILE --venue V` at a ws:// URL.
+                raise ConfigError(f"venue {venue.name}: `url: replay` plays replay.file, a "
+                                  "Deribit recording; serve a recording of this venue with "
+                                  f"`streamer serve-replay FILE --venue {venue.name}` and set "
+                                  "its url to that ws:// URL (or `live`)")
             self._replay = ReplayServer(resolve_tickfile(self.config.replay.file),
                                         venue=venue.name, speed=self.config.replay.speed,
                                         loop=self.config.replay.loop)

@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve-replay", help="serve a tick file over websocket")
     serve.add_argument("file", type=Path)
-    serve.add_argument("--venue", default="deribit", choices=["deribit"])
+    serve.add_argument("--venue", default="deribit",
+                       choices=["deribit", "okx", "bybit", "binance"],
+                       help="the protocol to speak; the file must hold that venue's messages")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--speed", type=float, default=1.0)
@@ -68,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--out", type=Path, required=True)
     record.add_argument("--duration", type=float, metavar="SECONDS")
 
-    sub.add_parser("synth", help="generate a synthetic Deribit recording (see synth --help)")
+    sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
+                                 "recording (see synth --help)")
     sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
@@ -154,7 +157,7 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
 
 
 async def _cmd_serve_replay(args: argparse.Namespace) -> int:
-    from streamer.devtools.replay_server import Faults, serve_replay
+    from streamer.devtools.replay import Faults, serve_replay
 
     faults = Faults(drop_every_s=args.drop_every, stall_after_s=args.stall_after,
                     garbage_rate=args.garbage_rate, reject_subscribe=args.reject_subscribe)

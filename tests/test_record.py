@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamer.app import bundled_sample
-from streamer.devtools.replay_server import ReplayServer
+from streamer.devtools.replay import ReplayServer
 from streamer.recorder import record
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import msgspec
 
-from streamer.devtools.replay_server import Faults, ReplayServer
+from streamer.devtools.replay import Faults, ReplayServer
 from streamer.sources.deribit.session import RATE_LIMITED_DELAY_S, DeribitSession
 from streamer.types import Quote
 from tests.sources.golden import Row
+from tests.sources.venue_support import stop_session
 
 SPEED = 50.0  # the 30 s capture plays in about 0.6 s
 NO_FAULTS = Faults()
@@ -96,7 +97,5 @@ async def running(path: Path, faults: Faults = NO_FAULTS, *, loop: bool = False,
         yield server, session, sink
         assert not task.done(), "the session must keep running"
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_session(task)
         await server.stop()

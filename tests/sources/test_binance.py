@@ -1,39 +1,26 @@
-"""Binance European options: golden tests on real v1 and v2 frames, fuzz, and the session.
+"""Binance European options: golden tests on real v1 and v2 frames, and fuzz.
 
 v2 (since 2025-12-17) carries the whole book of an underlying in ``@optionMarkPrice``;
 v1 recordings (``@ticker`` plus ``@index``) still decode, so older captures replay.
+
+The session against the replay server speaking Binance's protocol: test_venue_replay.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import math
-import random
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.server import ServerConnection
 
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import BinanceDecoder, parse_instrument_name
-from streamer.sources.binance.session import BinanceSession
 from streamer.sources.deribit.protocol import Decoded
-from tests.sources.venue_support import (
-    RecordingSink,
-    drop,
-    loopback,
-    parsed,
-    raw_messages,
-    running,
-    url_of,
-    wait_until,
-)
+from tests.sources.venue_support import parsed, raw_messages
 
 GOLDEN = "binance_eoptions_messages_tardis.json"
 V1 = raw_messages(GOLDEN, "messages_v1_2023-10-01")
@@ -236,103 +223,3 @@ def test_any_mark_price_item_is_one_quote_or_one_reject(fields: dict[str, Any]) 
     decoded = BinanceDecoder().decode(_marks(_mark(**fields)), 0)
     _check(decoded)
     assert len(decoded.quotes) + len(decoded.rejects) == 1
-
-
-# -- the session against a loopback Binance --------------------------------------------------------
-
-class PingLog(logging.Handler):
-    """Counts the ping frames a websockets server logs at DEBUG (``< PING ...``)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.pings = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("< PING"):
-            self.pings += 1
-
-
-@pytest.fixture
-def server_log() -> Iterator[tuple[logging.Logger, PingLog]]:
-    logger = logging.getLogger("tests.sources.fake_binance")
-    handler = PingLog()
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(handler)
-    yield logger, handler
-    logger.removeHandler(handler)
-
-
-class FakeBinance:
-    """Answers ``SUBSCRIBE`` and plays the recorded frames of the subscribed streams.
-
-    It pings the session once per connection (Binance does, every few minutes) and
-    drops the first connection once the session has pinged it twice.
-    """
-
-    def __init__(self, expected: set[str], pings: PingLog) -> None:
-        self.expected = expected
-        self.ping_log = pings
-        self.subscriptions: dict[int, Counter[str]] = {}
-        self.answered_our_ping: Counter[int] = Counter()
-        self.frames = [XRP_MARKS, BTC_MARKS]
-
-    async def handle(self, ws: ServerConnection, n: int) -> None:
-        self.subscriptions[n] = Counter()
-        async for message in ws:
-            request = json.loads(message)
-            assert request["method"] == "SUBSCRIBE"
-            self.subscriptions[n].update(request["params"])
-            await ws.send(json.dumps({"result": None, "id": request["id"]}))
-            for frame in self.frames:
-                if parsed(frame)["stream"] in request["params"]:
-                    await ws.send(frame.decode())
-            if set(self.subscriptions[n]) == self.expected:
-                await asyncio.wait_for(await ws.ping(), timeout=5.0)
-                self.answered_our_ping[n] += 1
-                if n == 1:
-                    await wait_until(lambda: self.ping_log.pings >= 2, "two pings")
-                    drop(ws)
-                    return
-
-
-async def test_session_pings_streams_and_resubscribes_each_stream_once_after_a_drop(
-        server_log: tuple[logging.Logger, PingLog]) -> None:
-    logger, pings = server_log
-    expected = {"btcusdt@optionMarkPrice", "xrpusdt@optionMarkPrice"}
-    server = FakeBinance(expected, pings)
-    sink = RecordingSink("binance")
-    async with loopback(server.handle, logger=logger) as srv:
-        session = BinanceSession(url_of(srv, "/market/stream"), ["BTC", "XRP"], sink,
-                                 heartbeat_s=0.2, subscribe_batch=1, requests_per_s=1000.0,
-                                 rng=random.Random(0))
-        sink.connection_no = lambda: session.connections
-        async with running(session):
-            await wait_until(lambda: sink.quotes_per_connection[2] == 2
-                             and server.answered_our_ping[2] == 1 and session.pongs >= 3,
-                             "a second connection subscribed, streaming and pinging")
-            assert (sink.reconnects, sink.connected) == (1, [True, False, True])
-    assert server.subscriptions[1] == server.subscriptions[2] == Counter(dict.fromkeys(
-        expected, 1))  # every stream exactly once per connection
-    assert pings.pings >= 3  # the session's websocket pings, as the server saw them
-    assert session.connections == 2
-    assert sink.quotes_per_connection == Counter({1: 2, 2: 2})
-    assert {q.instrument for q in sink.quotes} == {"XRP-251219-2.05-P", "BTC-251219-89000-C"}
-    assert sink.rejects == Counter()
-
-
-async def test_refused_subscription_is_counted_and_retried_on_a_new_connection() -> None:
-    async def refuse(ws: ServerConnection, n: int) -> None:
-        async for message in ws:
-            await ws.send(json.dumps({"error": {"code": 2, "msg": "Invalid request"},
-                                      "id": json.loads(message)["id"]}))
-
-    sink = RecordingSink("binance")
-    async with loopback(refuse) as srv:
-        session = BinanceSession(url_of(srv), ["BTC"], sink, heartbeat_s=0.2,
-                                 requests_per_s=1000.0, rng=random.Random(0))
-        async with running(session):
-            await wait_until(lambda: sink.rejects["subscribe_rejected"] >= 2,
-                             "two refused subscriptions", timeout_s=5.0)
-            assert session.connections >= 2
-            assert True not in sink.connected

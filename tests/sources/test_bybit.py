@@ -1,15 +1,12 @@
-"""Bybit: golden tests of the decoder on real option messages, fuzz, and the session.
+"""Bybit: golden tests of the decoder on real option messages, requests, and fuzz.
 
-The session runs against a loopback server that also answers the REST instrument
-list (through the websocket server's ``process_request``), so the real HTTP code runs.
+The session against the replay server speaking Bybit's protocol: test_venue_replay.py.
 """
 
 from __future__ import annotations
 
-import http
 import json
 import math
-import random
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,24 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
 
 from streamer.errors import VenueError
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import FAILED, PONG, BybitDecoder, parse_instrument_name
-from streamer.sources.bybit.session import BybitSession
 from streamer.sources.deribit.protocol import Decoded
-from tests.sources.venue_support import (
-    RecordingSink,
-    drop,
-    loopback,
-    parsed,
-    raw_messages,
-    running,
-    url_of,
-    wait_until,
-)
+from tests.sources.venue_support import parsed, raw_messages
 
 MESSAGES = raw_messages("bybit_v5_option_messages_tardis_2023-04-05.json")
 SOL_CALL, ETH_PUT = MESSAGES[4], MESSAGES[5]
@@ -247,105 +232,3 @@ def test_any_ticker_payload_is_one_quote_or_one_reject(data: dict[str, Any], del
         decoded = decoder.decode(json.dumps(frame).encode(), 0)
         _check(decoded)
         assert len(decoded.quotes) + len(decoded.rejects) == 1
-
-
-# -- the session against a loopback Bybit ---------------------------------------------------------
-
-INSTRUMENTS = {"SOL": [["SOL-28APR23-24-C"], ["SOL-28APR23-30-C"]],  # two pages
-               "ETH": [["ETH-30JUN23-200-P"]]}
-
-
-class FakeBybit:
-    """REST instrument list, subscribe answers (``COMMAND_RESP``, no req_id), JSON pings.
-
-    Drops the first connection once it has every subscription and two pings.
-    """
-
-    def __init__(self, expected: set[str]) -> None:
-        self.expected = expected
-        self.rest_requests: Counter[str] = Counter()
-        self.subscriptions: dict[int, Counter[str]] = {}
-        self.pings: Counter[int] = Counter()
-        self.replies = {"tickers.SOL-28APR23-24-C": SOL_CALL, "tickers.ETH-30JUN23-200-P": ETH_PUT}
-
-    def rest(self, connection: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        if url.path != protocol.INSTRUMENTS_PATH:
-            return None  # a websocket handshake
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        self.rest_requests[query["baseCoin"]] += 1
-        pages = INSTRUMENTS.get(query["baseCoin"], [[]])
-        page = int(query.get("cursor", "0"))
-        body = {"retCode": 0, "retMsg": "OK", "result": {
-            "category": "option", "nextPageCursor": str(page + 1) if page + 1 < len(pages) else "",
-            "list": [{"symbol": s, "status": "Trading"} for s in pages[page]]}}
-        return connection.respond(http.HTTPStatus.OK, json.dumps(body))
-
-    async def handle(self, ws: ServerConnection, n: int) -> None:
-        self.subscriptions[n] = Counter()
-        async for message in ws:
-            request = json.loads(message)
-            if request["op"] == "ping":
-                self.pings[n] += 1
-                await ws.send(json.dumps({"args": ["1680652810254"], "op": "pong"}))
-                if n == 1 and self.pings[n] >= 2 and set(self.subscriptions[n]) == self.expected:
-                    drop(ws)
-                    return
-                continue
-            assert request["op"] == "subscribe"
-            self.subscriptions[n].update(request["args"])
-            await ws.send(json.dumps({"success": True, "conn_id": "c", "type": "COMMAND_RESP",
-                                      "data": {"failTopics": [],
-                                               "successTopics": request["args"]}}))
-            for topic in request["args"]:
-                if topic in self.replies:
-                    await ws.send(self.replies[topic].decode())
-
-
-async def test_session_lists_pings_streams_and_resubscribes_each_topic_once_after_a_drop(
-        ) -> None:
-    expected = {"tickers.SOL-28APR23-24-C", "tickers.SOL-28APR23-30-C",
-                "tickers.ETH-30JUN23-200-P"}
-    server = FakeBybit(expected)
-    sink = RecordingSink("bybit")
-    async with loopback(server.handle, process_request=server.rest) as srv:
-        session = BybitSession(url_of(srv, "/v5/public/option"), ["SOL", "ETH"], sink,
-                               rest_url=url_of(srv).replace("ws://", "http://"),
-                               heartbeat_s=0.2, subscribe_batch=2, requests_per_s=1000.0,
-                               rng=random.Random(0))
-        sink.connection_no = lambda: session.connections
-        async with running(session):
-            await wait_until(lambda: sink.quotes_per_connection[2] == 2
-                             and set(server.subscriptions.get(2, ())) == expected
-                             and server.pings[2] >= 1,
-                             "a second connection subscribed, streaming and pinging")
-            assert (sink.reconnects, sink.connected) == (1, [True, False, True])
-    assert server.subscriptions[1] == server.subscriptions[2] == Counter(dict.fromkeys(
-        expected, 1))  # every topic exactly once per connection
-    assert server.rest_requests == Counter(SOL=4, ETH=2)  # two pages and one, per connection
-    assert server.pings[1] >= 2
-    assert session.pongs >= 3
-    assert session.connections == 2
-    assert sink.quotes_per_connection == Counter({1: 2, 2: 2})
-    assert {q.instrument for q in sink.quotes} == {"SOL-28APR23-24-C", "ETH-30JUN23-200-P"}
-    assert sink.rejects == Counter()
-
-
-async def test_refused_subscription_is_counted_and_retried_on_a_new_connection() -> None:
-    async def refuse(ws: ServerConnection, n: int) -> None:
-        async for message in ws:
-            if json.loads(message)["op"] == "subscribe":
-                await ws.send(json.dumps({"success": True, "type": "COMMAND_RESP", "data": {
-                    "failTopics": json.loads(message)["args"], "successTopics": []}}))
-
-    server = FakeBybit(set())
-    sink = RecordingSink("bybit")
-    async with loopback(refuse, process_request=server.rest) as srv:
-        session = BybitSession(url_of(srv), ["ETH"], sink,
-                               rest_url=url_of(srv).replace("ws://", "http://"),
-                               heartbeat_s=0.2, requests_per_s=1000.0, rng=random.Random(0))
-        async with running(session):
-            await wait_until(lambda: sink.rejects["subscribe_rejected"] >= 2,
-                             "two refused subscriptions", timeout_s=5.0)
-            assert session.connections >= 2
-            assert True not in sink.connected

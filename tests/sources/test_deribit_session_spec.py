@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay_server import Faults, ReplayServer
+from streamer.devtools.replay import Faults, ReplayServer
 from streamer.sources.base import backoff_delays
 from streamer.sources.deribit import session as session_module
 from streamer.sources.deribit.protocol import DeribitDecoder, PlatformLocks

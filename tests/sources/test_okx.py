@@ -1,14 +1,15 @@
-"""OKX: golden tests of the decoder on real pushes, fuzz, and the session on a loopback server.
+"""OKX: golden tests of the decoder on real pushes, and fuzz.
 
 The decoder joins ``opt-summary`` (forward, vols) with ``tickers`` (book in coin); every
 item either yields a Quote or a counted reject reason, and nothing raises.
+
+The session against the replay server speaking OKX's protocol: test_venue_replay.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -16,24 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.server import ServerConnection
 
 from streamer.sources.deribit.protocol import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder, parse_instrument_name
-from streamer.sources.okx.session import OkxSession
 from streamer.types import Quote
-from tests.sources.venue_support import (
-    DATA,
-    RecordingSink,
-    drop,
-    loopback,
-    parsed,
-    raw_messages,
-    running,
-    url_of,
-    wait_until,
-)
+from tests.sources.venue_support import DATA, parsed, raw_messages
 
 SUMMARY_2023 = (DATA / "okx_opt_summary_BTC-USD_2023-12-01T000000Z.json").read_bytes()
 TARDIS_2021 = raw_messages("okx_v5_option_channels_tardis_2021-12.json")
@@ -345,90 +334,3 @@ def test_any_book_joined_with_any_summary_is_one_quote_or_one_reject(
         decoded = decoder.decode(frame, 0)
         _check(decoded)
         assert len(decoded.quotes) + len(decoded.rejects) == 1
-
-
-# -- the session against a loopback OKX ------------------------------------------------------------
-
-class FakeOkx:
-    """Answers subscribes (an ack per argument, then recorded pushes) and text pings.
-
-    Drops the first connection once it has every subscription and two pings.
-    """
-
-    def __init__(self, replies: dict[str, list[bytes]], expected: set[str]) -> None:
-        self.replies = replies
-        self.expected = expected
-        self.subscriptions: dict[int, Counter[str]] = {}
-        self.pings: Counter[int] = Counter()
-
-    async def handle(self, ws: ServerConnection, n: int) -> None:
-        self.subscriptions[n] = Counter()
-        async for message in ws:
-            if message == "ping":
-                self.pings[n] += 1
-                await ws.send("pong")
-                if n == 1 and self.pings[n] >= 2 and set(self.subscriptions[n]) == self.expected:
-                    drop(ws)
-                    return
-                continue
-            request = json.loads(message)
-            assert request["op"] == "subscribe"
-            keys = [f"{a['channel']}:{a.get('instId') or a.get('instFamily')}"
-                    for a in request["args"]]
-            self.subscriptions[n].update(keys)
-            for arg in request["args"]:
-                await ws.send(json.dumps({"event": "subscribe", "arg": arg, "connId": "t"}))
-            for key in keys:
-                for raw in self.replies.get(key, []):
-                    await ws.send(raw.decode())
-
-
-async def test_session_pings_streams_and_resubscribes_each_channel_once_after_a_drop() -> None:
-    btc = [i["instId"] for i in parsed(SUMMARY_2023)["data"]]
-    eth = ["ETH-USD-211222-4000-C", "ETH-USD-211231-9600-C"]
-    families = {"index-tickers:BTC-USD", "opt-summary:BTC-USD", "index-tickers:ETH-USD",
-                "opt-summary:ETH-USD"}
-    expected = families | {f"tickers:{name}" for name in btc + eth}
-    server = FakeOkx({"opt-summary:BTC-USD": [SUMMARY_2023],
-                      "index-tickers:ETH-USD": [TARDIS_2021[1]],
-                      "opt-summary:ETH-USD": [TARDIS_2021[5]],
-                      "tickers:ETH-USD-211231-9600-C": [TARDIS_2021[4]]}, expected)
-    sink = RecordingSink("okx")
-    async with loopback(server.handle) as srv:
-        session = OkxSession(url_of(srv, "/ws/v5/public"), ["BTC", "ETH"], sink,
-                             heartbeat_s=0.2, subscribe_batch=20, requests_per_s=1000.0,
-                             rng=random.Random(0))
-        sink.connection_no = lambda: session.connections
-        async with running(session):
-            await wait_until(lambda: sink.quotes_per_connection[2] == 67
-                             and set(server.subscriptions.get(2, ())) == expected,
-                             "a second connection fully subscribed and streaming")
-            await wait_until(lambda: server.pings[2] >= 1, "a ping on the second connection")
-            assert (sink.reconnects, sink.connected) == (1, [True, False, True])
-    assert len(expected) == 70
-    assert server.subscriptions[1] == server.subscriptions[2] == Counter(dict.fromkeys(
-        expected, 1))  # every channel exactly once per connection
-    assert server.pings[1] >= 2
-    assert session.pongs >= 3
-    assert session.connections == 2
-    # 64 BTC summaries + 2 ETH summaries + 1 ETH ticker, on each connection.
-    assert sink.quotes_per_connection == Counter({1: 67, 2: 67})
-    assert sink.rejects == Counter()
-
-
-async def test_refused_subscription_is_counted_and_retried_on_a_new_connection() -> None:
-    async def refuse(ws: ServerConnection, n: int) -> None:
-        async for message in ws:
-            if message != "ping":
-                await ws.send(json.dumps({"event": "error", "code": "60018",
-                                          "msg": "Wrong URL or channel", "connId": "t"}))
-
-    sink = RecordingSink("okx")
-    async with loopback(refuse) as srv:
-        session = OkxSession(url_of(srv), ["BTC"], sink, heartbeat_s=0.2,
-                             requests_per_s=1000.0, rng=random.Random(0))
-        async with running(session):
-            await wait_until(lambda: sink.rejects["subscribe_rejected"] >= 2,
-                             "two refused subscriptions", timeout_s=5.0)
-            assert session.connections >= 2
-            assert True not in sink.connected

@@ -1,4 +1,4 @@
-"""Shared by the OKX, Bybit and Binance tests: golden files, a recording sink, a loopback server.
+"""Shared by the venue tests: golden files, a recording sink, polling, stopping a session.
 
 The golden files in tests/data are read without touching their bytes: every message
 is a ``msgspec.Raw`` slice of the file, handed to the decoder as it is.
@@ -10,13 +10,11 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from streamer.types import Quote
 
@@ -45,15 +43,18 @@ class RecordingSink:
         self.connected: list[bool] = []
         self.connection_no: Callable[[], int] = lambda: 0
         self.quotes_per_connection: Counter[int] = Counter()
+        self.events: list[str] = []  # "quote" or the reject reason, in arrival order
 
     def on_quote(self, quote: Quote) -> None:
         assert quote.venue == self.venue
         self.quotes.append(quote)
         self.quotes_per_connection[self.connection_no()] += 1
+        self.events.append("quote")
 
     def on_reject(self, venue: str, reason: str) -> None:
         assert venue == self.venue
         self.rejects[reason] += 1
+        self.events.append(reason)
 
     def on_reconnect(self, venue: str) -> None:
         self.reconnects += 1
@@ -72,54 +73,31 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
         await asyncio.sleep(0.01)
 
 
-class Runnable(Protocol):
-    """A venue session."""
+async def stop_session_after_server(task: asyncio.Task[None], sink: RecordingSink,
+                                    reconnects_before: int) -> None:
+    """Cancel a session whose server has just gone: once it backs off, if it does soon.
 
-    async def run(self) -> None:
-        """Stream until cancelled."""
+    Cancelled in its backoff sleep a session stops at once; cancelled while still
+    taking in the lost connection, the cancel can be lost (see ``stop_session``).
+    """
+    with contextlib.suppress(AssertionError):  # no reconnect coming: cancel anyway
+        await wait_until(lambda: sink.reconnects > reconnects_before,
+                         "the session backing off", timeout_s=1.0)
+    await stop_session(task)
 
 
-@contextlib.asynccontextmanager
-async def running(session: Runnable) -> AsyncIterator[None]:
-    """Run a session in the background; it must still be running at the end."""
-    task = asyncio.create_task(session.run())
-    try:
-        yield
-        assert not task.done(), task.exception() if task.done() else "the session must run"
-    finally:
+async def stop_session(task: asyncio.Task[None]) -> None:
+    """Cancel the session, again if the first cancel was lost.
+
+    A cancel that lands while a session awaits its just-cancelled reader (in the
+    ``finally`` after a failed connection) is swallowed by that await's
+    ``suppress(CancelledError)`` and the session reconnects on; rather than hang
+    the test for its timeout, cancel until it stops. Each wait outlasts websockets'
+    10 s close timeout, so a slow closing handshake is never cut short (that would
+    leave its socket open).
+    """
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-Handler = Callable[[ServerConnection, int], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def loopback(handler: Handler, **serve_kwargs: Any) -> AsyncIterator[Server]:
-    """A websocket server on 127.0.0.1; ``handler(ws, n)`` runs for the n-th connection."""
-    connections = 0
-
-    async def serve_one(ws: ServerConnection) -> None:
-        nonlocal connections
-        connections += 1
-        with contextlib.suppress(ConnectionClosed):
-            await handler(ws, connections)
-
-    server = await serve(serve_one, "127.0.0.1", 0, ping_interval=None, **serve_kwargs)
-    try:
-        yield server
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def url_of(server: Server, path: str = "/") -> str:
-    """``ws://127.0.0.1:<port><path>`` of a loopback server."""
-    port = next(iter(server.sockets)).getsockname()[1]
-    return f"ws://127.0.0.1:{port}{path}"
-
-
-def drop(ws: ServerConnection) -> None:
-    """Cut the TCP connection without a closing handshake, as a network failure does."""
-    ws.transport.abort()
+        await asyncio.wait({task}, timeout=12.0)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

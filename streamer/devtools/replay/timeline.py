@@ -1,0 +1,93 @@
+"""The replay's one clock: a tick file played on a shared timeline, and staged market events.
+
+Like a live exchange, every connection sees the same moment of the market: the
+clock starts at the first subscription and message i is due
+``(recv_i - recv_0) / speed`` later; a client connecting later joins at the current
+position. Listings, expiries and maintenance windows are placed on the same clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from streamer.devtools.replay.faults import Faults
+from streamer.tickfile import read_tickfile
+
+
+class Tick(NamedTuple):
+    """One recorded message and the subscription key it is sent on."""
+
+    received_ns: int
+    raw: bytes
+    key: str
+
+
+def load_ticks(path: Path, key_of: Callable[[bytes], str]) -> list[Tick]:
+    """Every line of a tick file with its key (blocking: run it in a thread)."""
+    return [Tick(line.received_ts_ns, line.raw, key_of(line.raw))
+            for line in read_tickfile(path)]
+
+
+class Timeline:
+    """When each tick is due, and which staged market events hold at the moment."""
+
+    def __init__(self, speed: float, loop: bool, faults: Faults) -> None:
+        self.speed, self.loop, self.faults = speed, loop, faults
+        self.started = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.started_at: float | None = None
+
+    def start(self) -> None:
+        """Start the clock (idempotent): the first subscription does."""
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+            self.started.set()
+
+    def elapsed(self) -> float:
+        """Seconds since playback started (0 before)."""
+        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
+
+    def listed(self, instrument: str) -> bool:
+        """False before a staged listing and from a staged expiry on."""
+        new, gone = self.faults.new_listing, self.faults.expiry
+        if new is not None and new[0] == instrument and self.elapsed() < new[1]:
+            return False
+        return not (gone is not None and gone[0] == instrument and self.elapsed() >= gone[1])
+
+    def in_maintenance(self) -> bool:
+        """Whether the maintenance window is open now."""
+        window = self.faults.maintenance
+        return (window is not None and self.started_at is not None
+                and window[0] <= self.elapsed() < window[0] + window[1])
+
+    async def play(self, ticks: list[Tick], send: Callable[[Tick], Awaitable[None]]) -> None:
+        """Hand each tick to ``send`` when due, once or forever (``loop``)."""
+        await self.started.wait()
+        while True:
+            origin_wall, origin_file = time.monotonic(), ticks[0].received_ns if ticks else 0
+            for tick in ticks:
+                delay = origin_wall + (tick.received_ns - origin_file) / 1e9 / self.speed - (
+                    time.monotonic())
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await send(tick)
+            if not self.loop or not ticks:
+                self.finished.set()
+                return
+
+    async def maintenance(self, notify: Callable[[bool], Awaitable[None]]) -> None:
+        """Lock notices at the start and every 0.5 s of the window (Deribit repeats
+        states), then one unlock notice."""
+        if self.faults.maintenance is None:
+            return
+        start_s, length_s = self.faults.maintenance
+        await self.started.wait()
+        await asyncio.sleep(start_s)
+        while self.in_maintenance():
+            await notify(True)
+            await asyncio.sleep(min(0.5, max(start_s + length_s - self.elapsed(), 0.001)))
+        await notify(False)

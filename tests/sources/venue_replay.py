@@ -1,0 +1,87 @@
+"""An OKX, Bybit or Binance session streaming from the replay server, both on loopback.
+
+The pair is the real session class of the venue and the replay server speaking that
+venue's protocol from a small tick file (``venue_ticks.py``), over real websockets
+(and, for Bybit, real HTTP for the instrument list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from streamer.devtools.replay import VENUES as VENUES_SERVED
+from streamer.devtools.replay import Faults, ReplayServer
+from streamer.sources.binance.session import BinanceSession
+from streamer.sources.bybit.session import BybitSession
+from streamer.sources.okx.session import OkxSession
+from streamer.sources.registry import make_decoder
+from streamer.types import Quote
+from tests.sources.venue_support import RecordingSink, stop_session_after_server
+from tests.sources.venue_ticks import VENUE_FILES, VenueFile
+
+VENUES = sorted(VENUE_FILES)
+HEARTBEAT_S = 0.3
+BINANCE_SILENCE_S = 1.0
+NO_FAULTS = Faults()
+
+Session = OkxSession | BybitSession | BinanceSession
+
+
+def silence_window_s(venue: str, heartbeat_s: float = HEARTBEAT_S) -> float:
+    """How long the venue's session waits on a silent server before it gives up."""
+    if venue == "binance":  # a ping unanswered for one heartbeat, sent one heartbeat in
+        return min(2 * heartbeat_s, max(BINANCE_SILENCE_S, heartbeat_s))
+    return 2.5 * heartbeat_s  # OKX and Bybit: no frame for 2.5 heartbeats
+
+
+def make_session(venue: str, server: ReplayServer, file: VenueFile, sink: RecordingSink,
+                 heartbeat_s: float) -> Session:
+    """The venue's session, pointed at the replay server, paced only by the server."""
+    rng = random.Random(0)
+    if venue == "okx":
+        return OkxSession(f"{server.url}/ws/v5/public", file.currencies, sink,
+                          heartbeat_s=heartbeat_s, subscribe_batch=20, requests_per_s=1000.0,
+                          rng=rng)
+    if venue == "bybit":
+        return BybitSession(f"{server.url}/v5/public/option", file.currencies, sink,
+                            rest_url=server.http_url, heartbeat_s=heartbeat_s,
+                            subscribe_batch=2, requests_per_s=1000.0, rng=rng)
+    return BinanceSession(f"{server.url}/market/stream", file.currencies, sink,
+                          heartbeat_s=heartbeat_s, silence_s=BINANCE_SILENCE_S,
+                          subscribe_batch=1, requests_per_s=1000.0, rng=rng)
+
+
+def expected_quotes(venue: str, file: VenueFile) -> list[Quote]:
+    """What one connection decodes from the file's subscribed messages, in order."""
+    decoder, key_of = make_decoder(venue), VENUES_SERVED[venue].key_of
+    return [q for received_ns, raw in file.rows if key_of(raw) in file.keys
+            for q in decoder.decode(raw, received_ns).quotes]
+
+
+@contextlib.asynccontextmanager
+async def replaying(venue: str, tmp_path: Path, faults: Faults = NO_FAULTS, *,
+                    loop: bool = False, heartbeat_s: float = HEARTBEAT_S,
+                    ) -> AsyncIterator[tuple[ReplayServer, Session, RecordingSink, VenueFile]]:
+    """The venue's tick file served at recorded speed, and a session streaming from it."""
+    file = VENUE_FILES[venue](tmp_path / f"{venue}.ndjson")
+    server = ReplayServer(file.path, venue=venue, loop=loop, faults=faults)
+    await server.start()
+    sink = RecordingSink(venue)
+    session = make_session(venue, server, file, sink, heartbeat_s)
+    sink.connection_no = lambda: session.connections
+    task = asyncio.create_task(session.run())
+    try:
+        yield server, session, sink, file
+        assert not task.done(), task.exception() if task.done() else "the session must run"
+    finally:
+        # The server first: its close handshake ends the connection while the session
+        # still reads, so the session is left retrying, and cancelled in its backoff.
+        # (Cancelled mid-stream instead, a session's close waits for a close frame
+        # queued behind data nobody reads any more: up to websockets' 10 s timeout.)
+        reconnects = sink.reconnects
+        await server.stop()
+        await stop_session_after_server(task, sink, reconnects)
