@@ -24,6 +24,7 @@ from streamer.config import KafkaConfig
 from streamer.kafka_client import start_producer
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
+from streamer.tasks import cancel_and_wait
 from streamer.types import SurfaceUpdate
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ class KafkaSink:
         if self._pending:
             log.warning("stopping with %d surfaces unsent (broker unreachable)", len(self._pending))
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait(self._sender)
         await self._close_producer()
 
     async def _close_producer(self) -> None:

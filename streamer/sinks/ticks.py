@@ -25,6 +25,7 @@ from streamer.config import KafkaConfig
 from streamer.kafka_client import start_producer
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
+from streamer.tasks import cancel_and_wait
 from streamer.types import InstrumentGreeks, Quote
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,7 @@ class KafkaRecordSink(Generic[T]):
     async def stop(self) -> None:
         """Send what is buffered (one attempt), then close."""
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait(self._sender)
         if self._producer is not None and self._buffer:
             with contextlib.suppress(KafkaError, OSError):
                 await self._send_buffered(self._producer)

@@ -8,7 +8,6 @@ check.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -17,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from streamer.errors import StreamerError, VenueDisconnected
+from streamer.tasks import cancel_and_wait
 from streamer.types import Quote
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,7 @@ async def race_reader(reader: asyncio.Task[None], work: Coroutine[Any, Any, None
     if task in done:
         task.result()
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     reader.result()
     raise VenueDisconnected("connection closed")
 

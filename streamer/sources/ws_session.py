@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +35,9 @@ from streamer.sources.base import (
 )
 from streamer.sources.decoded import Decoded
 from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
+from streamer.tasks import cancel_and_wait
+
+CLOSE_TIMEOUT_S = 1.0
 
 
 class FrameDecoder(Protocol):
@@ -127,8 +129,10 @@ class WebsocketSession(abc.ABC):
     async def _connection(self) -> None:
         self._streamed = False
         self.reset()
+        # close_timeout: once the reader is cancelled nobody drains the socket, so the
+        # venue's closing frame may never be read; give up on the handshake after 1 s.
         async with connect(self.url, max_size=2**24, ping_interval=None,
-                           open_timeout=REQUEST_TIMEOUT_S) as ws:
+                           open_timeout=REQUEST_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S) as ws:
             self.connections += 1
             reader = asyncio.create_task(self._read(ws), name=f"{self.venue}-reader")
             try:
@@ -137,9 +141,7 @@ class WebsocketSession(abc.ABC):
                 self.report()
                 await race_reader(reader, self.maintain(ws))
             finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                await cancel_and_wait(reader)
 
     async def _read(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()

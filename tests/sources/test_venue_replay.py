@@ -34,7 +34,7 @@ from tests.sources.venue_replay import (
     replaying,
     silence_window_s,
 )
-from tests.sources.venue_support import RecordingSink, stop_session_after_server, wait_until
+from tests.sources.venue_support import RecordingSink, stop_session, wait_until
 from tests.sources.venue_ticks import BYBIT_BTC, okx_file
 
 pytestmark = pytest.mark.integration
@@ -221,8 +221,7 @@ async def test_serve_replay_command_speaks_okx_to_the_okx_session(tmp_path: Path
                          "quotes with a book, through the command's server")
         assert sink.rejects == Counter()
     finally:
-        reconnects = sink.reconnects
-        process.terminate()  # the server first, as in venue_replay.replaying
-        await process.wait()
         if task is not None:
-            await stop_session_after_server(task, sink, reconnects)
+            await stop_session(task)  # mid-stream, with the server still sending
+        process.terminate()
+        await process.wait()

@@ -20,7 +20,7 @@ from streamer.sources.bybit.session import BybitSession
 from streamer.sources.okx.session import OkxSession
 from streamer.sources.registry import make_decoder
 from streamer.types import Quote
-from tests.sources.venue_support import RecordingSink, stop_session_after_server
+from tests.sources.venue_support import RecordingSink, stop_session
 from tests.sources.venue_ticks import VENUE_FILES, VenueFile
 
 VENUES = sorted(VENUE_FILES)
@@ -78,10 +78,5 @@ async def replaying(venue: str, tmp_path: Path, faults: Faults = NO_FAULTS, *,
         yield server, session, sink, file
         assert not task.done(), task.exception() if task.done() else "the session must run"
     finally:
-        # The server first: its close handshake ends the connection while the session
-        # still reads, so the session is left retrying, and cancelled in its backoff.
-        # (Cancelled mid-stream instead, a session's close waits for a close frame
-        # queued behind data nobody reads any more: up to websockets' 10 s timeout.)
-        reconnects = sink.reconnects
+        await stop_session(task)  # mid-stream: must stop within seconds, socket closed
         await server.stop()
-        await stop_session_after_server(task, sink, reconnects)

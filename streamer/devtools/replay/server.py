@@ -11,7 +11,6 @@ expiries). :class:`ReplayStats` tells per connection what happened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import random
 import time
@@ -29,6 +28,7 @@ from streamer.devtools.replay.okx import OkxReplay
 from streamer.devtools.replay.stats import ReplayStats
 from streamer.devtools.replay.timeline import Tick, Timeline, load_ticks
 from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol
+from streamer.tasks import cancel_and_wait
 
 NO_FAULTS = Faults()
 VENUES: dict[str, type[VenueProtocol]] = {
@@ -98,9 +98,7 @@ class ReplayServer:
     async def stop(self) -> None:
         """Stop playing and close every connection."""
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         for client in self._clients:
             client.stats.closed_by = client.stats.closed_by or "server_stop"
         if self._server is not None:
