@@ -25,7 +25,8 @@ from streamer.devtools.synth import SynthSummary, synthesise
 from streamer.devtools.synth_market import YEAR_MS
 from streamer.sources.binance.protocol import BinanceDecoder
 from streamer.sources.bybit.protocol import BybitDecoder
-from streamer.sources.deribit.protocol import Decoded, DeribitDecoder
+from streamer.sources.decoded import Decoded
+from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.sources.okx.protocol import OkxDecoder
 from streamer.tickfile import TickLine, read_tickfile
 from streamer.types import Quote

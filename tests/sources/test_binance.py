@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import BinanceDecoder, parse_instrument_name
-from streamer.sources.deribit.protocol import Decoded
+from streamer.sources.decoded import Decoded
 from tests.sources.venue_support import parsed, raw_messages
 
 GOLDEN = "binance_eoptions_messages_tardis.json"

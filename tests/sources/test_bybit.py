@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from streamer.errors import VenueError
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import FAILED, PONG, BybitDecoder, parse_instrument_name
-from streamer.sources.deribit.protocol import Decoded
+from streamer.sources.decoded import Decoded
 from tests.sources.venue_support import parsed, raw_messages
 
 MESSAGES = raw_messages("bybit_v5_option_messages_tardis_2023-04-05.json")

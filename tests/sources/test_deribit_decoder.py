@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.sources.decoded import Decoded
 from streamer.sources.deribit.protocol import (
-    Decoded,
     DeribitDecoder,
     classify_unparsable,
     parse_instrument_name,

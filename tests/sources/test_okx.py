@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.sources.deribit.protocol import Decoded
+from streamer.sources.decoded import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder, parse_instrument_name
 from streamer.types import Quote
