@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import BinanceDecoder, parse_instrument_name
 from streamer.sources.decoded import Decoded
-from tests.sources.venue_support import parsed, raw_messages
+from tests.sources.venue_support import assert_sane, parsed, raw_messages
 
 GOLDEN = "binance_eoptions_messages_tardis.json"
 V1 = raw_messages(GOLDEN, "messages_v1_2023-10-01")
@@ -192,15 +192,7 @@ _frame = st.fixed_dictionaries({}, optional={
 
 
 def _check(decoded: Decoded) -> None:
-    assert isinstance(decoded, Decoded)
-    assert set(decoded.rejects) <= REASONS
-    for q in decoded.quotes:
-        assert math.isfinite(q.underlying_price)
-        assert q.underlying_price > 0
-        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.mark_iv):
-            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
-        assert not q.bid_price > q.ask_price
-        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
+    assert_sane(decoded, REASONS)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

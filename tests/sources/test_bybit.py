@@ -19,7 +19,7 @@ from streamer.errors import VenueError
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import FAILED, PONG, BybitDecoder, parse_instrument_name
 from streamer.sources.decoded import Decoded
-from tests.sources.venue_support import parsed, raw_messages
+from tests.sources.venue_support import assert_sane, parsed, raw_messages
 
 MESSAGES = raw_messages("bybit_v5_option_messages_tardis_2023-04-05.json")
 SOL_CALL, ETH_PUT = MESSAGES[4], MESSAGES[5]
@@ -196,16 +196,8 @@ _frame = st.fixed_dictionaries({}, optional={
 
 
 def _check(decoded: Decoded) -> None:
-    assert isinstance(decoded, Decoded)
+    assert_sane(decoded, REASONS)
     assert len(decoded.quotes) + len(decoded.rejects) <= 1
-    assert set(decoded.rejects) <= REASONS
-    for q in decoded.quotes:
-        assert math.isfinite(q.underlying_price)
-        assert q.underlying_price > 0
-        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.mark_iv):
-            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
-        assert not q.bid_price > q.ask_price
-        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from streamer.sources.decoded import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder, parse_instrument_name
-from streamer.types import Quote
-from tests.sources.venue_support import DATA, parsed, raw_messages
+from tests.sources.venue_support import DATA, assert_sane, parsed, raw_messages
 
 SUMMARY_2023 = (DATA / "okx_opt_summary_BTC-USD_2023-12-01T000000Z.json").read_bytes()
 TARDIS_2021 = raw_messages("okx_v5_option_channels_tardis_2021-12.json")
@@ -294,16 +293,7 @@ _frame = st.fixed_dictionaries({}, optional={
 
 
 def _check(decoded: Decoded) -> None:
-    assert isinstance(decoded, Decoded)
-    assert set(decoded.rejects) <= REASONS
-    for q in decoded.quotes:
-        assert isinstance(q, Quote)
-        assert math.isfinite(q.underlying_price)
-        assert q.underlying_price > 0
-        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.bid_size, q.ask_size):
-            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
-        assert not q.bid_price > q.ask_price
-        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
+    assert_sane(decoded, REASONS)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

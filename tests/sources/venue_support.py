@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from streamer.sources.decoded import Decoded
 from streamer.types import Quote
 
 DATA = Path(__file__).parents[1] / "data"
@@ -84,3 +86,18 @@ async def stop_session(task: asyncio.Task[None]) -> None:
     assert done, "the session did not stop when cancelled"
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def assert_sane(decoded: Decoded, reasons: set[str]) -> None:
+    """What any decoded frame must satisfy, whatever the input (the fuzz tests' check)."""
+    assert isinstance(decoded, Decoded)
+    assert set(decoded.rejects) <= reasons
+    for q in decoded.quotes:
+        assert isinstance(q, Quote)
+        assert math.isfinite(q.underlying_price)
+        assert q.underlying_price > 0
+        for value in (q.bid_price, q.ask_price, q.bid_iv, q.ask_iv, q.mark_iv, q.bid_size,
+                      q.ask_size):
+            assert math.isnan(value) or (math.isfinite(value) and value >= 0)
+        assert not q.bid_price > q.ask_price
+        assert 0 <= q.exchange_ts_ms < q.expiry_ts_ms
