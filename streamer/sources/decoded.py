@@ -7,7 +7,8 @@ same ``Decoded`` whatever the venue, and each venue's name parser produces the s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -43,3 +44,22 @@ class Decoded(msgspec.Struct, gc=False):
     error_message: str = ""
     platform_state: str | None = None
     platform: PlatformState | None = None
+
+
+EnvelopeT = TypeVar("EnvelopeT")
+
+
+def decode_envelope(raw: bytes, received_ts_ns: int, envelope: msgspec.json.Decoder[EnvelopeT],
+                    dispatch: Callable[[EnvelopeT, int, Decoded], None]) -> Decoded:
+    """Decode a frame's envelope and let the venue's ``dispatch`` read it into a Decoded.
+
+    A frame that is not JSON, or whose envelope or inner parts do not fit the schema,
+    is one ``malformed`` reject, never an exception (RecursionError is msgspec's
+    answer to pathologically deep nesting); what ``dispatch`` added before that stays.
+    """
+    out = Decoded()
+    try:
+        dispatch(envelope.decode(raw), received_ts_ns, out)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        out.rejects.append("malformed")
+    return out

@@ -23,7 +23,7 @@ import msgspec
 
 from streamer.sources.base import InstrumentCache
 from streamer.sources.binance.schema import Envelope, IndexPrice, OptionMarkPrice, Ticker
-from streamer.sources.decoded import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
 from streamer.types import Quote
 
 VENUE = "binance"
@@ -107,22 +107,15 @@ class BinanceDecoder:
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""
-        out = Decoded()
-        try:
-            env = self._envelope.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            out.rejects.append("malformed")
-            return out
-        try:
-            if env.stream is not None:
-                self._push(env.stream, env.data, received_ts_ns, out)
-            elif env.id is not None:
-                self._response(env, out)
-            else:
-                out.rejects.append("unexpected_message")
-        except (msgspec.DecodeError, RecursionError):
-            out.rejects.append("malformed")
-        return out
+        return decode_envelope(raw, received_ts_ns, self._envelope, self._dispatch)
+
+    def _dispatch(self, env: Envelope, received_ts_ns: int, out: Decoded) -> None:
+        if env.stream is not None:
+            self._push(env.stream, env.data, received_ts_ns, out)
+        elif env.id is not None:
+            self._response(env, out)
+        else:
+            out.rejects.append("unexpected_message")
 
     @staticmethod
     def _response(env: Envelope, out: Decoded) -> None:

@@ -19,7 +19,7 @@ import msgspec
 from streamer.errors import VenueError
 from streamer.sources.base import InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
-from streamer.sources.decoded import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
 from streamer.types import Quote
 
 VENUE = "bybit"
@@ -140,24 +140,17 @@ class BybitDecoder:
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""
-        out = Decoded()
-        try:
-            env = self._envelope.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            out.rejects.append("malformed")
-            return out
-        try:
-            if env.topic is not None:
-                self._push(env, received_ts_ns, out)
-            elif env.op in ("pong", "ping"):  # option / other endpoints
-                out.result = PONG
-            elif env.op == "subscribe" or env.type == "COMMAND_RESP":
-                self._response(env, out)
-            else:
-                out.rejects.append("unexpected_message")
-        except (msgspec.DecodeError, RecursionError):
-            out.rejects.append("malformed")
-        return out
+        return decode_envelope(raw, received_ts_ns, self._envelope, self._dispatch)
+
+    def _dispatch(self, env: Envelope, received_ts_ns: int, out: Decoded) -> None:
+        if env.topic is not None:
+            self._push(env, received_ts_ns, out)
+        elif env.op in ("pong", "ping"):  # option / other endpoints
+            out.result = PONG
+        elif env.op == "subscribe" or env.type == "COMMAND_RESP":
+            self._response(env, out)
+        else:
+            out.rejects.append("unexpected_message")
 
     def _response(self, env: Envelope, out: Decoded) -> None:
         req_id = env.req_id or ""

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from streamer.sources.base import InstrumentCache
-from streamer.sources.decoded import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -217,26 +217,18 @@ class DeribitDecoder:
         return Decoded([quote_or_reason])
 
     def _decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
-        out = Decoded()
-        try:
-            env = self._envelope.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            # RecursionError: msgspec's answer to pathologically deep nesting.
-            out.rejects.append("malformed")
-            return out
-        try:
-            if env.method == "subscription":
-                self._subscription(env.params, received_ts_ns, out)
-            elif env.method == "heartbeat":
-                out.heartbeat = True
-                out.test_request = self._heartbeat.decode(env.params).type == "test_request"
-            elif env.id is not None:
-                self._response(env, out)
-            else:
-                out.rejects.append("unexpected_message")
-        except (msgspec.DecodeError, RecursionError):
-            out.rejects.append("malformed")
-        return out
+        return decode_envelope(raw, received_ts_ns, self._envelope, self._dispatch)
+
+    def _dispatch(self, env: Envelope, received_ts_ns: int, out: Decoded) -> None:
+        if env.method == "subscription":
+            self._subscription(env.params, received_ts_ns, out)
+        elif env.method == "heartbeat":
+            out.heartbeat = True
+            out.test_request = self._heartbeat.decode(env.params).type == "test_request"
+        elif env.id is not None:
+            self._response(env, out)
+        else:
+            out.rejects.append("unexpected_message")
 
     def _response(self, env: Envelope, out: Decoded) -> None:
         out.response_id = env.id

@@ -21,7 +21,7 @@ from typing import NamedTuple, TypeVar
 import msgspec
 
 from streamer.sources.base import InstrumentCache
-from streamer.sources.decoded import Decoded, InstrumentInfo
+from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
 from streamer.sources.okx.schema import Arg, Envelope, IndexTicker, OptSummary, Ticker
 from streamer.types import Quote
 
@@ -178,25 +178,17 @@ class OkxDecoder:
 
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``."""
-        out = Decoded()
         if raw == b"pong":
-            out.result = PONG
-            return out
-        try:
-            env = self._envelope.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            out.rejects.append("malformed")
-            return out
-        try:
-            if env.event is not None:
-                self._event(env, out)
-            elif env.arg is not None:
-                self._push(env.arg, env.data, received_ts_ns, out)
-            else:
-                out.rejects.append("unexpected_message")
-        except (msgspec.DecodeError, RecursionError):
-            out.rejects.append("malformed")
-        return out
+            return Decoded(result=PONG)
+        return decode_envelope(raw, received_ts_ns, self._envelope, self._dispatch)
+
+    def _dispatch(self, env: Envelope, received_ts_ns: int, out: Decoded) -> None:
+        if env.event is not None:
+            self._event(env, out)
+        elif env.arg is not None:
+            self._push(env.arg, env.data, received_ts_ns, out)
+        else:
+            out.rejects.append("unexpected_message")
 
     def _event(self, env: Envelope, out: Decoded) -> None:
         if env.event in ("subscribe", "unsubscribe") and env.arg is not None:
