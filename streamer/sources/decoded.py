@@ -8,12 +8,26 @@ same ``Decoded`` whatever the venue, and each venue's name parser produces the s
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
 
 from streamer.sources.deribit.schema import PlatformState
 from streamer.types import Quote
+
+EXPIRY_HOUR_UTC = 8  # Deribit, OKX, Bybit and Binance all expire options at 08:00 UTC
+MONTHS = {m: i for i, m in enumerate(
+    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
+
+
+def expiry_ts_ms(yy: int, month: int, day: int) -> int | None:
+    """08:00 UTC of the day 20yy-month-day, in ms since the epoch; None if no such day."""
+    try:
+        expiry = datetime(2000 + yy, month, day, EXPIRY_HOUR_UTC, tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(expiry.timestamp() * 1000)
 
 
 class InstrumentInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 
 import msgspec
 
 from streamer.sources.base import InstrumentCache
 from streamer.sources.binance.schema import Envelope, IndexPrice, OptionMarkPrice, Ticker
-from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
+from streamer.sources.decoded import (
+    Decoded,
+    InstrumentInfo,
+    decode_envelope,
+    expiry_ts_ms,
+)
 from streamer.types import Quote
 
 VENUE = "binance"
 DEFAULT_URL = "wss://fstream.binance.com/market/stream"
 LEGACY_URL = "wss://nbstream.binance.com/eoptions/stream"  # until 2025-12-17
 MARK_PRICE_STREAM = "{underlying}usdt@optionMarkPrice"
-EXPIRY_HOUR_UTC = 8
 INDEX_QUOTE = "USDT"
 _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<date>\d{6})-(?P<strike>\d+(?:\.\d+)?)"
                      r"-(?P<cp>[CP])$")
@@ -45,15 +48,13 @@ def parse_instrument_name(name: str) -> InstrumentInfo | None:
     if match is None:
         return None
     date = match["date"]
-    try:
-        expiry = datetime(2000 + int(date[:2]), int(date[2:4]), int(date[4:]), EXPIRY_HOUR_UTC,
-                          tzinfo=UTC)
-    except ValueError:
+    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
+    if expiry is None:
         return None
     strike = float(match["strike"])
     if strike <= 0:
         return None
-    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=int(expiry.timestamp() * 1000),
+    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C", linear=True)
 
 

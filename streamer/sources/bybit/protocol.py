@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import msgspec
@@ -19,18 +18,21 @@ import msgspec
 from streamer.errors import VenueError
 from streamer.sources.base import InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
-from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
+from streamer.sources.decoded import (
+    MONTHS,
+    Decoded,
+    InstrumentInfo,
+    decode_envelope,
+    expiry_ts_ms,
+)
 from streamer.types import Quote
 
 VENUE = "bybit"
 DEFAULT_URL = "wss://stream.bybit.com/v5/public/option"
 DEFAULT_REST_URL = "https://api.bybit.com"
 INSTRUMENTS_PATH = "/v5/market/instruments-info"
-EXPIRY_HOUR_UTC = 8
 PONG = "pong"  # ``Decoded.result`` of a pong
 FAILED = -1  # ``Decoded.error_code`` of a refused subscription (Bybit gives no code)
-_MONTHS = {m: i for i, m in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
 _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
                      r"-(?P<strike>\d+(?:\.\d+)?)-(?P<cp>[CP])(?:-(?:USDT|USDC))?$")
 _NOT_OPTION = re.compile(r"^[A-Z0-9]+(?:-\d{1,2}[A-Z]{3}\d{2}|USDT|USDC|USD|PERP)$")
@@ -41,17 +43,15 @@ _encoder = msgspec.json.Encoder()
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-5APR23-28000-C`` or ``BTC-26DEC25-100000-C-USDT``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None or match["mon"] not in _MONTHS:
+    if match is None or match["mon"] not in MONTHS:
         return None
-    try:
-        expiry = datetime(2000 + int(match["yy"]), _MONTHS[match["mon"]], int(match["day"]),
-                          EXPIRY_HOUR_UTC, tzinfo=UTC)
-    except ValueError:
+    expiry = expiry_ts_ms(int(match["yy"]), MONTHS[match["mon"]], int(match["day"]))
+    if expiry is None:
         return None
     strike = float(match["strike"])
     if strike <= 0:
         return None
-    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=int(expiry.timestamp() * 1000),
+    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C", linear=True)
 
 

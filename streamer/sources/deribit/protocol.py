@@ -9,13 +9,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from streamer.sources.base import InstrumentCache
-from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
+from streamer.sources.decoded import (
+    MONTHS,
+    Decoded,
+    InstrumentInfo,
+    decode_envelope,
+    expiry_ts_ms,
+)
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -30,9 +35,6 @@ from streamer.types import Quote
 
 VENUE = "deribit"
 PLATFORM_STATE = "platform_state"
-EXPIRY_HOUR_UTC = 8
-_MONTHS = {m: i for i, m in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
 _OPTION = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
     r"-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP])$")
@@ -42,15 +44,13 @@ _FUTURE = re.compile(r"^[A-Z0-9_]+-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$")
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-8JUN20-8750-P`` or ``MATIC_USDC-9MAR24-1d02-C``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None or match["mon"] not in _MONTHS:
+    if match is None or match["mon"] not in MONTHS:
         return None
-    try:
-        expiry = datetime(2000 + int(match["yy"]), _MONTHS[match["mon"]], int(match["day"]),
-                          EXPIRY_HOUR_UTC, tzinfo=UTC)
-    except ValueError:
+    expiry = expiry_ts_ms(int(match["yy"]), MONTHS[match["mon"]], int(match["day"]))
+    if expiry is None:
         return None
     strike = float(match["strike"].replace("d", "."))
-    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=int(expiry.timestamp() * 1000),
+    return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C",
                           linear=match["settle"] is not None)
 

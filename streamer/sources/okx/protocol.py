@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
 from typing import NamedTuple, TypeVar
 
 import msgspec
 
 from streamer.sources.base import InstrumentCache
-from streamer.sources.decoded import Decoded, InstrumentInfo, decode_envelope
+from streamer.sources.decoded import (
+    Decoded,
+    InstrumentInfo,
+    decode_envelope,
+    expiry_ts_ms,
+)
 from streamer.sources.okx.schema import Arg, Envelope, IndexTicker, OptSummary, Ticker
 from streamer.types import Quote
 
 VENUE = "okx"
 DEFAULT_URL = "wss://ws.okx.com:8443/ws/v5/public"
-EXPIRY_HOUR_UTC = 8
 COIN_MARGINED_QUOTE = "USD"  # BTC-USD-...: premiums in BTC
 PING = "ping"  # OKX's heartbeat is the bare text "ping", answered by "pong"
 PONG = "pong"  # ``Decoded.result`` of a pong frame
@@ -85,15 +88,13 @@ def parse_instrument_name(name: str) -> Instrument | None:
     if match is None:
         return None
     date = match["date"]
-    try:
-        expiry = datetime(2000 + int(date[:2]), int(date[2:4]), int(date[4:]), EXPIRY_HOUR_UTC,
-                          tzinfo=UTC)
-    except ValueError:
+    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
+    if expiry is None:
         return None
     strike = float(match["strike"])
     if strike <= 0:
         return None
-    info = InstrumentInfo(underlying=match["base"], expiry_ts_ms=int(expiry.timestamp() * 1000),
+    info = InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C",
                           linear=match["quote"] != COIN_MARGINED_QUOTE)
     return Instrument(info, f"{match['base']}-{match['quote']}")
