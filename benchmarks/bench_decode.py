@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import interleaved_timings_s, percentiles_ms, record
+from harness import decoder_rows, record
 
 from streamer.sources.deribit.protocol import (
     VENUE,
@@ -106,11 +105,6 @@ def baseline(lines: list[TickLine]) -> list[Quote]:
     return out
 
 
-def json_only(lines: list[TickLine]) -> int:
-    loads = json.loads
-    return sum(len(loads(raw)) for _, raw in lines)
-
-
 def real_lines() -> list[TickLine]:
     """The real notifications of tests/data (2021 captures), cycled to N_MESSAGES."""
     decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -120,32 +114,10 @@ def real_lines() -> list[TickLine]:
             for i, raw in enumerate(islice(cycle(messages), N_MESSAGES))]
 
 
-def measure(source: str, lines: list[TickLine]) -> list[dict[str, Any]]:
-    n_bytes = sum(len(raw) for _, raw in lines)
-    a, b = ours(lines), baseline(lines)
-    same = msgspec.json.encode(a) == msgspec.json.encode(b)  # NaN encodes as null
-    if not same:
-        raise SystemExit("baseline and decoder disagree: fix the baseline before timing")
-    rows: list[dict[str, Any]] = []
-    samples = interleaved_timings_s({"ours_msgspec": lambda: ours(lines),
-                                     "baseline_json_loads": lambda: baseline(lines),
-                                     "json_loads_only": lambda: json_only(lines)}, repeat=10)
-    base_rate = len(lines) / float(np.median(samples["baseline_json_loads"]))
-    for name, s in samples.items():
-        rate = len(lines) / float(np.median(s))
-        pct = percentiles_ms(s)
-        rows.append({"input": source, "method": name, "messages": len(lines),
-                     "quotes": len(a) if name != "json_loads_only" else "",
-                     "messages_per_s": rate, "MB_per_s": rate * n_bytes / len(lines) / 1e6,
-                     "speedup_vs_json_loads": rate / base_rate,
-                     "batch_p50_ms": pct["p50_ms"], "batch_p99_ms": pct["p99_ms"],
-                     "same_quotes": same if name != "json_loads_only" else ""})
-    return rows
-
-
 def main() -> None:
-    rows = measure("bundled_sample", list(islice(read_tickfile(SAMPLE), N_MESSAGES)))
-    rows += measure("real_2021", real_lines())
+    rows = decoder_rows({"input": "bundled_sample"},
+                        list(islice(read_tickfile(SAMPLE), N_MESSAGES)), ours, baseline, repeat=10)
+    rows += decoder_rows({"input": "real_2021"}, real_lines(), ours, baseline, repeat=10)
     record("deribit_decode", rows)
 
 

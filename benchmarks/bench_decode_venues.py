@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import interleaved_timings_s, percentiles_ms, record
+from harness import decoder_rows, record
 
 from streamer.sources.binance import protocol as binance
 from streamer.sources.bybit import protocol as bybit
@@ -208,11 +207,6 @@ def ours(make: Decoder) -> Callable[[Lines], list[Quote]]:
     return run
 
 
-def json_only(lines: Lines) -> int:
-    loads = json.loads
-    return sum(len(loads(raw)) for _, raw in lines)
-
-
 VENUES: list[tuple[str, list[bytes], Callable[[Lines], list[Quote]],
                    Callable[[Lines], list[Quote]]]] = [
     ("okx", [(DATA / "okx_opt_summary_BTC-USD_2023-12-01T000000Z.json").read_bytes(),
@@ -229,28 +223,8 @@ VENUES: list[tuple[str, list[bytes], Callable[[Lines], list[Quote]],
 def measure(venue: str, messages: list[bytes], decode: Callable[[Lines], list[Quote]],
             baseline: Callable[[Lines], list[Quote]]) -> list[dict[str, Any]]:
     """Rows of one venue: ours, the baseline and json.loads alone, timed in turn."""
-    lines = _lines(messages)
-    n_bytes = sum(len(raw) for _, raw in lines)
-    a, b = decode(lines), baseline(lines)
-    same = msgspec.json.encode(a) == msgspec.json.encode(b)  # NaN encodes as null
-    if not same or not a:
-        raise SystemExit(f"{venue}: baseline and decoder disagree: fix the baseline")
-    samples = interleaved_timings_s({"ours_msgspec": lambda: decode(lines),
-                                     "baseline_json_loads": lambda: baseline(lines),
-                                     "json_loads_only": lambda: json_only(lines)},
-                                    repeat=5 if venue == "okx" else 10)
-    base_rate = len(lines) / float(np.median(samples["baseline_json_loads"]))
-    rows: list[dict[str, Any]] = []
-    for name, s in samples.items():
-        rate = len(lines) / float(np.median(s))
-        pct = percentiles_ms(s)
-        rows.append({"venue": venue, "method": name, "messages": len(lines),
-                     "quotes": len(a) if name != "json_loads_only" else "",
-                     "messages_per_s": rate, "MB_per_s": rate * n_bytes / len(lines) / 1e6,
-                     "speedup_vs_json_loads": rate / base_rate,
-                     "batch_p50_ms": pct["p50_ms"], "batch_p99_ms": pct["p99_ms"],
-                     "same_quotes": same if name != "json_loads_only" else ""})
-    return rows
+    return decoder_rows({"venue": venue}, _lines(messages), decode, baseline,
+                        repeat=5 if venue == "okx" else 10)
 
 
 def main() -> None:

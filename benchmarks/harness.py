@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -91,3 +92,42 @@ def record(name: str, rows: list[dict[str, Any]]) -> None:
     data["machine"] = machine()
     data[name] = rows
     RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+Lines = list[tuple[int, bytes]]
+
+
+def _json_loads_only(lines: Lines) -> int:
+    loads = json.loads
+    return sum(len(loads(raw)) for _, raw in lines)
+
+
+def decoder_rows(label: Mapping[str, str], lines: Lines, ours: Callable[[Lines], list[Any]],
+                 baseline: Callable[[Lines], list[Any]], repeat: int) -> list[dict[str, Any]]:
+    """Our decoder, the ``json.loads`` + dicts baseline and ``json.loads`` alone, in turn.
+
+    The two decoders must produce the same quotes (compared encoded: NaN as null)
+    before anything is timed. Each row starts with ``label``.
+    """
+    n_bytes = sum(len(raw) for _, raw in lines)
+    a, b = ours(lines), baseline(lines)
+    same = msgspec.json.encode(a) == msgspec.json.encode(b)
+    if not same or not a:
+        raise SystemExit(f"{dict(label)}: baseline and decoder disagree: fix the baseline")
+    samples = interleaved_timings_s({"ours_msgspec": lambda: ours(lines),
+                                     "baseline_json_loads": lambda: baseline(lines),
+                                     "json_loads_only": lambda: _json_loads_only(lines)},
+                                    repeat=repeat)
+    base_rate = len(lines) / float(np.median(samples["baseline_json_loads"]))
+    rows: list[dict[str, Any]] = []
+    for name, s in samples.items():
+        rate = len(lines) / float(np.median(s))
+        pct = percentiles_ms(s)
+        decoded = name != "json_loads_only"
+        rows.append({**label, "method": name, "messages": len(lines),
+                     "quotes": len(a) if decoded else "",
+                     "messages_per_s": rate, "MB_per_s": rate * n_bytes / len(lines) / 1e6,
+                     "speedup_vs_json_loads": rate / base_rate,
+                     "batch_p50_ms": pct["p50_ms"], "batch_p99_ms": pct["p99_ms"],
+                     "same_quotes": same if decoded else ""})
+    return rows

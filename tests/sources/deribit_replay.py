@@ -18,6 +18,7 @@ import msgspec
 from streamer.devtools.replay import Faults, ReplayServer
 from streamer.sources.deribit.session import RATE_LIMITED_DELAY_S, DeribitSession
 from streamer.types import Quote
+from tests.sources import venue_support
 from tests.sources.golden import Row
 from tests.sources.venue_support import stop_session
 
@@ -51,13 +52,8 @@ class RecordingSink:
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Poll ``condition``; fail with ``what`` if it is still false at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
+    """``venue_support.wait_until`` with the longer deadline the Deribit scenarios need."""
+    await venue_support.wait_until(condition, what, timeout_s)
 
 
 def comparable(quotes: list[Quote]) -> list[bytes]:
