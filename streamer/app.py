@@ -1,9 +1,12 @@
 """Wiring: venues → engine → sink, with metrics, health and progress, from one AppConfig.
 
 ``Service`` is ``streamer run``: it owns the real parts' lifecycles (embedded
-broker, replay server, metrics endpoint, websocket sessions, producer) and the
+broker, replay servers, metrics endpoint, websocket sessions, producer) and the
 two periodic tasks (batch timer, progress line). ``replay_file`` is ``streamer
-replay``: the same decoder and engine driven by the file's own clock.
+replay`` (``file_replay``): the same decoder and engine driven by the file's own
+clock. The sources' quote sinks are in ``feeds``, the replay servers of ``url:
+replay`` in ``replay_servers``; ``replay_file``, ``bundled_sample`` and
+``resolve_tickfile`` are re-exported here, where their callers have always found them.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
@@ -24,22 +24,25 @@ from aiokafka.errors import KafkaError
 
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
-from streamer.config import AppConfig, VenueConfig
+from streamer.config import REPLAY, AppConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.devtools.replay import ReplayServer
 from streamer.errors import ConfigError
+from streamer.feeds import EngineFeed, TicksFeed
+from streamer.file_replay import replay_file as replay_file
 from streamer.kafka_client import ensure_topics
 from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.engine import Engine
 from streamer.progress import Progress
+from streamer.replay_servers import ReplayServers
+from streamer.replay_servers import bundled_sample as bundled_sample
+from streamer.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
 from streamer.sinks.surface_reader import latest_surfaces
 from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
-from streamer.sources.registry import make_decoder, make_session, resolve_url
+from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
-from streamer.tickfile import read_tickfile
 from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
 
 Mode = Literal["run", "ingest", "calibrate"]
@@ -52,66 +55,7 @@ class Source(Protocol):
 
 log = logging.getLogger(__name__)
 
-BUNDLED = "bundled"
 TIMER_PERIOD_S = 0.02
-
-
-def bundled_sample() -> Path:
-    """Path of the recorded sample shipped inside the package."""
-    return Path(str(resources.files("streamer") / "data" / "deribit_sample.ndjson.gz"))
-
-
-def resolve_tickfile(name: str) -> Path:
-    """``bundled`` or a path; a missing file is a clear error."""
-    path = bundled_sample() if name == BUNDLED else Path(name)
-    if not path.exists():
-        raise ConfigError(f"tick file not found: {path}")
-    return path
-
-
-class _EngineFeed:
-    """The sources' QuoteSink: quotes into the venue's engine, events into metrics."""
-
-    def __init__(self, engine_for: Callable[[str], Engine], metrics: Metrics, health: Health,
-                 progress: Progress) -> None:
-        self.engine_for = engine_for
-        self.metrics, self.health, self.progress = metrics, health, progress
-
-    def on_quote(self, quote: Quote) -> None:
-        self.engine_for(quote.venue).on_quote(quote)
-        self._count(quote)
-
-    def _count(self, quote: Quote) -> None:
-        self.metrics.ticks_total.labels(venue=quote.venue).inc()
-        self.progress.on_tick()
-
-    def on_reject(self, venue: str, reason: str) -> None:
-        self.metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc()
-        self.progress.on_reject()
-
-    def on_reconnect(self, venue: str) -> None:
-        self.metrics.ws_reconnects_total.labels(venue=venue).inc()
-
-    def on_connected(self, venue: str, connected: bool) -> None:
-        self.metrics.venue_connected.labels(venue=venue).set(1 if connected else 0)
-        self.health.set_venue(venue, connected)
-
-
-class _TicksFeed(_EngineFeed):
-    """``streamer ingest``: quotes to the ticks topic instead of an engine."""
-
-    def __init__(self, ticks: KafkaRecordSink[Quote], metrics: Metrics, health: Health,
-                 progress: Progress) -> None:
-        super().__init__(_no_engine, metrics, health, progress)
-        self.ticks = ticks
-
-    def on_quote(self, quote: Quote) -> None:
-        self.ticks.add(quote)
-        self._count(quote)
-
-
-def _no_engine(venue: str) -> Engine:
-    raise AssertionError("ingest mode has no engine")
 
 
 class Service:
@@ -130,7 +74,7 @@ class Service:
         self._progress_stream = progress_stream
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
-        self._replay: ReplayServer | None = None
+        self._replays = ReplayServers(config.replay)
         self.sink: Sink | None = None
         self.ticks_sink: KafkaRecordSink[Quote] | None = None
         self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
@@ -257,7 +201,7 @@ class Service:
 
     async def _start_sources(self, bootstrap: str) -> list[tuple[str, Source]]:
         if self.mode == "calibrate":
-            feed = _EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
+            feed = EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
             # After a rebalance, underlyings taken over from another member warm-start
             # from (and continue the seq of) what that member last published.
             self.ticks_consumer = TicksConsumer(self.config.kafka, bootstrap, feed,
@@ -267,44 +211,25 @@ class Service:
         return [await self._start_venue(v) for v in self.config.venues]
 
     async def _start_venue(self, venue: VenueConfig) -> tuple[str, Source]:
-        url = resolve_url(venue)
-        if url == "replay":
-            if venue.name != "deribit":
-                # replay.file is one recording in Deribit's format; another venue's file
-                # is served by `streamer serve-replay FILE --venue V` at a ws:// URL.
-                raise ConfigError(f"venue {venue.name}: `url: replay` plays replay.file, a "
-                                  "Deribit recording; serve a recording of this venue with "
-                                  f"`streamer serve-replay FILE --venue {venue.name}` and set "
-                                  "its url to that ws:// URL (or `live`)")
-            self._replay = ReplayServer(resolve_tickfile(self.config.replay.file),
-                                        venue=venue.name, speed=self.config.replay.speed,
-                                        loop=self.config.replay.loop)
-            await self._replay.start()
-            url = self._replay.url
-            log.info("replay server for %s on %s (speed ×%g)", venue.name, url,
-                     self.config.replay.speed)
-        feed: _EngineFeed
+        if venue.url == REPLAY:
+            venue = await self._replays.start(venue)  # now pointed at its server
+        feed: EngineFeed
         if self.ticks_sink is not None:
-            feed = _TicksFeed(self.ticks_sink, self.metrics, self.health, self.progress)
+            feed = TicksFeed(self.ticks_sink, self.metrics, self.health, self.progress)
         else:
-            feed = _EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
-        return venue.name, make_session(venue, url, feed)
+            feed = EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
+        return venue.name, make_session(venue, resolve_url(venue), feed)
 
     async def _wait_for_end(self) -> None:
         waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait())]
-        if self._replay is not None and not self.config.replay.loop:
-            waits.append(asyncio.create_task(self._replay_drained()))
+        if self._replays.finite:
+            grace_s = max(0.5, 2 * self.config.batch.interval_ms / 1000)
+            waits.append(asyncio.create_task(self._replays.drained(grace_s)))
         if self.duration_s is not None:
             waits.append(asyncio.create_task(asyncio.sleep(self.duration_s)))
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-
-    async def _replay_drained(self) -> None:
-        assert self._replay is not None
-        await self._replay.finished.wait()
-        # Let the last frames cross the socket and the last batch be cut.
-        await asyncio.sleep(max(0.5, 2 * self.config.batch.interval_ms / 1000))
 
     async def _stop_sinks(self) -> None:
         sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink]
@@ -316,8 +241,7 @@ class Service:
 
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
-        if self._replay is not None:
-            await self._replay.stop()
+        await self._replays.stop()
         if http is not None:
             await http.close()  # type: ignore[attr-defined]
         if self._broker is not None:
@@ -413,42 +337,3 @@ def apply_report(metrics: Metrics, engine: Engine) -> None:
     for underlying, (worst, median) in report.rmse.items():
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="worst").set(worst)
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="median").set(median)
-
-
-async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
-                      on_reject: Callable[[str], None] | None = None) -> int:
-    """Replay a tick file as fast as possible through decoder and engine into ``sink``.
-
-    Time is the file's: batches are cut by receive times and ``published_ts_ns``
-    is the receive time of the line that triggered the batch, so the same file
-    always yields the same bytes.
-    """
-    venue = config.venues[0].name
-    decoder = make_decoder(venue)
-    # No time budget: deferring slices by wall-clock time would make two replays of
-    # the same file differ with the machine's load.
-    unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)
-    engine = Engine(venue, unbudgeted, config.batch, config.dynamics)
-    await sink.start()
-    count = 0
-    now_ns = 0
-    try:
-        for line in read_tickfile(path):
-            now_ns = line.received_ts_ns
-            decoded = decoder.decode(line.raw, now_ns)
-            for quote in decoded.quotes:
-                engine.on_quote(quote)
-            for reason in decoded.rejects:
-                if on_reject is not None:
-                    on_reject(reason)
-            for update in engine.on_timer(now_ns):
-                sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
-                count += 1
-            if count and count % 64 == 0:
-                await asyncio.sleep(0)  # let an async sink drain
-        for update in engine.flush(now_ns):
-            sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
-            count += 1
-    finally:
-        await sink.stop()
-    return count

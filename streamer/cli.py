@@ -135,8 +135,9 @@ async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
 
 
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
-    from streamer.app import replay_file, resolve_tickfile
     from streamer.devtools.embedded_broker import EmbeddedBroker
+    from streamer.file_replay import replay_file
+    from streamer.replay_servers import resolve_tickfile
     from streamer.sinks.base import Sink
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink

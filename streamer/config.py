@@ -22,6 +22,10 @@ from streamer.types import ModelName
 
 ENV_PREFIX = "STREAMER_"
 EMBEDDED = "embedded"
+REPLAY = "replay"
+BUNDLED = "bundled"
+
+VenueName = Literal["deribit", "okx", "bybit", "binance"]
 
 
 class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,23 +35,33 @@ class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One exchange connection."""
 
-    name: Literal["deribit", "okx", "bybit", "binance"] = "deribit"
-    url: str = "replay"
+    name: VenueName = "deribit"
+    url: str = REPLAY
     currencies: tuple[str, ...] = ("BTC", "ETH")
     heartbeat_s: int = 10
-    subscribe_batch: int = 250
+    # None: the venue's own (Deribit 250 channels at 3 requests/s, Bybit 100 at 5/s, ...)
+    subscribe_batch: int | None = None
     interval: Literal["100ms", "agg2"] = "100ms"
-    requests_per_s: float = 3.0
+    requests_per_s: float | None = None
     refresh_instruments_s: float = 600.0
     rest_url: str | None = None
 
 
 class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The local replay server used when a venue's url is ``replay``."""
+    """The local replay servers, one per venue whose url is ``replay``.
 
-    file: str = "bundled"
+    A venue plays ``files[venue]`` if named there, else ``file``; ``bundled`` is the
+    venue's own bundled recording (streamer/replay_servers.py).
+    """
+
+    file: str = BUNDLED
+    files: dict[VenueName, str] = msgspec.field(default_factory=dict)
     speed: float = 5.0
     loop: bool = False
+
+    def file_for(self, venue: VenueName) -> str:
+        """The recording a replayed venue plays: a path or ``bundled``."""
+        return self.files.get(venue, self.file)
 
 
 class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -217,6 +231,7 @@ def _check(config: AppConfig) -> None:
         problems.append("metrics.port must be within 0..65535")
     if config.calibration.min_quotes < 5:
         problems.append("calibration.min_quotes must be >= 5 (SVI has 5 parameters)")
+    problems += _check_replay_files(config)
     for i, venue in enumerate(config.venues):
         if venue.heartbeat_s < 1:
             problems.append(f"venues[{i}].heartbeat_s must be >= 1 (Deribit requires >= 10)")
@@ -224,3 +239,13 @@ def _check(config: AppConfig) -> None:
             problems.append(f"venues[{i}].currencies must not be empty")
     if problems:
         raise ConfigError("config error: " + "; ".join(problems))
+
+
+def _check_replay_files(config: AppConfig) -> list[str]:
+    """One recording is one venue's messages: ``replay.file`` may serve only one venue."""
+    replayed = {v.name for v in config.venues if v.url == REPLAY}
+    sharing = sorted(replayed - config.replay.files.keys())
+    if config.replay.file == BUNDLED or len(sharing) < 2:
+        return []
+    return [f"replay.file is one recording but venues {', '.join(sharing)} replay it: "
+            "name each venue's recording in replay.files (or `bundled`)"]

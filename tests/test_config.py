@@ -85,3 +85,58 @@ def test_cli_exits_2_with_a_clear_message_on_a_config_error(tmp_path: Path) -> N
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "$.kafka.acks" in proc.stderr
+
+
+def test_replay_files_name_each_venues_recording_and_file_serves_the_rest(
+        tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("venues:\n  - {name: deribit}\n  - {name: okx}\n  - {name: bybit}\n"
+                    "replay:\n  files: {okx: rec/okx.ndjson.gz, deribit: bundled}\n")
+    replay = load_config(path, env={}).replay
+    assert replay.files == {"okx": "rec/okx.ndjson.gz", "deribit": "bundled"}
+    assert replay.file_for("okx") == "rec/okx.ndjson.gz"
+    assert replay.file_for("bybit") == "bundled"  # replay.file, whose default is bundled
+
+
+def test_replay_files_is_set_from_the_environment_per_venue() -> None:
+    config = load_config(None, env={"STREAMER_REPLAY__FILES__BINANCE": "b.ndjson"})
+    assert config.replay.file_for("binance") == "b.ndjson"
+    assert config.replay.file_for("deribit") == "bundled"
+
+
+def test_replay_files_naming_an_unknown_venue_fails_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("replay:\n  files: {kraken: k.ndjson}\n")
+    with pytest.raises(ConfigError, match=r"Invalid enum value 'kraken' - at `key` in "
+                                          r"`\$.replay.files`"):
+        load_config(path, env={})
+
+
+def test_a_per_venue_replay_key_outside_files_is_an_unknown_field(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("venues:\n  - {name: okx, replay_file: okx.ndjson}\n")
+    with pytest.raises(ConfigError, match=r"unknown field `replay_file` - at `\$.venues\[0\]`"):
+        load_config(path, env={})
+
+
+def test_one_replay_file_for_several_replayed_venues_is_refused(tmp_path: Path) -> None:
+    # A recording holds one venue's messages: OKX would be served Deribit's.
+    path = tmp_path / "c.yaml"
+    path.write_text("venues:\n  - {name: deribit}\n  - {name: okx}\n"
+                    "replay:\n  file: deribit.ndjson.gz\n")
+    with pytest.raises(ConfigError, match=r"replay.file is one recording but venues deribit, "
+                                          r"okx replay it: name each venue's recording in "
+                                          r"replay.files"):
+        load_config(path, env={})
+
+
+def test_one_replay_file_stays_valid_for_the_one_venue_it_serves(tmp_path: Path) -> None:
+    # As before replay.files: one replayed venue, one file; or the others named in files,
+    # or not replayed (a live or ws:// url).
+    path = tmp_path / "c.yaml"
+    for venues, files in (("[{name: deribit}]", "{}"),
+                          ("[{name: deribit}, {name: okx}]", "{okx: bundled}"),
+                          ("[{name: deribit}, {name: okx, url: live}]", "{}")):
+        path.write_text(f"venues: {venues}\nreplay:\n  file: my.ndjson.gz\n  files: {files}\n")
+        config = load_config(path, env={})
+        assert config.replay.file_for("deribit") == "my.ndjson.gz"

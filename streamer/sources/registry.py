@@ -53,15 +53,19 @@ def resolve_url(venue: VenueConfig) -> str:
 
 
 def make_session(venue: VenueConfig, url: str, sink: QuoteSink, **extra: Any) -> Session:
-    """The session for a venue, with the settings that apply to it."""
+    """The session for a venue, with the settings that apply to it.
+
+    Subscribe pacing left unset (None) in the config is the venue's own default.
+    """
     common: dict[str, Any] = {"heartbeat_s": venue.heartbeat_s, **extra}
+    for name in ("subscribe_batch", "requests_per_s"):
+        if (value := getattr(venue, name)) is not None:
+            common[name] = value
     if venue.name == "deribit":
-        return DeribitSession(url, venue.currencies, sink, subscribe_batch=venue.subscribe_batch,
-                              interval=venue.interval, requests_per_s=venue.requests_per_s,
+        return DeribitSession(url, venue.currencies, sink, interval=venue.interval,
                               refresh_instruments_s=venue.refresh_instruments_s, **common)
     if venue.name == "okx":
-        return OkxSession(url, venue.currencies, sink, requests_per_s=venue.requests_per_s,
-                          **common)
+        return OkxSession(url, venue.currencies, sink, **common)
     if venue.name == "bybit":
         rest = venue.rest_url or bybit_protocol.DEFAULT_REST_URL
         return BybitSession(url, venue.currencies, sink, rest_url=rest,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 from streamer.devtools.replay import VENUES as VENUES_SERVED
@@ -39,8 +39,12 @@ def silence_window_s(venue: str, heartbeat_s: float = HEARTBEAT_S) -> float:
 
 
 def make_session(venue: str, server: ReplayServer, file: VenueFile, sink: RecordingSink,
-                 heartbeat_s: float) -> Session:
-    """The venue's session, pointed at the replay server, paced only by the server."""
+                 heartbeat_s: float, refresh_s: float = 600.0) -> Session:
+    """The venue's session, pointed at the replay server, paced only by the server.
+
+    ``refresh_s``: Bybit's instrument refresh (OKX follows its summaries and Binance
+    streams whole chains: neither has one).
+    """
     rng = random.Random(0)
     if venue == "okx":
         return OkxSession(f"{server.url}/ws/v5/public", file.currencies, sink,
@@ -49,29 +53,40 @@ def make_session(venue: str, server: ReplayServer, file: VenueFile, sink: Record
     if venue == "bybit":
         return BybitSession(f"{server.url}/v5/public/option", file.currencies, sink,
                             rest_url=server.http_url, heartbeat_s=heartbeat_s,
-                            subscribe_batch=2, requests_per_s=1000.0, rng=rng)
+                            subscribe_batch=2, requests_per_s=1000.0,
+                            refresh_instruments_s=refresh_s, rng=rng)
     return BinanceSession(f"{server.url}/market/stream", file.currencies, sink,
                           heartbeat_s=heartbeat_s, silence_s=BINANCE_SILENCE_S,
                           subscribe_batch=1, requests_per_s=1000.0, rng=rng)
 
 
-def expected_quotes(venue: str, file: VenueFile) -> list[Quote]:
-    """What one connection decodes from the file's subscribed messages, in order."""
+def expected_quotes(venue: str, file: VenueFile, keys: Collection[str] | None = None,
+                    ) -> list[Quote]:
+    """What one connection decodes from the file's messages on ``keys`` (default: every
+    key the session subscribes), in order."""
     decoder, key_of = make_decoder(venue), VENUES_SERVED[venue].key_of
-    return [q for received_ns, raw in file.rows if key_of(raw) in file.keys
+    sent = file.keys if keys is None else keys
+    return [q for received_ns, raw in file.rows if key_of(raw) in sent
             for q in decoder.decode(raw, received_ns).quotes]
 
 
 @contextlib.asynccontextmanager
 async def replaying(venue: str, tmp_path: Path, faults: Faults = NO_FAULTS, *,
                     loop: bool = False, heartbeat_s: float = HEARTBEAT_S,
+                    refresh_s: float = 600.0, ping_interval_s: float | None = None,
+                    pong_timeout_s: float | None = None,
                     ) -> AsyncIterator[tuple[ReplayServer, Session, RecordingSink, VenueFile]]:
-    """The venue's tick file served at recorded speed, and a session streaming from it."""
+    """The venue's tick file served at recorded speed, and a session streaming from it.
+
+    ``ping_interval_s``, ``pong_timeout_s``: the server's own websocket pings (Binance's,
+    every 5 minutes live).
+    """
     file = VENUE_FILES[venue](tmp_path / f"{venue}.ndjson")
-    server = ReplayServer(file.path, venue=venue, loop=loop, faults=faults)
+    server = ReplayServer(file.path, venue=venue, loop=loop, faults=faults,
+                          ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
     await server.start()
     sink = RecordingSink(venue)
-    session = make_session(venue, server, file, sink, heartbeat_s)
+    session = make_session(venue, server, file, sink, heartbeat_s, refresh_s)
     sink.connection_no = lambda: session.connections
     task = asyncio.create_task(session.run())
     try:

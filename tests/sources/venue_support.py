@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -46,11 +47,13 @@ class RecordingSink:
         self.connection_no: Callable[[], int] = lambda: 0
         self.quotes_per_connection: Counter[int] = Counter()
         self.events: list[str] = []  # "quote" or the reject reason, in arrival order
+        self.arrivals: list[tuple[int, float]] = []  # per quote: (connection, monotonic s)
 
     def on_quote(self, quote: Quote) -> None:
         assert quote.venue == self.venue
         self.quotes.append(quote)
         self.quotes_per_connection[self.connection_no()] += 1
+        self.arrivals.append((self.connection_no(), time.monotonic()))
         self.events.append("quote")
 
     def on_reject(self, venue: str, reason: str) -> None:

@@ -3,7 +3,9 @@
 Every venue honours every fault in its own wire format: a refused subscribe is
 Deribit's error 11050, OKX's ``60012``, Bybit's ``failTopics``, Binance's error
 object. Only Deribit announces maintenance (``platform_state``); on the others the
-data simply stops for the window, as it would.
+data simply stops for the window, as it would. A listing or expiry shows where the
+venue lists its instruments: Deribit's ``get_instruments``, Bybit's REST list, OKX's
+``opt-summary`` pushes, Binance's mark-price arrays.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ argument (an ``error`` event for one it does not confirm); the text ``ping`` wit
 ``pong``. Pushes ``{"arg": {...}, "data": [...]}`` go to connections subscribed to
 their argument: ``opt-summary`` by instrument family, ``index-tickers`` and
 ``tickers`` by ``instId``. Like OKX, a connection sent nothing for 30 s is closed.
+A staged listing or expiry takes the option out of the ``opt-summary`` pushes (the
+list the session subscribes ``tickers`` from) and silences its ``tickers``.
 Subscription keys are the client's own ``channel:key`` (``okx.protocol.arg_key``).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
-from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol
+from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol, listed_items
 from streamer.sources.okx.protocol import PING, arg_key
 from streamer.sources.okx.schema import Arg
 
@@ -25,6 +27,10 @@ class _Pushed(msgspec.Struct, frozen=True):
 
     event: str | None = None
     arg: Arg | None = None
+
+
+class _InstId(msgspec.Struct, frozen=True, rename="camel"):
+    inst_id: str = ""
 
 
 class _Request(msgspec.Struct, frozen=True):
@@ -43,6 +49,7 @@ class _Event(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
 
 
 _pushed = msgspec.json.Decoder(_Pushed)
+_inst_id = msgspec.json.Decoder(_InstId)
 _request = msgspec.json.Decoder(_Request)
 _encoder = msgspec.json.Encoder()
 
@@ -68,6 +75,11 @@ class OkxReplay(VenueProtocol):
     def instrument_of(self, key: str) -> str | None:
         channel, _, inst = key.partition(":")
         return inst if channel == "tickers" else None
+
+    def listed_only(self, key: str, raw: bytes) -> bytes:
+        if not key.startswith("opt-summary:"):
+            return raw
+        return listed_items(raw, lambda item: _inst_id.decode(item).inst_id, self.replay.listed)
 
     def answer(self, client: Client, frame: str | bytes) -> list[str]:
         conn_id = f"{id(client) & 0xFFFFFFFF:08x}"

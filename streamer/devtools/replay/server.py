@@ -5,7 +5,8 @@ protocol), plays it on one shared timeline (``timeline.py``), sends each message
 only to connections subscribed to its key, answers client frames through the venue
 protocol, and injects the faults of :class:`Faults` (drops, stalls, garbage frames,
 refused or rate-limited subscribes, silenced heartbeats, maintenance, listings and
-expiries). :class:`ReplayStats` tells per connection what happened.
+expiries), and pings clients as the venue does (Binance). :class:`ReplayStats` tells
+per connection what happened.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ VENUES: dict[str, type[VenueProtocol]] = {
 
 
 class ReplayServer:
-    """Serve a recorded tick file to any number of websocket clients."""
+    """Serve a recorded tick file to any number of websocket clients; ``ping_interval_s``
+    and ``pong_timeout_s`` override the venue's own websocket pings (Binance's)."""
 
     def __init__(self, path: str | Path, *, venue: str = "deribit", host: str = "127.0.0.1",
                  port: int = 0, speed: float = 1.0, loop: bool = False,
-                 faults: Faults = NO_FAULTS) -> None:
+                 faults: Faults = NO_FAULTS, ping_interval_s: float | None = None,
+                 pong_timeout_s: float | None = None) -> None:
         if venue not in VENUES:
             raise ValueError(f"the replay server speaks {sorted(VENUES)}, not {venue!r}")
         self.path, self.host, self._port = Path(path), host, port
@@ -48,6 +51,9 @@ class ReplayServer:
         self.stats = ReplayStats()
         self.timeline = Timeline(speed, loop, faults)
         self.venue = VENUES[venue](self)
+        self.ping_interval_s = ping_interval_s or self.venue.ping_interval_s
+        self.pong_timeout_s = pong_timeout_s or self.venue.pong_timeout_s
+        self._staged = faults.new_listing is not None or faults.expiry is not None
         self._clients: set[Client] = set()
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -87,8 +93,9 @@ class ReplayServer:
         keys = {tick.key for tick in self._ticks}
         self.venue.load(keys)
         self._known = {i for i in map(self.venue.instrument_of, keys) if i is not None}
+        # No library keepalive: only the venue's own pings (Binance's), as live.
         self._server = await serve(self._handle, self.host, self._port, max_size=2**20,
-                                   process_request=self._http)
+                                   process_request=self._http, ping_interval=None)
         self._port = next(iter(self._server.sockets)).getsockname()[1]
         self._tasks = [asyncio.create_task(self.timeline.play(self._ticks, self._broadcast)),
                        asyncio.create_task(self.timeline.maintenance(self._notify))]
@@ -157,12 +164,13 @@ class ReplayServer:
     async def _broadcast(self, tick: Tick) -> None:
         if self.in_maintenance() or not self._live(tick.key):
             return  # no trading, and an expired instrument falls silent
+        listed = self.venue.listed_only(tick.key, tick.raw) if self._staged else tick.raw
         for client in list(self._clients):
             if tick.key not in client.keys or client.stalled():
                 continue
             garbage = bool(self.faults.garbage_rate) and (
                 self._rng.random() < self.faults.garbage_rate)
-            raw = tick.raw[:len(tick.raw) // 2] if garbage else tick.raw  # never valid JSON
+            raw = listed[:len(listed) // 2] if garbage else listed  # never valid JSON
             if await client.send(raw.decode("utf-8", "replace")):
                 self.stats.messages_sent += 1
                 self.stats.garbage_sent += garbage
@@ -204,6 +212,8 @@ class ReplayServer:
         client.watch_pongs()
         if self.venue.idle_close_s is not None:
             client.spawn(self._close_when_idle(client, self.venue.idle_close_s))
+        if self.ping_interval_s is not None:
+            client.spawn(client.ping_every(self.ping_interval_s, self.pong_timeout_s))
         try:
             async for frame in ws:
                 if client.stalled():

@@ -13,7 +13,7 @@ class ConnectionStats:
 
     opened_at: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
-    closed_by: str = ""  # client, drop, heartbeat, idle, rate_limit or server_stop
+    closed_by: str = ""  # client, drop, heartbeat, idle, pong_timeout, rate_limit, server_stop
     requested: Counter[str] = field(default_factory=Counter)  # asked for in subscribes
     subscriptions: Counter[str] = field(default_factory=Counter)  # confirmed
     unsubscriptions: Counter[str] = field(default_factory=Counter)
@@ -22,6 +22,8 @@ class ConnectionStats:
     heartbeats_sent: int = 0  # server-initiated (Deribit's test_request)
     last_heartbeat_at: float | None = None
     pings_answered: int = 0  # the client's pings: text, JSON or websocket frames
+    server_pings: int = 0  # websocket pings the server sent (Binance's heartbeat)
+    server_pongs: int = 0  # pongs that answered them
     rate_limited_at: float | None = None
 
 

@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
+import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
@@ -42,6 +43,7 @@ class Client:
     last_sent_at: float = field(default_factory=time.monotonic)
     heartbeat_s: float | None = None  # server heartbeats asked for (Deribit set_heartbeat)
     last_heartbeat_reply_at: float = field(default_factory=time.monotonic)
+    last_pong_at: float = field(default_factory=time.monotonic)  # answering our pings
     close_after_reply: tuple[int, str] | None = None  # (code, reason)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -78,6 +80,31 @@ class Client:
             send_frame(frame)
 
         self.ws.protocol.send_frame = send  # type: ignore[method-assign]
+
+    async def ping_every(self, interval_s: float, timeout_s: float) -> None:
+        """Send a websocket ping every ``interval_s``; close the connection once no pong
+        came for ``timeout_s`` (since it opened or since the last pong), like Binance.
+
+        Silent while stalled or while heartbeats are stopped: nothing asked, so nothing
+        is left unanswered.
+        """
+        def ponged(waiter: asyncio.Future[float]) -> None:
+            if not waiter.cancelled() and waiter.exception() is None:
+                self.last_pong_at = time.monotonic()
+                self.stats.server_pongs += 1
+
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.stalled() or self.beats_stopped():
+                continue
+            if time.monotonic() - self.last_pong_at > timeout_s:
+                self.stats.closed_by = "pong_timeout"
+                await self.ws.close(1008, f"no pong for {timeout_s:g}s")
+                return
+            with contextlib.suppress(ConnectionClosed):
+                waiter = cast("asyncio.Future[float]", await self.ws.ping())
+                self.stats.server_pings += 1
+                waiter.add_done_callback(ponged)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` for as long as the connection lasts."""
@@ -120,6 +147,8 @@ class VenueProtocol(abc.ABC):
 
     name: ClassVar[str]
     idle_close_s: ClassVar[float | None] = None  # close a connection sent nothing this long
+    ping_interval_s: ClassVar[float | None] = None  # websocket pings of the venue's own
+    pong_timeout_s: ClassVar[float] = float("inf")  # then closed without a pong this long
 
     def __init__(self, replay: Replay) -> None:
         self.replay = replay
@@ -137,6 +166,11 @@ class VenueProtocol(abc.ABC):
         """The one instrument a key streams, if it streams one (listings and expiries)."""
         return None
 
+    def listed_only(self, key: str, raw: bytes) -> bytes:
+        """A recorded push without its items of unlisted instruments (staged listings
+        and expiries), for pushes that carry a whole chain; others are sent as recorded."""
+        return raw
+
     def load(self, keys: Collection[str]) -> None:
         """Learn the instruments from every key of the file (instrument lists)."""
         return None
@@ -148,3 +182,24 @@ class VenueProtocol(abc.ABC):
     def http(self, path: str) -> bytes | None:
         """The JSON body answering ``GET path`` on the same port; None: not ours."""
         return None
+
+
+_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_array = msgspec.json.Decoder(list[msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+
+
+def listed_items(raw: bytes, name_of: Callable[[msgspec.Raw], str],
+                 listed: Callable[[str], bool]) -> bytes:
+    """``{..., "data": [item, ...]}`` without the items whose instrument (``name_of``)
+    is not ``listed``; what is kept keeps its recorded bytes."""
+    try:
+        message = _object.decode(raw)
+        items = _array.decode(message["data"])
+        kept = [item for item in items if listed(name_of(item))]
+    except (msgspec.DecodeError, KeyError):
+        return raw  # not a push of items: as recorded
+    if len(kept) == len(items):
+        return raw
+    message["data"] = msgspec.Raw(_encoder.encode(kept))
+    return _encoder.encode(message)
