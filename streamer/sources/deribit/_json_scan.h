@@ -288,6 +288,33 @@ static int is_null(Cursor *c) {
     return 0;
 }
 
+typedef int (*MemberReader)(Cursor *c, const char *key, Py_ssize_t key_len, void *state);
+
+/* An object, each member's value read (and consumed) by `member`; -1 if the object
+ * is malformed or `member` refuses a value. */
+static inline int scan_object(Cursor *c, MemberReader member, void *state) {
+    if (expect(c, '{') < 0)
+        return -1;
+    skip_ws(c);
+    if (*c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        const char *key;
+        Py_ssize_t key_len;
+        if (scan_string(c, &key, &key_len) < 0 || expect(c, ':') < 0 ||
+            member(c, key, key_len, state) < 0)
+            return -1;
+        skip_ws(c);
+        char ch = *c->p++;
+        if (ch == '}')
+            return 0;
+        if (ch != ',')
+            return -1;
+    }
+}
+
 #define KEY_IS(k, klen, lit) ((klen) == (Py_ssize_t)sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
 
 #endif

@@ -64,101 +64,80 @@ static int read_field(Cursor *c, Fields *f, int i) {
     return 0;
 }
 
-static int scan_data(Cursor *c, Fields *f) {
-    if (expect(c, '{') < 0)
+static int data_member(Cursor *c, const char *key, Py_ssize_t key_len, void *state) {
+    Fields *f = state;
+    int i = field_index(key, key_len);
+    if (i < 0)
+        return skip_value(c, 3);
+    if (f->seen[i] || read_field(c, f, i) < 0)
         return -1;
-    skip_ws(c);
-    if (*c->p == '}')
-        return -1; /* no timestamp, no name */
-    for (;;) {
-        const char *key;
-        Py_ssize_t key_len;
-        if (scan_string(c, &key, &key_len) < 0 || expect(c, ':') < 0)
-            return -1;
-        int i = field_index(key, key_len);
-        if (i < 0) {
-            if (skip_value(c, 3) < 0)
-                return -1;
-        } else {
-            if (f->seen[i] || read_field(c, f, i) < 0)
-                return -1;
-            f->seen[i] = 1;
-        }
-        skip_ws(c);
-        char ch = *c->p++;
-        if (ch == '}')
-            break;
-        if (ch != ',')
-            return -1;
-    }
-    return f->seen[F_TIMESTAMP] && f->seen[F_INSTRUMENT_NAME] ? 0 : -1;
+    f->seen[i] = 1;
+    return 0;
 }
 
-static int scan_params(Cursor *c, Fields *f) {
-    int seen_channel = 0, seen_data = 0;
-    if (expect(c, '{') < 0)
-        return -1;
-    for (;;) {
-        const char *key, *value;
-        Py_ssize_t key_len, value_len;
-        if (scan_string(c, &key, &key_len) < 0 || expect(c, ':') < 0)
+/* A string member that must be read once and pass `ok`. */
+static inline int string_once(Cursor *c, int *seen, int (*ok)(const char *, Py_ssize_t)) {
+    const char *value;
+    Py_ssize_t len;
+    return (*seen)++ || scan_string(c, &value, &len) < 0 || !ok(value, len) ? -1 : 0;
+}
+
+static int is_ticker_channel(const char *v, Py_ssize_t len) {
+    return len >= 7 && memcmp(v, "ticker.", 7) == 0;
+}
+static int is_jsonrpc_2(const char *v, Py_ssize_t len) { return KEY_IS(v, len, "2.0"); }
+static int is_subscription(const char *v, Py_ssize_t len) {
+    return KEY_IS(v, len, "subscription");
+}
+
+typedef struct {
+    Fields *fields;
+    int seen_channel, seen_data;
+} Params;
+
+static int params_member(Cursor *c, const char *key, Py_ssize_t key_len, void *state) {
+    Params *params = state;
+    if (KEY_IS(key, key_len, "channel"))
+        return string_once(c, &params->seen_channel, is_ticker_channel);
+    if (KEY_IS(key, key_len, "data")) {
+        Fields *f = params->fields;
+        if (params->seen_data++ || scan_object(c, data_member, f) < 0)
             return -1;
-        if (KEY_IS(key, key_len, "channel")) {
-            if (seen_channel++ || scan_string(c, &value, &value_len) < 0 || value_len < 7 ||
-                memcmp(value, "ticker.", 7) != 0)
-                return -1;
-        } else if (KEY_IS(key, key_len, "data")) {
-            if (seen_data++ || scan_data(c, f) < 0)
-                return -1;
-        } else if (skip_value(c, 2) < 0) {
-            return -1;
-        }
-        skip_ws(c);
-        char ch = *c->p++;
-        if (ch == '}')
-            break;
-        if (ch != ',')
-            return -1;
+        return f->seen[F_TIMESTAMP] && f->seen[F_INSTRUMENT_NAME] ? 0 : -1;
     }
-    return seen_channel && seen_data ? 0 : -1;
+    return skip_value(c, 2);
+}
+
+typedef struct {
+    Params params;
+    int seen_jsonrpc, seen_method, seen_params;
+} Frame;
+
+static int frame_member(Cursor *c, const char *key, Py_ssize_t key_len, void *state) {
+    Frame *frame = state;
+    if (KEY_IS(key, key_len, "jsonrpc"))
+        return string_once(c, &frame->seen_jsonrpc, is_jsonrpc_2);
+    if (KEY_IS(key, key_len, "method"))
+        return string_once(c, &frame->seen_method, is_subscription);
+    if (KEY_IS(key, key_len, "params")) {
+        Params *params = &frame->params;
+        if (frame->seen_params++ || scan_object(c, params_member, params) < 0)
+            return -1;
+        return params->seen_channel && params->seen_data ? 0 : -1;
+    }
+    if (KEY_IS(key, key_len, "id") || KEY_IS(key, key_len, "result") ||
+        KEY_IS(key, key_len, "error"))
+        return -1; /* typed members of a response: leave them to msgspec */
+    return skip_value(c, 1);
 }
 
 /* The whole frame: {"jsonrpc":"2.0","method":"subscription","params":{...}} */
 static int scan_frame(Cursor *c, Fields *f) {
-    int seen_jsonrpc = 0, seen_method = 0, seen_params = 0;
-    if (expect(c, '{') < 0)
+    Frame frame = {.params = {.fields = f}};
+    if (scan_object(c, frame_member, &frame) < 0 || !frame.seen_method || !frame.seen_params)
         return -1;
-    for (;;) {
-        const char *key, *value;
-        Py_ssize_t key_len, value_len;
-        if (scan_string(c, &key, &key_len) < 0 || expect(c, ':') < 0)
-            return -1;
-        if (KEY_IS(key, key_len, "jsonrpc")) {
-            if (seen_jsonrpc++ || scan_string(c, &value, &value_len) < 0 ||
-                !KEY_IS(value, value_len, "2.0"))
-                return -1;
-        } else if (KEY_IS(key, key_len, "method")) {
-            if (seen_method++ || scan_string(c, &value, &value_len) < 0 ||
-                !KEY_IS(value, value_len, "subscription"))
-                return -1;
-        } else if (KEY_IS(key, key_len, "params")) {
-            if (seen_params++ || scan_params(c, f) < 0)
-                return -1;
-        } else if (KEY_IS(key, key_len, "id") || KEY_IS(key, key_len, "result") ||
-                   KEY_IS(key, key_len, "error")) {
-            return -1; /* typed members of a response: leave them to msgspec */
-        } else if (skip_value(c, 1) < 0) {
-            return -1;
-        }
-        skip_ws(c);
-        char ch = *c->p++;
-        if (ch == '}')
-            break;
-        if (ch != ',')
-            return -1;
-    }
     skip_ws(c);
-    return seen_method && seen_params && c->p == c->end ? 0 : -1;
+    return c->p == c->end ? 0 : -1;
 }
 
 #endif
