@@ -47,19 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--sink", choices=["kafka", "stdout"], default="stdout")
     replay.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
 
-    serve = sub.add_parser("serve-replay", help="serve a tick file over websocket")
-    serve.add_argument("file", type=Path)
-    serve.add_argument("--venue", default="deribit",
-                       choices=["deribit", "okx", "bybit", "binance"],
-                       help="the protocol to speak; the file must hold that venue's messages")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--speed", type=float, default=1.0)
-    serve.add_argument("--loop", action="store_true")
-    serve.add_argument("--drop-every", type=float, metavar="SECONDS")
-    serve.add_argument("--stall-after", type=float, metavar="SECONDS")
-    serve.add_argument("--garbage-rate", type=float, default=0.0, metavar="P")
-    serve.add_argument("--reject-subscribe", action="store_true")
+    sub.add_parser("serve-replay", help="serve a tick file over websocket, with faults "
+                                        "(see serve-replay --help)")
 
     record = sub.add_parser("record", help="record a venue's raw messages to a tick file")
     _add_config(record)
@@ -157,16 +146,6 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cmd_serve_replay(args: argparse.Namespace) -> int:
-    from streamer.devtools.replay import Faults, serve_replay
-
-    faults = Faults(drop_every_s=args.drop_every, stall_after_s=args.stall_after,
-                    garbage_rate=args.garbage_rate, reject_subscribe=args.reject_subscribe)
-    await serve_replay(args.file, venue=args.venue, host=args.host, port=args.port,
-                       speed=args.speed, loop=args.loop, faults=faults)
-    return 0
-
-
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.recorder import record
 
@@ -204,6 +183,10 @@ def _main(argv: list[str]) -> int:
         from streamer.devtools.synth import main as synth_main
 
         return synth_main(argv[1:])
+    if argv[:1] == ["serve-replay"]:
+        from streamer.devtools.replay.command import main as serve_replay_main
+
+        return serve_replay_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "schema":
         return _cmd_schema(args)
@@ -218,8 +201,6 @@ def _main(argv: list[str]) -> int:
             return asyncio.run(_cmd_service(config, args))
         if args.command == "replay":
             return asyncio.run(_cmd_replay(config, args))
-        if args.command == "serve-replay":
-            return asyncio.run(_cmd_serve_replay(args))
         return asyncio.run(_cmd_record(config, args))
     except ConfigError as exc:
         print(f"streamer: {exc}", file=sys.stderr)

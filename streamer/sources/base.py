@@ -21,6 +21,11 @@ from streamer.types import Quote
 
 log = logging.getLogger(__name__)
 
+# The reject reason of a venue's "too many requests" answer. A decoder adds it to the
+# frame's rejects (counted like any other); the session then ends the connection and
+# cools down before the next (``ws_session``).
+RATE_LIMITED = "rate_limited"
+
 
 class QuoteSink(Protocol):
     """Receives what a venue session produces (implemented by the app)."""

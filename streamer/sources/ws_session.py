@@ -9,6 +9,14 @@ connection when no sign of life came for ``silence_s``. ``run`` reconnects forev
 with capped, jittered backoff (``reconnect_forever``); requests still waiting when
 a connection ends are failed.
 
+A frame the decoder marks ``rate_limited`` (OKX 60014, Bybit's "too many requests",
+Binance -1003) is counted under that reason by ``deliver_frame`` and ends the
+connection at once; the next one waits at least a cooldown (``cooldown_s``) that
+doubles with each rate-limited connection in a row, from ``rate_limit_cooldown_s``
+up to ``MAX_COOLDOWN_S``, and starts over once a connection streams. A channel the
+venue refuses while the others are confirmed is counted once as ``subscribe_rejected``
+and logged (``refused``); the connection goes on.
+
 A venue session subclasses ``WebsocketSession`` and keeps only what is its own: what
 it subscribes to, its ping, how it matches replies to requests.
 """
@@ -19,14 +27,15 @@ import abc
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamer.errors import VenueDisconnected, VenueError
 from streamer.sources.base import (
+    RATE_LIMITED,
     QuoteSink,
     backoff_delays,
     deliver_frame,
@@ -38,6 +47,17 @@ from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
 from streamer.tasks import cancel_and_wait
 
 CLOSE_TIMEOUT_S = 1.0
+# The venues' rate windows are a second (OKX: 3 subscribe requests/s per IP; Binance:
+# 10 incoming messages/s; Bybit documents none for subscribes): wait one, then twice as
+# long each time the venue still says we are too fast, never more than a minute.
+RATE_LIMIT_COOLDOWN_S = 1.0
+MAX_COOLDOWN_S = 60.0
+
+
+class RateLimited(VenueError):
+    """The venue said we send too fast: the connection ends and the next one cools down."""
+
+    retryable = True
 
 
 class FrameDecoder(Protocol):
@@ -60,7 +80,8 @@ class WebsocketSession(abc.ABC):
                  silence_s: float, subscribe_batch: int, requests_per_s: float,
                  logger: logging.Logger, on_raw: Callable[[int, bytes], None] | None,
                  clock_ns: Callable[[], int], rng: random.Random | None,
-                 backoff: Callable[[], Iterator[float]] | None = None) -> None:
+                 backoff: Callable[[], Iterator[float]] | None = None,
+                 rate_limit_cooldown_s: float = RATE_LIMIT_COOLDOWN_S) -> None:
         self.venue = venue
         self.url = url
         self.sink = sink
@@ -77,6 +98,9 @@ class WebsocketSession(abc.ABC):
         self._streaming = False  # this connection is subscribed
         self._streamed = False  # the last connection got as far as streaming
         self._up = False  # what the sink was last told
+        self.rate_limit_cooldown_s = rate_limit_cooldown_s
+        self._cooldowns = self._fresh_cooldowns()
+        self._cooldown: float | None = None  # asked for by the connection that just ended
 
     # -- hooks -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -105,7 +129,7 @@ class WebsocketSession(abc.ABC):
 
     def cooldown_s(self) -> float | None:
         """The least wait before reconnecting that the venue asked for; None if none."""
-        return None
+        return self._cooldown
 
     # -- the skeleton ------------------------------------------------------------------
     async def run(self) -> None:
@@ -128,6 +152,7 @@ class WebsocketSession(abc.ABC):
 
     async def _connection(self) -> None:
         self._streamed = False
+        self._cooldown = None
         self.reset()
         # close_timeout: once the reader is cancelled nobody drains the socket, so the
         # venue's closing frame may never be read; give up on the handshake after 1 s.
@@ -138,6 +163,7 @@ class WebsocketSession(abc.ABC):
             try:
                 await race_reader(reader, self.subscribe(ws))
                 self._streaming = self._streamed = True
+                self._cooldowns = self._fresh_cooldowns()  # not too fast after all
                 self.report()
                 await race_reader(reader, self.maintain(ws))
             finally:
@@ -159,9 +185,23 @@ class WebsocketSession(abc.ABC):
                                     self._clock_ns, self._on_raw)
             if self.alive(decoded):
                 last_sign = loop.time()
+            if RATE_LIMITED in decoded.rejects:
+                self._cool_down(decoded)
             reply = self.on_frame(decoded)
             if reply is not None:
                 await ws.send(reply.decode())
+
+    def _cool_down(self, decoded: Decoded) -> None:
+        """Counted already (a decoder reject): cool down, and end the connection."""
+        self._cooldown = next(self._cooldowns)
+        detail = (f"error {decoded.error_code}: {decoded.error_message}"  # -1: Bybit, no code
+                  if decoded.error_code not in (None, -1) else decoded.error_message)
+        self._log.error("%s: rate limited (%s): reconnecting in %.1fs at the earliest",
+                        self.venue, detail, self._cooldown)
+        raise RateLimited(detail)
+
+    def _fresh_cooldowns(self) -> Iterator[float]:
+        return backoff_delays(self.rate_limit_cooldown_s, MAX_COOLDOWN_S, jitter=0.0)
 
     # -- helpers for the hooks -----------------------------------------------------------
     def batches(self, names: Sequence[str]) -> Iterator[list[str]]:
@@ -169,20 +209,38 @@ class WebsocketSession(abc.ABC):
         for start in range(0, len(names), self.subscribe_batch):
             yield list(names[start:start + self.subscribe_batch])
 
-    async def subscribe_in_batches(self, ws: ClientConnection, names: Sequence[str],
-                                   request: Callable[[list[str], int], bytes],
-                                   subscribed: set[str]) -> None:
+    async def subscribe_in_batches(
+            self, ws: ClientConnection, names: Sequence[str],
+            request: Callable[[list[str], int], bytes], subscribed: set[str],
+            unconfirmed: Callable[[Any], Collection[str]] = lambda _: ()) -> list[str]:
         """Subscribe ``names`` a batch at a time, each answered before the next, paced.
 
         A refused batch is counted and logged, and ends the connection (the next one
-        asks again after backoff); an accepted one is added to ``subscribed``.
+        asks again after backoff). Of an accepted one, the names its answer leaves
+        ``unconfirmed`` are ``refused`` (counted, logged) and returned; the others are
+        added to ``subscribed``.
         """
+        left_out: list[str] = []
         for batch in self.batches(names):
             try:
-                await self.requests.ask(ws, partial(request, batch))
+                answer = await self.requests.ask(ws, partial(request, batch))
             except VenueError as exc:
-                self.sink.on_reject(self.venue, "subscribe_rejected")
-                self._log.error("%s: subscription rejected: %s", self.venue, exc)
+                if not isinstance(exc, VenueDisconnected):
+                    self.sink.on_reject(self.venue, "subscribe_rejected")
+                    self._log.error("%s: subscription rejected: %s", self.venue, exc)
                 raise
-            subscribed.update(batch)
+            missing = [name for name in unconfirmed(answer) if name in batch]
+            subscribed.update(set(batch).difference(missing))
+            if missing:
+                self.refused(missing)
+                left_out += missing
             await asyncio.sleep(self.request_gap_s)
+        return left_out
+
+    def refused(self, names: Sequence[str], detail: str = "") -> None:
+        """Count each channel the venue refused once, in one log line naming them."""
+        for _ in names:
+            self.sink.on_reject(self.venue, "subscribe_rejected")
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        self._log.error("%s: %d channel(s) refused%s, left out (the others stream): %s",
+                        self.venue, len(names), f" ({detail})" if detail else "", shown)

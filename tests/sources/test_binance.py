@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.sources.base import RATE_LIMITED
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import BinanceDecoder, parse_instrument_name
 from streamer.sources.decoded import Decoded
@@ -156,6 +157,14 @@ def test_answers_to_requests_carry_their_id_and_result_or_error() -> None:
         2, 2, "Invalid request")
     flat = decoder.decode(b'{"code":-1121,"msg":"Invalid symbol.","id":3}', 0)
     assert (flat.response_id, flat.error_code) == (3, -1121)
+
+
+def test_too_many_requests_is_a_rate_limited_reject() -> None:
+    decoder = BinanceDecoder()
+    flat = decoder.decode(b'{"code":-1003,"msg":"Too many requests","id":4}', 0)
+    nested = decoder.decode(b'{"error":{"code":-1003,"msg":"Too many requests"},"id":5}', 0)
+    for decoded in (flat, nested):
+        assert (decoded.error_code, decoded.rejects) == (-1003, [RATE_LIMITED])
 
 
 def test_urls_and_stream_names_are_the_post_2025_12_ones_and_configurable() -> None:

@@ -16,8 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer.errors import VenueError
+from streamer.sources.base import RATE_LIMITED
 from streamer.sources.bybit import protocol
-from streamer.sources.bybit.protocol import FAILED, PONG, BybitDecoder, parse_instrument_name
+from streamer.sources.bybit.protocol import (
+    FAILED,
+    PONG,
+    BybitDecoder,
+    Subscribed,
+    parse_instrument_name,
+)
 from streamer.sources.decoded import Decoded
 from tests.sources.venue_support import assert_sane, parsed, raw_messages
 
@@ -142,15 +149,42 @@ def test_pongs_and_subscribe_answers_in_both_shapes() -> None:
     assert (ok.response_id, ok.error_code, ok.rejects) == (7, None, [])
     command = decoder.decode(b'{"success":true,"conn_id":"c","type":"COMMAND_RESP","data":'
                              b'{"failTopics":[],"successTopics":["tickers.X"]}}', 0)
-    assert (command.response_id, command.error_code, command.result) == (None, None, True)
-    failed = decoder.decode(b'{"success":true,"conn_id":"c","type":"COMMAND_RESP","data":'
-                            b'{"failTopics":["tickers.NOPE"],"successTopics":[]}}', 0)
-    assert failed.error_code == FAILED
-    assert "tickers.NOPE" in failed.error_message
+    assert (command.response_id, command.error_code, command.result) == (
+        None, None, Subscribed(failed=[]))
     refused = decoder.decode(b'{"success":false,"ret_msg":"Invalid topic","req_id":"9",'
                              b'"op":"subscribe"}', 0)
     assert (refused.response_id, refused.error_code, refused.error_message) == (
         9, FAILED, "Invalid topic")
+    unsubscribed = decoder.decode(b'{"success":true,"ret_msg":"","req_id":"10",'
+                                  b'"op":"unsubscribe"}', 0)
+    assert (unsubscribed.response_id, unsubscribed.result) == (10, Subscribed(failed=[]))
+
+
+def test_failed_topics_of_an_accepted_subscribe_are_its_result_not_an_error() -> None:
+    decoder = BybitDecoder()
+    some = decoder.decode(b'{"success":true,"conn_id":"c","type":"COMMAND_RESP","data":'
+                          b'{"failTopics":["tickers.NOPE"],"successTopics":["tickers.X"]}}', 0)
+    assert (some.error_code, some.result, some.rejects) == (
+        None, Subscribed(failed=["tickers.NOPE"]), [])
+    # success false with topics confirmed: still only those left out failed
+    partly = decoder.decode(b'{"success":false,"conn_id":"c","type":"COMMAND_RESP","data":'
+                            b'{"failTopics":["tickers.NOPE"],"successTopics":["tickers.X"]}}', 0)
+    assert (partly.error_code, partly.result) == (None, Subscribed(failed=["tickers.NOPE"]))
+    whole = decoder.decode(b'{"success":false,"ret_msg":"subscribe refused","conn_id":"c",'
+                           b'"type":"COMMAND_RESP","data":{"failTopics":["tickers.X"],'
+                           b'"successTopics":[]}}', 0)
+    assert (whole.error_code, whole.result, whole.rejects) == (FAILED, None, [])
+    assert whole.error_message == "subscribe refused tickers.X"
+
+
+@pytest.mark.parametrize("ret_msg", ["too many requests", "Too many visits!",
+                                     "Requests too frequent", "rate limit exceeded"])
+def test_a_rate_limit_answer_is_a_rate_limited_reject(ret_msg: str) -> None:
+    raw = json.dumps({"success": False, "ret_msg": ret_msg, "conn_id": "c",
+                      "data": {"failTopics": ["tickers.X"], "successTopics": []},
+                      "type": "COMMAND_RESP"}).encode()
+    decoded = BybitDecoder().decode(raw, 0)
+    assert (decoded.rejects, decoded.error_code) == ([RATE_LIMITED], FAILED)
 
 
 def test_requests_and_instrument_list_pages() -> None:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.sources.base import RATE_LIMITED
 from streamer.sources.decoded import Decoded
 from streamer.sources.okx import protocol
 from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder, parse_instrument_name
@@ -254,6 +255,24 @@ def test_control_frames_are_events_not_rejects() -> None:
                            b'"connCount":"2","connId":"x"}', 0)
     for decoded in (ack, error, notice, count):
         assert (decoded.quotes, decoded.rejects) == ([], [])
+
+
+def test_requests_too_frequent_is_a_rate_limited_reject() -> None:
+    decoded = OkxDecoder().decode(b'{"event":"error","code":"60014","msg":"Requests too '
+                                  b'frequent.","connId":"a4d3ae55"}', 0)
+    assert (decoded.error_code, decoded.rejects) == (60014, [RATE_LIMITED])
+
+
+def test_a_summary_push_names_its_family_and_the_options_it_lists() -> None:
+    listed = OkxDecoder().decode(SUMMARY_2023, 0).result
+    assert isinstance(listed, Listed)
+    assert (listed.family, len(listed.instruments)) == ("BTC-USD", 64)
+
+
+def test_unsubscribe_request_is_the_subscribe_request_with_its_op() -> None:
+    arg = protocol.ticker_arg("BTC-USD-231201-36000-C")
+    assert json.loads(protocol.subscribe_request([arg], "unsubscribe")) == {
+        "op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USD-231201-36000-C"}]}
 
 
 def test_subscribe_request_uses_okx_field_names() -> None:

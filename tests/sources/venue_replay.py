@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 
 from streamer.devtools.replay import VENUES as VENUES_SERVED
@@ -75,13 +75,14 @@ async def replaying(venue: str, tmp_path: Path, faults: Faults = NO_FAULTS, *,
                     loop: bool = False, heartbeat_s: float = HEARTBEAT_S,
                     refresh_s: float = 600.0, ping_interval_s: float | None = None,
                     pong_timeout_s: float | None = None,
+                    file_of: Callable[[Path], VenueFile] | None = None,
                     ) -> AsyncIterator[tuple[ReplayServer, Session, RecordingSink, VenueFile]]:
     """The venue's tick file served at recorded speed, and a session streaming from it.
 
     ``ping_interval_s``, ``pong_timeout_s``: the server's own websocket pings (Binance's,
-    every 5 minutes live).
+    every 5 minutes live). ``file_of``: writes the tick file (default: the venue's).
     """
-    file = VENUE_FILES[venue](tmp_path / f"{venue}.ndjson")
+    file = (file_of or VENUE_FILES[venue])(tmp_path / f"{venue}.ndjson")
     server = ReplayServer(file.path, venue=venue, loop=loop, faults=faults,
                           ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
     await server.start()

@@ -5,7 +5,8 @@ Deribit's error 11050, OKX's ``60012``, Bybit's ``failTopics``, Binance's error
 object. Only Deribit announces maintenance (``platform_state``); on the others the
 data simply stops for the window, as it would. A listing or expiry shows where the
 venue lists its instruments: Deribit's ``get_instruments``, Bybit's REST list, OKX's
-``opt-summary`` pushes, Binance's mark-price arrays.
+``opt-summary`` pushes, Binance's mark-price arrays. A silenced stream is one key
+that stops delivering while the connection and its other keys go on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class Faults:
 
     ``drop_every_s`` counts from the server's start; ``stall_after_s`` and
     ``stop_heartbeats_after_s`` from each connection's opening; ``maintenance``,
-    ``new_listing`` and ``expiry`` from the start of playback (the first subscribe).
+    ``new_listing``, ``expiry`` and ``silence_streams`` from the start of playback (the
+    first subscribe).
     """
 
     drop_every_s: float | None = None  # close every connection (1012) this often
@@ -34,3 +36,6 @@ class Faults:
     maintenance_index: str | None = None  # lock this price index, not the platform
     new_listing: tuple[str, float] | None = None  # (instrument, at): listed from then
     expiry: tuple[str, float] | None = None  # (instrument, at): delisted, silent from then
+    # (key, start, length) each: no data on a key for a while, still subscribed, the other
+    # keys flowing (a stream dead at the venue; resubscribing does not revive it early)
+    silence_streams: tuple[tuple[str, float, float], ...] = ()

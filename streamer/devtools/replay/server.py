@@ -4,9 +4,10 @@ The server is venue-blind: it loads the file (each message keyed by the venue
 protocol), plays it on one shared timeline (``timeline.py``), sends each message
 only to connections subscribed to its key, answers client frames through the venue
 protocol, and injects the faults of :class:`Faults` (drops, stalls, garbage frames,
-refused or rate-limited subscribes, silenced heartbeats, maintenance, listings and
-expiries), and pings clients as the venue does (Binance). :class:`ReplayStats` tells
-per connection what happened.
+refused or rate-limited subscribes, silenced heartbeats or streams, maintenance,
+listings and expiries), and pings clients as the venue does (Binance).
+:class:`ReplayStats` tells per connection what happened. ``streamer serve-replay``
+runs one from the command line (``command.py``).
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ class ReplayServer:
         return instrument not in self._known or self.listed(instrument)
 
     async def _broadcast(self, tick: Tick) -> None:
-        if self.in_maintenance() or not self._live(tick.key):
-            return  # no trading, and an expired instrument falls silent
+        if self.in_maintenance() or not self._live(tick.key) or self.timeline.silenced(tick.key):
+            return  # no trading, an expired instrument falls silent, a dead stream too
         listed = self.venue.listed_only(tick.key, tick.raw) if self._staged else tick.raw
         for client in list(self._clients):
             if tick.key not in client.keys or client.stalled():
@@ -238,17 +239,3 @@ class ReplayServer:
         self.stats.idle_closes += 1
         await client.ws.close(1000, f"no data for {idle_s:g}s")
 
-
-async def serve_replay(path: str | Path, *, venue: str = "deribit", host: str = "127.0.0.1",
-                       port: int = 8765, speed: float = 1.0, loop: bool = False,
-                       faults: Faults = NO_FAULTS) -> None:
-    """``streamer serve-replay``: serve until cancelled (or the end, without --loop)."""
-    server = ReplayServer(path, venue=venue, host=host, port=port, speed=speed, loop=loop,
-                          faults=faults)
-    await server.start()
-    rest = f", REST on {server.http_url}" if venue == "bybit" else ""
-    print(f"serving {path} as {venue} on {server.url}{rest} (speed ×{speed:g})", flush=True)
-    try:
-        await (asyncio.Future() if loop else server.finished.wait())
-    finally:
-        await server.stop()

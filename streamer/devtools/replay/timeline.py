@@ -3,7 +3,8 @@
 Like a live exchange, every connection sees the same moment of the market: the
 clock starts at the first subscription and message i is due
 ``(recv_i - recv_0) / speed`` later; a client connecting later joins at the current
-position. Listings, expiries and maintenance windows are placed on the same clock.
+position. Listings, expiries, maintenance windows and silenced streams are placed on the same
+clock.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class Timeline:
         window = self.faults.maintenance
         return (window is not None and self.started_at is not None
                 and window[0] <= self.elapsed() < window[0] + window[1])
+
+    def silenced(self, key: str) -> bool:
+        """Whether a ``silence_streams`` window holds ``key`` silent now."""
+        elapsed = self.elapsed()
+        return self.started_at is not None and any(
+            k == key and start <= elapsed < start + length
+            for k, start, length in self.faults.silence_streams)
 
     async def play(self, ticks: list[Tick], send: Callable[[Tick], Awaitable[None]]) -> None:
         """Hand each tick to ``send`` when due, once or forever (``loop``)."""

@@ -20,7 +20,7 @@ import re
 
 import msgspec
 
-from streamer.sources.base import InstrumentCache
+from streamer.sources.base import RATE_LIMITED, InstrumentCache
 from streamer.sources.binance.schema import Envelope, IndexPrice, OptionMarkPrice, Ticker
 from streamer.sources.decoded import (
     Decoded,
@@ -39,6 +39,9 @@ _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<date>\d{6})-(?P<strike>\d+(?:\.\
                      r"-(?P<cp>[CP])$")
 _NOT_OPTION = re.compile(r"^[A-Z0-9]+(?:USDT|USDC)$")
 _MAX_CACHED = 100_000
+# -1003 TOO_MANY_REQUESTS: over the 10 incoming messages/s a websocket connection may
+# send (developers.binance.com, options websocket market streams: limits).
+TOO_MANY_REQUESTS = -1003
 _encoder = msgspec.json.Encoder()
 
 
@@ -127,6 +130,8 @@ class BinanceDecoder:
             out.error_code, out.error_message = env.code, env.msg
         else:
             out.result = msgspec.json.decode(env.result)
+        if out.error_code == TOO_MANY_REQUESTS:
+            out.rejects.append(RATE_LIMITED)
 
     def _push(self, stream: str, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
         if stream.endswith("@optionMarkPrice"):

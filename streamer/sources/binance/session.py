@@ -8,6 +8,15 @@ every few minutes and the websockets library answers). A connection with no
 event for ``silence_s`` is dead too. Connecting, reading and reconnecting (capped,
 jittered backoff) are ``WebsocketSession``'s; each connection subscribes every
 stream exactly once.
+
+Per stream, too: Binance acknowledges any stream name (``{"result": null}``), so a
+stream that does not exist, or one that stops while the others on the connection
+flow, is silent without an error, and the connection's silence check never fires.
+``StreamWatch`` notes when each stream last delivered quotes (a quote's underlying
+names its stream); one silent for ``stream_silence_s`` (five of Binance's 1 s
+pushes) while another delivered is counted once (``stream_silent``), logged, and
+resubscribed alone (``UNSUBSCRIBE`` + ``SUBSCRIBE``) with capped, jittered backoff,
+the connection and the other streams untouched, until it delivers again.
 """
 
 from __future__ import annotations
@@ -16,20 +25,86 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
+import msgspec
 from websockets.asyncio.client import ClientConnection
 
 from streamer.errors import ConfigError, VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink
+from streamer.sources.base import QuoteSink, backoff_delays, race_reader
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
 from streamer.sources.decoded import Decoded
 from streamer.sources.ws_session import WebsocketSession
+from streamer.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 MAX_STREAMS = 200  # per connection, Binance's limit
+# https://developers.binance.com/docs/derivatives/options-trading/websocket-market-streams/Mark-Price
+PUSH_INTERVAL_S = 1.0  # <underlying>@optionMarkPrice: "Update Speed 1000ms"
+STREAM_SILENCE_S = 5 * PUSH_INTERVAL_S  # five pushes missed: not a late one
+MAX_RESUBSCRIBE_S = 60.0  # the slowest resubscribing gets (a stream that never exists)
+_encoder = msgspec.json.Encoder()
+
+
+def unsubscribe_request(streams: list[str], request_id: int) -> bytes:
+    """``UNSUBSCRIBE`` (belongs beside ``protocol.subscribe_request``)."""
+    return _encoder.encode({"method": "UNSUBSCRIBE", "params": streams, "id": request_id})
+
+
+@dataclass
+class Silence:
+    """One episode of one stream's silence; times in seconds of the watch's clock."""
+
+    since: float  # the stream's last data (or its subscription)
+    delays: Iterator[float]  # till each next resubscribe
+    next_at: float = 0.0  # the next resubscribe is due (0: at once)
+    resubscribes: int = 0
+
+
+@dataclass
+class StreamWatch:
+    """Which subscribed streams went silent while another delivered; pure (times passed in).
+
+    A stream is silent once ``window_s`` passed since its last data (or since it was
+    subscribed) while some other stream delivered within ``window_s``: if every stream
+    is silent the connection is, and that is the connection's silence check.
+    """
+
+    window_s: float
+    backoff: Callable[[], Iterator[float]]
+    last: dict[str, float] = field(default_factory=dict)
+    silent: dict[str, Silence] = field(default_factory=dict)
+
+    def expect(self, streams: Collection[str], now: float) -> None:
+        """``streams`` were just subscribed: each has ``window_s`` from now to deliver."""
+        for stream in streams:
+            self.last.setdefault(stream, now)
+
+    def seen(self, stream: str, now: float) -> Silence | None:
+        """``stream`` delivered at ``now``; the episode this ends, if it was silent."""
+        self.last[stream] = now
+        return self.silent.pop(stream, None) if self.silent else None
+
+    def due(self, now: float) -> list[tuple[str, bool]]:
+        """Streams to resubscribe now, each with whether its silence is new."""
+        flowing = [s for s, at in self.last.items() if now - at < self.window_s]
+        out: list[tuple[str, bool]] = []
+        for stream, at in self.last.items():
+            episode = self.silent.get(stream)
+            if episode is None and now - at >= self.window_s and flowing:
+                episode = self.silent[stream] = Silence(since=at, delays=self.backoff())
+                out.append((stream, True))
+            elif episode is not None and now >= episode.next_at:
+                out.append((stream, False))
+            else:
+                continue
+            episode.next_at = now + next(episode.delays)
+            episode.resubscribes += 1
+        return out
 
 
 class BinanceSession(WebsocketSession):
@@ -38,6 +113,7 @@ class BinanceSession(WebsocketSession):
     def __init__(self, url: str, currencies: Sequence[str], sink: QuoteSink, *,
                  heartbeat_s: float = 20.0, silence_s: float = 60.0, subscribe_batch: int = 50,
                  requests_per_s: float = 4.0, stream_template: str = protocol.MARK_PRICE_STREAM,
+                 stream_silence_s: float = STREAM_SILENCE_S,
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None) -> None:
@@ -52,16 +128,28 @@ class BinanceSession(WebsocketSession):
         self.heartbeat_s = heartbeat_s
         self._subscribed: set[str] = set()
         self.pongs = 0
+        # A mark-price stream carries one underlying's chain: its quotes' underlying.
+        self._stream_of = {c.upper(): s for c, s in zip(currencies, self.streams, strict=True)}
+        self._backoff_rng = rng or random.Random()
+        self.watch = self._new_watch(stream_silence_s)
+
+    def _new_watch(self, window_s: float) -> StreamWatch:
+        return StreamWatch(window_s, partial(backoff_delays, window_s, max(window_s,
+                           MAX_RESUBSCRIBE_S), rng=self._backoff_rng))
 
     def reset(self) -> None:
         self._subscribed = set()
+        self.watch = self._new_watch(self.watch.window_s)
 
     async def subscribe(self, ws: ClientConnection) -> None:
         new = [s for s in self.streams if s not in self._subscribed]
         await self.subscribe_in_batches(ws, new, protocol.subscribe_request, self._subscribed)
+        self.watch.expect(self._subscribed, asyncio.get_running_loop().time())
         log.info("%s: subscribed to %s", VENUE, ", ".join(sorted(self._subscribed)))
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
+        if decoded.quotes:
+            self._seen({q.underlying for q in decoded.quotes})
         if decoded.response_id is None:
             return None
         if decoded.error_code is not None:
@@ -72,7 +160,53 @@ class BinanceSession(WebsocketSession):
             self.requests.answer(decoded.response_id, decoded.result)
         return None
 
+    def _seen(self, underlyings: set[str]) -> None:
+        now = asyncio.get_running_loop().time()
+        for underlying in underlyings:
+            stream = self._stream_of.get(underlying)
+            if stream is None:
+                continue
+            episode = self.watch.seen(stream, now)
+            if episode is not None:
+                log.info("%s: %s delivers again, after %.1fs silent and %d resubscribes",
+                         VENUE, stream, now - episode.since, episode.resubscribes)
+
     async def maintain(self, ws: ClientConnection) -> None:
+        """Ping (``_ping``) and watch each stream (``_watch_streams``) till either fails."""
+        watcher = asyncio.create_task(self._watch_streams(ws), name=f"{VENUE}-streams")
+        try:
+            await race_reader(watcher, self._ping(ws))  # the watcher failing ends both
+        finally:
+            await cancel_and_wait(watcher)
+
+    async def _watch_streams(self, ws: ClientConnection) -> None:
+        """Resubscribe each stream silent while others flow; a tenth of the window late
+        at most."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.watch.window_s / 10)
+            for stream, new in self.watch.due(loop.time()):
+                if new:
+                    self.sink.on_reject(VENUE, "stream_silent")
+                    log.warning("%s: no data on %s for %.1fs while other streams flow: "
+                                "resubscribing it", VENUE, stream, self.watch.window_s)
+                await self._resubscribe(ws, stream)
+
+    async def _resubscribe(self, ws: ClientConnection, stream: str) -> None:
+        """``UNSUBSCRIBE`` then ``SUBSCRIBE`` one stream, paced; a refusal is counted and
+        logged and the stream tried again later; no answer at all ends the connection."""
+        log.debug("%s: resubscribing %s", VENUE, stream)
+        try:
+            for request in (unsubscribe_request, protocol.subscribe_request):
+                await self.requests.ask(ws, partial(request, [stream]))
+                await asyncio.sleep(self.request_gap_s)
+        except VenueError as exc:
+            self.sink.on_reject(VENUE, "subscribe_rejected")
+            log.error("%s: resubscribing %s refused: %s", VENUE, stream, exc)
+        except TimeoutError as exc:
+            raise VenueDisconnected(f"no answer to resubscribing {stream}") from exc
+
+    async def _ping(self, ws: ClientConnection) -> None:
         """A websocket ping every heartbeat; a pong later than a heartbeat means dead."""
         while True:
             await asyncio.sleep(self.heartbeat_s)

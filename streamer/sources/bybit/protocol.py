@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from streamer.errors import VenueError
-from streamer.sources.base import InstrumentCache
+from streamer.sources.base import RATE_LIMITED, InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
 from streamer.sources.decoded import (
     MONTHS,
@@ -33,6 +33,9 @@ DEFAULT_REST_URL = "https://api.bybit.com"
 INSTRUMENTS_PATH = "/v5/market/instruments-info"
 PONG = "pong"  # ``Decoded.result`` of a pong
 FAILED = -1  # ``Decoded.error_code`` of a refused subscription (Bybit gives no code)
+# Bybit words a rate limit in ``ret_msg`` only ("too many requests", "Too many visits",
+# "... too frequent"); its public websocket documents no subscribe rate.
+_TOO_FAST = re.compile(r"too many|too frequent|rate limit", re.IGNORECASE)
 _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
                      r"-(?P<strike>\d+(?:\.\d+)?)-(?P<cp>[CP])(?:-(?:USDT|USDC))?$")
 _NOT_OPTION = re.compile(r"^[A-Z0-9]+(?:-\d{1,2}[A-Z]{3}\d{2}|USDT|USDC|USD|PERP)$")
@@ -68,6 +71,11 @@ def ticker_topic(symbol: str) -> str:
 def subscribe_request(topics: list[str], request_id: int) -> bytes:
     """``{"op": "subscribe", "args": [...]}``."""
     return _encoder.encode({"req_id": str(request_id), "op": "subscribe", "args": topics})
+
+
+def unsubscribe_request(topics: list[str], request_id: int) -> bytes:
+    """``{"op": "unsubscribe", "args": [...]}``."""
+    return _encoder.encode({"req_id": str(request_id), "op": "unsubscribe", "args": topics})
 
 
 def ping_request(request_id: int) -> bytes:
@@ -124,6 +132,12 @@ def _merge(old: Ticker, new: Ticker) -> Ticker:
     return msgspec.structs.replace(old, **changes)
 
 
+class Subscribed(msgspec.Struct, frozen=True):
+    """``Decoded.result`` of an accepted (un)subscribe: the topics Bybit left out of it."""
+
+    failed: list[str] = msgspec.field(default_factory=list)
+
+
 class BybitDecoder:
     """Turns raw Bybit option frames into Quotes and control events; never raises."""
 
@@ -147,7 +161,7 @@ class BybitDecoder:
             self._push(env, received_ts_ns, out)
         elif env.op in ("pong", "ping"):  # option / other endpoints
             out.result = PONG
-        elif env.op == "subscribe" or env.type == "COMMAND_RESP":
+        elif env.op in ("subscribe", "unsubscribe") or env.type == "COMMAND_RESP":
             self._response(env, out)
         else:
             out.rejects.append("unexpected_message")
@@ -156,13 +170,17 @@ class BybitDecoder:
         req_id = env.req_id or ""
         out.response_id = int(req_id) if req_id.isascii() and req_id.isdigit() and len(
             req_id) <= 18 else None
-        failed = self._command.decode(env.data).fail_topics if env.type == "COMMAND_RESP" and (
-            bytes(env.data) != b"null") else []
-        out.result = True
-        if env.success is False or failed:
-            out.result = None
+        command = self._command.decode(env.data) if env.type == "COMMAND_RESP" and (
+            bytes(env.data) != b"null") else CommandData()
+        if env.success is False and not command.success_topics:  # the request as a whole
             out.error_code = FAILED
-            out.error_message = " ".join([env.ret_msg, *failed]).strip() or "subscribe failed"
+            out.error_message = " ".join([env.ret_msg, *command.fail_topics]).strip() or (
+                "subscribe failed")
+            if _TOO_FAST.search(env.ret_msg):
+                out.rejects.append(RATE_LIMITED)
+        else:  # some topics may have failed (an expired option, say): the others stand
+            out.result = Subscribed(failed=command.fail_topics)
+            out.error_message = env.ret_msg
 
     def _push(self, env: Envelope, received_ts_ns: int, out: Decoded) -> None:
         if not env.topic or not env.topic.startswith("tickers."):

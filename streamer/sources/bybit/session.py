@@ -4,9 +4,12 @@ Per connection: the live options of each base coin from the REST instrument list
 (paged), ``subscribe`` to ``tickers.{symbol}`` in batches paced by
 ``requests_per_s`` (each batch acknowledged before the next), the JSON ping
 ``{"op": "ping"}`` every ``heartbeat_s`` (Bybit asks for one every 20 s), and a
-periodic instrument refresh (new listings subscribed; expired ones simply stop).
-A connection with no frame for 2.5 heartbeats is dead. Connecting, reading and
-reconnecting (capped, jittered backoff) are ``WebsocketSession``'s; each
+periodic instrument refresh (new listings subscribed, delisted ones unsubscribed).
+A topic Bybit lists in ``failTopics`` (an option expiring, say) is counted and
+logged once, the rest of its batch streams, and it is not asked for again until
+the next refresh, however often the connection is lost meanwhile. A connection with
+no frame for 2.5 heartbeats is dead. Connecting, reading and reconnecting (capped,
+jittered backoff; a cooldown after a rate limit) are ``WebsocketSession``'s; each
 connection subscribes every channel exactly once.
 """
 
@@ -17,14 +20,16 @@ import logging
 import random
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
 from streamer.errors import VenueDisconnected, VenueError
 from streamer.sources.base import QuoteSink
 from streamer.sources.bybit import protocol
-from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder
+from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder, Subscribed
 from streamer.sources.decoded import Decoded
 from streamer.sources.pending import REQUEST_TIMEOUT_S
 from streamer.sources.ws_session import WebsocketSession
@@ -60,7 +65,9 @@ class BybitSession(WebsocketSession):
         self.currencies = list(currencies)
         self.heartbeat_s = heartbeat_s
         self.refresh_s = refresh_instruments_s
-        self._subscribed: set[str] = set()
+        self._subscribed: set[str] = set()  # confirmed on this connection
+        self._refused: set[str] = set()  # in failTopics since the last refresh
+        self._listed: dict[str, set[str]] = {}  # base coin -> symbols last listed
         self.pongs = 0
 
     def reset(self) -> None:
@@ -84,33 +91,60 @@ class BybitSession(WebsocketSession):
             error.retryable = True
             self.requests.refuse(key, error)
         else:
-            self.requests.answer(key)
+            self.requests.answer(key, decoded.result)
 
     async def _instruments(self) -> set[str]:
-        names: set[str] = set()
         for coin in self.currencies:
-            cursor = ""
-            for _ in range(MAX_PAGES):
-                url = protocol.instruments_url(self.rest_url, coin, cursor)
-                try:
-                    body = await asyncio.to_thread(_http_get, url, REQUEST_TIMEOUT_S)
-                except OSError as exc:  # urllib's errors, HTTP ones included
-                    raise VenueDisconnected(f"instrument list: {exc}") from exc
-                try:
-                    page, cursor = protocol.parse_instruments(body)
-                except VenueError as exc:
-                    exc.retryable = True
-                    raise
-                names.update(page)
-                if not cursor:
-                    break
+            names = await self._coin_instruments(coin)
+            if names or not self._listed.get(coin):
+                self._listed[coin] = names
+            else:  # one empty answer must not unsubscribe a whole coin
+                log.warning("%s: no %s options listed; keeping the %d known", VENUE, coin,
+                            len(self._listed[coin]))
+        return set().union(*self._listed.values())
+
+    async def _coin_instruments(self, coin: str) -> set[str]:
+        """The live options of one base coin, over the list's pages."""
+        names: set[str] = set()
+        cursor = ""
+        for _ in range(MAX_PAGES):
+            url = protocol.instruments_url(self.rest_url, coin, cursor)
+            try:
+                body = await asyncio.to_thread(_http_get, url, REQUEST_TIMEOUT_S)
+            except OSError as exc:  # urllib's errors, HTTP ones included
+                raise VenueDisconnected(f"instrument list: {exc}") from exc
+            try:
+                page, cursor = protocol.parse_instruments(body)
+            except VenueError as exc:
+                exc.retryable = True
+                raise
+            names.update(page)
+            if not cursor:
+                break
         return names
 
     async def _subscribe_symbols(self, ws: ClientConnection, symbols: set[str]) -> None:
         topics = sorted(protocol.ticker_topic(s) for s in symbols)
-        new = [t for t in topics if t not in self._subscribed]
-        await self.subscribe_in_batches(ws, new, protocol.subscribe_request, self._subscribed)
+        new = [t for t in topics if t not in self._subscribed and t not in self._refused]
+        self._refused.update(await self.subscribe_in_batches(
+            ws, new, protocol.subscribe_request, self._subscribed, unconfirmed=_failed))
         log.info("%s: subscribed to %d ticker topics", VENUE, len(self._subscribed))
+
+    async def _unsubscribe_delisted(self, ws: ClientConnection, symbols: set[str]) -> None:
+        """Unsubscribe options no longer listed: an expired option's topic would linger."""
+        gone = sorted(self._subscribed - {protocol.ticker_topic(s) for s in symbols})
+        for batch in self.batches(gone):
+            try:
+                await self.requests.ask(ws, partial(protocol.unsubscribe_request, batch))
+            except VenueDisconnected:
+                raise
+            except VenueError as exc:  # harmless: a delisted option sends nothing anyway
+                log.warning("%s: unsubscribe refused (%s): %s", VENUE, exc, ", ".join(batch))
+            self._subscribed.difference_update(batch)
+            await asyncio.sleep(self.request_gap_s)
+        if gone:
+            log.info("%s: unsubscribed %d delisted option(s): %s", VENUE, len(gone),
+                     ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
 
     async def maintain(self, ws: ClientConnection) -> None:
         """Ping every heartbeat; refresh the instrument list every ``refresh_s``."""
@@ -120,5 +154,13 @@ class BybitSession(WebsocketSession):
             await asyncio.sleep(self.heartbeat_s)
             await ws.send(protocol.ping_request(self.requests.next_id()).decode())
             if loop.time() >= next_refresh:
-                await self._subscribe_symbols(ws, await self._instruments())
+                symbols = await self._instruments()
+                await self._unsubscribe_delisted(ws, symbols)
+                self._refused.clear()  # a refresh asks again for what was refused
+                await self._subscribe_symbols(ws, symbols)
                 next_refresh = loop.time() + self.refresh_s
+
+
+def _failed(answer: Any) -> Collection[str]:
+    """The topics a subscribe answer left out."""
+    return answer.failed if isinstance(answer, Subscribed) else ()

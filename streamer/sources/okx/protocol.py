@@ -19,7 +19,7 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
-from streamer.sources.base import InstrumentCache
+from streamer.sources.base import RATE_LIMITED, InstrumentCache
 from streamer.sources.decoded import (
     Decoded,
     InstrumentInfo,
@@ -34,6 +34,9 @@ DEFAULT_URL = "wss://ws.okx.com:8443/ws/v5/public"
 COIN_MARGINED_QUOTE = "USD"  # BTC-USD-...: premiums in BTC
 PING = "ping"  # OKX's heartbeat is the bare text "ping", answered by "pong"
 PONG = "pong"  # ``Decoded.result`` of a pong frame
+# 60014 "Requests too frequent": OKX allows 3 subscribe requests/s (per IP) and 480
+# subscribe/unsubscribe/login requests an hour per connection (docs-v5, WebSocket limits).
+TOO_FREQUENT = 60014
 _QUIET_EVENTS = frozenset({"login", "channel-conn-count"})
 _OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z]+)-(?P<date>\d{6})"
                      r"-(?P<strike>\d+(?:\.\d+)?)-(?P<cp>[CP])$")
@@ -51,10 +54,14 @@ class Ack(msgspec.Struct, frozen=True):
 class Listed(msgspec.Struct, frozen=True):
     """``Decoded.result`` of an ``opt-summary`` push: the live options it listed.
 
-    The session subscribes their ``tickers``, whether or not a quote came out yet.
+    The session subscribes their ``tickers``, whether or not a quote came out yet, and
+    unsubscribes the options of ``family`` expired at ``ts_ms``, the push's exchange
+    time (a push need not list every option of its family, so absence proves nothing).
     """
 
     instruments: list[str]
+    family: str = ""
+    ts_ms: int = 0
 
 
 class Instrument(NamedTuple):
@@ -129,9 +136,9 @@ def arg_key(arg: Arg) -> str:
 _encoder = msgspec.json.Encoder()
 
 
-def subscribe_request(args: list[Arg]) -> bytes:
-    """``{"op": "subscribe", "args": [...]}`` (OKX caps one request at 64 KB)."""
-    return _encoder.encode({"op": "subscribe", "args": args})
+def subscribe_request(args: list[Arg], op: str = "subscribe") -> bytes:
+    """``{"op": "subscribe", "args": [...]}``, or ``unsubscribe`` (64 KB at most)."""
+    return _encoder.encode({"op": op, "args": args})
 
 
 def _decimal(text: str) -> float | None:
@@ -196,6 +203,8 @@ class OkxDecoder:
             out.result = Ack(event=env.event, key=arg_key(env.arg))
         elif env.event == "error":
             out.error_code, out.error_message = _error_code(env.code), env.msg
+            if out.error_code == TOO_FREQUENT:
+                out.rejects.append(RATE_LIMITED)
         elif env.event == "notice":  # e.g. 64008: the connection closes soon for an upgrade
             out.platform_state = env.msg or str(env.code)
         elif env.event not in _QUIET_EVENTS:
@@ -203,10 +212,10 @@ class OkxDecoder:
 
     def _push(self, arg: Arg, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
         if arg.channel == "opt-summary":
-            listed = [summary.inst_id
-                      for summary in self._items(self._summaries_list, self._summary, data, out)
-                      if self._on_summary(summary, received_ts_ns, out)]
-            out.result = Listed(instruments=listed)
+            summaries = self._items(self._summaries_list, self._summary, data, out)
+            listed = [s.inst_id for s in summaries if self._on_summary(s, received_ts_ns, out)]
+            out.result = Listed(instruments=listed, family=arg.inst_family or arg.uly or "",
+                                ts_ms=max((s.ts for s in summaries), default=0))
         elif arg.channel == "tickers":
             for ticker in self._items(self._tickers_list, self._ticker, data, out):
                 self._on_ticker(ticker, received_ts_ns, out)

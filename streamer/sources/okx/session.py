@@ -1,14 +1,20 @@
 """The OKX websocket session: the only OKX code that touches a socket.
 
-Per connection: one ``subscribe`` for ``opt-summary`` and ``index-tickers`` of every
-instrument family, acknowledged before the session counts as streaming; then a
+Per connection: ``index-tickers`` and ``opt-summary`` of every instrument family, one
+channel a request, each acknowledged before the next (OKX's error event does not say
+which argument it refuses, so only one request is ever waiting on an answer); then a
 ``tickers`` subscription for each option the family summaries list, in batches
 paced under OKX's 3 requests/s (new listings are picked up as they appear in the
-summaries, so no instrument refresh is needed); the text ``ping`` every
-``heartbeat_s`` (OKX drops a connection silent for 30 s). A connection with no
-frame for 2.5 heartbeats is dead. Connecting, reading and reconnecting (capped,
-jittered backoff) are ``WebsocketSession``'s; each connection subscribes every
-channel exactly once.
+summaries, so no instrument refresh is needed; an option is unsubscribed once a
+summary of its family is stamped at or after its expiry); the text ``ping`` every
+``heartbeat_s`` (OKX drops a connection silent for 30 s). A connection with no frame
+for 2.5 heartbeats is dead.
+
+A refused family channel (say, a currency without OKX options) is counted, logged
+and left out; the other families stream on the same connection, and it is asked for
+again only on a connection ``retry_refused_s`` later. Connecting, reading and
+reconnecting (capped, jittered backoff; a cooldown after 60014) are
+``WebsocketSession``'s; each connection subscribes every channel exactly once.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from streamer.sources.ws_session import WebsocketSession
 log = logging.getLogger(__name__)
 
 SILENCE_FACTOR = 2.5
+NEVER_MS = 2**63 - 1
 
 
 class OkxSession(WebsocketSession):
@@ -42,7 +49,7 @@ class OkxSession(WebsocketSession):
 
     def __init__(self, url: str, currencies: Sequence[str], sink: QuoteSink, *,
                  heartbeat_s: float = 20.0, subscribe_batch: int = 200,
-                 requests_per_s: float = 3.0,
+                 requests_per_s: float = 3.0, retry_refused_s: float = 600.0,
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None) -> None:
@@ -51,73 +58,137 @@ class OkxSession(WebsocketSession):
                          logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng)
         self.families = [protocol.instrument_family(c) for c in currencies]
         self.heartbeat_s = heartbeat_s
-        self._tickers: set[str] = set()  # instruments subscribed or queued on this connection
-        self._pending: dict[str, None] = {}  # queued, in arrival order
+        self.retry_refused_s = retry_refused_s
+        self._refused: dict[str, float] = {}  # family channel -> when refused (loop time)
+        self._asking: str | None = None  # the family channel waiting on its answer
+        self._tickers: dict[str, set[str]] = {}  # family -> options subscribed or queued
+        self._pending: dict[str, None] = {}  # to subscribe, in arrival order
+        self._gone: dict[str, None] = {}  # to unsubscribe
+        self._expiry_ms: dict[str, int] = {}  # option -> its expiry, once listed
+        self._exchange_ms = 0  # the latest summary stamp: OKX's clock, never ours
         self._wake = asyncio.Event()
         self.pongs = 0
 
     def reset(self) -> None:
-        self._tickers, self._pending = set(), {}
+        self._tickers, self._pending, self._gone = {}, {}, {}
         self._decoder = OkxDecoder()  # books and summaries of a lost connection are stale
 
     async def subscribe(self, ws: ClientConnection) -> None:
-        args = [a for family in self.families for a in protocol.family_args(family)]
-        await self._request(ws, args, wait=True)
+        now = asyncio.get_running_loop().time()
+        asked = [(arg, key) for family in self.families for arg in protocol.family_args(family)
+                 if now - self._refused.get(key := protocol.arg_key(arg), -self.retry_refused_s)
+                 >= self.retry_refused_s]
+        refused = [key for arg, key in asked if not await self._subscribe_alone(ws, arg, key)]
+        if asked and len(refused) == len(asked):  # OKX refuses us, not a channel: back off
+            for key in refused:
+                del self._refused[key]
+            error = VenueError(f"every channel refused: {', '.join(refused)}")
+            error.retryable = True
+            raise error
+
+    async def _subscribe_alone(self, ws: ClientConnection, arg: Arg, key: str) -> bool:
+        """Subscribe one channel, the only request waiting: an error event is its answer.
+
+        False if refused (counted, logged, and not asked again for ``retry_refused_s``).
+        """
+        answered = self.requests.expect(key)
+        self._asking = key
+        try:
+            await ws.send(protocol.subscribe_request([arg]).decode())
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await answered
+            self._refused.pop(key, None)
+            confirmed = True
+        except _Refused as exc:
+            self._refused[key] = asyncio.get_running_loop().time()
+            self.refused([key], str(exc))
+            confirmed = False
+        finally:
+            self._asking = None
+        await asyncio.sleep(self.request_gap_s)
+        return confirmed
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
         if isinstance(decoded.result, Listed):
-            self._want(decoded.result)
+            self._follow(decoded.result)
         elif decoded.result == PONG:
             self.pongs += 1
-        elif isinstance(decoded.result, Ack):
+        elif isinstance(decoded.result, Ack) and decoded.result.event == "subscribe":
             self.requests.answer(decoded.result.key)
         if decoded.error_code is not None:
-            # OKX does not say which argument failed: count it, fail what waits.
-            self.sink.on_reject(VENUE, "subscribe_rejected")
-            log.error("%s: error %s: %s", VENUE, decoded.error_code, decoded.error_message)
-            error = VenueError(f"error {decoded.error_code}: {decoded.error_message}")
-            error.retryable = True  # back off and try again on a new connection
-            self.requests.fail_all(error)
+            self._error(decoded)
         if decoded.platform_state is not None:
             log.warning("%s notice: %s", VENUE, decoded.platform_state)
         return None
 
-    def _want(self, listed: Listed) -> None:
-        """Queue the options a summary listed that have no ``tickers`` subscription yet."""
-        new = [name for name in listed.instruments if name not in self._tickers]
+    def _error(self, decoded: Decoded) -> None:
+        """An error event answers the one family channel waiting, else a tickers batch."""
+        detail = f"error {decoded.error_code}: {decoded.error_message}"
+        if self._asking is not None:
+            self.requests.refuse(self._asking, _Refused(detail))
+        else:  # tickers are not waited on: which of the batch is unknown; it streams on
+            self.sink.on_reject(VENUE, "subscribe_rejected")
+            log.error("%s: a tickers subscription was refused (%s); the others stream",
+                      VENUE, detail)
+
+    def _follow(self, listed: Listed) -> None:
+        """Queue the options a summary lists that have no ``tickers`` subscription yet, and
+        those of its family expired by the latest exchange time to go."""
+        self._exchange_ms = now_ms = max(self._exchange_ms, listed.ts_ms)
+        known = self._tickers.setdefault(listed.family, set())
+        new = [n for n in listed.instruments if n not in known and self._expiry(n) > now_ms]
+        gone = {name for name in known if self._expiry(name) <= now_ms}
+        for name in gone:
+            if self._pending.pop(name, 0) is None:  # queued, never sent: nothing to undo
+                continue
+            self._gone[name] = None
+        known.difference_update(gone)
         if new:
-            self._tickers.update(new)
+            known.update(new)
             self._pending.update(dict.fromkeys(new))
+        if new or gone:
             self._wake.set()
 
-    async def _request(self, ws: ClientConnection, args: list[Arg], *, wait: bool) -> None:
-        """Subscribe ``args`` in one request; with ``wait``, until OKX acknowledged each."""
-        futures = [self.requests.expect(protocol.arg_key(arg)) for arg in args] if wait else []
-        await ws.send(protocol.subscribe_request(args).decode())
-        if futures:
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                await asyncio.gather(*futures)
+    def _expiry(self, name: str) -> int:
+        """An option's expiry (ms), parsed once; never for a name that does not parse."""
+        expiry = self._expiry_ms.get(name)
+        if expiry is None:
+            inst = protocol.parse_instrument_name(name)
+            expiry = self._expiry_ms[name] = inst.info.expiry_ts_ms if inst else NEVER_MS
+        return expiry
+
+    async def _request(self, ws: ClientConnection, queue: dict[str, None], op: str) -> None:
+        """Send ``op`` for the first ``subscribe_batch`` of ``queue`` (answers not awaited)."""
+        batch = list(itertools.islice(queue, self.subscribe_batch))
+        for name in batch:
+            del queue[name]
+        await ws.send(protocol.subscribe_request([protocol.ticker_arg(n) for n in batch],
+                                                 op).decode())
+        log.info("%s: %s %d tickers", VENUE, f"{op}d", len(batch))
 
     async def maintain(self, ws: ClientConnection) -> None:
-        """Ping every heartbeat; subscribe queued instruments, paced, in batches."""
+        """Ping every heartbeat; (un)subscribe queued instruments, paced, in batches."""
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + self.heartbeat_s
         next_request = loop.time()
         while True:
             self._wake.clear()
             now = loop.time()
-            if self._pending and now >= next_request:
-                batch = list(itertools.islice(self._pending, self.subscribe_batch))
-                for name in batch:
-                    del self._pending[name]
-                await self._request(ws, [protocol.ticker_arg(n) for n in batch], wait=False)
-                log.info("%s: subscribed to %d tickers", VENUE, len(self._tickers) - len(
-                    self._pending))
+            if (self._pending or self._gone) and now >= next_request:
+                if self._gone:
+                    await self._request(ws, self._gone, "unsubscribe")
+                else:
+                    await self._request(ws, self._pending, "subscribe")
                 next_request = loop.time() + self.request_gap_s
             if now >= next_ping:
                 await ws.send(protocol.PING)
                 next_ping = now + self.heartbeat_s
-            wake_at = min(next_ping, next_request) if self._pending else next_ping
+            queued = self._pending or self._gone
+            wake_at = min(next_ping, next_request) if queued else next_ping
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(wake_at):
                     await self._wake.wait()
+
+
+class _Refused(VenueError):
+    """OKX refused the one channel asked for."""
