@@ -174,6 +174,8 @@ def test_urls_and_stream_names_are_the_post_2025_12_ones_and_configurable() -> N
     assert protocol.mark_price_stream("ETH", "{underlying}@markPrice") == "eth@markPrice"
     assert json.loads(protocol.subscribe_request(["btcusdt@optionMarkPrice"], 5)) == {
         "method": "SUBSCRIBE", "params": ["btcusdt@optionMarkPrice"], "id": 5}
+    assert json.loads(protocol.unsubscribe_request(["btcusdt@optionMarkPrice"], 6)) == {
+        "method": "UNSUBSCRIBE", "params": ["btcusdt@optionMarkPrice"], "id": 6}
     info = parse_instrument_name("DOGE-231006-0.06-C")
     assert info is not None
     assert (info.underlying, info.strike, info.linear) == ("DOGE", 0.06, True)

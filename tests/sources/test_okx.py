@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from streamer.sources.base import RATE_LIMITED
 from streamer.sources.decoded import Decoded
-from streamer.sources.okx import protocol
-from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder, parse_instrument_name
+from streamer.sources.okx import instruments, protocol
+from streamer.sources.okx.instruments import parse_instrument_name
+from streamer.sources.okx.protocol import PONG, Ack, Listed, OkxDecoder
 from tests.sources.venue_support import DATA, assert_sane, parsed, raw_messages
 
 SUMMARY_2023 = (DATA / "okx_opt_summary_BTC-USD_2023-12-01T000000Z.json").read_bytes()
@@ -270,19 +271,19 @@ def test_a_summary_push_names_its_family_and_the_options_it_lists() -> None:
 
 
 def test_unsubscribe_request_is_the_subscribe_request_with_its_op() -> None:
-    arg = protocol.ticker_arg("BTC-USD-231201-36000-C")
-    assert json.loads(protocol.subscribe_request([arg], "unsubscribe")) == {
+    arg = instruments.ticker_arg("BTC-USD-231201-36000-C")
+    assert json.loads(instruments.subscribe_request([arg], "unsubscribe")) == {
         "op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USD-231201-36000-C"}]}
 
 
 def test_subscribe_request_uses_okx_field_names() -> None:
-    request = json.loads(protocol.subscribe_request(
-        [*protocol.family_args("BTC-USD"), protocol.ticker_arg("BTC-USD-231201-36000-C")]))
+    request = json.loads(instruments.subscribe_request(
+        [*instruments.family_args("BTC-USD"), instruments.ticker_arg("BTC-USD-231201-36000-C")]))
     assert request == {"op": "subscribe", "args": [
         {"channel": "index-tickers", "instId": "BTC-USD"},
         {"channel": "opt-summary", "instFamily": "BTC-USD"},
         {"channel": "tickers", "instId": "BTC-USD-231201-36000-C"}]}
-    assert protocol.instrument_family("ETH") == "ETH-USD"
+    assert instruments.instrument_family("ETH") == "ETH-USD"
     assert protocol.DEFAULT_URL == "wss://ws.okx.com:8443/ws/v5/public"
 
 

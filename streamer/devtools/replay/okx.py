@@ -7,7 +7,7 @@ their argument: ``opt-summary`` by instrument family, ``index-tickers`` and
 ``tickers`` by ``instId``. Like OKX, a connection sent nothing for 30 s is closed.
 A staged listing or expiry takes the option out of the ``opt-summary`` pushes (the
 list the session subscribes ``tickers`` from) and silences its ``tickers``.
-Subscription keys are the client's own ``channel:key`` (``okx.protocol.arg_key``).
+Subscription keys are the client's own ``channel:key`` (``okx.instruments.arg_key``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import msgspec
 
 from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol, listed_items
-from streamer.sources.okx.protocol import PING, arg_key
+from streamer.sources.okx.instruments import arg_key
+from streamer.sources.okx.protocol import PING
 from streamer.sources.okx.schema import Arg
 
 PONG = "pong"  # OKX's answer to the text ``ping``

@@ -76,6 +76,11 @@ def subscribe_request(streams: list[str], request_id: int) -> bytes:
     return _encoder.encode({"method": "SUBSCRIBE", "params": streams, "id": request_id})
 
 
+def unsubscribe_request(streams: list[str], request_id: int) -> bytes:
+    """``UNSUBSCRIBE``: the session's resubscribe of a silent stream starts with it."""
+    return _encoder.encode({"method": "UNSUBSCRIBE", "params": streams, "id": request_id})
+
+
 def _decimal(text: str) -> float | None:
     """A decimal string as a float; ``""`` is NaN; None if not a finite number."""
     if not text:

@@ -29,7 +29,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-import msgspec
 from websockets.asyncio.client import ClientConnection
 
 from streamer.errors import ConfigError, VenueDisconnected, VenueError
@@ -47,12 +46,6 @@ MAX_STREAMS = 200  # per connection, Binance's limit
 PUSH_INTERVAL_S = 1.0  # <underlying>@optionMarkPrice: "Update Speed 1000ms"
 STREAM_SILENCE_S = 5 * PUSH_INTERVAL_S  # five pushes missed: not a late one
 MAX_RESUBSCRIBE_S = 60.0  # the slowest resubscribing gets (a stream that never exists)
-_encoder = msgspec.json.Encoder()
-
-
-def unsubscribe_request(streams: list[str], request_id: int) -> bytes:
-    """``UNSUBSCRIBE`` (belongs beside ``protocol.subscribe_request``)."""
-    return _encoder.encode({"method": "UNSUBSCRIBE", "params": streams, "id": request_id})
 
 
 @dataclass
@@ -197,7 +190,7 @@ class BinanceSession(WebsocketSession):
         logged and the stream tried again later; no answer at all ends the connection."""
         log.debug("%s: resubscribing %s", VENUE, stream)
         try:
-            for request in (unsubscribe_request, protocol.subscribe_request):
+            for request in (protocol.unsubscribe_request, protocol.subscribe_request):
                 await self.requests.ask(ws, partial(request, [stream]))
                 await asyncio.sleep(self.request_gap_s)
         except VenueError as exc:

@@ -1,1 +1,4 @@
-"""OKX v5 public websocket: option summaries joined with tickers (schema, protocol, session)."""
+"""OKX v5 public websocket: option summaries joined with tickers.
+
+Modules: schema, instruments (names, families, requests), protocol (decoder), session.
+"""

@@ -1,4 +1,4 @@
-"""OKX protocol, pure: request builders and the decoder (bytes in, events out).
+"""OKX protocol, pure: the decoder (bytes in, events out) and its control results.
 
 OKX splits what a quote needs over two channels: ``opt-summary`` (per instrument
 family: forward ``fwdPx`` and bid/ask/mark vols) and ``tickers`` (per instrument:
@@ -7,6 +7,7 @@ each per instrument and emits a joined Quote whenever either side changes: a
 summary without a book yet gives NaN prices, a book without a summary yet takes
 the family's ``index-tickers`` price as its forward. Premiums of coin-margined
 (``-USD-``) options are converted to USD with the forward, as Deribit's are.
+Instrument names and the subscription requests are in ``instruments``.
 
 No socket and no clock: the session feeds received frames with their receive time.
 """
@@ -14,33 +15,29 @@ No socket and no clock: the session feeds received frames with their receive tim
 from __future__ import annotations
 
 import math
-import re
 from typing import NamedTuple, TypeVar
 
 import msgspec
 
 from streamer.sources.base import RATE_LIMITED, InstrumentCache
-from streamer.sources.decoded import (
-    Decoded,
-    InstrumentInfo,
-    decode_envelope,
-    expiry_ts_ms,
+from streamer.sources.decoded import Decoded, decode_envelope
+from streamer.sources.okx.instruments import (  # benchmarks/ also reach these as protocol.*
+    Instrument,
+    arg_key,
+    classify_unparsable,
+    parse_instrument_name,
 )
 from streamer.sources.okx.schema import Arg, Envelope, IndexTicker, OptSummary, Ticker
 from streamer.types import Quote
 
 VENUE = "okx"
 DEFAULT_URL = "wss://ws.okx.com:8443/ws/v5/public"
-COIN_MARGINED_QUOTE = "USD"  # BTC-USD-...: premiums in BTC
 PING = "ping"  # OKX's heartbeat is the bare text "ping", answered by "pong"
 PONG = "pong"  # ``Decoded.result`` of a pong frame
 # 60014 "Requests too frequent": OKX allows 3 subscribe requests/s (per IP) and 480
 # subscribe/unsubscribe/login requests an hour per connection (docs-v5, WebSocket limits).
 TOO_FREQUENT = 60014
 _QUIET_EVENTS = frozenset({"login", "channel-conn-count"})
-_OPTION = re.compile(r"^(?P<base>[A-Z0-9]+)-(?P<quote>[A-Z]+)-(?P<date>\d{6})"
-                     r"-(?P<strike>\d+(?:\.\d+)?)-(?P<cp>[CP])$")
-_NOT_OPTION = re.compile(r"^[A-Z0-9]+-[A-Z]+(?:-(?:SWAP|\d{6}))?$")
 T = TypeVar("T")
 
 
@@ -64,13 +61,6 @@ class Listed(msgspec.Struct, frozen=True):
     ts_ms: int = 0
 
 
-class Instrument(NamedTuple):
-    """A parsed option name and its family (``BTC-USD``)."""
-
-    info: InstrumentInfo
-    family: str
-
-
 class _Summary(NamedTuple):
     forward: float
     bid_iv: float
@@ -87,58 +77,6 @@ class _Book(NamedTuple):
 
 _NO_BOOK = _Book(math.nan, math.nan, math.nan, math.nan)
 _NO_VOLS = (math.nan, math.nan, math.nan)
-
-
-def parse_instrument_name(name: str) -> Instrument | None:
-    """``BTC-USD-231201-36000-C`` (expiry 2023-12-01 08:00 UTC); None for anything else."""
-    match = _OPTION.match(name)
-    if match is None:
-        return None
-    date = match["date"]
-    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
-    if expiry is None:
-        return None
-    strike = float(match["strike"])
-    if strike <= 0:
-        return None
-    info = InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
-                          strike=strike, is_call=match["cp"] == "C",
-                          linear=match["quote"] != COIN_MARGINED_QUOTE)
-    return Instrument(info, f"{match['base']}-{match['quote']}")
-
-
-def classify_unparsable(name: str) -> str:
-    """Reject reason for an instrument name that is not a plain option."""
-    return "not_option" if _NOT_OPTION.match(name) else "unknown_instrument"
-
-
-def instrument_family(currency: str) -> str:
-    """``BTC`` -> ``BTC-USD`` (the coin-margined family); a family is kept as it is."""
-    return currency if "-" in currency else f"{currency}-{COIN_MARGINED_QUOTE}"
-
-
-def family_args(family: str) -> list[Arg]:
-    """The per-family channels: the index price (first: the fallback forward) and summaries."""
-    return [Arg(channel="index-tickers", inst_id=family),
-            Arg(channel="opt-summary", inst_family=family)]
-
-
-def ticker_arg(instrument: str) -> Arg:
-    """The ``tickers`` channel of one instrument."""
-    return Arg(channel="tickers", inst_id=instrument)
-
-
-def arg_key(arg: Arg) -> str:
-    """``channel:key`` of a subscription argument, the same for requests and acks."""
-    return f"{arg.channel}:{arg.inst_id or arg.inst_family or arg.uly or ''}"
-
-
-_encoder = msgspec.json.Encoder()
-
-
-def subscribe_request(args: list[Arg], op: str = "subscribe") -> bytes:
-    """``{"op": "subscribe", "args": [...]}``, or ``unsubscribe`` (64 KB at most)."""
-    return _encoder.encode({"op": op, "args": args})
 
 
 def _decimal(text: str) -> float | None:

@@ -32,8 +32,8 @@ from websockets.asyncio.client import ClientConnection
 from streamer.errors import VenueError
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
-from streamer.sources.okx import protocol
-from streamer.sources.okx.protocol import PONG, VENUE, Ack, Listed, OkxDecoder
+from streamer.sources.okx import instruments
+from streamer.sources.okx.protocol import PING, PONG, VENUE, Ack, Listed, OkxDecoder
 from streamer.sources.okx.schema import Arg
 from streamer.sources.pending import REQUEST_TIMEOUT_S
 from streamer.sources.ws_session import WebsocketSession
@@ -56,7 +56,7 @@ class OkxSession(WebsocketSession):
         super().__init__(VENUE, url, sink, OkxDecoder(), silence_s=SILENCE_FACTOR * heartbeat_s,
                          subscribe_batch=max(1, subscribe_batch), requests_per_s=requests_per_s,
                          logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng)
-        self.families = [protocol.instrument_family(c) for c in currencies]
+        self.families = [instruments.instrument_family(c) for c in currencies]
         self.heartbeat_s = heartbeat_s
         self.retry_refused_s = retry_refused_s
         self._refused: dict[str, float] = {}  # family channel -> when refused (loop time)
@@ -75,8 +75,8 @@ class OkxSession(WebsocketSession):
 
     async def subscribe(self, ws: ClientConnection) -> None:
         now = asyncio.get_running_loop().time()
-        asked = [(arg, key) for family in self.families for arg in protocol.family_args(family)
-                 if now - self._refused.get(key := protocol.arg_key(arg), -self.retry_refused_s)
+        asked = [(arg, key) for family in self.families for arg in instruments.family_args(family)
+                 if now - self._refused.get(key := instruments.arg_key(arg), -self.retry_refused_s)
                  >= self.retry_refused_s]
         refused = [key for arg, key in asked if not await self._subscribe_alone(ws, arg, key)]
         if asked and len(refused) == len(asked):  # OKX refuses us, not a channel: back off
@@ -94,7 +94,7 @@ class OkxSession(WebsocketSession):
         answered = self.requests.expect(key)
         self._asking = key
         try:
-            await ws.send(protocol.subscribe_request([arg]).decode())
+            await ws.send(instruments.subscribe_request([arg]).decode())
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 await answered
             self._refused.pop(key, None)
@@ -153,7 +153,7 @@ class OkxSession(WebsocketSession):
         """An option's expiry (ms), parsed once; never for a name that does not parse."""
         expiry = self._expiry_ms.get(name)
         if expiry is None:
-            inst = protocol.parse_instrument_name(name)
+            inst = instruments.parse_instrument_name(name)
             expiry = self._expiry_ms[name] = inst.info.expiry_ts_ms if inst else NEVER_MS
         return expiry
 
@@ -162,7 +162,7 @@ class OkxSession(WebsocketSession):
         batch = list(itertools.islice(queue, self.subscribe_batch))
         for name in batch:
             del queue[name]
-        await ws.send(protocol.subscribe_request([protocol.ticker_arg(n) for n in batch],
+        await ws.send(instruments.subscribe_request([instruments.ticker_arg(n) for n in batch],
                                                  op).decode())
         log.info("%s: %s %d tickers", VENUE, f"{op}d", len(batch))
 
@@ -181,7 +181,7 @@ class OkxSession(WebsocketSession):
                     await self._request(ws, self._pending, "subscribe")
                 next_request = loop.time() + self.request_gap_s
             if now >= next_ping:
-                await ws.send(protocol.PING)
+                await ws.send(PING)
                 next_ping = now + self.heartbeat_s
             queued = self._pending or self._gone
             wake_at = min(next_ping, next_request) if queued else next_ping
