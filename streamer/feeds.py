@@ -9,6 +9,7 @@ metrics, health and progress line.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from streamer.metrics import Health, Metrics
 from streamer.pipeline.engine import Engine
@@ -24,13 +25,17 @@ class EngineFeed:
                  progress: Progress) -> None:
         self.engine_for = engine_for
         self.metrics, self.health, self.progress = metrics, health, progress
+        self._ticks: dict[str, Any] = {}  # venue -> its counter child (labels() per tick costs)
 
     def on_quote(self, quote: Quote) -> None:
         self.engine_for(quote.venue).on_quote(quote)
         self._count(quote)
 
     def _count(self, quote: Quote) -> None:
-        self.metrics.ticks_total.labels(venue=quote.venue).inc()
+        ticks = self._ticks.get(quote.venue)
+        if ticks is None:
+            ticks = self._ticks[quote.venue] = self.metrics.ticks_total.labels(venue=quote.venue)
+        ticks.inc()
         self.progress.on_tick()
 
     def on_reject(self, venue: str, reason: str) -> None:

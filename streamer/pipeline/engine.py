@@ -103,11 +103,8 @@ class Engine:
         """The model configured for an underlying."""
         return self.calibration.models.get(underlying, self.calibration.model)
 
-    def on_quote(self, quote: object) -> None:
+    def on_quote(self, quote: Quote) -> None:
         """Store a Quote; cheap (calibration happens in ``on_timer``)."""
-        from streamer.types import Quote
-
-        assert isinstance(quote, Quote)
         state = self._state(quote.underlying)
         state.book.update(quote)
         state.batcher.add(quote.received_ts_ns)

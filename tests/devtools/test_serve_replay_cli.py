@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from streamer.devtools.replay import Faults, ReplayServer, serve_replay
-from streamer.devtools.replay.command import faults_from_args, parser
+from streamer.devtools.replay.command import faults_from_args, main, parser
 from tests.sources.venue_ticks import binance_file
 
 BTC, XRP = "btcusdt@optionMarkPrice", "xrpusdt@optionMarkPrice"
@@ -94,6 +94,15 @@ def test_seconds_that_are_not_a_number_are_a_usage_error(
         parser().parse_args(["f", "--expiry", "BTC-251219-89000-P", "soon"])
     assert exit_.value.code == 2
     assert "--expiry: soon is not a number of seconds" in capsys.readouterr().err
+
+
+def test_a_missing_tick_file_is_a_clear_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.ndjson.gz"
+    assert main([str(missing), "--venue", "okx"]) == 2
+    err = capsys.readouterr().err
+    assert f"tick file not found: {missing}" in err
+    assert "Traceback" not in err
 
 
 # -- the command, end to end ---------------------------------------------------------------

@@ -153,6 +153,9 @@ def main(argv: Sequence[str]) -> int:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log.level, config.log.format)
+    if not args.file.is_file():
+        print(f"streamer: tick file not found: {args.file}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve_replay(
             args.file, venue=args.venue, host=args.host, port=args.port, speed=args.speed,
