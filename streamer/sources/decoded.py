@@ -7,6 +7,7 @@ same ``Decoded`` whatever the venue, and each venue's name parser produces the s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,6 +29,18 @@ def expiry_ts_ms(yy: int, month: int, day: int) -> int | None:
     except ValueError:
         return None
     return int(expiry.timestamp() * 1000)
+
+
+def yymmdd_expiry_and_strike(match: re.Match[str]) -> tuple[int, float] | None:
+    """Expiry (ms) and strike of an option name's ``date`` (YYMMDD) and ``strike`` groups.
+
+    OKX (``BTC-USD-231201-36000-C``) and Binance (``BTC-240927-25000-P``) spell both
+    alike; None for a day that does not exist or a strike that is not positive.
+    """
+    date = match["date"]
+    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
+    strike = float(match["strike"])
+    return None if expiry is None or strike <= 0 else (expiry, strike)
 
 
 class InstrumentInfo(msgspec.Struct, frozen=True, kw_only=True):

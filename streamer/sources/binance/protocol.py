@@ -26,7 +26,7 @@ from streamer.sources.decoded import (
     Decoded,
     InstrumentInfo,
     decode_envelope,
-    expiry_ts_ms,
+    yymmdd_expiry_and_strike,
 )
 from streamer.types import Quote
 
@@ -48,15 +48,10 @@ _encoder = msgspec.json.Encoder()
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-240927-25000-P`` or ``DOGE-231006-0.06-C``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None:
+    dated = None if match is None else yymmdd_expiry_and_strike(match)
+    if match is None or dated is None:
         return None
-    date = match["date"]
-    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
-    if expiry is None:
-        return None
-    strike = float(match["strike"])
-    if strike <= 0:
-        return None
+    expiry, strike = dated
     return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C", linear=True)
 

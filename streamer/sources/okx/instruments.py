@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from streamer.sources.decoded import InstrumentInfo, expiry_ts_ms
+from streamer.sources.decoded import InstrumentInfo, yymmdd_expiry_and_strike
 from streamer.sources.okx.schema import Arg
 
 COIN_MARGINED_QUOTE = "USD"  # BTC-USD-...: premiums in BTC
@@ -32,15 +32,10 @@ class Instrument(NamedTuple):
 def parse_instrument_name(name: str) -> Instrument | None:
     """``BTC-USD-231201-36000-C`` (expiry 2023-12-01 08:00 UTC); None for anything else."""
     match = _OPTION.match(name)
-    if match is None:
+    dated = None if match is None else yymmdd_expiry_and_strike(match)
+    if match is None or dated is None:
         return None
-    date = match["date"]
-    expiry = expiry_ts_ms(int(date[:2]), int(date[2:4]), int(date[4:]))
-    if expiry is None:
-        return None
-    strike = float(match["strike"])
-    if strike <= 0:
-        return None
+    expiry, strike = dated
     info = InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
                           strike=strike, is_call=match["cp"] == "C",
                           linear=match["quote"] != COIN_MARGINED_QUOTE)
