@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -165,11 +164,15 @@ class WebsocketSession(abc.ABC):
             try:
                 await race_reader(reader, self.subscribe(ws))
                 self._streaming = self._streamed = True
-                self._cooldowns = self._fresh_cooldowns()  # not too fast after all
                 self.report()
                 await race_reader(reader, self.maintain(ws))
             finally:
                 await cancel_and_wait(reader)
+                # Rate limits can come after streaming began (OKX's ticker batches are
+                # sent in maintain): only a connection that streamed and ended without
+                # one starts the cooldowns over.
+                if self._streamed and self._cooldown is None:
+                    self._cooldowns = self._fresh_cooldowns()
 
     async def _read(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -183,9 +186,13 @@ class WebsocketSession(abc.ABC):
             # above checks the latest sign of life. Cancelling recv() loses no frame.
             # asyncio.timeout_at, not wait_for: on 3.11 wait_for can swallow a
             # cancellation that races a frame arriving, and shutdown then hangs.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
+            window = asyncio.timeout_at(deadline)
+            try:
+                async with window:
                     await self._read_frames(ws, loop)
+            except TimeoutError:
+                if not window.expired():  # not the window's: a real error
+                    raise
 
     async def _read_frames(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         while True:

@@ -39,6 +39,7 @@ EVERY_FAULT: dict[str, tuple[list[str], Any]] = {
     "reject_subscribe": (["--reject-subscribe"], True),
     "seed": (["--seed", "7"], 7),
     "rate_limit_subscribes": (["--rate-limit-subscribes", "2"], 2),
+    "rate_limit_every": (["--rate-limit-every", "3"], 3),
     "refuse_channels": (["--refuse-channel", BTC, "--refuse-channel", XRP],
                         frozenset({BTC, XRP})),
     "stop_heartbeats_after_s": (["--stop-heartbeats-after-s", "0.5"], 0.5),

@@ -33,6 +33,7 @@ from streamer.sources.deribit.protocol import (
     parse_instrument_name,
 )
 from streamer.tickfile import read_tickfile
+from streamer.types import Quote
 from tests.sources.golden import rows
 
 TS = 1_700_000_000_000_000_000
@@ -51,7 +52,30 @@ def _paths() -> tuple[FastPath, FastPath]:
 
 
 def _same(a: object, b: object) -> bool:
-    return msgspec.json.encode(a) == msgspec.json.encode(b) and type(a) is type(b)
+    """Equal Quotes field by field, NaN and the sign of zero included; else plain equality."""
+    if type(a) is not type(b):
+        return False
+    if not isinstance(a, Quote) or not isinstance(b, Quote):
+        return a == b
+    return all(_same_value(x, y) for x, y in zip(msgspec.structs.astuple(a),
+                                                  msgspec.structs.astuple(b), strict=True))
+
+
+def _same_value(x: object, y: object) -> bool:
+    if isinstance(x, float) and isinstance(y, float):
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+    return type(x) is type(y) and x == y
+
+
+def test_same_tells_nan_from_inf_and_signed_zeros_apart() -> None:
+    quote = Quote("deribit", "BTC", "X", 0, 1.0, True, 1.0, 2.0, 3.0, 4.0, 0, 0)
+    replace = msgspec.structs.replace
+    assert _same(quote, replace(quote))
+    assert not _same(quote, replace(quote, bid_iv=math.inf))  # NaN (default) vs inf
+    assert not _same(replace(quote, bid_price=0.0), replace(quote, bid_price=-0.0))
+    assert not _same(quote, replace(quote, expiry_ts_ms=0.0))  # int vs float
 
 
 def test_native_fast_path_is_built_where_there_is_a_compiler() -> None:
@@ -137,7 +161,6 @@ def test_unusual_frames_are_declined_and_the_decoder_still_agrees(frame: bytes) 
 
 def test_a_bounded_instrument_memory_still_quotes_every_name() -> None:
     from streamer.sources.deribit._fast_path import TickerQuoter
-    from streamer.types import Quote
     native = TickerQuoter(Quote, _cache(), "deribit", max_known=2)
     reference = MsgspecFastPath(_cache())
     for strike in range(90_000, 90_050):

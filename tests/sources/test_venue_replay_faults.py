@@ -12,6 +12,7 @@ deadline; times asserted come from the server's connection log.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -59,6 +60,26 @@ async def test_rate_limited_subscribes_are_counted_logged_and_retried_after_a_gr
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len([m for m in errors if RATE_LIMITED[venue] in m]) == 2, errors
     assert all("rate limited" in m for m in errors if RATE_LIMITED[venue] in m), errors
+
+
+async def test_rate_limits_after_streaming_grow_the_cooldown_connection_after_connection(
+        tmp_path: Path) -> None:
+    # OKX subscribes its tickers once it streams (in maintain): every third subscribe,
+    # each connection's tickers batch after its two family channels, is rate-limited.
+    async with replaying("okx", tmp_path, Faults(rate_limit_every=3), loop=True) as (
+            server, _session, sink, _file):
+        await wait_until(lambda: server.stats.connections >= 4, "four connections",
+                         timeout_s=20)
+        connections = server.stats.per_connection[:4]
+        assert sink.connected.count(True) >= 3  # each streamed before it was limited
+    limited = connections[:3]
+    assert [c.closed_by for c in limited] == ["rate_limit"] * 3
+    gaps = [later.opened_at - earlier.rate_limited_at
+            for earlier, later in itertools.pairwise(connections)
+            if earlier.rate_limited_at is not None]
+    # Streaming first does not start the cooldowns over: 1 s, then 2 s, then 4 s.
+    assert [gap >= RATE_LIMIT_COOLDOWN_S * 2**i for i, gap in enumerate(gaps)] == [True] * 3
+    assert sink.rejects["rate_limited"] >= 3
 
 
 @pytest.mark.parametrize(("venue", "refused", "counted"), [

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="start again at the end")
     parser.add_argument("--ping-interval-s", type=float, metavar="SECONDS",
                         help="websocket ping to each client this often (default: the venue's "
-                             "own: Binance every 300 s, the others none)")
+                             "own: Binance every 300 s, the others none; 0: none)")
     parser.add_argument("--pong-timeout-s", type=float, metavar="SECONDS",
                         help="close a connection whose pong is this late (default: the "
                              "venue's own: Binance 900 s)")
@@ -87,6 +87,8 @@ def _add_faults(group: argparse._ArgumentGroup) -> None:
     add("--reject-subscribe", action="store_true", help="refuse every subscribe request")
     add("--rate-limit-subscribes", type=int, default=0, metavar="N",
         help="answer the first N subscribes with the venue's rate-limit error, then close")
+    add("--rate-limit-every", type=int, default=0, metavar="N",
+        help="also answer every Nth subscribe so (0: none)")
     add("--refuse-channel", dest="refuse_channels", action="append", metavar="KEY",
         help="never confirm this subscription key, e.g. xrpusdt@optionMarkPrice "
              "(repeatable; Binance acknowledges it all the same)")

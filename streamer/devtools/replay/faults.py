@@ -30,6 +30,7 @@ class Faults:
     reject_subscribe: bool = False  # refuse every subscribe, in the venue's error format
     seed: int = 0
     rate_limit_subscribes: int = 0  # refuse the first N subscribes as rate-limited, then close
+    rate_limit_every: int = 0  # and every Nth subscribe (0: none), say each connection's last
     refuse_channels: frozenset[str] = frozenset()  # subscription keys never confirmed
     stop_heartbeats_after_s: float | None = None  # then no heartbeats or pongs; data goes on
     maintenance: tuple[float, float] | None = None  # (start, length): locked, no data

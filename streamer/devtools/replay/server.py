@@ -52,13 +52,16 @@ class ReplayServer:
         self.stats = ReplayStats()
         self.timeline = Timeline(speed, loop, faults)
         self.venue = VENUES[venue](self)
-        self.ping_interval_s = ping_interval_s or self.venue.ping_interval_s
-        self.pong_timeout_s = pong_timeout_s or self.venue.pong_timeout_s
+        self.ping_interval_s = (self.venue.ping_interval_s if ping_interval_s is None
+                                else ping_interval_s)
+        self.pong_timeout_s = (self.venue.pong_timeout_s if pong_timeout_s is None
+                               else pong_timeout_s)
         self._staged = faults.new_listing is not None or faults.expiry is not None
         self._clients: set[Client] = set()
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._rate_limits_left = faults.rate_limit_subscribes
+        self._subscribes = 0  # subscribe requests so far, every connection's
         self._rng = random.Random(faults.seed)
         self._ticks: list[Tick] = []
         self._known: set[str] = set()  # instruments with a key of their own in the file
@@ -132,8 +135,10 @@ class ReplayServer:
     def subscribe(self, client: Client, keys: list[str]) -> list[str] | Refusal:
         """Count a request; the keys confirmed (refused and delisted ones left out)."""
         client.stats.requested.update(keys)
-        if self._rate_limits_left > 0:
-            self._rate_limits_left -= 1
+        self._subscribes += 1
+        every = self.faults.rate_limit_every
+        if self._rate_limits_left > 0 or (every and self._subscribes % every == 0):
+            self._rate_limits_left = max(0, self._rate_limits_left - 1)
             self.stats.rate_limited += 1
             client.stats.rate_limited_at = time.monotonic()
             client.stats.closed_by = "rate_limit"
@@ -213,7 +218,7 @@ class ReplayServer:
         client.watch_pongs()
         if self.venue.idle_close_s is not None:
             client.spawn(self._close_when_idle(client, self.venue.idle_close_s))
-        if self.ping_interval_s is not None:
+        if self.ping_interval_s:  # None or 0: no pings of the server's own
             client.spawn(client.ping_every(self.ping_interval_s, self.pong_timeout_s))
         try:
             async for frame in ws:

@@ -186,18 +186,30 @@ class BinanceSession(WebsocketSession):
                 await self._resubscribe(ws, stream)
 
     async def _resubscribe(self, ws: ClientConnection, stream: str) -> None:
-        """``UNSUBSCRIBE`` then ``SUBSCRIBE`` one stream, paced; a refusal is counted and
-        logged and the stream tried again later; no answer at all ends the connection."""
+        """``UNSUBSCRIBE`` then ``SUBSCRIBE`` one stream, paced; a refused subscribe is
+        counted and logged and the stream tried again later; no answer ends the connection.
+
+        A refused unsubscribe (the stream was not subscribed any more, say) is only
+        logged: the subscribe is what brings the stream back.
+        """
         log.debug("%s: resubscribing %s", VENUE, stream)
+        await self._ask_once(ws, protocol.unsubscribe_request, stream, counted=False)
+        await self._ask_once(ws, protocol.subscribe_request, stream, counted=True)
+
+    async def _ask_once(self, ws: ClientConnection, request: Callable[[list[str], int], bytes],
+                        stream: str, *, counted: bool) -> None:
         try:
-            for request in (protocol.unsubscribe_request, protocol.subscribe_request):
-                await self.requests.ask(ws, partial(request, [stream]))
-                await asyncio.sleep(self.request_gap_s)
+            await self.requests.ask(ws, partial(request, [stream]))
+        except VenueDisconnected:
+            raise
         except VenueError as exc:
-            self.sink.on_reject(VENUE, "subscribe_rejected")
-            log.error("%s: resubscribing %s refused: %s", VENUE, stream, exc)
+            if counted:
+                self.sink.on_reject(VENUE, "subscribe_rejected")
+            log.log(logging.ERROR if counted else logging.WARNING, "%s: %s %s refused: %s",
+                    VENUE, request.__name__.removesuffix("_request"), stream, exc)
         except TimeoutError as exc:
-            raise VenueDisconnected(f"no answer to resubscribing {stream}") from exc
+            raise VenueDisconnected(f"no answer about {stream}") from exc
+        await asyncio.sleep(self.request_gap_s)
 
     async def _ping(self, ws: ClientConnection) -> None:
         """A websocket ping every heartbeat; a pong later than a heartbeat means dead."""

@@ -172,13 +172,15 @@ class BybitDecoder:
             req_id) <= 18 else None
         command = self._command.decode(env.data) if env.type == "COMMAND_RESP" and (
             bytes(env.data) != b"null") else CommandData()
-        if env.success is False and not command.success_topics:  # the request as a whole
+        rate_limited = env.success is False and _TOO_FAST.search(env.ret_msg) is not None
+        if rate_limited or (env.success is False and not command.fail_topics):
+            # The request as a whole: nothing names a topic to blame.
             out.error_code = FAILED
             out.error_message = " ".join([env.ret_msg, *command.fail_topics]).strip() or (
                 "subscribe failed")
-            if _TOO_FAST.search(env.ret_msg):
+            if rate_limited:
                 out.rejects.append(RATE_LIMITED)
-        else:  # some topics may have failed (an expired option, say): the others stand
+        else:  # the topics named failed (an expired option, say), all or some: the others stand
             out.result = Subscribed(failed=command.fail_topics)
             out.error_message = env.ret_msg
 

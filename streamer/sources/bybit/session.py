@@ -126,8 +126,14 @@ class BybitSession(WebsocketSession):
     async def _subscribe_symbols(self, ws: ClientConnection, symbols: set[str]) -> None:
         topics = sorted(protocol.ticker_topic(s) for s in symbols)
         new = [t for t in topics if t not in self._subscribed and t not in self._refused]
-        self._refused.update(await self.subscribe_in_batches(
-            ws, new, protocol.subscribe_request, self._subscribed, unconfirmed=_failed))
+        refused = await self.subscribe_in_batches(
+            ws, new, protocol.subscribe_request, self._subscribed, unconfirmed=_failed)
+        if new and not self._subscribed and len(refused) == len(new):
+            # Every topic refused: Bybit refuses us, not an option. Back off; ask again.
+            error = VenueError(f"every topic refused ({len(refused)})")
+            error.retryable = True
+            raise error
+        self._refused.update(refused)
         log.info("%s: subscribed to %d ticker topics", VENUE, len(self._subscribed))
 
     async def _unsubscribe_delisted(self, ws: ClientConnection, symbols: set[str]) -> None:

@@ -91,7 +91,7 @@ static PyObject *normalise(TickerQuoter *self, const Fields *f, PyObject *name,
         return Py_NewRef(NEGATIVE_PRICE);
     if (bid > ask)
         return Py_NewRef(CROSSED);
-    if (!PyObject_IsTrue(PyTuple_GET_ITEM(info, I_LINEAR))) { /* inverse: premiums in coin */
+    if (PyTuple_GET_ITEM(info, I_LINEAR) != Py_True) { /* inverse: premiums in coin */
         bid *= fwd;
         ask *= fwd;
     }

@@ -38,19 +38,13 @@ from streamer.sources.deribit import protocol
 from streamer.sources.deribit.normalise import VENUE
 from streamer.sources.deribit.protocol import PLATFORM_STATE, DeribitDecoder
 from streamer.sources.deribit.schema import PlatformStatus
-from streamer.sources.ws_session import WebsocketSession
+from streamer.sources.ws_session import RateLimited, WebsocketSession
 
 log = logging.getLogger(__name__)
 
 TOO_MANY_REQUESTS = 10028
 HEARTBEAT_MISS_FACTOR = 2.0  # Deribit beats every interval: two intervals without one is dead
 RATE_LIMITED_DELAY_S = 10.0  # time for Deribit's request credits to refill
-
-
-class RateLimited(VenueError):
-    """Deribit answered 10028 too_many_requests (and closes the connection)."""
-
-    retryable = True
 
 
 class DeribitSession(WebsocketSession):

@@ -66,11 +66,13 @@ class OkxSession(WebsocketSession):
         self._gone: dict[str, None] = {}  # to unsubscribe
         self._expiry_ms: dict[str, int] = {}  # option -> its expiry, once listed
         self._exchange_ms = 0  # the latest summary stamp: OKX's clock, never ours
+        self._next_expiry_ms = NEVER_MS  # the soonest expiry among ``_tickers``
         self._wake = asyncio.Event()
         self.pongs = 0
 
     def reset(self) -> None:
         self._tickers, self._pending, self._gone = {}, {}, {}
+        self._next_expiry_ms = NEVER_MS
         self._decoder = OkxDecoder()  # books and summaries of a lost connection are stale
 
     async def subscribe(self, ws: ClientConnection) -> None:
@@ -132,22 +134,35 @@ class OkxSession(WebsocketSession):
                       VENUE, detail)
 
     def _follow(self, listed: Listed) -> None:
-        """Queue the options a summary lists that have no ``tickers`` subscription yet, and
-        those of its family expired by the latest exchange time to go."""
+        """Queue the options a summary lists that have no ``tickers`` subscription yet, and,
+        once the exchange's clock passes an expiry, the options expired to go."""
         self._exchange_ms = now_ms = max(self._exchange_ms, listed.ts_ms)
         known = self._tickers.setdefault(listed.family, set())
         new = [n for n in listed.instruments if n not in known and self._expiry(n) > now_ms]
-        gone = {name for name in known if self._expiry(name) <= now_ms}
-        for name in gone:
-            if self._pending.pop(name, 0) is None:  # queued, never sent: nothing to undo
-                continue
-            self._gone[name] = None
-        known.difference_update(gone)
         if new:
             known.update(new)
             self._pending.update(dict.fromkeys(new))
+            self._next_expiry_ms = min(self._next_expiry_ms, *map(self._expiry, new))
+        gone = self._drop_expired(now_ms) if now_ms >= self._next_expiry_ms else []
         if new or gone:
             self._wake.set()
+
+    def _drop_expired(self, now_ms: int) -> list[str]:
+        """Queue every option expired at ``now_ms`` to be unsubscribed (once per expiry)."""
+        gone: list[str] = []
+        for known in self._tickers.values():
+            expired = {name for name in known if self._expiry(name) <= now_ms}
+            known -= expired
+            gone += expired
+        for name in gone:
+            if name in self._pending:  # queued, never sent: nothing to undo
+                del self._pending[name]
+            else:
+                self._gone[name] = None
+            del self._expiry_ms[name]
+        self._next_expiry_ms = min((self._expiry(name) for known in self._tickers.values()
+                                    for name in known), default=NEVER_MS)
+        return gone
 
     def _expiry(self, name: str) -> int:
         """An option's expiry (ms), parsed once; never for a name that does not parse."""
