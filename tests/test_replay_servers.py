@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from streamer.config import ReplayConfig, VenueConfig, VenueName
+from streamer.devtools.replay import ReplayServer
 from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
 from streamer.replay_servers import GENERATED_DURATION_S, ReplayServers, bundled_sample
@@ -99,3 +100,12 @@ async def test_a_missing_recording_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"tick file not found: .*nope\.ndjson"):
         await replays.start(VenueConfig(name="binance"))
     await replays.stop()
+
+
+async def test_a_recording_of_another_venue_is_a_clear_error(tmp_path: Path) -> None:
+    # url: replay for OKX on Deribit's bundled recording: refused, not served as silence.
+    server = ReplayServer(bundled_sample(), venue="okx")
+    with pytest.raises(ConfigError, match=r"holds no okx market data: is it a recording "
+                                          r"of another venue\?"):
+        await server.start()
+    await server.stop()

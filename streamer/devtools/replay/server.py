@@ -30,6 +30,7 @@ from streamer.devtools.replay.okx import OkxReplay
 from streamer.devtools.replay.stats import ReplayStats
 from streamer.devtools.replay.timeline import Tick, Timeline, load_ticks
 from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol
+from streamer.errors import ConfigError
 from streamer.tasks import cancel_and_wait
 
 NO_FAULTS = Faults()
@@ -52,6 +53,7 @@ class ReplayServer:
         self.stats = ReplayStats()
         self.timeline = Timeline(speed, loop, faults)
         self.venue = VENUES[venue](self)
+        self.venue_name = venue
         self.ping_interval_s = (self.venue.ping_interval_s if ping_interval_s is None
                                 else ping_interval_s)
         self.pong_timeout_s = (self.venue.pong_timeout_s if pong_timeout_s is None
@@ -97,6 +99,9 @@ class ReplayServer:
         keys = {tick.key for tick in self._ticks}
         self.venue.load(keys)
         self._known = {i for i in map(self.venue.instrument_of, keys) if i is not None}
+        if not keys - {""}:  # no channel of this venue: e.g. OKX on Deribit's recording
+            raise ConfigError(f"{self.path} holds no {self.venue_name} market data: "
+                              "is it a recording of another venue?")
         # No library keepalive: only the venue's own pings (Binance's), as live.
         self._server = await serve(self._handle, self.host, self._port, max_size=2**20,
                                    process_request=self._http, ping_interval=None)
