@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--url", help="default: the venue's public endpoint")
     record.add_argument("--out", type=Path, required=True)
     record.add_argument("--duration", type=float, metavar="SECONDS")
+    record.add_argument("--rotate-mb", type=float, metavar="MB",
+                        help="start a new file past this size (default 512)")
+    record.add_argument("--rotate-s", type=float, metavar="SECONDS",
+                        help="start a new file this often (default 3600)")
 
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
@@ -147,10 +151,12 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
 
 
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
-    from streamer.recorder import record
+    from streamer.recorder import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, record
 
+    max_bytes = DEFAULT_MAX_BYTES if args.rotate_mb is None else int(args.rotate_mb * 2**20)
+    max_age_s = DEFAULT_MAX_AGE_S if args.rotate_s is None else args.rotate_s
     return await record(args.url, args.underlying, args.out, venue=args.venue,
-                        duration_s=args.duration)
+                        duration_s=args.duration, max_bytes=max_bytes, max_age_s=max_age_s)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -15,11 +15,15 @@ from streamer.types import Quote
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_BYTES = 512 * 2**20
+DEFAULT_MAX_AGE_S = 3600.0
+
 
 class RotatingRecorder:
     """Writes tick lines to ``out``; past ``max_bytes`` or ``max_age_s`` starts ``out.N``."""
 
-    def __init__(self, out: Path, *, max_bytes: int = 512 * 2**20, max_age_s: float = 3600.0,
+    def __init__(self, out: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_age_s: float = DEFAULT_MAX_AGE_S,
                  clock_s: object = time.monotonic) -> None:
         self.out = out
         self.max_bytes = max_bytes
@@ -77,12 +81,15 @@ class _CountingSink:
 
 
 async def record(url: str | None, currencies: Sequence[str], out: Path, *,
-                 venue: str = "deribit", duration_s: float | None = None) -> int:
+                 venue: str = "deribit", duration_s: float | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 ) -> int:
     """Record until cancelled or for ``duration_s``; returns the exit code.
 
-    ``url`` None is the venue's public endpoint.
+    ``url`` None is the venue's public endpoint. A file past ``max_bytes`` or
+    ``max_age_s`` is closed and the next one started (``out.1``, ``out.2``, ...).
     """
-    recorder = RotatingRecorder(out)
+    recorder = RotatingRecorder(out, max_bytes=max_bytes, max_age_s=max_age_s)
     counts = _CountingSink()
     config = VenueConfig(name=venue, url=url or LIVE,  # type: ignore[arg-type]
                          currencies=tuple(currencies))

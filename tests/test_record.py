@@ -31,3 +31,23 @@ async def test_recording_the_replay_server_gives_a_replayable_tick_file(tmp_path
     quotes = [q for line in lines for q in decoder.decode(line.raw, line.received_ts_ns).quotes]
     assert len(quotes) > 50
     assert {q.underlying for q in quotes} == {"BTC"}  # only what was subscribed
+
+
+async def test_a_recording_past_its_size_rotates_into_files_that_replay_in_order(
+        tmp_path: Path) -> None:
+    server = ReplayServer(bundled_sample(), speed=20.0)
+    await server.start()
+    out = tmp_path / "ticks.ndjson"
+    try:
+        assert await record(server.url, ["BTC"], out, duration_s=3.0, max_bytes=50_000) == 0
+    finally:
+        await server.stop()
+    files = sorted(tmp_path.iterdir(), key=lambda p: (len(p.name), p.name))
+    assert len(files) >= 3, files
+    assert files[0] == out  # then ticks.ndjson.1, .2, ...
+    lines = [line for path in files for line in read_tickfile(path)]
+    stamps = [line.received_ts_ns for line in lines]
+    assert stamps == sorted(stamps)  # nothing lost or reordered across the cuts
+    for path in files:  # cut at the first message past the bound (one may be bigger alone)
+        *before_last, _ = path.read_bytes().splitlines(keepends=True)
+        assert sum(map(len, before_last)) < 50_000, path
