@@ -111,8 +111,8 @@ def decoder_rows(label: Mapping[str, str], lines: Lines,
     before anything is timed; then all are timed in turn. Each row starts with ``label``.
     """
     n_bytes = sum(len(raw) for _, raw in lines)
-    expected = msgspec.json.encode(baseline(lines))
-    quotes = len(baseline(lines))
+    baseline_quotes = baseline(lines)
+    expected, quotes = msgspec.json.encode(baseline_quotes), len(baseline_quotes)
     for name, decode in ours.items():
         if msgspec.json.encode(decode(lines)) != expected or not quotes:
             raise SystemExit(f"{dict(label)}: baseline and {name} disagree: fix the baseline")
