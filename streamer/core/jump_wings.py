@@ -1,0 +1,79 @@
+"""SVI jump-wings parameters (Gatheral 2004): a smile described in a trader's terms.
+
+For a smile of total variance ``w(k)`` at ``t`` years (``k = ln(K/F)``):
+
+- ``v``: ATM variance ``w(0) / t``;
+- ``psi``: ATM skew ``w'(0) / (2 sqrt(w(0)))`` (equal to ``sqrt(t) d sigma / d k`` at 0);
+- ``p``: slope of the left (put) wing ``-w'(-inf) / sqrt(w(0))``;
+- ``c``: slope of the right (call) wing ``w'(+inf) / sqrt(w(0))``;
+- ``v_tilde``: minimum implied variance ``min_k w(k) / t``.
+
+For raw SVI ``w = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))`` these are closed
+forms (Gatheral, "A parsimonious arbitrage-free implied volatility parameterization",
+Global Derivatives 2004, slide "SVI-JW"; Gatheral & Jacquier 2014, section 3.3). For any
+other smile they are read off the smile: ``v`` and ``psi`` at the money, the wing slopes
+as chords over the outer tenth of the quoted range, ``v_tilde`` as the minimum over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+VarianceOfK = Callable[[FloatArray], FloatArray]
+
+_STEP = 1e-4
+_GRID = 201
+
+
+class JumpWings(msgspec.Struct, frozen=True, kw_only=True):
+    """Gatheral's jump-wings parameters of one smile (variances per year, slopes per k)."""
+
+    v: float
+    psi: float
+    p: float
+    c: float
+    v_tilde: float
+
+    def as_dict(self) -> dict[str, float]:
+        """By name, for the published slice."""
+        return {"v": self.v, "psi": self.psi, "p": self.p, "c": self.c, "v_tilde": self.v_tilde}
+
+
+def from_raw_svi(a: float, b: float, rho: float, m: float, sigma: float, t: float) -> JumpWings:
+    """Jump-wings of a raw SVI slice, exactly (Gatheral 2004)."""
+    root = np.hypot(m, sigma)
+    w = a + b * (-rho * m + root)
+    sqrt_w = np.sqrt(w) if w > 0 else np.nan
+    return JumpWings(v=float(w / t), psi=float(0.5 * b * (rho - m / root) / sqrt_w),
+                     p=float(b * (1.0 - rho) / sqrt_w), c=float(b * (1.0 + rho) / sqrt_w),
+                     v_tilde=float((a + b * sigma * np.sqrt(1.0 - rho * rho)) / t))
+
+
+def from_smile(w_of_k: VarianceOfK, t: float, k_min: float, k_max: float) -> JumpWings:
+    """Jump-wings read off any smile over its quoted range ``[k_min, k_max]``."""
+    atm = w_of_k(np.array([-_STEP, 0.0, _STEP]))
+    w0 = float(atm[1])
+    sqrt_w = np.sqrt(w0) if w0 > 0 else np.nan
+    lo, hi = min(k_min, -_STEP), max(k_max, _STEP)
+    grid = np.linspace(lo, hi, _GRID)
+    w = w_of_k(grid)
+    edge = max(_GRID // 10, 1)
+    left = (w[0] - w[edge]) / (grid[edge] - grid[0])
+    right = (w[-1] - w[-1 - edge]) / (grid[-1] - grid[-1 - edge])
+    return JumpWings(v=w0 / t, psi=float((atm[2] - atm[0]) / (2 * _STEP) / (2 * sqrt_w)),
+                     p=float(left / sqrt_w), c=float(right / sqrt_w),
+                     v_tilde=_min_variance(w_of_k, grid, w) / t)
+
+
+def _min_variance(w_of_k: VarianceOfK, grid: FloatArray, w: FloatArray) -> float:
+    """Minimum of ``w`` on ``grid``, refined on a fine grid between the neighbours."""
+    if not np.isfinite(w).any():
+        return float("nan")
+    i = int(np.nanargmin(w))
+    fine = np.linspace(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)], _GRID)
+    return float(min(np.nanmin(w), np.nanmin(w_of_k(fine))))

@@ -1,0 +1,125 @@
+"""Model-free implied variance by the Cboe VIX method, as Deribit's DVOL applies it.
+
+Per expiry (Cboe, "VIX White Paper", 2019 edition, steps 1-2; Deribit, "DVOL - Deribit
+Implied Volatility Index" methodology, 2021, which applies it to coin options with
+r = 0 and the two expiries bracketing 30 days):
+
+1. The forward by put-call parity at the strike where ``|C - P|`` is smallest:
+   ``F = K* + C(K*) - P(K*)`` (r = 0: no discounting).
+2. ``K0`` the first listed strike at or below ``F``.
+3. Out-of-the-money mids: puts below ``K0``, calls above, the average of the call and
+   the put at ``K0``. Moving away from ``K0``, an option with a zero bid is skipped, and
+   after two consecutive zero bids no further strike is used.
+4. ``sigma^2 = 2/T sum(dK_i / K_i^2 Q(K_i)) - 1/T (F/K0 - 1)^2`` with
+   ``dK_i = (K_{i+1} - K_{i-1}) / 2`` (one-sided at the ends).
+
+Across expiries (step 3 of the white paper): total variance ``T sigma^2`` linear in
+time between the two expiries that bracket the tenor, read back as a vol at the tenor.
+Prices are in the strikes' currency (USD for Deribit BTC options: coin premium times
+the underlying price).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ExpiryVariance(NamedTuple):
+    """One expiry's model-free variance and what went into it."""
+
+    t: float
+    variance: float
+    forward: float
+    k0: float
+    n_strikes: int
+
+
+def _walk(bids: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which options of an outward-ordered run are used: zero bids skipped, stop after two."""
+    used = np.zeros(bids.size, bool)
+    zeros = 0
+    for i, bid in enumerate(bids):
+        if not bid > 0:
+            zeros += 1
+            if zeros == 2:
+                break
+            continue
+        zeros = 0
+        used[i] = True
+    return used
+
+
+def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
+                    call_bid: npt.ArrayLike, put_bid: npt.ArrayLike, t: float
+                    ) -> ExpiryVariance | None:
+    """Model-free variance of one expiry from its listed strikes (steps 1-4 above).
+
+    Parameters
+    ----------
+    strike : array_like, shape (n,)
+        Listed strikes, ascending, each once.
+    call_mid, put_mid, call_bid, put_bid : array_like, shape (n,)
+        Per strike (NaN where that option has no quote).
+    t : float
+        Years to expiry.
+
+    Returns None where no strike has both a call and a put mid (no forward) or nothing
+    out of the money is usable.
+    """
+    k = np.asarray(strike, np.float64)
+    c, p = np.asarray(call_mid, np.float64), np.asarray(put_mid, np.float64)
+    cb, pb = np.asarray(call_bid, np.float64), np.asarray(put_bid, np.float64)
+    pairs = np.isfinite(c) & np.isfinite(p)
+    if not pairs.any() or t <= 0:
+        return None
+    star = int(np.argmin(np.where(pairs, np.abs(c - p), np.inf)))
+    forward = float(k[star] + c[star] - p[star])
+    below = np.nonzero(k <= forward)[0]
+    if below.size == 0:
+        return None
+    i0 = int(below[-1])
+    q = np.full(k.size, np.nan)
+    puts = np.arange(i0 - 1, -1, -1)
+    calls = np.arange(i0 + 1, k.size)
+    q[puts[_walk(pb[puts])]] = p[puts[_walk(pb[puts])]]
+    q[calls[_walk(cb[calls])]] = c[calls[_walk(cb[calls])]]
+    q[i0] = 0.5 * (c[i0] + p[i0]) if pairs[i0] else (p[i0] if np.isfinite(p[i0]) else c[i0])
+    used = np.isfinite(q)
+    if used.sum() < 2:
+        return None
+    ku, qu = k[used], q[used]
+    dk = np.gradient(ku) if ku.size > 2 else np.full(ku.size, ku[1] - ku[0])
+    k0 = float(k[i0])
+    variance = 2.0 / t * float(np.sum(dk / (ku * ku) * qu)) - (forward / k0 - 1.0) ** 2 / t
+    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0,
+                          n_strikes=int(used.sum()))
+
+
+def interpolated_vol(near: ExpiryVariance, next_: ExpiryVariance, tenor: float) -> float:
+    """The vol at ``tenor`` years, total variance linear in time between two expiries."""
+    w1, w2 = near.t * near.variance, next_.t * next_.variance
+    if next_.t == near.t:
+        w = w1 * tenor / near.t
+    else:
+        w = w1 + (w2 - w1) * (tenor - near.t) / (next_.t - near.t)
+    return float(np.sqrt(w / tenor)) if w > 0 else float("nan")
+
+
+def bracketing(ts: npt.ArrayLike, tenor: float) -> tuple[int, int] | None:
+    """Indices of the expiries at or below and above ``tenor`` (``ts`` ascending).
+
+    The near expiry is the last one at or below the tenor, the next one the first above
+    it; None where the tenor lies outside the expiries.
+    """
+    times = np.asarray(ts, np.float64)
+    if times.size == 0 or tenor < times[0] or tenor > times[-1]:
+        return None
+    hi = int(np.searchsorted(times, tenor, side="right"))
+    if hi == times.size:  # exactly on the last expiry
+        return times.size - 1, times.size - 1
+    return max(hi - 1, 0), hi

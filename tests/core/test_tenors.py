@@ -1,0 +1,63 @@
+"""Constant-maturity views: the interpolation rule and the delta-vol identities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.core.models import svi
+from streamer.core.smile import smile_metrics
+from streamer.core.tenors import forward_at, tenor_view, total_variance_at
+
+P1 = svi.SVIParams(a=0.004, b=0.05, rho=-0.3, m=0.0, sigma=0.1)
+P2 = svi.SVIParams(a=0.012, b=0.09, rho=-0.25, m=0.02, sigma=0.15)
+TS = [10 / 365, 40 / 365]
+SLICES = [lambda k: svi.total_variance(k, P1), lambda k: svi.total_variance(k, P2)]
+K = np.linspace(-0.5, 0.5, 11)
+
+
+def test_linear_in_total_variance_between_expiries() -> None:
+    t = 25 / 365
+    w = total_variance_at(K, t, TS, SLICES)
+    expected = 0.5 * (svi.total_variance(K, P1) + svi.total_variance(K, P2))
+    np.testing.assert_allclose(w, expected, rtol=1e-14)
+
+
+def test_on_an_expiry_it_is_the_slice_and_outside_the_documented_rule() -> None:
+    np.testing.assert_array_equal(total_variance_at(K, TS[1], TS, SLICES),
+                                  svi.total_variance(K, P2))
+    np.testing.assert_allclose(total_variance_at(K, TS[0] / 2, TS, SLICES),
+                               svi.total_variance(K, P1) / 2, rtol=1e-14)
+    t = TS[1] + 0.1
+    atm_rate = float(svi.total_variance(np.zeros(1), P2)[0]) / TS[1]
+    np.testing.assert_allclose(total_variance_at(K, t, TS, SLICES),
+                               svi.total_variance(K, P2) + 0.1 * atm_rate, rtol=1e-14)
+
+
+def test_forward_log_linear() -> None:
+    assert forward_at(25 / 365, TS, [100.0, 104.0]) == pytest.approx(np.sqrt(100 * 104))
+    assert forward_at(TS[1], TS, [100.0, 104.0]) == pytest.approx(104.0, rel=1e-15)
+
+
+def test_view_on_an_expiry_matches_the_slice_metrics() -> None:
+    view = tenor_view(40.0, TS[1], TS[1], TS, [100.0, 104.0], SLICES)
+    m = smile_metrics(lambda k: np.sqrt(svi.total_variance(k, P2) / TS[1]), TS[1])
+    assert view.atm_vol == m.atm_vol
+    assert view.rr25 == pytest.approx(m.rr25, abs=1e-14)
+    assert view.bf10 == pytest.approx(m.bf10, abs=1e-14)
+    assert not view.extrapolated
+
+
+def test_risk_reversals_and_butterflies_are_the_delta_vols_exactly() -> None:
+    view = tenor_view(25.0, 25 / 365, 25 / 365, TS, [100.0, 104.0], SLICES)
+    d = view.delta_vols
+    assert list(d) == ["10P", "25P", "ATM", "25C", "10C"]
+    assert view.rr25 == d["25C"] - d["25P"]
+    assert view.rr10 == d["10C"] - d["10P"]
+    assert view.bf25 == 0.5 * (d["25C"] + d["25P"]) - d["ATM"]
+    assert d["25P"] > d["ATM"]  # negative rho: puts richer
+
+
+def test_outside_the_expiries_is_flagged() -> None:
+    assert tenor_view(1.0, 1 / 365, 1 / 365, TS, [100.0, 104.0], SLICES).extrapolated
+    assert tenor_view(90.0, 90 / 365, 90 / 365, TS, [100.0, 104.0], SLICES).extrapolated
