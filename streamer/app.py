@@ -139,7 +139,8 @@ class Service:
         engine = self.engines.get(venue)
         if engine is None:
             engine = self.engines[venue] = Engine(venue, self.config.calibration,
-                                                  self.config.batch, self.config.dynamics)
+                                                  self.config.batch, self.config.dynamics,
+                                                  self.config.analytics)
         return engine
 
     async def _bootstrap(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -156,6 +156,29 @@ class DynamicsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_field
     statuses: tuple[str, ...] = ("warm", "cold")
 
 
+class ClockEventConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A listed event: extra variance, in days of average variance, at ``at`` (ISO-8601)."""
+
+    at: str
+    extra_days: Annotated[float, msgspec.Meta(ge=0.0)]
+
+
+class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Constant-maturity views, the variance index and the variance clock (README)."""
+
+    #: Constant maturities of ``SurfaceUpdate.tenors``, days.
+    tenor_days: tuple[Annotated[float, msgspec.Meta(gt=0.0)], ...] = (
+        1.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0)
+    #: Tenor of ``SurfaceUpdate.variance_index`` (the Cboe VIX method), days.
+    variance_index_days: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
+    #: Variance carried by each UTC weekday, Monday first (normalised to a 7-day week);
+    #: e.g. weekends at 0.6. All 1 (the default) is calendar time.
+    weekday_weights: Annotated[tuple[Annotated[float, msgspec.Meta(gt=0.0)], ...],
+                               msgspec.Meta(min_length=7, max_length=7)] = (1.0,) * 7
+    #: Events with extra variance (used for interpolation between expiries and tenor t).
+    events: tuple[ClockEventConfig, ...] = ()
+
+
 class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
@@ -167,6 +190,7 @@ class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     dynamics: DynamicsConfig = DynamicsConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
     sink: Literal["kafka", "stdout"] = "kafka"
 
 

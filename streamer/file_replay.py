@@ -32,7 +32,7 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     # No time budget: deferring slices by wall-clock time would make two replays of
     # the same file differ with the machine's load.
     unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)
-    engine = Engine(venue, unbudgeted, config.batch, config.dynamics)
+    engine = Engine(venue, unbudgeted, config.batch, config.dynamics, config.analytics)
     await sink.start()
     count = 0
     now_ns = 0

@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from streamer.core.tenors import TenorView
+
 SCHEMA_NAME = "vol.surface.v1"
 SCHEMA_VERSION = 1
 
@@ -112,6 +114,27 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     rmse_half_spreads: float = float("nan")
     #: share of the quotes used whose model IV lies within [bid IV, ask IV]
     within_spread_fraction: float = float("nan")
+    #: SVI jump-wings ``v``, ``psi``, ``p``, ``c``, ``v_tilde`` (Gatheral 2004): exact for
+    #: SVI slices, read off the smile for the other models (streamer.core.jump_wings)
+    jw: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class VarianceIndex(msgspec.Struct, frozen=True, kw_only=True):
+    """Model-free implied vol at ``tenor_days`` by the Cboe VIX method as Deribit's DVOL
+    applies it (streamer.core.variance_index), from the market's own quotes.
+
+    ``near_expiry``/``next_expiry`` are the two expiries interpolated (ISO-8601 UTC),
+    ``n_strikes`` the strikes used in both, ``model_vol`` the same integral on the
+    fitted surface over a wide strike range (NaN where either expiry is not fitted):
+    the gap between the two is what the wings beyond the listed strikes add.
+    """
+
+    tenor_days: float
+    vol: float
+    near_expiry: str
+    next_expiry: str
+    n_strikes: int
+    model_vol: float = float("nan")
 
 
 class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +152,10 @@ class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, float]
     slices: list[SliceUpdate]
     dynamics: Dynamics | None = None
+    #: constant-maturity views (``analytics.tenor_days``), ascending; ``extrapolated``
+    #: where the tenor is not inside the listed expiries
+    tenors: list[TenorView] = msgspec.field(default_factory=list)
+    variance_index: VarianceIndex | None = None
 
     @property
     def key(self) -> str:

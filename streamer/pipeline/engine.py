@@ -16,8 +16,9 @@ from typing import Any, cast
 import msgspec
 import numpy as np
 
-from streamer.config import BatchConfig, CalibrationConfig, DynamicsConfig
+from streamer.config import AnalyticsConfig, BatchConfig, CalibrationConfig, DynamicsConfig
 from streamer.core.arbitrage import calendar_margins
+from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher
 from streamer.pipeline.calibrator import (
     SliceCalibrator,
@@ -83,8 +84,10 @@ class Engine:
     """Chain books, batching and incremental calibration for every underlying of a venue."""
 
     def __init__(self, venue: str, calibration: CalibrationConfig, batch: BatchConfig,
-                 dynamics: DynamicsConfig | None = None) -> None:
+                 dynamics: DynamicsConfig | None = None,
+                 analytics: AnalyticsConfig | None = None) -> None:
         self.venue = venue
+        self._analytics = SurfaceAnalytics(analytics)
         self._dynamics = DynamicsTracker(dynamics)
         self.calibration = calibration
         self.batch = batch
@@ -280,8 +283,10 @@ class Engine:
         fits = [state.fits[e] for e in sorted(state.fits)]
         ts = [years_to_expiry(f.expiry_ts_ms, now_ms) for f in fits]
         cal_margins = _calendar_margins(model, fits, ts)
+        fitted = [FittedSlice(f.expiry_ts_ms, t, f.forward, f.params, f.k_range)
+                  for f, t in zip(fits, ts, strict=True)]
         slices = []
-        for f, t, cal_margin in zip(fits, ts, cal_margins, strict=True):
+        for f, t, cal_margin, fs in zip(fits, ts, cal_margins, fitted, strict=True):
             ok = not cal_margin < -CALENDAR_TOL  # NaN (first expiry): nothing to compare
             if not ok:
                 self._report.arbitrage[(name, "calendar")] += 1
@@ -295,7 +300,8 @@ class Engine:
                 atm_curvature=f.metrics.atm_curvature, rr10=f.metrics.rr10,
                 bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
                 rmse_half_spreads=f.spread.rmse_half_spreads,
-                within_spread_fraction=f.spread.within_spread_fraction))
+                within_spread_fraction=f.spread.within_spread_fraction,
+                jw=self._analytics.jump_wings(model, fs)))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
@@ -305,7 +311,11 @@ class Engine:
         update = SurfaceUpdate(
             venue=self.venue, underlying=name, model=model.name,  # type: ignore[arg-type]
             seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,
-            published_ts_ns=0, spot=state.book.index_price, params=surface_params, slices=slices)
+            published_ts_ns=0, spot=state.book.index_price, params=surface_params, slices=slices,
+            tenors=self._analytics.tenors(model, fitted, now_ms),
+            variance_index=self._analytics.variance_index(
+                model, [(e, state.book.quotes(e)) for e in state.book.expiries()],
+                {s.expiry_ts_ms: s for s in fitted}, now_ms))
         return msgspec.structs.replace(update, dynamics=self._dynamics.update(update))
 
 

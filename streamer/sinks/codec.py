@@ -49,9 +49,12 @@ def decode_surface(data: bytes, fmt: Format = "json") -> SurfaceUpdate:
         return msgspec.convert(_nulls_to_nan(raw), SurfaceUpdate)
 
 
+_OPTIONAL_OBJECTS = ("dynamics", "variance_index")
+
+
 def _nulls_to_nan(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: (math.nan if v is None and k != "dynamics" else _nulls_to_nan(v))
+        return {k: (math.nan if v is None and k not in _OPTIONAL_OBJECTS else _nulls_to_nan(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [_nulls_to_nan(v) for v in obj]

@@ -1,0 +1,160 @@
+"""Per-surface analytics beyond the fits: jump-wings, constant-maturity views, the variance index.
+
+Fed by the engine with each published surface's fitted slices and the book's quotes;
+pure (no IO). Times between expiries run on the configured variance clock (calendar by
+default); vols stay quoted on the calendar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.interpolate import CubicSpline
+
+from streamer.config import AnalyticsConfig
+from streamer.core import black76
+from streamer.core.jump_wings import from_raw_svi, from_smile
+from streamer.core.models.svi import SVIParams
+from streamer.core.tenors import TenorView, tenor_view
+from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
+from streamer.core.variance_index import (
+    ExpiryVariance,
+    bracketing,
+    expiry_variance,
+    interpolated_vol,
+)
+from streamer.pipeline.models import SliceEvaluator
+from streamer.types import Quote, VarianceIndex
+
+FloatArray = npt.NDArray[np.float64]
+VarianceOfK = Callable[[FloatArray], FloatArray]
+
+#: Grid of a costly smile's spline, in ATM total-vol widths each side of the money.
+_SPLINE_WIDTHS = 8.0
+_SPLINE_POINTS = 161
+#: Strike grid of the model variance index: total-vol widths each side, and points.
+_MODEL_WIDTHS = 10.0
+_MODEL_POINTS = 801
+
+
+class FittedSlice:
+    """What the analytics need of one published slice."""
+
+    __slots__ = ("expiry_ts_ms", "forward", "k_range", "params", "t")
+
+    def __init__(self, expiry_ts_ms: int, t: float, forward: float, params: Any,
+                 k_range: tuple[float, float]) -> None:
+        self.expiry_ts_ms, self.t, self.forward = expiry_ts_ms, t, forward
+        self.params, self.k_range = params, k_range
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clock(config: AnalyticsConfig) -> VarianceClock:
+    events = tuple(ClockEvent(at_ms=int(datetime.fromisoformat(e.at.replace("Z", "+00:00"))
+                                        .astimezone(UTC).timestamp() * 1000),
+                              extra_days=e.extra_days) for e in config.events)
+    return VarianceClock(weekday_weights=config.weekday_weights, events=events)
+
+
+class SurfaceAnalytics:
+    """Jump-wings, tenor views and the variance index of one surface at a time."""
+
+    def __init__(self, config: AnalyticsConfig | None = None) -> None:
+        self.config = config or AnalyticsConfig()
+        self.clock = _clock(self.config)
+
+    def jump_wings(self, model: SliceEvaluator, s: FittedSlice) -> dict[str, float]:
+        """Exact for SVI; read off the smile over its quoted range otherwise."""
+        if isinstance(s.params, SVIParams):
+            p = s.params
+            return from_raw_svi(p.a, p.b, p.rho, p.m, p.sigma, s.t).as_dict()
+        return from_smile(self._w_of_k(model, s), s.t, *s.k_range).as_dict()
+
+    def tenors(self, model: SliceEvaluator, slices: Sequence[FittedSlice], now_ms: int
+               ) -> list[TenorView]:
+        """One view per configured tenor (none without slices)."""
+        if not slices:
+            return []
+        ts = [self.clock.years(now_ms, s.expiry_ts_ms) for s in slices]
+        ws = [self._w_of_k(model, s) for s in slices]
+        forwards = [s.forward for s in slices]
+        views = []
+        for days in self.config.tenor_days:
+            t = self.clock.years(now_ms, now_ms + int(days * DAY_MS))
+            views.append(tenor_view(days, t, days * DAY_MS / YEAR_MS, ts, forwards, ws))
+        return views
+
+    def variance_index(self, model: SliceEvaluator, books: Sequence[tuple[int, list[Quote]]],
+                       fitted: dict[int, FittedSlice], now_ms: int) -> VarianceIndex | None:
+        """The index from each expiry's quotes; None where no two expiries bracket it."""
+        per_expiry = [(e, v) for e, quotes in books
+                      if (v := _market_variance(quotes, (e - now_ms) / YEAR_MS)) is not None]
+        tenor = self.config.variance_index_days * DAY_MS / YEAR_MS
+        pair = bracketing([v.t for _, v in per_expiry], tenor)
+        if pair is None:
+            return None
+        (e1, near), (e2, nxt) = per_expiry[pair[0]], per_expiry[pair[1]]
+        model_vol = float("nan")
+        if e1 in fitted and e2 in fitted:
+            m1, m2 = (_model_variance(model, fitted[e], v)
+                      for e, v in ((e1, near), (e2, nxt)))
+            model_vol = interpolated_vol(m1, m2, tenor)
+        return VarianceIndex(tenor_days=self.config.variance_index_days,
+                             vol=interpolated_vol(near, nxt, tenor), near_expiry=_iso(e1),
+                             next_expiry=_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
+                             model_vol=model_vol)
+
+    @staticmethod
+    def _w_of_k(model: SliceEvaluator, s: FittedSlice) -> VarianceOfK:
+        """The slice's total variance; through a spline for models costly to evaluate."""
+        if not getattr(model, "costly_vol", False):
+            return lambda k: model.total_variance(np.asarray(k, np.float64), s.t, s.params)
+        atm = float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
+        half = _SPLINE_WIDTHS * max(atm, 0.01) if np.isfinite(atm) else 1.0
+        grid = np.linspace(-half, half, _SPLINE_POINTS)
+        w = model.total_variance(grid, s.t, s.params)
+        if not np.all(np.isfinite(w)):
+            return lambda k: model.total_variance(np.asarray(k, np.float64), s.t, s.params)
+        spline = CubicSpline(grid, w)
+        return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
+
+
+def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
+    """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
+    if t <= 0 or not quotes:
+        return None
+    strikes = np.unique([q.strike for q in quotes])
+    cols = {name: np.full(strikes.size, np.nan)
+            for name in ("call_mid", "put_mid", "call_bid", "put_bid")}
+    for q in quotes:
+        if not (q.bid_price >= 0 and q.ask_price > 0 and q.ask_price >= q.bid_price):
+            continue  # one-sided, crossed or missing: no mid
+        side = "call" if q.is_call else "put"
+        i = int(np.searchsorted(strikes, q.strike))
+        cols[f"{side}_mid"][i] = 0.5 * (q.bid_price + q.ask_price)
+        cols[f"{side}_bid"][i] = q.bid_price
+    return expiry_variance(strikes, t=t, **cols)
+
+
+def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVariance
+                    ) -> ExpiryVariance:
+    """The same sum on the fitted smile over a wide, dense strike grid at the market's t."""
+    atm = float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
+    half = _MODEL_WIDTHS * max(atm, 0.01) if np.isfinite(atm) else 2.0
+    k = np.linspace(-half, half, _MODEL_POINTS)
+    vol = np.nan_to_num(model.vol(k, s.t, s.params), nan=0.0)
+    strikes = s.forward * np.exp(k)
+    calls = black76.price(s.forward, strikes, s.t, vol, True)
+    puts = black76.price(s.forward, strikes, s.t, vol, False)
+    got = expiry_variance(strikes, calls, puts, calls, puts, s.t)
+    if got is None:
+        return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,
+                              k0=s.forward, n_strikes=0)
+    return got._replace(t=market.t)
