@@ -117,6 +117,10 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: SVI jump-wings ``v``, ``psi``, ``p``, ``c``, ``v_tilde`` (Gatheral 2004): exact for
     #: SVI slices, read off the smile for the other models (streamer.core.jump_wings)
     jw: dict[str, float] = msgspec.field(default_factory=dict)
+    #: standard errors of ``atm_vol`` (decimal vol) and of each of ``params``, from the
+    #: fit's Jacobian with the quotes' half spreads as their noise (core.fit_errors)
+    atm_vol_se: float = float("nan")
+    params_se: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class VarianceIndex(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ from scipy.interpolate import CubicSpline
 
 from streamer.config import AnalyticsConfig
 from streamer.core import black76
+from streamer.core.fit_errors import standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.models.svi import SVIParams
 from streamer.core.tenors import TenorView, tenor_view
@@ -39,6 +40,8 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
+#: Smallest noise scale of a quote in the standard errors, decimal vol.
+_MIN_HALF_SPREAD = 1e-4
 
 
 class FittedSlice:
@@ -158,3 +161,28 @@ def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVarianc
         return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,
                               k0=s.forward, n_strikes=0)
     return got._replace(t=market.t)
+
+
+def fit_standard_errors(model: SliceEvaluator, params: Any, t: float, k: FloatArray,
+                        iv: FloatArray, bid_iv: FloatArray, ask_iv: FloatArray
+                        ) -> tuple[float, dict[str, float]]:
+    """ATM vol and parameter standard errors of a fitted slice (core.fit_errors).
+
+    The noise scale of a quote is its half spread in vol (the distance from the mid to
+    the ask where the bid has no IV), floored at a hundredth of a vol point. NaN and
+    empty for models too costly to differentiate per batch (Heston).
+    """
+    if getattr(model, "costly_vol", False) or k.size == 0:
+        return float("nan"), {}
+    names = list(model.to_dict(params))
+    half = np.where(np.isfinite(bid_iv), 0.5 * (ask_iv - bid_iv), ask_iv - iv)
+    half = np.maximum(np.nan_to_num(half, nan=_MIN_HALF_SPREAD), _MIN_HALF_SPREAD)
+
+    def vol(kk: FloatArray, theta: FloatArray) -> FloatArray:
+        return model.vol(kk, t, model.from_dict(dict(zip(names, theta, strict=True))))
+
+    try:
+        se, atm = standard_errors(vol, list(model.to_dict(params).values()), k, half)
+    except (ValueError, KeyError):  # parameters outside the model's domain
+        return float("nan"), {}
+    return atm, dict(zip(names, (float(x) for x in se), strict=True))
