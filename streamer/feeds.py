@@ -15,7 +15,7 @@ from streamer.metrics import Health, Metrics
 from streamer.pipeline.engine import Engine
 from streamer.progress import Progress
 from streamer.sinks.ticks import KafkaRecordSink
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 
 
 class EngineFeed:
@@ -37,6 +37,9 @@ class EngineFeed:
             ticks = self._ticks[quote.venue] = self.metrics.ticks_total.labels(venue=quote.venue)
         ticks.inc()
         self.progress.on_tick()
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        self.engine_for(index.venue).on_vol_index(index)
 
     def on_reject(self, venue: str, reason: str) -> None:
         self.metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc()
@@ -61,6 +64,9 @@ class TicksFeed(EngineFeed):
     def on_quote(self, quote: Quote) -> None:
         self.ticks.add(quote)
         self._count(quote)
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        """Not carried by the ticks topic (Quotes only): split-mode surfaces go without it."""
 
 
 def _no_engine(venue: str) -> Engine:

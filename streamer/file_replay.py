@@ -42,6 +42,8 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             decoded = decoder.decode(line.raw, now_ns)
             for quote in decoded.quotes:
                 engine.on_quote(quote)
+            for index in decoded.vol_indices:
+                engine.on_vol_index(index)
             for reason in decoded.rejects:
                 if on_reject is not None:
                     on_reject(reason)

@@ -11,7 +11,7 @@ from pathlib import Path
 from streamer.config import VenueConfig
 from streamer.sources.registry import LIVE, make_session, resolve_url
 from streamer.tickfile import TickFileWriter
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class _CountingSink:
 
     def on_connected(self, venue: str, connected: bool) -> None:
         log.info("%s: %s", venue, "connected" if connected else "disconnected")
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        """Recorded raw with its frame, like everything else."""
 
 
 async def record(url: str | None, currencies: Sequence[str], out: Path, *,

@@ -53,6 +53,17 @@ class Quote(msgspec.Struct, frozen=True, gc=False):
     mark_iv: float = float("nan")
 
 
+class VenueVolIndex(msgspec.Struct, frozen=True, kw_only=True):
+    """A venue's own published implied-vol index (Deribit's DVOL), decimal vol."""
+
+    venue: str
+    underlying: str
+    index_name: str
+    vol: float
+    exchange_ts_ms: int
+    received_ts_ns: int
+
+
 class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
     """Smile-dynamics estimates at the reference tenor (docs/dynamics.md).
 
@@ -139,6 +150,10 @@ class VarianceIndex(msgspec.Struct, frozen=True, kw_only=True):
     next_expiry: str
     n_strikes: int
     model_vol: float = float("nan")
+    #: the venue's own index at the same tenor (Deribit's DVOL), latest value received
+    #: up to this surface's ``exchange_ts_ms``, and its exchange time; NaN and 0 without
+    venue_vol: float = float("nan")
+    venue_vol_ts_ms: int = 0
 
 
 class SurfaceUpdate(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,7 +29,7 @@ from streamer.core.variance_index import (
     interpolated_vol,
 )
 from streamer.pipeline.models import SliceEvaluator
-from streamer.types import Quote, VarianceIndex
+from streamer.types import Quote, VarianceIndex, VenueVolIndex
 
 FloatArray = npt.NDArray[np.float64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
@@ -40,6 +40,8 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
+#: Deribit's DVOL is the 30-day index.
+DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
 _MIN_HALF_SPREAD = 1e-4
 
@@ -95,7 +97,8 @@ class SurfaceAnalytics:
         return views
 
     def variance_index(self, model: SliceEvaluator, books: Sequence[tuple[int, list[Quote]]],
-                       fitted: dict[int, FittedSlice], now_ms: int) -> VarianceIndex | None:
+                       fitted: dict[int, FittedSlice], now_ms: int,
+                       venue_index: VenueVolIndex | None = None) -> VarianceIndex | None:
         """The index from each expiry's quotes; None where no two expiries bracket it."""
         per_expiry = [(e, v) for e, quotes in books
                       if (v := _market_variance(quotes, (e - now_ms) / YEAR_MS)) is not None]
@@ -112,7 +115,8 @@ class SurfaceAnalytics:
         return VarianceIndex(tenor_days=self.config.variance_index_days,
                              vol=interpolated_vol(near, nxt, tenor), near_expiry=_iso(e1),
                              next_expiry=_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
-                             model_vol=model_vol)
+                             model_vol=model_vol,
+                             **_venue_fields(venue_index, self.config.variance_index_days))
 
     @staticmethod
     def _w_of_k(model: SliceEvaluator, s: FittedSlice) -> VarianceOfK:
@@ -127,6 +131,13 @@ class SurfaceAnalytics:
             return lambda k: model.total_variance(np.asarray(k, np.float64), s.t, s.params)
         spline = CubicSpline(grid, w)
         return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
+
+
+def _venue_fields(index: VenueVolIndex | None, tenor_days: float) -> dict[str, Any]:
+    """The venue's own index beside ours: Deribit's DVOL is a 30-day index only."""
+    if index is None or tenor_days != DVOL_TENOR_DAYS:
+        return {}
+    return {"venue_vol": index.vol, "venue_vol_ts_ms": index.exchange_ts_ms}
 
 
 def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:

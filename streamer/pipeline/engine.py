@@ -42,7 +42,7 @@ from streamer.pipeline.snapshot import (
     count_rejects,
     years_to_expiry,
 )
-from streamer.types import Quote, SliceUpdate, SurfaceUpdate
+from streamer.types import Quote, SliceUpdate, SurfaceUpdate, VenueVolIndex
 
 CALENDAR_POINTS = 41
 CALENDAR_TOL = 1e-12
@@ -74,6 +74,7 @@ class _Underlying:
     surface_params: Any | None = None  # surface models only
     surface_rmse: float = float("nan")
     seeded_surface: dict[str, float] | None = None
+    vol_index: VenueVolIndex | None = None  # the venue's own (Deribit's DVOL), latest
 
 
 def _iso(ts_ms: int) -> str:
@@ -111,6 +112,12 @@ class Engine:
         state = self._state(quote.underlying)
         state.book.update(quote)
         state.batcher.add(quote.received_ts_ns)
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        """Keep the venue's latest own vol index of an underlying, to publish beside ours."""
+        state = self._state(index.underlying)
+        if state.vol_index is None or index.exchange_ts_ms >= state.vol_index.exchange_ts_ms:
+            state.vol_index = index
 
     def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
         """Cut and calibrate every batch that is due at ``now_ns``."""
@@ -315,7 +322,7 @@ class Engine:
             tenors=self._analytics.tenors(model, fitted, now_ms),
             variance_index=self._analytics.variance_index(
                 model, [(e, state.book.quotes(e)) for e in state.book.expiries()],
-                {s.expiry_ts_ms: s for s in fitted}, now_ms))
+                {s.expiry_ts_ms: s for s in fitted}, now_ms, state.vol_index))
         return msgspec.structs.replace(update, dynamics=self._dynamics.update(update))
 
 

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from streamer.errors import StreamerError, VenueDisconnected
 from streamer.tasks import cancel_and_wait
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ class QuoteSink(Protocol):
 
     def on_reject(self, venue: str, reason: str) -> None:
         """A dropped message or quote, with a short snake_case reason."""
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        """A venue's own implied-vol index value (Deribit's DVOL)."""
 
     def on_reconnect(self, venue: str) -> None:
         """The session is about to reconnect."""
@@ -69,6 +72,9 @@ class _Decoded(Protocol):
     @property
     def rejects(self) -> list[str]: ...
 
+    @property
+    def vol_indices(self) -> list[VenueVolIndex]: ...
+
 
 D = TypeVar("D", bound=_Decoded)
 
@@ -90,6 +96,8 @@ def deliver_frame(frame: str | bytes, venue: str, decode: Callable[[bytes, int],
         sink.on_quote(quote)
     for reason in decoded.rejects:
         sink.on_reject(venue, reason)
+    for index in decoded.vol_indices:
+        sink.on_vol_index(index)
     return decoded
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from streamer.sources.deribit.schema import PlatformState
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 
 EXPIRY_HOUR_UTC = 8  # Deribit, OKX, Bybit and Binance all expire options at 08:00 UTC
 MONTHS = {m: i for i, m in enumerate(
@@ -71,6 +71,7 @@ class Decoded(msgspec.Struct, gc=False):
     error_message: str = ""
     platform_state: str | None = None
     platform: PlatformState | None = None
+    vol_indices: list[VenueVolIndex] = msgspec.field(default_factory=list)
 
 
 EnvelopeT = TypeVar("EnvelopeT")

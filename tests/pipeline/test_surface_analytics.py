@@ -19,7 +19,7 @@ from streamer.core.models import svi
 from streamer.core.tenors import total_variance_at
 from streamer.core.variance_index import expiry_variance, interpolated_vol
 from streamer.pipeline.engine import Engine
-from streamer.types import Quote, SurfaceUpdate
+from streamer.types import Quote, SurfaceUpdate, VenueVolIndex
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY_MS = 86_400_000
@@ -70,6 +70,9 @@ def surface() -> SurfaceUpdate:
     engine = Engine("deribit", CalibrationConfig(), BatchConfig())
     for q in _quotes():
         engine.on_quote(q)
+    for vol, ts in ((0.43, NOW_MS - 1_000), (0.41, NOW_MS - 2_000)):  # the older arrives last
+        engine.on_vol_index(VenueVolIndex(venue="deribit", underlying="BTC", index_name="btc_usd",
+                                          vol=vol, exchange_ts_ms=ts, received_ts_ns=0))
     (update,) = engine.flush(NOW_MS * 1_000_000)
     assert len(update.slices) == len(EXPIRY_DAYS)
     return update
@@ -126,3 +129,9 @@ def test_tenors_outside_the_listed_expiries_are_flagged(surface: SurfaceUpdate) 
     flags = {v.tenor_days: v.extrapolated for v in surface.tenors}
     assert flags == {1.0: True, 7.0: True, 14.0: False, 30.0: False, 60.0: False,
                      90.0: False, 180.0: True, 365.0: True}
+
+
+def test_the_venues_own_index_is_published_beside_ours(surface: SurfaceUpdate) -> None:
+    vi = surface.variance_index
+    assert vi is not None
+    assert (vi.venue_vol, vi.venue_vol_ts_ms) == (0.43, NOW_MS - 1_000)

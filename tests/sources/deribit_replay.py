@@ -16,8 +16,9 @@ from pathlib import Path
 import msgspec
 
 from streamer.devtools.replay import Faults, ReplayServer
+from streamer.sources.deribit.protocol import volatility_index_channel
 from streamer.sources.deribit.session import RATE_LIMITED_DELAY_S, DeribitSession
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 from tests.sources import venue_support
 from tests.sources.golden import Row
 from tests.sources.venue_support import stop_session
@@ -34,6 +35,7 @@ class RecordingSink:
         self.rejects: Counter[str] = Counter()
         self.reconnects = 0
         self.connected: list[bool] = []
+        self.vol_indices: list[VenueVolIndex] = []
         self.quotes_per_connection: Counter[int] = Counter()  # by count of "up" so far
 
     def on_quote(self, quote: Quote) -> None:
@@ -49,6 +51,9 @@ class RecordingSink:
 
     def on_connected(self, venue: str, connected: bool) -> None:
         self.connected.append(connected)
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        self.vol_indices.append(index)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
@@ -66,9 +71,12 @@ def ticker_channels(capture: list[Row]) -> set[str]:
     return {f"ticker.{row.data['instrument_name']}.raw" for row in capture}
 
 
+CURRENCIES = ("BTC", "ETH")
+
+
 def all_channels(capture: list[Row]) -> set[str]:
-    """What a session subscribes to: the tickers and ``platform_state``."""
-    return ticker_channels(capture) | {"platform_state"}
+    """What a session subscribes to: the tickers, ``platform_state`` and DVOL per currency."""
+    return ticker_channels(capture) | {"platform_state", *map(volatility_index_channel, CURRENCIES)}
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +91,7 @@ async def running(path: Path, faults: Faults = NO_FAULTS, *, loop: bool = False,
     server = ReplayServer(path, speed=speed, loop=loop, faults=faults)
     await server.start()
     sink = make_sink(server)
-    session = DeribitSession(server.url, ["BTC", "ETH"], sink, heartbeat_s=heartbeat_s,
+    session = DeribitSession(server.url, list(CURRENCIES), sink, heartbeat_s=heartbeat_s,
                              subscribe_batch=subscribe_batch, interval="raw",
                              requests_per_s=1000.0, refresh_instruments_s=refresh_s,
                              rng=random.Random(0), backoff=backoff,

@@ -77,8 +77,8 @@ async def test_refresh_subscribes_a_new_listing_and_unsubscribes_an_expired_inst
     assert sink.rejects == Counter()
     # Listed late: first subscribed by a refresh, so its first quote is not the first one.
     assert next(i for i, q in enumerate(quotes) if q.instrument == NEW) > 0
-    assert _messages(logs, "subscribed to 10 channels")  # platform_state and 9 tickers
-    assert _messages(logs, "subscribed to 11 channels")  # the new listing added
+    assert _messages(logs, "subscribed to 12 channels")  # platform_state, 2 DVOLs, 9 tickers
+    assert _messages(logs, "subscribed to 13 channels")  # the new listing added
     assert _messages(logs, f"unsubscribed 1 channel(s) of delisted instruments: {_ticker(OLD)}")
 
 
@@ -223,10 +223,10 @@ async def test_refused_subscription_is_logged_counted_and_retried_with_growing_c
     gaps = [later - earlier for earlier, later in itertools.pairwise(opened)]
     assert gaps[0] < gaps[1] < gaps[2] < gaps[3], gaps
     assert max(gaps) < 0.8 * 1.2 + 0.3, gaps  # capped
-    assert rejected >= 5 * 11  # every channel of each refused request (11 here)
+    assert rejected >= 5 * 13  # every channel of each refused request (13 here)
     assert True not in sink.connected
     assert server.stats.subscriptions == Counter()
-    refused = _messages(logs, "subscription of 11 channel(s) refused (error 11050: bad_request)")
+    refused = _messages(logs, "subscription of 13 channel(s) refused (error 11050: bad_request)")
     assert len(refused) >= 5
 
 

@@ -40,7 +40,7 @@ async def test_session_subscribes_every_listed_channel_once_and_streams_every_qu
         await wait_until(lambda: server.finished.is_set() and len(sink.quotes) >= len(expected),
                          "every recorded quote delivered")
         assert server.stats.subscriptions == Counter(dict.fromkeys(all_channels(rows), 1))
-        assert len(server.stats.subscriptions) == 11  # 10 tickers and platform_state
+        assert len(server.stats.subscriptions) == 13  # 10 tickers, platform_state, 2 DVOLs
         assert comparable(sink.quotes) == comparable(expected)  # same quotes, same order
         assert all(q.received_ts_ns > 0 for q in sink.quotes)
         assert sink.connected == [True]

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from streamer.sources.decoded import Decoded
-from streamer.types import Quote
+from streamer.types import Quote, VenueVolIndex
 
 DATA = Path(__file__).parents[1] / "data"
 
@@ -44,6 +44,7 @@ class RecordingSink:
         self.rejects: Counter[str] = Counter()
         self.reconnects = 0
         self.connected: list[bool] = []
+        self.vol_indices: list[VenueVolIndex] = []
         self.connection_no: Callable[[], int] = lambda: 0
         self.quotes_per_connection: Counter[int] = Counter()
         self.events: list[str] = []  # "quote" or the reject reason, in arrival order
@@ -66,6 +67,9 @@ class RecordingSink:
 
     def on_connected(self, venue: str, connected: bool) -> None:
         self.connected.append(connected)
+
+    def on_vol_index(self, index: VenueVolIndex) -> None:
+        self.vol_indices.append(index)
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:

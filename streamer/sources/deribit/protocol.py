@@ -6,6 +6,7 @@ time; ``streamer replay`` feeds tick-file lines the same way.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from streamer.sources.decoded import (
     expiry_ts_ms,
 )
 from streamer.sources.deribit.fast_path import fast_path
-from streamer.sources.deribit.normalise import ticker_quote
+from streamer.sources.deribit.normalise import VENUE, ticker_quote
 from streamer.sources.deribit.schema import (
     Envelope,
     HeartbeatParams,
@@ -30,9 +31,12 @@ from streamer.sources.deribit.schema import (
     PlatformStatus,
     SubscriptionParams,
     Ticker,
+    VolatilityIndex,
 )
+from streamer.types import VenueVolIndex
 
 PLATFORM_STATE = "platform_state"
+VOLATILITY_INDEX = "deribit_volatility_index."
 _OPTION = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
     r"-(?P<strike>\d+(?:d\d+)?)-(?P<cp>[CP])$")
@@ -102,6 +106,11 @@ def get_instruments_request(currency: str, request_id: int) -> bytes:
     """``public/get_instruments`` for live options of one currency."""
     return _request("public/get_instruments",
                     {"currency": currency, "kind": "option", "expired": False}, request_id)
+
+
+def volatility_index_channel(currency: str) -> str:
+    """DVOL of a currency (``deribit_volatility_index.btc_usd``)."""
+    return f"{VOLATILITY_INDEX}{currency.lower()}_usd"
 
 
 def ticker_channel(instrument: str, interval: str) -> str:
@@ -184,6 +193,7 @@ class DeribitDecoder:
         self._sub = msgspec.json.Decoder(SubscriptionParams)
         self._heartbeat = msgspec.json.Decoder(HeartbeatParams)
         self._platform = msgspec.json.Decoder(PlatformState)
+        self._vol_index = msgspec.json.Decoder(VolatilityIndex)
         self._ticker = msgspec.json.Decoder(Ticker)
         self._instruments = InstrumentCache(parse_instrument_name, classify_unparsable)
         self._fast = fast_path(self._instruments, native)
@@ -235,8 +245,20 @@ class DeribitDecoder:
             out.platform = state = self._platform.decode(sub.data)
             out.platform_state = (str(state.maintenance) if state.maintenance is not None
                                   else bytes(sub.data).decode(errors="replace"))
+        elif sub.channel.startswith(VOLATILITY_INDEX):
+            self._volatility_index(sub.data, received_ts_ns, out)
         else:
             out.rejects.append("unsubscribed_channel")
+
+    def _volatility_index(self, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
+        index = self._vol_index.decode(data)
+        if not (math.isfinite(index.volatility) and index.volatility > 0):
+            out.rejects.append("bad_volatility_index")
+            return
+        out.vol_indices.append(VenueVolIndex(
+            venue=VENUE, underlying=index.index_name.split("_")[0].upper(),
+            index_name=index.index_name, vol=index.volatility / 100.0,
+            exchange_ts_ms=index.timestamp, received_ts_ns=received_ts_ns))
 
     def _ticker_frame(self, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
         try:

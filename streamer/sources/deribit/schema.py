@@ -39,6 +39,14 @@ class SubscriptionParams(msgspec.Struct, frozen=True):
     data: msgspec.Raw
 
 
+class VolatilityIndex(msgspec.Struct, frozen=True):
+    """``deribit_volatility_index.{index_name}`` data: DVOL in percent, ms timestamp."""
+
+    volatility: float
+    timestamp: int
+    index_name: str
+
+
 class HeartbeatParams(msgspec.Struct, frozen=True):
     """``params`` of a ``heartbeat`` notification."""
 

@@ -36,7 +36,11 @@ from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import protocol
 from streamer.sources.deribit.normalise import VENUE
-from streamer.sources.deribit.protocol import PLATFORM_STATE, DeribitDecoder
+from streamer.sources.deribit.protocol import (
+    PLATFORM_STATE,
+    DeribitDecoder,
+    volatility_index_channel,
+)
 from streamer.sources.deribit.schema import PlatformStatus
 from streamer.sources.ws_session import RateLimited, WebsocketSession
 
@@ -84,7 +88,7 @@ class DeribitSession(WebsocketSession):
     async def subscribe(self, ws: ClientConnection) -> None:
         await self.requests.ask(ws, partial(protocol.set_heartbeat_request, self.heartbeat_s))
         tickers = self._tickers(await self._instruments(ws))
-        await self._subscribe_channels(ws, [PLATFORM_STATE, *tickers])
+        await self._subscribe_channels(ws, [PLATFORM_STATE, *self._indices(), *tickers])
         await self._platform_status(ws)
 
     async def maintain(self, ws: ClientConnection) -> None:
@@ -197,12 +201,16 @@ class DeribitSession(WebsocketSession):
         await asyncio.sleep(self.request_gap_s)
         return missing
 
+    def _indices(self) -> list[str]:
+        """DVOL of every currency, published beside our own variance index."""
+        return [volatility_index_channel(c) for c in self.currencies]
+
     def _count_rejected(self, channels: list[str]) -> None:
         for _ in channels:
             self.sink.on_reject(VENUE, "subscribe_rejected")
 
     async def _unsubscribe_delisted(self, ws: ClientConnection, listed: set[str]) -> None:
-        wanted = {PLATFORM_STATE, *self._tickers(listed)}
+        wanted = {PLATFORM_STATE, *self._indices(), *self._tickers(listed)}
         self._refused &= wanted
         gone = sorted(self._subscribed - wanted)
         for batch in self.batches(gone):
