@@ -1,5 +1,5 @@
-"""Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth``
-(and ``schema``).
+"""Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth
+| plot | backtest`` (and ``schema``).
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
     sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
+    sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
+                                    "moneyness (see backtest --help)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
     schema.add_argument("what", choices=["surface", "config"])
@@ -185,6 +187,10 @@ def _main(argv: list[str]) -> int:
         from streamer.plot import main as plot_main
 
         return plot_main(argv[1:])
+    if argv[:1] == ["backtest"]:
+        from streamer.backtest import main as backtest_main
+
+        return backtest_main(argv[1:])
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 
