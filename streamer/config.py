@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from streamer.errors import ConfigError
+from streamer.tickfile import DEFAULT_MAX_BAD_SHARE, DEFAULT_MAX_LINE_BYTES
 from streamer.types import ModelName
 
 ENV_PREFIX = "STREAMER_"
@@ -62,6 +63,15 @@ class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=
     def file_for(self, venue: VenueName) -> str:
         """The recording a replayed venue plays: a path or ``bundled``."""
         return self.files.get(venue, self.file)
+
+
+class TickFileConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How forgiving reading a recorded tick file is (replay, serve-replay, plot)."""
+
+    #: Bad lines are counted and skipped; past this share of the lines, reading stops.
+    max_bad_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = DEFAULT_MAX_BAD_SHARE
+    #: A longer line is skipped (counted as ``line_too_long``) without being held in memory.
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=1024)] = DEFAULT_MAX_LINE_BYTES
 
 
 class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -191,6 +201,7 @@ class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     venues: tuple[VenueConfig, ...] = (VenueConfig(),)
     replay: ReplayConfig = ReplayConfig()
+    tickfile: TickFileConfig = TickFileConfig()
     batch: BatchConfig = BatchConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     kafka: KafkaConfig = KafkaConfig()

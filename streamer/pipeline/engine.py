@@ -308,7 +308,8 @@ class Engine:
                 bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
                 rmse_half_spreads=f.spread.rmse_half_spreads,
                 within_spread_fraction=f.spread.within_spread_fraction,
-                jw=self._analytics.jump_wings(model, fs)))
+                jw=self._analytics.jump_wings(model, fs), atm_vol_se=f.atm_vol_se,
+                params_se=f.params_se))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
