@@ -65,7 +65,8 @@ class Service:
     """``streamer run``: one process doing ingest, calibration and publishing."""
 
     def __init__(self, config: AppConfig, *, mode: Mode = "run",
-                 duration_s: float | None = None, progress_stream: TextIO = sys.stdout) -> None:
+                 duration_s: float | None = None, progress_stream: TextIO | None = None,
+                 quiet: bool = False) -> None:
         self.config = config
         self.mode: Mode = mode
         self.duration_s = duration_s
@@ -74,7 +75,9 @@ class Service:
                              publishes_surfaces=mode != "ingest")
         self.progress = Progress()
         self.engines: dict[str, Engine] = {}
+        # stderr: stdout carries only the surfaces of `--sink stdout` (pipe it to jq).
         self._progress_stream = progress_stream
+        self.quiet = quiet
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
         self._replays = ReplayServers(config.replay)
@@ -123,7 +126,8 @@ class Service:
             tasks: list[asyncio.Task[None]] = []
             if self.mode != "ingest":
                 tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
-            tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
+            if not self.quiet:
+                tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
             tasks.append(asyncio.create_task(self._loop_lag_monitor(), name="loop-lag"))
             await self._wait_for_end()
             for task in tasks:
@@ -280,7 +284,8 @@ class Service:
 
     def _publish(self, updates: list[SurfaceUpdate]) -> None:
         for engine in self.engines.values():
-            apply_report(self.metrics, engine)
+            # The progress line counts what /metrics counts: the engine's rejects too.
+            self.progress.on_reject(apply_report(self.metrics, engine))
         assert self.sink is not None
         for update in updates:
             stamped = msgspec.structs.replace(update, published_ts_ns=time.time_ns())
@@ -304,7 +309,8 @@ class Service:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            print(self.progress.line(now - last), file=self._progress_stream, flush=True)
+            print(self.progress.line(now - last), file=self._progress_stream or sys.stderr,
+                  flush=True)
             last = now
 
     async def _loop_lag_monitor(self, period_s: float = 0.1) -> None:
@@ -336,8 +342,11 @@ class Service:
         self.health.set_broker(False)
 
 
-def apply_report(metrics: Metrics, engine: Engine) -> None:
-    """Turn the engine's numbers since the last call into metric increments."""
+def apply_report(metrics: Metrics, engine: Engine) -> int:
+    """Turn the engine's numbers since the last call into metric increments.
+
+    Returns the number of quotes the engine rejected meanwhile.
+    """
     report = engine.drain_report()
     for (venue, reason), n in report.rejects.items():
         metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc(n)
@@ -352,3 +361,4 @@ def apply_report(metrics: Metrics, engine: Engine) -> None:
     for underlying, (worst, median) in report.rmse.items():
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="worst").set(worst)
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="median").set(median)
+    return sum(report.rejects.values())

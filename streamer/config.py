@@ -18,6 +18,7 @@ import msgspec
 import yaml
 
 from streamer.errors import ConfigError
+from streamer.tickfile import DEFAULT_MAX_BAD_SHARE, DEFAULT_MAX_LINE_BYTES
 from streamer.types import ModelName
 
 ENV_PREFIX = "STREAMER_"
@@ -64,6 +65,15 @@ class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.files.get(venue, self.file)
 
 
+class TickFileConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How forgiving reading a recorded tick file is (replay, serve-replay, plot)."""
+
+    #: Bad lines are counted and skipped; past this share of the lines, reading stops.
+    max_bad_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = DEFAULT_MAX_BAD_SHARE
+    #: A longer line is skipped (counted as ``line_too_long``) without being held in memory.
+    max_line_bytes: Annotated[int, msgspec.Meta(ge=1024)] = DEFAULT_MAX_LINE_BYTES
+
+
 class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """When the calibrator cuts a batch of quotes."""
 
@@ -101,6 +111,13 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     value_format: Literal["json", "msgpack"] = "json"
     request_timeout_ms: int = 30_000
     retry_backoff_ms: int = 200
+    #: A send unacknowledged this long (a frozen broker) counts as an error and fails /readyz.
+    ack_deadline_ms: int = 5_000
+    #: Stop (and a replay's back-pressure) gives up after this long without an acknowledgement.
+    flush_timeout_ms: int = 10_000
+    #: Split mode: a dead calibrator's partitions move after this long (consumer group).
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 1_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username_env: str = "STREAMER_KAFKA_USERNAME"
@@ -184,6 +201,7 @@ class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     venues: tuple[VenueConfig, ...] = (VenueConfig(),)
     replay: ReplayConfig = ReplayConfig()
+    tickfile: TickFileConfig = TickFileConfig()
     batch: BatchConfig = BatchConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     kafka: KafkaConfig = KafkaConfig()

@@ -5,6 +5,7 @@ Hierarchy::
     StreamerError                 (retryable: bool)
     ├── ConfigError               bad or unknown setting; fatal at start (exit code 2)
     ├── DecodeError               a wire message we cannot use; counted and dropped
+    ├── TickFileError             a tick file unreadable or too damaged to use
     ├── VenueError                the exchange refused or broke the session
     │   └── VenueDisconnected     connection lost or went quiet; retryable
     └── BrokerError               Kafka unreachable or refusing; retryable
@@ -13,6 +14,8 @@ Foreign exceptions are mapped to these at the edge with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class StreamerError(Exception):
@@ -33,6 +36,10 @@ class DecodeError(StreamerError):
         self.reason = reason
 
 
+class TickFileError(StreamerError):
+    """A tick file cannot be read, or more of its lines are bad than allowed."""
+
+
 class VenueError(StreamerError):
     """The exchange answered with an error or refused a request."""
 
@@ -47,3 +54,10 @@ class BrokerError(StreamerError):
     """The Kafka broker cannot be reached or refused a request."""
 
     retryable = True
+
+
+def listen_error(exc: OSError, what: str, host: str, port: int, setting: str) -> ConfigError:
+    """One line for a port we cannot listen on, naming the setting that changes it."""
+    reason = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return ConfigError(f"{what} cannot listen on {host}:{port}: {reason}; choose another port "
+                       f"with {setting} (0 = any free port)")

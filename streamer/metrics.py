@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamer import __version__
+from streamer.errors import listen_error
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -192,5 +193,9 @@ async def serve_http(metrics: Metrics, health: Health, host: str, port: int,
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port)
+    try:
+        server = await asyncio.start_server(handle, host, port)
+    except OSError as exc:
+        raise listen_error(exc, "the metrics endpoint", host, port,
+                           "metrics.port (--metrics-port, STREAMER_METRICS__PORT)") from exc
     return HttpServerHandle(server)

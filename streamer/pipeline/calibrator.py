@@ -13,6 +13,7 @@ from scipy.interpolate import CubicSpline
 from streamer.config import CalibrationConfig
 from streamer.core.models.fit import Fit
 from streamer.core.smile import SmileMetrics, smile_metrics
+from streamer.pipeline.analytics import fit_standard_errors
 from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
@@ -77,6 +78,10 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     butterfly_margin: float
     k_range: tuple[float, float]
     spread: SpreadStats = msgspec.field(default_factory=SpreadStats)
+    #: standard errors of the ATM vol and of each parameter (analytics.fit_standard_errors);
+    #: a kept slice carries those of the fit it keeps
+    atm_vol_se: float = float("nan")
+    params_se: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,10 +110,12 @@ class SliceCalibrator:
         model = self.model
         assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
         prev_params = previous.params if previous is not None else None
-        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
+        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params,
+                                           bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
         status: SliceStatus = "warm" if prev_params is not None else "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
-            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)
+            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None,
+                                  bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
             status = "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
@@ -134,7 +141,9 @@ class SliceCalibrator:
             model_iv = self.model.vol(snap.k, snap.t, previous.params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-        kept = self._slice_fit(snap, previous.params, rmse, status, model_iv)
+        kept = msgspec.structs.replace(
+            self._slice_fit(snap, previous.params, rmse, status, model_iv),
+            atm_vol_se=previous.atm_vol_se, params_se=previous.params_se)
         return SliceOutcome(fit=kept, fallback_reason=reason)
 
     def _vol_of_k(self, params: Any, t: float) -> Callable[[FloatArray], FloatArray]:
@@ -168,10 +177,15 @@ class SliceCalibrator:
             model_iv = self.model.vol(snap.k, t, params)
         spread = (SpreadStats() if model_iv is None
                   else spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv))
+        atm_se, params_se = float("nan"), dict[str, float]()
+        if status in ("warm", "cold"):
+            atm_se, params_se = fit_standard_errors(self.model, params, t, snap.k, snap.iv,
+                                                    snap.bid_iv, snap.ask_iv)
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
                         metrics=metrics, butterfly_free=bool(margin >= 0.0),
-                        butterfly_margin=float(margin), k_range=k_range, spread=spread)
+                        butterfly_margin=float(margin), k_range=k_range, spread=spread,
+                        atm_vol_se=atm_se, params_se=params_se)
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):

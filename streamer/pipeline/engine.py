@@ -209,7 +209,9 @@ class Engine:
         fits = dict(zip([e for e, _, _ in fittable], model.calibrate_many(
             [s.k for _, s, _ in fittable], [s.iv for _, s, _ in fittable],
             [s.t for _, s, _ in fittable], [s.weights for _, s, _ in fittable],
-            [p.params if p is not None else None for _, _, p in fittable]), strict=True))
+            [p.params if p is not None else None for _, _, p in fittable],
+            bid_iv=[s.bid_iv for _, s, _ in fittable], ask_iv=[s.ask_iv for _, s, _ in fittable]),
+            strict=True))
         for expiry, snap, previous in jobs:
             self._record(name, state, expiry,
                          calibrator.calibrate(snap, previous, fits.get(expiry)))
@@ -308,7 +310,8 @@ class Engine:
                 bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
                 rmse_half_spreads=f.spread.rmse_half_spreads,
                 within_spread_fraction=f.spread.within_spread_fraction,
-                jw=self._analytics.jump_wings(model, fs)))
+                jw=self._analytics.jump_wings(model, fs), atm_vol_se=f.atm_vol_se,
+                params_se=f.params_se))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))

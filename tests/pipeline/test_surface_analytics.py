@@ -135,3 +135,14 @@ def test_the_venues_own_index_is_published_beside_ours(surface: SurfaceUpdate) -
     vi = surface.variance_index
     assert vi is not None
     assert (vi.venue_vol, vi.venue_vol_ts_ms) == (0.43, NOW_MS - 1_000)
+
+
+def test_every_fitted_slice_publishes_its_error_bars(surface: SurfaceUpdate) -> None:
+    # Each quote's half spread as its noise: the ATM vol is known to about one typical
+    # half spread (five correlated SVI parameters from ~20 OTM quotes), never to zero,
+    # and every parameter has a finite standard error.
+    for s in surface.slices:
+        assert s.status in ("warm", "cold")
+        assert 0.1 * s.half_spread_vol < s.atm_vol_se < 2.0 * s.half_spread_vol
+        assert set(s.params_se) == set(s.params)
+        assert all(np.isfinite(v) and v > 0 for v in s.params_se.values())
