@@ -111,6 +111,13 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     value_format: Literal["json", "msgpack"] = "json"
     request_timeout_ms: int = 30_000
     retry_backoff_ms: int = 200
+    #: A send unacknowledged this long (a frozen broker) counts as an error and fails /readyz.
+    ack_deadline_ms: int = 5_000
+    #: Stop (and a replay's back-pressure) gives up after this long without an acknowledgement.
+    flush_timeout_ms: int = 10_000
+    #: Split mode: a dead calibrator's partitions move after this long (consumer group).
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 1_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username_env: str = "STREAMER_KAFKA_USERNAME"

@@ -6,9 +6,10 @@ deterministic twin of ``streamer run`` over ``url: replay``).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -17,7 +18,7 @@ from streamer.config import AppConfig
 from streamer.errors import ConfigError
 from streamer.pipeline.engine import Engine
 from streamer.progress import ProgressBar
-from streamer.sinks.base import Sink
+from streamer.sinks.base import BackPressured, Sink
 from streamer.sources.registry import guess_venue, make_decoder
 from streamer.tickfile import TickFileReader
 
@@ -25,9 +26,25 @@ from streamer.tickfile import TickFileReader
 FOREIGN_AFTER_LINES = 5000
 
 
+@dataclass
+class ReplayStats:
+    """What a replay read, for its closing line."""
+
+    lines: int = 0
+    quotes: int = 0
+    #: The engine's rejected quotes by reason (the decoder's go to ``on_reject``).
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def add_report(self, engine: Engine) -> None:
+        """Take the engine's rejections since the previous call."""
+        for (_, reason), n in engine.drain_report().rejects.items():
+            self.rejected[reason] += n
+
+
 async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
                       on_reject: Callable[[str], None] | None = None,
-                      progress: ProgressBar | None = None) -> int:
+                      progress: ProgressBar | None = None,
+                      stats: ReplayStats | None = None) -> int:
     """Replay a tick file as fast as possible through decoder and engine into ``sink``.
 
     Time is the file's: batches are cut by receive times and ``published_ts_ns``
@@ -51,6 +68,8 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             now_ns = line.received_ts_ns
             decoded = decoder.decode(line.raw, now_ns)
             quotes += len(decoded.quotes)
+            if stats is not None:
+                stats.lines, stats.quotes = reader.lines, quotes
             if not quotes and reader.lines >= FOREIGN_AFTER_LINES:
                 raise _foreign(path, venue)
             for quote in decoded.quotes:
@@ -60,11 +79,14 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             for reason in decoded.rejects:
                 if on_reject is not None:
                     on_reject(reason)
-            for update in engine.on_timer(now_ns):
+            updates = engine.on_timer(now_ns)
+            for update in updates:
                 sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
                 count += 1
-            if count and count % 64 == 0:
-                await asyncio.sleep(0)  # let an async sink drain
+            if updates and stats is not None:
+                stats.add_report(engine)
+            if updates and isinstance(sink, BackPressured):
+                await sink.drain()  # every surface delivered, in order: wait, never conflate
             if progress is not None and reader.lines % 256 == 0:
                 progress.update(reader.fraction_read, f"{count} surfaces")
         if not quotes and reader.lines:
@@ -72,6 +94,8 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
         for update in engine.flush(now_ns):
             sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
             count += 1
+        if stats is not None:
+            stats.add_report(engine)
     finally:
         if progress is not None:
             progress.close()
