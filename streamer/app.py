@@ -44,6 +44,9 @@ from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
 from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
+from streamer.ui.health import ServiceHealth
+from streamer.ui.hub import SurfaceHub
+from streamer.ui.routes import ui_route
 
 Mode = Literal["run", "ingest", "calibrate"]
 
@@ -62,7 +65,8 @@ class Service:
     """``streamer run``: one process doing ingest, calibration and publishing."""
 
     def __init__(self, config: AppConfig, *, mode: Mode = "run",
-                 duration_s: float | None = None, progress_stream: TextIO = sys.stdout) -> None:
+                 duration_s: float | None = None, progress_stream: TextIO | None = None,
+                 quiet: bool = False) -> None:
         self.config = config
         self.mode: Mode = mode
         self.duration_s = duration_s
@@ -71,7 +75,9 @@ class Service:
                              publishes_surfaces=mode != "ingest")
         self.progress = Progress()
         self.engines: dict[str, Engine] = {}
+        # stderr: stdout carries only the surfaces of `--sink stdout` (pipe it to jq).
         self._progress_stream = progress_stream
+        self.quiet = quiet
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
         self._replays = ReplayServers(config.replay)
@@ -81,6 +87,8 @@ class Service:
         self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
+        self.ui = SurfaceHub(health=ServiceHealth(self.metrics, self.health, self.progress),
+                             quotes=self._ui_quotes)
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
@@ -94,9 +102,11 @@ class Service:
             # Metrics first: /healthz must answer while the broker is still being reached.
             if self.config.metrics.enabled:
                 http = await serve_http(self.metrics, self.health,
-                                        self.config.metrics.host, self.config.metrics.port)
+                                        self.config.metrics.host, self.config.metrics.port,
+                                        extra=ui_route(self.ui))
                 self.http_port = http.port
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
+                log.info("live view on http://%s:%d/ui", self.config.metrics.host, http.port)
             bootstrap = await self._bootstrap()
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
@@ -116,7 +126,8 @@ class Service:
             tasks: list[asyncio.Task[None]] = []
             if self.mode != "ingest":
                 tasks.append(asyncio.create_task(self._timer_loop(), name="batch-timer"))
-            tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
+            if not self.quiet:
+                tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
             tasks.append(asyncio.create_task(self._loop_lag_monitor(), name="loop-lag"))
             await self._wait_for_end()
             for task in tasks:
@@ -243,6 +254,7 @@ class Service:
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
         await self._replays.stop()
+        self.ui.close()  # ends the event streams, or closing the server would wait on them
         if http is not None:
             await http.close()  # type: ignore[attr-defined]
         if self._broker is not None:
@@ -272,7 +284,8 @@ class Service:
 
     def _publish(self, updates: list[SurfaceUpdate]) -> None:
         for engine in self.engines.values():
-            apply_report(self.metrics, engine)
+            # The progress line counts what /metrics counts: the engine's rejects too.
+            self.progress.on_reject(apply_report(self.metrics, engine))
         assert self.sink is not None
         for update in updates:
             stamped = msgspec.structs.replace(update, published_ts_ns=time.time_ns())
@@ -296,7 +309,8 @@ class Service:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            print(self.progress.line(now - last), file=self._progress_stream, flush=True)
+            print(self.progress.line(now - last), file=self._progress_stream or sys.stderr,
+                  flush=True)
             last = now
 
     async def _loop_lag_monitor(self, period_s: float = 0.1) -> None:
@@ -316,14 +330,23 @@ class Service:
         self.health.set_published(update.key, ack_ts_ns / 1e9)
         self.health.set_broker(True)
         self.progress.on_delivered(update, receive_s)
+        self.ui.publish(update, receive_s)
+
+    def _ui_quotes(self, update: SurfaceUpdate) -> list[Quote] | None:
+        """The chain book's latest quotes behind a surface, for the page's bid/ask bars."""
+        engine = self.engines.get(update.venue)
+        return None if engine is None else engine.instruments(update.underlying)
 
     def _on_kafka_error(self, reason: str) -> None:
         self.metrics.kafka_errors_total.labels(reason=reason).inc()
         self.health.set_broker(False)
 
 
-def apply_report(metrics: Metrics, engine: Engine) -> None:
-    """Turn the engine's numbers since the last call into metric increments."""
+def apply_report(metrics: Metrics, engine: Engine) -> int:
+    """Turn the engine's numbers since the last call into metric increments.
+
+    Returns the number of quotes the engine rejected meanwhile.
+    """
     report = engine.drain_report()
     for (venue, reason), n in report.rejects.items():
         metrics.ticks_rejected_total.labels(venue=venue, reason=reason).inc(n)
@@ -338,3 +361,4 @@ def apply_report(metrics: Metrics, engine: Engine) -> None:
     for underlying, (worst, median) in report.rmse.items():
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="worst").set(worst)
         metrics.fit_rmse_vol.labels(underlying=underlying, stat="median").set(median)
+    return sum(report.rejects.values())

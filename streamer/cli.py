@@ -1,5 +1,5 @@
-"""Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth``
-(and ``schema``).
+"""Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth
+| plot | backtest | view | schema``.
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from streamer import __version__
 from streamer.config import AppConfig, VenueConfig, load_config
 from streamer.errors import ConfigError, StreamerError
 from streamer.logs import setup_logging
@@ -29,23 +30,42 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 log = logging.getLogger("streamer")
 
 
+DESCRIPTION = """\
+Implied-volatility surfaces of crypto options, streamed: option quotes from Deribit, OKX,
+Bybit or Binance (live, or a recording replayed on loopback), a surface fitted every batch,
+published to Kafka or printed as JSON lines.
+
+exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="streamer", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"streamer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="ingest, calibrate and publish (one process)")
     _add_service_options(run, venues=True, calibrates=True)
-    ingest = sub.add_parser("ingest", help="split mode: venues → the ticks topic")
+    ingest = sub.add_parser(
+        "ingest", help="split mode, first half: venues' quotes to the Kafka ticks topic")
     _add_service_options(ingest, venues=True, calibrates=False)
     calibrate = sub.add_parser(
-        "calibrate", help="split mode: a consumer group over the ticks topic → surfaces")
+        "calibrate", help="split mode, second half: quotes from the ticks topic to surfaces "
+                          "(run as many as you like: they share the work)")
     _add_service_options(calibrate, venues=False, calibrates=True)
 
     replay = sub.add_parser("replay", help="replay a tick file as fast as possible")
-    replay.add_argument("file", type=Path)
+    replay.add_argument("file", type=Path, help="tick file (.ndjson or .ndjson.gz), or "
+                                                "`bundled` for the shipped sample")
     _add_config(replay)
-    replay.add_argument("--sink", choices=["kafka", "stdout"], default="stdout")
-    replay.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+    replay.add_argument("--sink", choices=["kafka", "stdout"], default="stdout",
+                        help="where the surfaces go (default: stdout, one JSON line each)")
+    replay.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"],
+                        help="the model of every underlying (default: calibration.model)")
+    replay.add_argument("--venue", choices=["deribit", "okx", "bybit", "binance"],
+                        help="whose recording it is (default: the config's first venue, "
+                             "deribit)")
+    _add_quiet(replay)
 
     sub.add_parser("serve-replay", help="serve a tick file over websocket, with faults "
                                         "(see serve-replay --help)")
@@ -53,11 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     record = sub.add_parser("record", help="record a venue's raw messages to a tick file")
     _add_config(record)
     record.add_argument("--venue", default="deribit",
-                        choices=["deribit", "okx", "bybit", "binance"])
-    record.add_argument("--underlying", action="append", required=True)
+                        choices=["deribit", "okx", "bybit", "binance"],
+                        help="whose messages (default: deribit)")
+    record.add_argument("--underlying", action="append", required=True,
+                        help="e.g. BTC (repeatable)")
     record.add_argument("--url", help="default: the venue's public endpoint")
-    record.add_argument("--out", type=Path, required=True)
-    record.add_argument("--duration", type=float, metavar="SECONDS")
+    record.add_argument("--out", type=Path, required=True,
+                        help="tick file, gzipped if it ends in .gz")
+    record.add_argument("--duration", type=_positive_seconds, metavar="SECONDS",
+                        help="stop after this long (default: until Ctrl-C)")
     record.add_argument("--rotate-mb", type=float, metavar="MB",
                         help="start a new file past this size (default 512)")
     record.add_argument("--rotate-s", type=float, metavar="SECONDS",
@@ -66,25 +90,77 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
     sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
+    sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
+                                    "moneyness (see backtest --help)")
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of a published message")
-    schema.add_argument("what", choices=["surface", "config"])
+    view = sub.add_parser("view", help="the live web page of a deployment, from its surface "
+                                       "topic alone")
+    _add_config(view)
+    view.add_argument("--bootstrap", required=True, metavar="HOST:PORT",
+                      help="the Kafka brokers holding the surface topic")
+    view.add_argument("--keys", action="append", metavar="VENUE:UNDERLYING",
+                      help="keys to show, e.g. deribit:BTC (repeat or comma-separate; "
+                           "default: every key)")
+    view.add_argument("--host", help="override metrics.host (where the page listens)")
+    view.add_argument("--port", type=int, help="override metrics.port (0 = any free)")
+    view.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of a published message "
+                                           "or of config.yaml")
+    schema.add_argument("what", choices=["surface", "config"],
+                        help="surface: a vol.surface.v1 message; config: config.yaml")
     return parser
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress on stderr (logs still go there)")
 
 
 def _add_service_options(parser: argparse.ArgumentParser, *, venues: bool,
                          calibrates: bool) -> None:
     _add_config(parser)
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    parser.add_argument("--metrics-port", type=int, help="override metrics.port (0 = any free)")
+    parser.add_argument("--duration", type=_positive_seconds, metavar="SECONDS",
+                        help="stop after this long")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="port of /metrics, /healthz, /readyz (metrics.port; 0 = any free)")
+    _add_quiet(parser)
     if calibrates:
-        parser.add_argument("--sink", choices=["kafka", "stdout"], help="override config `sink`")
-        parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
+        parser.add_argument("--sink", choices=["kafka", "stdout"],
+                            help="where the surfaces go (default: the config's `sink`, kafka)")
+        parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"],
+                            help="the model of every underlying (default: calibration.model)")
     if venues:
-        parser.add_argument("--loop", action="store_true", help="replay: start again at the end")
-        parser.add_argument("--speed", type=float, help="replay: pace multiple of recorded time")
+        parser.add_argument("--loop", action="store_true",
+                            help="replayed venues: start the recording again at its end")
+        parser.add_argument("--speed", type=_positive_speed,
+                            help="replayed venues: pace, a multiple of recorded time (default 5)")
         parser.add_argument("--venue-url", action="append", default=[], metavar="VENUE=URL",
                             help="point a venue at a URL, e.g. deribit=ws://127.0.0.1:8765")
+
+
+def _positive_seconds(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _positive_speed(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (1 = recorded pace), got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -100,10 +176,13 @@ def _with_overrides(config: AppConfig, args: argparse.Namespace) -> AppConfig:
         config = replace(config, calibration=replace(config.calibration, model=args.model))
     if getattr(args, "loop", False):
         config = replace(config, replay=replace(config.replay, loop=True))
-    if getattr(args, "speed", None):
+    if getattr(args, "speed", None) is not None:
         config = replace(config, replay=replace(config.replay, speed=args.speed))
     if getattr(args, "metrics_port", None) is not None:
         config = replace(config, metrics=replace(config.metrics, port=args.metrics_port))
+    if getattr(args, "venue", None) and args.command == "replay":
+        venue = next((v for v in config.venues if v.name == args.venue), None)
+        config = replace(config, venues=(venue or VenueConfig(name=args.venue),))
     urls = dict(_split_venue_url(v) for v in getattr(args, "venue_url", []))
     if urls:
         venues: list[VenueConfig] = [replace(v, url=urls.pop(v.name, v.url))
@@ -124,30 +203,81 @@ def _split_venue_url(text: str) -> tuple[str, str]:
 async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.app import Service
 
-    return await Service(config, mode=args.command, duration_s=args.duration).run()
+    return await Service(config, mode=args.command, duration_s=args.duration,
+                         quiet=args.quiet).run()
+
+
+async def _cmd_view(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.ui.view import view
+
+    replace = msgspec.structs.replace
+    metrics = config.metrics
+    if args.host:
+        metrics = replace(metrics, host=args.host)
+    if args.port is not None:
+        metrics = replace(metrics, port=args.port)
+    keys = [k for text in args.keys or [] for k in text.split(",") if k]
+    bad = [k for k in keys if ":" not in k]
+    if bad:
+        raise ConfigError(f"--keys wants VENUE:UNDERLYING, got {bad}")
+    return await view(replace(config, metrics=metrics), args.bootstrap, keys or None,
+                      args.duration)
 
 
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from streamer.devtools.embedded_broker import EmbeddedBroker
-    from streamer.file_replay import replay_file
+    from streamer.errors import BrokerError
+    from streamer.file_replay import ReplayStats, replay_file
+    from streamer.progress import ProgressBar
     from streamer.replay_servers import resolve_tickfile
-    from streamer.sinks.base import Sink
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
+    from streamer.summary import closing_line
 
     path = resolve_tickfile(str(args.file))
+    progress = None if args.quiet else ProgressBar(f"replay {path.name}")
+    stats, rejected = ReplayStats(), Counter[str]()
+    problem: str | None = None
+
+    def count_reject(reason: str) -> None:
+        rejected[reason] += 1
+
     if config.sink == "stdout":
-        return 0 if await replay_file(path, config, StdoutSink()) >= 0 else 1
-    broker = EmbeddedBroker() if config.kafka.embedded else None
-    bootstrap = broker.start() if broker else config.kafka.bootstrap_servers
-    try:
-        sink: Sink = KafkaSink(config.kafka, bootstrap_servers=bootstrap)
-        count = await replay_file(path, config, sink)
-        log.info("replayed %s: %d surfaces published to %s", path, count, bootstrap)
-    finally:
-        if broker:
-            broker.stop()
-    return 0
+        computed = await replay_file(path, config, StdoutSink(), on_reject=count_reject,
+                                     progress=progress, stats=stats)
+        published, where = f"{computed} surfaces to stdout", "stdout"
+        delivered = computed
+    else:
+        broker = EmbeddedBroker() if config.kafka.embedded else None
+        bootstrap = await asyncio.to_thread(broker.start) if broker else \
+            config.kafka.bootstrap_servers
+        sink = KafkaSink(config.kafka, bootstrap_servers=bootstrap, ordered=True)
+        computed = -1
+        try:
+            computed = await replay_file(path, config, sink, on_reject=count_reject,
+                                         progress=progress, stats=stats)
+        except BrokerError as exc:
+            problem = str(exc)
+        finally:
+            if broker:
+                await asyncio.to_thread(broker.stop)
+        delivered, where = sink.delivered, f"kafka {bootstrap} topic {config.kafka.surface_topic}"
+        published = f"{delivered} surfaces (acknowledged) to {where}"
+        if sink.pending or sink.lost:
+            published += f", {sink.pending + sink.lost} unsent"
+        if problem is None and sink.failure is not None:
+            problem = str(sink.failure)
+        if problem is None and delivered < computed:
+            problem = f"{computed - delivered} of {computed} surfaces not acknowledged"
+    rejected.update(stats.rejected)
+    if problem is None and delivered == 0:
+        problem = f"no surface to publish (is {path} a {config.venues[0].name} recording?)"
+    print(closing_line("replay", read=f"{stats.lines} lines of {path} ({stats.quotes} quotes)",
+                       rejected=rejected, published=published, problem=problem),
+          file=sys.stderr, flush=True)
+    return 1 if problem else 0
 
 
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
@@ -166,7 +296,8 @@ def _cmd_schema(args: argparse.Namespace) -> int:
         schema = surface_json_schema()
     else:
         schema = msgspec.json.schema(AppConfig)
-    print(json.dumps(schema, indent=2, sort_keys=True))
+    # Strict JSON (no NaN/Infinity): what jq and every other JSON parser accept.
+    print(json.dumps(schema, indent=2, sort_keys=True, allow_nan=False))
     return 0
 
 
@@ -185,6 +316,10 @@ def _main(argv: list[str]) -> int:
         from streamer.plot import main as plot_main
 
         return plot_main(argv[1:])
+    if argv[:1] == ["backtest"]:
+        from streamer.backtest import main as backtest_main
+
+        return backtest_main(argv[1:])
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 
@@ -207,6 +342,8 @@ def _main(argv: list[str]) -> int:
             return asyncio.run(_cmd_service(config, args))
         if args.command == "replay":
             return asyncio.run(_cmd_replay(config, args))
+        if args.command == "view":
+            return asyncio.run(_cmd_view(config, args))
         return asyncio.run(_cmd_record(config, args))
     except ConfigError as exc:
         print(f"streamer: {exc}", file=sys.stderr)

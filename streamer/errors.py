@@ -5,14 +5,18 @@ Hierarchy::
     StreamerError                 (retryable: bool)
     ├── ConfigError               bad or unknown setting; fatal at start (exit code 2)
     ├── DecodeError               a wire message we cannot use; counted and dropped
+    ├── TickFileError             a tick file unreadable or too damaged to use
     ├── VenueError                the exchange refused or broke the session
     │   └── VenueDisconnected     connection lost or went quiet; retryable
+    │       └── VenueUnreachable  the host cannot be resolved or reached; retryable
     └── BrokerError               Kafka unreachable or refusing; retryable
 
 Foreign exceptions are mapped to these at the edge with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class StreamerError(Exception):
@@ -33,6 +37,10 @@ class DecodeError(StreamerError):
         self.reason = reason
 
 
+class TickFileError(StreamerError):
+    """A tick file cannot be read, or more of its lines are bad than allowed."""
+
+
 class VenueError(StreamerError):
     """The exchange answered with an error or refused a request."""
 
@@ -43,7 +51,18 @@ class VenueDisconnected(VenueError):
     retryable = True
 
 
+class VenueUnreachable(VenueDisconnected):
+    """No connection at all: the venue's host cannot be resolved, refuses, or times out."""
+
+
 class BrokerError(StreamerError):
     """The Kafka broker cannot be reached or refused a request."""
 
     retryable = True
+
+
+def listen_error(exc: OSError, what: str, host: str, port: int, setting: str) -> ConfigError:
+    """One line for a port we cannot listen on, naming the setting that changes it."""
+    reason = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return ConfigError(f"{what} cannot listen on {host}:{port}: {reason}; choose another port "
+                       f"with {setting} (0 = any free port)")

@@ -6,40 +6,72 @@ deterministic twin of ``streamer run`` over ``url: replay``).
 
 from __future__ import annotations
 
-import asyncio
+import itertools
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
 from streamer.config import AppConfig
+from streamer.errors import ConfigError
 from streamer.pipeline.engine import Engine
-from streamer.sinks.base import Sink
-from streamer.sources.registry import make_decoder
-from streamer.tickfile import read_tickfile
+from streamer.progress import ProgressBar
+from streamer.sinks.base import BackPressured, Sink
+from streamer.sources.registry import guess_venue, make_decoder
+from streamer.tickfile import TickFileReader
+
+#: Lines read without one quote of the venue before the file is taken for another venue's.
+FOREIGN_AFTER_LINES = 5000
+
+
+@dataclass
+class ReplayStats:
+    """What a replay read, for its closing line."""
+
+    lines: int = 0
+    quotes: int = 0
+    #: The engine's rejected quotes by reason (the decoder's go to ``on_reject``).
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def add_report(self, engine: Engine) -> None:
+        """Take the engine's rejections since the previous call."""
+        for (_, reason), n in engine.drain_report().rejects.items():
+            self.rejected[reason] += n
 
 
 async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
-                      on_reject: Callable[[str], None] | None = None) -> int:
+                      on_reject: Callable[[str], None] | None = None,
+                      progress: ProgressBar | None = None,
+                      stats: ReplayStats | None = None) -> int:
     """Replay a tick file as fast as possible through decoder and engine into ``sink``.
 
     Time is the file's: batches are cut by receive times and ``published_ts_ns``
     is the receive time of the line that triggered the batch, so the same file
-    always yields the same bytes.
+    always yields the same bytes. The venue is ``config.venues[0]``'s; a file
+    without one quote of it is a ``ConfigError`` naming the venue it looks like.
     """
     venue = config.venues[0].name
+    reader = TickFileReader(path, max_bad_share=config.tickfile.max_bad_share,
+                            max_line_bytes=config.tickfile.max_line_bytes)
     decoder = make_decoder(venue)
     # No time budget: deferring slices by wall-clock time would make two replays of
     # the same file differ with the machine's load.
     unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)
     engine = Engine(venue, unbudgeted, config.batch, config.dynamics, config.analytics)
     await sink.start()
-    count = 0
+    count = quotes = 0
     now_ns = 0
     try:
-        for line in read_tickfile(path):
+        for line in reader:
             now_ns = line.received_ts_ns
             decoded = decoder.decode(line.raw, now_ns)
+            quotes += len(decoded.quotes)
+            if stats is not None:
+                stats.lines, stats.quotes = reader.lines, quotes
+            if not quotes and reader.lines >= FOREIGN_AFTER_LINES:
+                raise _foreign(path, venue)
             for quote in decoded.quotes:
                 engine.on_quote(quote)
             for index in decoded.vol_indices:
@@ -47,14 +79,34 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             for reason in decoded.rejects:
                 if on_reject is not None:
                     on_reject(reason)
-            for update in engine.on_timer(now_ns):
+            updates = engine.on_timer(now_ns)
+            for update in updates:
                 sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
                 count += 1
-            if count and count % 64 == 0:
-                await asyncio.sleep(0)  # let an async sink drain
+            if updates and stats is not None:
+                stats.add_report(engine)
+            if updates and isinstance(sink, BackPressured):
+                await sink.drain()  # every surface delivered, in order: wait, never conflate
+            if progress is not None and reader.lines % 256 == 0:
+                progress.update(reader.fraction_read, f"{count} surfaces")
+        if not quotes and reader.lines:
+            raise _foreign(path, venue)
         for update in engine.flush(now_ns):
             sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
             count += 1
+        if stats is not None:
+            stats.add_report(engine)
     finally:
+        if progress is not None:
+            progress.close()
         await sink.stop()
     return count
+
+
+def _foreign(path: Path, venue: str) -> ConfigError:
+    """The error of a file holding no market data of ``venue``, naming the one it looks like."""
+    head = [line.raw for line in itertools.islice(TickFileReader(path, quiet=True), 500)]
+    other = guess_venue(head)
+    hint = (f": it looks like a {other} recording (--venue {other})" if other and other != venue
+            else ": is it a recording of another venue? (--venue)")
+    return ConfigError(f"{path} holds no {venue} market data{hint}")

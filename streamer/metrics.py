@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamer import __version__
+from streamer.errors import listen_error
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                      0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -167,8 +169,14 @@ def _route(path: str, metrics: Metrics, health: Health) -> bytes:
     return _response("404 Not Found", "application/json", b'{"error":"not found"}')
 
 
-async def serve_http(metrics: Metrics, health: Health, host: str, port: int) -> HttpServerHandle:
-    """Serve /metrics, /healthz and /readyz (GET only) on ``host:port`` (0 = any free port)."""
+#: Extra routes (the UI): answers ``path`` on the writer and returns True, or returns False.
+ExtraRoute = Callable[[str, asyncio.StreamWriter], Awaitable[bool]]
+
+
+async def serve_http(metrics: Metrics, health: Health, host: str, port: int,
+                     extra: ExtraRoute | None = None) -> HttpServerHandle:
+    """Serve /metrics, /healthz and /readyz (GET only) on ``host:port`` (0 = any free port),
+    and whatever ``extra`` answers (streamer.ui: /ui, /ui/events, /surface/{key})."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -176,7 +184,7 @@ async def serve_http(metrics: Metrics, health: Health, host: str, port: int) -> 
             method, path, *_ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             if method != "GET":
                 writer.write(_response("405 Method Not Allowed", "text/plain", b"GET only"))
-            else:
+            elif extra is None or not await extra(path.split("?", 1)[0], writer):
                 writer.write(_route(path.split("?", 1)[0], metrics, health))
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
@@ -185,5 +193,9 @@ async def serve_http(metrics: Metrics, health: Health, host: str, port: int) -> 
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port)
+    try:
+        server = await asyncio.start_server(handle, host, port)
+    except OSError as exc:
+        raise listen_error(exc, "the metrics endpoint", host, port,
+                           "metrics.port (--metrics-port, STREAMER_METRICS__PORT)") from exc
     return HttpServerHandle(server)

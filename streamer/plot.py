@@ -46,8 +46,22 @@ REGIME_LINES = ((0.0, "sticky moneyness"), (1.0, "sticky strike"), (2.0, "local 
 MIN_DRAWN_OBS = 10
 
 
+DESCRIPTION = """\
+Pictures of a tick file's surfaces (replayed exactly as `streamer replay` does), or of
+those on the Kafka surface topic (--from-kafka), as PNGs per underlying:
+
+  smiles_<U>.png    every expiry of the last surface: the market's bid-ask IVs and the
+                    fitted smile (from Kafka: a band of the slice's half-spread)
+  term_<U>.png      ATM vol and skew against days to expiry, first and last surface
+  dynamics_<U>.png  SSR with its 95% interval, spot-vol and fixed-strike beta at the
+                    reference tenor, and the spot, against time
+
+<U> is <venue>_<underlying> when several venues publish the underlying. Needs the
+[plot] extra (matplotlib)."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer plot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="streamer plot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", help="tick file, or `bundled` for the shipped sample")
     parser.add_argument("--from-kafka", metavar="BOOTSTRAP",

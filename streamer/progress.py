@@ -1,8 +1,17 @@
-"""The one-line-per-second progress summary of ``streamer run``."""
+"""Progress: the one-line-per-second summary of ``streamer run``, and the bar of long
+commands (``replay``, ``plot``).
+
+Both go to stderr: stdout carries only data (``--sink stdout`` surfaces, one JSON line
+each). The bar draws only on a terminal: piped or redirected, it stays silent.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections import deque
+from collections.abc import Callable
+from typing import TextIO
 
 import numpy as np
 
@@ -24,9 +33,9 @@ class Progress:
         """Count one accepted quote."""
         self.ticks += 1
 
-    def on_reject(self) -> None:
-        """Count one dropped message or quote."""
-        self.rejected += 1
+    def on_reject(self, n: int = 1) -> None:
+        """Count ``n`` dropped messages or quotes."""
+        self.rejected += n
 
     def on_delivered(self, update: SurfaceUpdate, latency_s: float) -> None:
         """Record a delivered surface and its tick→publish latency."""
@@ -51,3 +60,44 @@ class Progress:
         return (f"underlyings {names} | slices {fitted}/{len(slices)} | worst rmse {worst} | "
                 f"tick→publish {latency} | {ticks_per_s:,.0f} ticks/s | "
                 f"published {self.published} | rejected {self.rejected}")
+
+
+class ProgressBar:
+    """A bar redrawn in place on a terminal (at most every ``every_s``); nothing when piped."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, stream: TextIO | None = None, *, enabled: bool | None = None,
+                 every_s: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = _is_terminal(self.stream) if enabled is None else enabled
+        self.every_s, self.clock = every_s, clock
+        self._last_draw: float | None = None
+        self._drawn = False
+
+    def update(self, fraction: float, detail: str = "") -> None:
+        """Show ``fraction`` (0 to 1) done, with a short ``detail``."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        if self._last_draw is not None and now - self._last_draw < self.every_s:
+            return
+        self._last_draw = now
+        filled = round(max(0.0, min(1.0, fraction)) * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {fraction:4.0%} {detail}\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """End the bar's line (if one was drawn)."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

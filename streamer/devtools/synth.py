@@ -107,19 +107,32 @@ def synthesise(out: Path, truth_out: Path, *, seed: int = 7, duration_s: float =
     return SynthSummary(len(lines), n_inst, n_exp, out.stat().st_size)
 
 
+DESCRIPTION = """\
+Write a synthetic option-chain recording of a venue, from known smiles.
+
+BTC and ETH option chains quoted from known SVI smiles on a random spot path, with
+a real market's flaws (bid/ask spreads, missing bids in the wings, stale instruments,
+updates at random times), in the tick-file format and the chosen venue's own
+messages and units. One seed is one market on every venue. The truth (smile
+parameters and spot path) is written beside the file, to check fits against."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``streamer synth [--venue V] [--out F] [--truth F] [--seed N] [--duration S]
     [--dynamics W] [--spot-vol V] [--requote S] [--underlying U ...]``."""
-    parser = argparse.ArgumentParser(prog="streamer synth", description=__doc__,
+    parser = argparse.ArgumentParser(prog="streamer synth", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--venue", choices=sorted(ENCODERS), default=DEFAULT_VENUE,
                         help="whose messages and units (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="tick file, gzipped if it ends in .gz (default: "
                              "VENUE_sample.ndjson.gz)")
-    parser.add_argument("--truth", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--duration", type=float, default=240.0, metavar="SECONDS")
+    parser.add_argument("--truth", type=Path, default=None,
+                        help="where the truth JSON goes (default: beside the file)")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="one seed is one market (default: %(default)s, the sample's)")
+    parser.add_argument("--duration", type=float, default=240.0, metavar="SECONDS",
+                        help="recorded seconds (default: %(default)s)")
     parser.add_argument("--dynamics", choices=sorted(WORLDS), default=DEFAULT_WORLD,
                         help="how smiles move with spot (default: %(default)s)")
     parser.add_argument("--spot-vol", type=float, default=None, metavar="ANNUAL",

@@ -110,10 +110,12 @@ class SliceCalibrator:
         model = self.model
         assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
         prev_params = previous.params if previous is not None else None
-        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params)
+        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params,
+                                           bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
         status: SliceStatus = "warm" if prev_params is not None else "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
-            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None)
+            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None,
+                                  bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
             status = "cold"
         if not self._acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
@@ -230,7 +232,8 @@ class SurfaceCalibrator:
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         return self.model.calibrate_surface([s.k for s in snaps], [s.iv for s in snaps],
                                             [s.t for s in snaps], [s.weights for s in snaps],
-                                            previous)
+                                            previous, bid_iv=[s.bid_iv for s in snaps],
+                                            ask_iv=[s.ask_iv for s in snaps])
 
     def _acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
         if not ok or not np.isfinite(rmse):

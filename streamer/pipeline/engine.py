@@ -209,7 +209,9 @@ class Engine:
         fits = dict(zip([e for e, _, _ in fittable], model.calibrate_many(
             [s.k for _, s, _ in fittable], [s.iv for _, s, _ in fittable],
             [s.t for _, s, _ in fittable], [s.weights for _, s, _ in fittable],
-            [p.params if p is not None else None for _, _, p in fittable]), strict=True))
+            [p.params if p is not None else None for _, _, p in fittable],
+            bid_iv=[s.bid_iv for _, s, _ in fittable], ask_iv=[s.ask_iv for _, s, _ in fittable]),
+            strict=True))
         for expiry, snap, previous in jobs:
             self._record(name, state, expiry,
                          calibrator.calibrate(snap, previous, fits.get(expiry)))

@@ -40,10 +40,15 @@ class SliceEvaluator(Protocol):
 
 
 class SliceModel(SliceEvaluator, Protocol):
-    """A smile model fitted one expiry at a time."""
+    """A smile model fitted one expiry at a time.
+
+    ``bid_iv``/``ask_iv`` (NaN: side missing), when given, make the objective the
+    quotes' bid/ask bands (:mod:`streamer.core.models.band`) instead of their mids.
+    """
 
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
-                  previous: Any | None) -> Fit[Any]: ...
+                  previous: Any | None, *, bid_iv: FloatArray | None = None,
+                  ask_iv: FloatArray | None = None) -> Fit[Any]: ...
 
 
 @runtime_checkable
@@ -52,7 +57,9 @@ class BatchSliceModel(SliceModel, Protocol):
 
     def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                        t: Sequence[float], weights: Sequence[FloatArray],
-                       previous: Sequence[Any | None]) -> list[Fit[Any]]: ...
+                       previous: Sequence[Any | None], *,
+                       bid_iv: Sequence[FloatArray] | None = None,
+                       ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[Any]]: ...
 
 
 class SurfaceModel(SliceEvaluator, Protocol):
@@ -60,7 +67,9 @@ class SurfaceModel(SliceEvaluator, Protocol):
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]: ...
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]: ...
 
     def slice_params(self, params: Any, index: int) -> Any: ...
 
@@ -104,13 +113,17 @@ class SVIModel(_VolFromVariance):
     name: str = "svi"
 
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
-                  previous: Any | None) -> Fit[Any]:
-        return svi.calibrate(k, iv, t, weights, previous)
+                  previous: Any | None, *, bid_iv: FloatArray | None = None,
+                  ask_iv: FloatArray | None = None) -> Fit[Any]:
+        return svi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
 
     def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                        t: Sequence[float], weights: Sequence[FloatArray],
-                       previous: Sequence[Any | None]) -> list[Fit[Any]]:
-        return list(svi.calibrate_chain(k, iv, t, weights, previous))
+                       previous: Sequence[Any | None], *,
+                       bid_iv: Sequence[FloatArray] | None = None,
+                       ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[Any]]:
+        return list(svi.calibrate_chain(k, iv, t, weights, previous, bid_ivs=bid_iv,
+                                        ask_ivs=ask_iv))
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
@@ -140,7 +153,8 @@ class SABRModel(_VarianceFromVol):
     beta: float = 1.0
 
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
-                  previous: Any | None) -> Fit[Any]:
+                  previous: Any | None, *, bid_iv: FloatArray | None = None,
+                  ask_iv: FloatArray | None = None) -> Fit[Any]:
         return sabr.calibrate(1.0, np.exp(k), iv, t, weights, previous, beta=self.beta)
 
     def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
@@ -156,14 +170,17 @@ class SABRModel(_VarianceFromVol):
 
 @dataclass(frozen=True)
 class SSVIModel(_VolFromVariance):
-    """An arbitrage-free SSVI surface; each expiry publishes ``theta, rho, phi``."""
+    """An arbitrage-free eSSVI surface (Hendriks & Martini 2019: rho by expiry); each
+    expiry publishes ``theta, rho, phi``."""
 
     name: str = "ssvi"
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]:
-        return ssvi.calibrate(k, iv, t, weights, previous)
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
+        return ssvi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
 
     def slice_params(self, params: Any, index: int) -> Any:
         return params.slice(index)
@@ -173,8 +190,9 @@ class SSVIModel(_VolFromVariance):
         return result
 
     def surface_from_dict(self, d: dict[str, float]) -> Any:
-        # Only the shared parameters warm-start; theta re-seeds from the market.
-        return ssvi.SSVIParams(rho=d["rho"], eta=d["eta"], gamma=d["gamma"], t=(), theta=())
+        # eSSVI has no surface-wide parameters (every expiry has its own): a restart
+        # fits cold.
+        return None
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return ssvi.slice_total_variance(k, params)
@@ -199,7 +217,9 @@ class HestonModel(_VarianceFromVol):
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]:
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
         return heston.calibrate(k, iv, t, weights, previous)
 
     def slice_params(self, params: Any, index: int) -> Any:

@@ -87,7 +87,8 @@ def _nulls_to_nan(obj: Any) -> Any:
 def surface_json_schema() -> dict[str, Any]:
     """JSON Schema of the published message, generated from the msgspec type.
 
-    Every ``number`` also admits ``null``: that is how a NaN is published.
+    Every ``number`` also admits ``null``: that is how a NaN is published, and how a
+    NaN default is written (JSON has no NaN).
     """
     schema: dict[str, Any] = msgspec.json.schema(SurfaceUpdate)
     _numbers_nullable(schema)
@@ -98,6 +99,9 @@ def _numbers_nullable(node: Any) -> None:
     if isinstance(node, dict):
         if node.get("type") == "number":
             node["type"] = ["number", "null"]
+        default = node.get("default")
+        if isinstance(default, float) and not math.isfinite(default):
+            node["default"] = None
         for value in node.values():
             _numbers_nullable(value)
     elif isinstance(node, list):

@@ -81,3 +81,13 @@ def make_decoder(name: str) -> Decoder:
     if factory is None:
         raise ConfigError(f"no decoder for venue {name!r}; expected one of {sorted(DECODERS)}")
     return factory()
+
+
+def guess_venue(raws: list[bytes]) -> str | None:
+    """The venue whose decoder finds the most quotes in these raw messages (None: no venue's)."""
+    found = {}
+    for name, factory in DECODERS.items():
+        decoder = factory()
+        found[name] = sum(len(decoder.decode(raw, 0).quotes) for raw in raws)
+    best = max(found, key=lambda name: found[name])
+    return best if found[best] else None

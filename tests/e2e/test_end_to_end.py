@@ -114,8 +114,10 @@ async def _consume_all(bootstrap: str) -> list[tuple[bytes, SurfaceUpdate, dict[
 
 def test_run_ends_cleanly_at_end_of_file_with_progress_lines(service_run: dict[str, Any]) -> None:
     assert service_run["code"] == 0, service_run["stderr"][-3000:]
-    lines = [ln for ln in service_run["stdout"].splitlines() if ln.startswith("underlyings")]
-    assert len(lines) >= 3, service_run["stdout"][-2000:]
+    # On stderr: stdout carries only data (the surfaces of --sink stdout).
+    lines = [ln for ln in service_run["stderr"].splitlines() if ln.startswith("underlyings")]
+    assert len(lines) >= 3, service_run["stderr"][-2000:]
+    assert "underlyings" not in service_run["stdout"]
     assert "tick→publish p50" in lines[-1]
     assert "deribit:BTC" in lines[-1]
 

@@ -46,3 +46,48 @@ def test_a_problem_that_cannot_start_stops_without_holding_up_the_others() -> No
     assert not res.converged[1]
     np.testing.assert_allclose(np.exp(res.theta[0]), [1.0, 1.0], rtol=1e-8)
     assert res.nfev[1] == 1
+
+
+def test_converged_problems_stop_costing_evaluations() -> None:
+    # Three problems start at their solution, one far away: with a select function the
+    # solver evaluates only the problems still running, so the residual rows computed
+    # are the per-problem evaluation counts, and the early ones stop at their first.
+    a, k = np.array([1.0, 2.0, 0.5, 3.0]), np.array([0.3, 1.5, 4.0, 0.05])
+    y = a[:, None] * np.exp(-k[:, None] * T)
+    start = np.log(np.column_stack([a, k]))
+    start[3] = [2.0, 2.0]
+    rows_evaluated: list[int] = []
+
+    def counted(rows: np.ndarray) -> ResidualFn:
+        inner = _exponential_fits(y[rows])
+
+        def fn(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            rows_evaluated.append(theta.shape[0])
+            return inner(theta)
+        return fn
+
+    res = levenberg_marquardt(counted(np.arange(4)), start, max_iter=100, tol=1e-14,
+                              select=counted)
+    assert res.converged.all()
+    assert sum(rows_evaluated) == res.nfev.sum()
+    assert (res.nfev[:3] <= 2).all()
+    assert res.nfev[3] > 5
+    np.testing.assert_allclose(np.exp(res.theta), np.column_stack([a, k]), rtol=1e-8)
+    # Without select every evaluation covers all four problems.
+    full: list[int] = []
+
+    def fn_all(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        full.append(theta.shape[0])
+        return _exponential_fits(y)(theta)
+
+    again = levenberg_marquardt(fn_all, start, max_iter=100, tol=1e-14)
+    np.testing.assert_allclose(again.theta, res.theta, rtol=1e-12)
+    assert sum(full) == 4 * len(full) > sum(rows_evaluated)
+
+
+def test_a_problem_out_of_iterations_says_it_did_not_converge() -> None:
+    y = np.vstack([np.exp(-T), 2.0 * np.exp(-3.0 * T)])
+    res = levenberg_marquardt(_exponential_fits(y), np.array([[0.0, 0.0], [3.0, -3.0]]),
+                              max_iter=3, tol=1e-14)
+    assert not res.converged[1]
+    assert res.iterations[1] <= 3

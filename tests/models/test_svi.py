@@ -106,3 +106,28 @@ def test_chain_of_cold_fits_matches_the_per_slice_cold_fits() -> None:
         assert fit.status == "converged"
         assert fit.rmse_vol == pytest.approx(calibrate(k, iv, t).rmse_vol, rel=1e-6)
         assert fit.rmse_vol < 2e-4
+
+
+def test_a_fit_cut_off_at_max_iter_says_so() -> None:
+    k = np.linspace(-0.8, 0.6, 45)
+    fit = calibrate(k, implied_vol(k, 0.4, TRUE) + 0.01 * np.sin(9 * k), 0.4, max_iter=2)
+    assert fit.ok
+    assert fit.status == "max_iter"
+    assert "max_iter=2" in fit.message
+    full = calibrate(k, implied_vol(k, 0.4, TRUE) + 0.01 * np.sin(9 * k), 0.4)
+    assert full.status == "converged"
+
+
+def test_band_fit_of_a_smile_inside_its_quotes_recovers_the_smile() -> None:
+    # Mids scattered inside bid/ask bands around a known smile: with a small pull the
+    # fit lands inside every band and near the smile the mids scatter about.
+    k = np.linspace(-0.8, 0.6, 45)
+    true_iv = implied_vol(k, 0.4, TRUE)
+    rng = np.random.default_rng(3)
+    half = np.full(k.size, 0.01)
+    mid = true_iv + rng.uniform(-0.6, 0.6, k.size) * half
+    fit = calibrate(k, mid, 0.4, 1.0 / half**2, bid_iv=mid - half, ask_iv=mid + half)
+    assert fit.status == "converged"
+    model = implied_vol(k, 0.4, fit.params)
+    assert np.all((model >= mid - half - 1e-9) & (model <= mid + half + 1e-9))
+    assert np.sqrt(np.mean((model - true_iv) ** 2)) < 0.3 * half[0]

@@ -5,8 +5,9 @@ function evaluates every problem in one call, padded to a common number of point
 (padding carries zero weight), so one iteration is a handful of whole-array numpy
 operations and one stacked ``(n, p, p)`` solve, whatever the number of problems.
 A problem stops when its Gauss–Newton model predicts, or its last step achieved, a
-relative cost reduction below ``tol``; it then keeps its parameters while the others
-go on.
+relative cost reduction below ``tol`` (converged), or at ``max_iter`` accepted steps
+(not converged: said so in ``converged``). A stopped problem leaves the active set, and
+with a ``select`` function its residuals are no longer evaluated at all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 #: theta (n, p) -> weighted residuals (n, m) and their Jacobian, transposed: (n, p, m)
 ResidualFn = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
+#: problem rows (k,) -> the residual function of those problems only
+SelectFn = Callable[[IntArray], ResidualFn]
 
 _LAMBDA0, _LAMBDA_MIN, _LAMBDA_MAX = 1e-3, 1e-12, 1e12
 _STEP_TOL = 1e-10
@@ -57,69 +60,103 @@ def _damped_steps(jac_t: FloatArray, r: FloatArray, lam: FloatArray, eye: FloatA
     return step[..., 0], predicted
 
 
-def levenberg_marquardt(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float
-                        ) -> BatchResult:
+def levenberg_marquardt(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float,
+                        select: SelectFn | None = None) -> BatchResult:
     """Minimise every problem's ``|r_i|^2`` from ``theta0`` (shape ``(n, p)``).
 
     ``max_iter`` bounds the accepted steps of each problem (and, twice over, its
     evaluations); a problem whose step cannot be solved for stops where it is.
+    ``select(rows)``, when given, returns the residual function of those problems only
+    (rows index ``theta0``): the solver then evaluates only the problems still running.
     """
     # Trial steps far from the data may overflow; their non-finite cost rejects them.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _minimise(fn, theta0, max_iter=max_iter, tol=tol)
+        return _minimise(fn, theta0, max_iter=max_iter, tol=tol, select=select)
 
 
-def _minimise(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float
-              ) -> BatchResult:
-    theta = np.array(theta0, np.float64)
-    n, p = theta.shape
+def _minimise(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float,
+              select: SelectFn | None) -> BatchResult:
+    theta_all = np.array(theta0, np.float64)
+    n, p = theta_all.shape
     if n == 1:
-        return _one(fn, theta, max_iter=max_iter, tol=tol)
-    eye = np.eye(p)
-    r, jac = fn(theta)
+        return _one(fn, theta_all, max_iter=max_iter, tol=tol)
+    iterations, nfev = np.zeros(n, np.int64), np.ones(n, np.int64)
+    converged = np.zeros(n, bool)
+    active = _Active(fn, select, theta_all)
+    r, jac = active.evaluate(theta_all)
     cost = _cost(r)
     lam = np.full(n, _LAMBDA0)
-    iterations, nfev = np.zeros(n, np.int64), np.ones(n, np.int64)
-    stopped = ~np.isfinite(cost)  # converged, out of iterations, or never started
-    converged = np.zeros(n, bool)
+    stop = ~np.isfinite(cost)  # never started
+    eye = np.eye(p)
     for _ in range(2 * max_iter):
+        if stop.any():  # drop the stopped problems: they cost no more work
+            if stop.all():
+                break
+            keep = ~stop
+            active.shrink(keep)
+            r, jac, cost, lam = r[keep], jac[keep], cost[keep], lam[keep]
         solved = _damped_steps(jac, r, lam, eye)
         if solved is None:
             break
         step, predicted = solved
-        done = predicted <= tol * cost
-        converged |= done & ~stopped
-        stopped |= done
-        if stopped.all():
-            break
-        if stopped.any():
-            step[stopped] = 0.0
-        trial = theta + step
-        r_t, jac_t = fn(trial)
+        stop = predicted <= tol * cost  # nothing left to gain: converged
+        if stop.any():
+            converged[active.rows[stop]] = True
+            if stop.all():
+                break
+            keep = ~stop
+            active.shrink(keep)
+            r, jac, cost, lam, step = r[keep], jac[keep], cost[keep], lam[keep], step[keep]
+        rows = active.rows
+        trial = active.theta + step
+        r_t, jac_t = active.evaluate(trial)
         cost_t = _cost(r_t)
-        nfev += ~stopped
-        accept = (cost_t <= cost) & ~stopped  # False for NaN too
-        if accept.all():  # the usual case near a solution: no per-problem selection
-            theta, r, jac = trial, r_t, jac_t
-            small = (cost - cost_t <= tol * cost_t) | (np.abs(step).max(axis=1) < _STEP_TOL)
-            cost = cost_t
-            iterations += 1
-            lam = np.maximum(lam / 3.0, _LAMBDA_MIN)
-            converged |= small
-        else:
-            reject = ~accept & ~stopped
-            theta = np.where(accept[:, None], trial, theta)
-            r = np.where(accept[:, None], r_t, r)
-            jac = np.where(accept[:, None, None], jac_t, jac)
-            small = (cost - cost_t <= tol * cost_t) | (np.abs(step).max(axis=1) < _STEP_TOL)
-            cost = np.where(accept, cost_t, cost)
-            iterations += accept
-            lam = np.where(accept, np.maximum(lam / 3.0, _LAMBDA_MIN),
-                           np.where(reject, lam * 4.0, lam))
-            # No descent left even for a tiny step: at a minimum.
-            converged |= (accept & small) | (reject & (lam > _LAMBDA_MAX))
-        stopped |= converged | (iterations >= max_iter)
-    return BatchResult(theta=theta, iterations=iterations, nfev=nfev, converged=converged)
+        nfev[rows] += 1
+        accept = cost_t <= cost  # False for NaN too
+        small = (cost - cost_t <= tol * cost_t) | (np.abs(step).max(axis=1) < _STEP_TOL)
+        active.theta = np.where(accept[:, None], trial, active.theta)
+        r = np.where(accept[:, None], r_t, r)
+        jac = np.where(accept[:, None, None], jac_t, jac)
+        cost = np.where(accept, cost_t, cost)
+        iterations[rows] += accept
+        lam = np.where(accept, np.maximum(lam / 3.0, _LAMBDA_MIN), lam * 4.0)
+        # No descent left even for a tiny step: at a minimum.
+        done = (accept & small) | (~accept & (lam > _LAMBDA_MAX))
+        converged[rows[done]] = True
+        stop = done | (iterations[rows] >= max_iter)
+    active.shrink(np.zeros(active.rows.size, bool))
+    return BatchResult(theta=active.theta_all, iterations=iterations, nfev=nfev,
+                       converged=converged)
+
+
+class _Active:
+    """The problems still being solved: their rows, parameters and residual function.
+
+    With ``select`` the residual function is rebuilt for the active rows whenever the set
+    shrinks, so a converged problem costs nothing more; without it every evaluation runs
+    all problems (stopped ones at their final parameters) and keeps the active rows.
+    """
+
+    def __init__(self, fn: ResidualFn, select: SelectFn | None, theta_all: FloatArray) -> None:
+        self.fn, self.select = fn, select
+        self.theta_all = theta_all
+        self.rows: IntArray = np.arange(theta_all.shape[0])
+        self.theta = theta_all.copy()
+
+    def evaluate(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        if self.select is not None or self.rows.size == self.theta_all.shape[0]:
+            return self.fn(theta)
+        full = self.theta_all.copy()
+        full[self.rows] = theta
+        r, jac = self.fn(full)
+        return r[self.rows], jac[self.rows]
+
+    def shrink(self, keep: BoolArray) -> None:
+        """Write back the parameters of the problems that stop; keep the others."""
+        self.theta_all[self.rows] = self.theta
+        self.rows, self.theta = self.rows[keep], self.theta[keep]
+        if self.select is not None and self.rows.size:
+            self.fn = self.select(self.rows)
 
 
 def _one(fn: ResidualFn, theta: FloatArray, *, max_iter: int, tol: float) -> BatchResult:

@@ -12,16 +12,21 @@ asymptotic decay rate of the integrand (Kahl & Jäckel 2005) and summed with fix
 Gauss–Legendre nodes, so every strike and expiry is priced in one vectorised pass.
 
 Calibration fits the five parameters to a whole surface by least squares in implied
-vol, with logs of the positive parameters and ``atanh rho`` as free variables. It is
+vol, inside :data:`BOUNDS`: each free variable maps onto its range by a logistic (in
+logs for the positive parameters), which has no flat clip where a parameter could get
+stuck (a clip of v0 at exp(-30) once held a warm start there while kappa drifted to
+200). It is
 Levenberg–Marquardt with the analytic Jacobian: price gradients from the
 characteristic function's own derivatives on nodes cached for the whole fit
 (:mod:`streamer.core.models.heston_quadrature`), divided by each quote's Black vega.
 The reported RMSE re-prices the fitted parameters with :func:`implied_vols`.
+A trial step whose quadrature would be over the pricer's work caps is rejected (NaN);
+``should_stop`` ends a fit early at its best point so far (the caller's time budget).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -38,7 +43,17 @@ FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complexfloating[Any, Any]]
 
 PANEL_NODES = hq.PANEL_NODES
-_RHO_MAX = 0.999
+#: Calibration bounds a desk accepts, (low, high) of v0, kappa, theta, sigma, rho: vols of
+#: 3%-250% for v0 and theta, mean reversion up to 20 a year, vol of variance up to 10
+#: (Feller is not required), |rho| <= 0.98.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "v0": (1e-3, 6.25), "kappa": (1e-2, 20.0), "theta": (1e-3, 6.25),
+    "sigma": (1e-2, 10.0), "rho": (-0.98, 0.98)}
+_LO = np.array([b[0] for b in BOUNDS.values()])
+_HI = np.array([b[1] for b in BOUNDS.values()])
+_LOG_LO, _LOG_HI = np.log(_LO[:4]), np.log(_HI[:4])
+#: A (warm) start lies within 2% of each range's ends: logistic(4) = 0.982.
+_X_START = 4.0
 _INV_SQRT_2PI = 0.3989422804014327
 
 
@@ -138,14 +153,32 @@ def implied_vols(k: npt.ArrayLike, t: npt.ArrayLike, params: HestonParams) -> Fl
 
 
 def _to_x(p: HestonParams) -> FloatArray:
-    return np.array([np.log(p.v0), np.log(p.kappa), np.log(p.theta), np.log(p.sigma),
-                     np.arctanh(np.clip(p.rho / _RHO_MAX, -0.999999, 0.999999))])
+    """Free variables of ``p``, no further out than ``_X_START`` (a start at a bound,
+    where the logistic is flat, would barely move)."""
+    values = np.array([p.v0, p.kappa, p.theta, p.sigma, p.rho], np.float64)
+    inner = np.clip(np.nan_to_num(values, nan=1.0), _LO * (1 + 1e-12), _HI * (1 - 1e-12))
+    share = np.empty(5)
+    share[:4] = (np.log(inner[:4]) - _LOG_LO) / (_LOG_HI - _LOG_LO)
+    share[4] = (inner[4] - _LO[4]) / (_HI[4] - _LO[4])
+    share = np.clip(share, 1e-12, 1.0 - 1e-12)
+    result: FloatArray = np.clip(np.log(share / (1.0 - share)), -_X_START, _X_START)
+    return result
+
+
+def _logistic(x: FloatArray) -> FloatArray:
+    result: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * x))
+    return result
 
 
 def _from_x(x: FloatArray) -> HestonParams:
-    v0, kappa, theta, sigma = np.exp(np.clip(x[:4], -30.0, 6.0))
+    """Parameters of the free variables: a logistic onto each bound's range (in logs for
+    the positive ones), smooth with a non-zero derivative everywhere (no clip)."""
+    s = _logistic(np.asarray(x, np.float64))
+    v0, kappa, theta, sigma = np.clip(np.exp(_LOG_LO + (_LOG_HI - _LOG_LO) * s[:4]),
+                                      _LO[:4], _HI[:4])  # the clip only rounds
+    rho = _LO[4] + (_HI[4] - _LO[4]) * s[4]
     return HestonParams(v0=float(v0), kappa=float(kappa), theta=float(theta),
-                        sigma=float(sigma), rho=float(np.tanh(x[4]) * _RHO_MAX))
+                        sigma=float(sigma), rho=float(rho))
 
 
 def _cold_seed(k: FloatArray, t: FloatArray, iv: FloatArray) -> HestonParams:
@@ -162,8 +195,8 @@ def _cold_seed(k: FloatArray, t: FloatArray, iv: FloatArray) -> HestonParams:
 
 def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequence[float],
               weights: Sequence[npt.ArrayLike] | None = None,
-              previous: HestonParams | None = None, *, max_nfev: int = 400
-              ) -> Fit[HestonParams]:
+              previous: HestonParams | None = None, *, max_nfev: int = 200,
+              should_stop: Callable[[], bool] | None = None) -> Fit[HestonParams]:
     """Fit one parameter set to every expiry of a surface.
 
     Parameters
@@ -176,6 +209,11 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
         Non-negative weights of the squared vol errors (default 1).
     previous : HestonParams, optional
         Warm start: refine from these parameters only.
+    max_nfev : int
+        Most evaluations of the residuals and their Jacobian.
+    should_stop : callable, optional
+        Asked before each evaluation; once it returns True the fit ends at its best
+        point so far (status ``max_iter``, message ``stopped``).
     """
     kk = np.concatenate([np.asarray(a, np.float64).ravel() for a in k]) if k else np.empty(0)
     vv = np.concatenate([np.asarray(a, np.float64).ravel() for a in iv]) if iv else np.empty(0)
@@ -194,18 +232,28 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
                           warm=previous is not None)
     kk, vv, tt, sqrt_w = kk[good], vv[good], tt[good], np.sqrt(ww[good])
     seed = previous if previous is not None else _cold_seed(kk, tt, vv)
-    objective = _VolObjective(kk, vv, tt, sqrt_w)
-    res = levenberg_marquardt(objective, _to_x(seed)[None], max_iter=max(max_nfev // 2, 1),
-                              tol=1e-12)
-    params = _from_x(res.theta[0])
-    nfev, iters = int(res.nfev[0]), int(res.iterations[0])
-    err = objective.vols(res.theta) - vv
+    objective = _VolObjective(kk, vv, tt, sqrt_w, should_stop)
+    stopped = False
+    try:
+        res = levenberg_marquardt(objective, _to_x(seed)[None],
+                                  max_iter=max(max_nfev // 2, 1), tol=1e-12)
+        x, nfev, iters, converged = (res.theta[0], int(res.nfev[0]), int(res.iterations[0]),
+                                     bool(res.converged[0]))
+    except _Stopped:
+        stopped, nfev, iters, converged = True, objective.calls, 0, False
+        x = objective.best[1] if np.isfinite(objective.best[0]) else _to_x(seed)
+    params = _from_x(x)
+    err = objective.vols(x[None]) - vv
     if not np.isfinite(err).all():
         return Fit.failed(fallback, "model prices outside no-arbitrage bounds at some quotes",
                           warm=previous is not None, iterations=iters, nfev=nfev)
     return Fit(params=params, rmse_vol=float(np.sqrt(np.mean(err * err))), iterations=iters,
-               status="converged" if res.converged[0] else "max_iter", nfev=nfev,
-               warm=previous is not None)
+               status="converged" if converged else "max_iter", nfev=nfev,
+               message="stopped" if stopped else "", warm=previous is not None)
+
+
+class _Stopped(Exception):
+    """The caller's ``should_stop`` said so."""
 
 
 class _VolObjective:
@@ -216,12 +264,16 @@ class _VolObjective:
     is parameter-free, so they share the calls' derivatives.
     """
 
-    def __init__(self, k: FloatArray, iv: FloatArray, t: FloatArray, sqrt_w: FloatArray
-                 ) -> None:
+    def __init__(self, k: FloatArray, iv: FloatArray, t: FloatArray, sqrt_w: FloatArray,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.k, self.iv, self.t, self.sqrt_w = k, iv, t, sqrt_w
         self.pricer = hq.SurfacePricer(k, t)
         self.strike, self.is_call, self.sqrt_t = np.exp(k), k >= 0, np.sqrt(t)
         self.last: tuple[bytes, FloatArray] = (b"", np.empty(0))
+        self.should_stop = should_stop
+        self.calls = 0
+        #: lowest cost evaluated so far and its free variables (where a stop ends)
+        self.best: tuple[float, FloatArray] = (np.inf, np.empty(5))
 
     def _evaluate(self, x: FloatArray, gradient: bool) -> tuple[FloatArray, FloatArray | None]:
         # Trial steps may reach parameters where prices overflow: NaN vols, no warnings.
@@ -239,6 +291,9 @@ class _VolObjective:
         return self._evaluate(x, gradient=False)[0]
 
     def __call__(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        if self.calls and self.should_stop is not None and self.should_stop():
+            raise _Stopped
+        self.calls += 1
         vol, dcall = self._evaluate(x, gradient=True)
         assert dcall is not None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
@@ -247,13 +302,17 @@ class _VolObjective:
             jac = dcall * (_dp_dx(x[0])[:, None] * self.sqrt_w / vega)
         ok = np.isfinite(vol) & np.isfinite(jac).all(axis=0)
         r = np.where(ok, vol - self.iv, 1.0) * self.sqrt_w
+        cost = float(r @ r) if ok.all() else np.inf
+        if cost < self.best[0]:
+            self.best = (cost, x[0].copy())
         return r[None], np.where(ok, jac, 0.0)[None]
 
 
 def _dp_dx(x: FloatArray) -> FloatArray:
     """d(v0, kappa, theta, sigma, rho) / d(free variables) of :func:`_from_x`."""
-    clipped = (x[:4] > -30.0) & (x[:4] < 6.0)
+    s = _logistic(np.asarray(x, np.float64))
+    ds = s * (1.0 - s)
     out = np.empty(5)
-    out[:4] = np.where(clipped, np.exp(np.clip(x[:4], -30.0, 6.0)), 0.0)
-    out[4] = _RHO_MAX * (1.0 - np.tanh(x[4]) ** 2)
+    out[:4] = np.exp(_LOG_LO + (_LOG_HI - _LOG_LO) * s[:4]) * (_LOG_HI - _LOG_LO) * ds[:4]
+    out[4] = (_HI[4] - _LO[4]) * ds[4]
     return out

@@ -26,8 +26,9 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.models.batch_lm import ResidualFn, levenberg_marquardt
-from streamer.core.models.fit import Fit
+from streamer.core.models import band
+from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marquardt
+from streamer.core.models.fit import Fit, FitStatus
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -85,6 +86,9 @@ def derivatives(k: npt.ArrayLike, p: SVIParams) -> tuple[FloatArray, FloatArray,
 _NO_PARAMS = SVIParams(a=0.0, b=0.0, rho=0.0, m=0.0, sigma=1.0)  # of a failed cold fit
 _SEED_M = np.linspace(0.0, 1.0, 9)  # across [k_min - span/10, k_max + span/10]
 _SEED_SIGMA = np.array([0.02, 0.05, 0.1, 0.2, 0.4, 0.8])  # times the span
+N_STARTS = 3  # cold fits refine this many of the best seeds
+MAX_ITER = 100
+TOL = 1e-10
 
 
 def _to_theta(p: SVIParams) -> list[float]:
@@ -107,49 +111,82 @@ class _Chain(NamedTuple):
     valid: npt.NDArray[np.bool_]
     n_valid: FloatArray  # (n_slices,)
     padded: bool
+    band: band.Band  # the objective's bid/ask bands, padded like k
+
+    def rows(self, rows: IntArray | list[int]) -> _Chain:
+        """The chain of some slices only."""
+        b = self.band
+        return _Chain(k=self.k[rows], iv=self.iv[rows], t=self.t[rows],
+                      sqrt_w=self.sqrt_w[rows], valid=self.valid[rows],
+                      n_valid=self.n_valid[rows], padded=self.padded,
+                      band=band.Band(mid=b.mid[rows], lower=b.lower[rows], upper=b.upper[rows],
+                                     sqrt_w=b.sqrt_w[rows], has_mid=b.has_mid[rows]))
 
 
-def _clean(k: npt.ArrayLike, iv: npt.ArrayLike, t: float, weights: npt.ArrayLike | None
-           ) -> tuple[FloatArray, FloatArray, FloatArray] | str:
-    """The usable points of one slice and their sqrt weights, or why there are too few."""
+class _Slice(NamedTuple):
+    """One slice's usable quotes: k, mid IVs, weights and bid/ask IVs (NaN: missing)."""
+
+    k: FloatArray
+    iv: FloatArray
+    w: FloatArray
+    bid: FloatArray | None
+    ask: FloatArray | None
+
+
+def _clean(k: npt.ArrayLike, iv: npt.ArrayLike, t: float, weights: npt.ArrayLike | None,
+           bid_iv: npt.ArrayLike | None = None, ask_iv: npt.ArrayLike | None = None
+           ) -> _Slice | str:
+    """The usable points of one slice, or why there are too few."""
     kk = np.asarray(k, np.float64).ravel()
     vv = np.asarray(iv, np.float64).ravel()
     ww = np.ones(kk.size) if weights is None else np.asarray(weights, np.float64).ravel()
+    bb = None if bid_iv is None else np.asarray(bid_iv, np.float64).ravel()
+    aa = None if ask_iv is None else np.asarray(ask_iv, np.float64).ravel()
     if not (math.isfinite(t) and t > 0):
         return f"bad time to expiry {t!r}"
-    if kk.shape != vv.shape or kk.shape != ww.shape:
-        return f"k, iv and weights differ in size ({kk.size}, {vv.size}, {ww.size})"
+    sizes = {kk.size, vv.size, ww.size} | {x.size for x in (bb, aa) if x is not None}
+    if len(sizes) > 1:
+        return f"k, iv, weights, bid and ask IVs differ in size ({sorted(sizes)})"
     good = np.isfinite(kk + vv + ww) & (vv > 0) & (ww >= 0)
     n_good = int(np.count_nonzero(good))
     if n_good < MIN_POINTS:
         return f"need >= {MIN_POINTS} valid points, got {n_good}"
     if n_good < kk.size:
         kk, vv, ww = kk[good], vv[good], ww[good]
-    return kk, vv, np.sqrt(ww)
+        bb, aa = (None if x is None else x[good] for x in (bb, aa))
+    return _Slice(k=kk, iv=vv, w=ww, bid=bb, ask=aa)
 
 
-def _pad(slices: Sequence[tuple[FloatArray, FloatArray, FloatArray]], ts: Sequence[float]
-         ) -> _Chain:
-    sizes = [s[0].size for s in slices]
-    t = np.asarray(ts, np.float64)[:, None]
-    if len(slices) == 1:  # nothing to pad: views, no copies
-        kk, vv, sw = slices[0]
-        return _Chain(k=kk[None], iv=vv[None], t=t, sqrt_w=sw[None],
-                      valid=np.ones((1, kk.size), bool), n_valid=np.array([kk.size], float),
-                      padded=False)
+def _pad(slices: Sequence[_Slice], ts: Sequence[float]) -> _Chain:
+    """Slices stacked into rows; padding is a weightless point at k = 0, vol 1."""
+    sizes = [s.k.size for s in slices]
     n = max(sizes)
-    k, iv = np.zeros((len(slices), n)), np.ones((len(slices), n))
-    sqrt_w, valid = np.zeros((len(slices), n)), np.zeros((len(slices), n), bool)
-    for i, (kk, vv, sw) in enumerate(slices):
-        k[i, :kk.size], iv[i, :kk.size], sqrt_w[i, :kk.size] = kk, vv, sw
-        valid[i, :kk.size] = True
-    return _Chain(k=k, iv=iv, t=t, sqrt_w=sqrt_w, valid=valid,
-                  n_valid=np.asarray(sizes, float), padded=min(sizes) < n)
+    t = np.asarray(ts, np.float64)[:, None]
+
+    def stack(values: list[FloatArray], fill: float) -> FloatArray:
+        out = np.full((len(values), n), fill)
+        for i, v in enumerate(values):
+            out[i, :v.size] = v
+        return out
+
+    bands = [band.make_band(s.iv, s.bid, s.ask, s.w) for s in slices]
+    valid = np.arange(n)[None, :] < np.asarray(sizes)[:, None]
+    has_mid = np.ones((len(slices), n), bool)
+    for i, x in enumerate(bands):
+        has_mid[i, :x.has_mid.size] = x.has_mid
+    b = band.Band(mid=stack([x.mid for x in bands], 1.0),
+                  lower=stack([x.lower for x in bands], 1.0),
+                  upper=stack([x.upper for x in bands], 1.0),
+                  sqrt_w=stack([x.sqrt_w for x in bands], 0.0), has_mid=has_mid)
+    return _Chain(k=stack([s.k for s in slices], 0.0), iv=stack([s.iv for s in slices], 1.0),
+                  t=t, sqrt_w=b.sqrt_w, valid=valid, n_valid=np.asarray(sizes, float),
+                  padded=min(sizes) < n, band=b)
 
 
-def _residual_fn(c: _Chain) -> ResidualFn:
-    """Weighted vol residuals of every slice and their Jacobian in theta."""
-    inv_t, half_sqrt_w_over_t = 1.0 / c.t, 0.5 * c.sqrt_w / c.t
+def _residual_fn(c: _Chain, pull: float) -> ResidualFn:
+    """Band residuals of every slice (:mod:`streamer.core.models.band`) and their
+    Jacobian in theta."""
+    inv_t = 1.0 / c.t
     shape = (c.k.shape[0], 5, c.k.shape[1])
 
     def residuals(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -160,7 +197,8 @@ def _residual_fn(c: _Chain) -> ResidualFn:
         root = np.sqrt(x * x + sigma2)
         smile = rho * x + root
         vol = np.sqrt(np.maximum(a + b * smile, _W_FLOOR) * inv_t)
-        scale = half_sqrt_w_over_t / vol
+        r, dr = band.residuals(vol, c.band, pull)
+        scale = 0.5 * dr * inv_t / vol  # dr/dw
         b_scale = scale * b
         jac = np.empty(shape)
         jac[:, 0] = scale
@@ -168,12 +206,13 @@ def _residual_fn(c: _Chain) -> ResidualFn:
         jac[:, 2] = b_scale * x * (1.0 - rho * rho)
         jac[:, 3] = -b_scale * (rho + x / root)
         jac[:, 4] = b_scale * sigma2 / root
-        return (vol - c.iv) * c.sqrt_w, jac
+        return r, jac
     return residuals
 
 
-def _seed_grid(c: _Chain) -> FloatArray:
-    """Best quasi-explicit seed of each slice over its (m, sigma) grid, as theta rows.
+def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
+    """The ``n_seeds`` best quasi-explicit seeds of each slice over its (m, sigma) grid,
+    as theta, shape ``(n_slices, n_seeds, 5)``.
 
     For each grid point ``(a, d, c)`` of ``w = a + d y + c sqrt(y^2 + 1)``,
     ``y = (k - m) / sigma``, is the weighted linear least-squares fit to the market
@@ -210,13 +249,14 @@ def _seed_grid(c: _Chain) -> FloatArray:
     score = (np.where(undefined, 0.0, err * err * w).sum(-1)
              + 1e3 * (undefined & c.valid[:, None, :]).sum(-1))
     score = np.where(cc > 1e-10, score, np.inf)
-    best = np.argmin(score, axis=1)
-    pick = np.arange(len(span)), best
-    theta = np.column_stack([a[pick], np.log(np.maximum(cc[pick] / sigma[pick], 1e-10)),
-                             np.arctanh(rho[pick]), m[pick], np.log(sigma[pick])])
+    best = np.argsort(score, axis=1)[:, :n_seeds]  # (n_slices, n_seeds)
+    pick = np.arange(len(span))[:, None], best
+    theta = np.stack([a[pick], np.log(np.maximum(cc[pick] / sigma[pick], 1e-10)),
+                      np.arctanh(rho[pick]), m[pick], np.log(sigma[pick])], axis=-1)
     none = ~np.isfinite(score[pick])
     if none.any():  # no grid point had positive curvature: a flat generic start
-        atm_w = np.median(np.where(c.valid, c.iv * c.iv * c.t, np.nan)[none], axis=1)
+        atm_w = np.broadcast_to(np.nanmedian(np.where(c.valid, c.iv * c.iv * c.t, np.nan),
+                                             axis=1)[:, None], none.shape)[none]
         theta[none] = np.column_stack([0.9 * atm_w, np.full(atm_w.shape, np.log(0.1)),
                                        np.zeros_like(atm_w), np.zeros_like(atm_w),
                                        np.full(atm_w.shape, np.log(0.1))])
@@ -239,25 +279,36 @@ def _rmse(c: _Chain, theta: FloatArray) -> FloatArray:
 def calibrate_chain(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike],
                     ts: Sequence[float], weights: Sequence[npt.ArrayLike] | None = None,
                     previous: Sequence[SVIParams | None] | None = None, *,
-                    max_iter: int = 50, tol: float = 1e-10) -> list[Fit[SVIParams]]:
+                    bid_ivs: Sequence[npt.ArrayLike] | None = None,
+                    ask_ivs: Sequence[npt.ArrayLike] | None = None,
+                    pull: float = band.DEFAULT_PULL, n_starts: int = N_STARTS,
+                    max_iter: int = MAX_ITER, tol: float = TOL) -> list[Fit[SVIParams]]:
     """Fit raw SVI to every expiry of a chain at once, each slice on its own.
 
     Parameters
     ----------
     ks, ivs : sequences of array_like, one per expiry
-        Log-moneyness ``ln(K/F)`` and market implied vols (decimal) of each slice.
+        Log-moneyness ``ln(K/F)`` and market mid implied vols (decimal) of each slice.
     ts : sequence of float
         Times to expiry in years.
     weights : sequence of array_like, optional
         Non-negative weights of the squared vol errors (default 1).
     previous : sequence of SVIParams or None, optional
         Per slice, the warm start (refine from it only) or None (cold fit).
+    bid_ivs, ask_ivs : sequences of array_like, optional
+        Bid and ask IVs (NaN: that side missing). With them the objective is the
+        bid/ask band of :mod:`streamer.core.models.band`; without, least squares on mids.
+    pull : float
+        The band objective's weight of the mid residual.
+    n_starts : int
+        Cold fits refine this many of the best quasi-explicit seeds and keep the best.
 
     Returns
     -------
     list of Fit[SVIParams]
         One per slice, as :func:`calibrate` would return it (a slice's failure is its
-        own status; the others are unaffected).
+        own status; the others are unaffected). ``status`` is ``converged`` only when
+        the solver met its tolerance; ``max_iter`` says it did not.
 
     Raises
     ------
@@ -267,55 +318,88 @@ def calibrate_chain(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike],
     n = len(ks)
     prev = list(previous) if previous is not None else [None] * n
     wts = list(weights) if weights is not None else [None] * n
-    if not len(ivs) == len(ts) == len(prev) == len(wts) == n:
-        raise ValueError("ks, ivs, ts, weights and previous must have one entry per slice")
+    bids = list(bid_ivs) if bid_ivs is not None else [None] * n
+    asks = list(ask_ivs) if ask_ivs is not None else [None] * n
+    if not len(ivs) == len(ts) == len(prev) == len(wts) == len(bids) == len(asks) == n:
+        raise ValueError("ks, ivs, ts, weights, bid/ask IVs and previous must have one "
+                         "entry per slice")
     fits: list[Fit[SVIParams] | None] = [None] * n
     todo: list[int] = []
-    cleaned: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+    cleaned: list[_Slice] = []
     for i in range(n):
-        got = _clean(ks[i], ivs[i], ts[i], wts[i])
+        got = _clean(ks[i], ivs[i], ts[i], wts[i], bids[i], asks[i])
         if isinstance(got, str):
             fits[i] = Fit.failed(prev[i] or _NO_PARAMS, got, warm=prev[i] is not None)
         else:
             todo.append(i)
             cleaned.append(got)
     if todo:
-        for i, fit in zip(todo, _fit(cleaned, [float(ts[i]) for i in todo],
-                                     [prev[i] for i in todo], max_iter, tol), strict=True):
+        got_fits = _fit(_pad(cleaned, [float(ts[i]) for i in todo]), [prev[i] for i in todo],
+                        _Solver(pull=pull, n_starts=max(n_starts, 1), max_iter=max_iter,
+                                tol=tol))
+        for i, fit in zip(todo, got_fits, strict=True):
             fits[i] = fit
     return [f for f in fits if f is not None]
 
 
-def _fit(cleaned: list[tuple[FloatArray, FloatArray, FloatArray]], ts: list[float],
-         prev: list[SVIParams | None], max_iter: int, tol: float) -> list[Fit[SVIParams]]:
-    chain = _pad(cleaned, ts)
-    theta0 = np.empty((len(ts), 5))
+class _Solver(NamedTuple):
+    pull: float
+    n_starts: int
+    max_iter: int
+    tol: float
+
+
+def _starts(chain: _Chain, prev: list[SVIParams | None], n_starts: int
+            ) -> tuple[FloatArray, IntArray]:
+    """Start points and the slice each belongs to: a warm slice's previous parameters,
+    a cold slice's ``n_starts`` best seeds."""
     cold = [i for i, p in enumerate(prev) if p is None]
+    seeds = _seed_grid(chain.rows(cold), n_starts) if cold else np.empty((0, n_starts, 5))
+    theta0: list[list[float] | FloatArray] = []
+    owner: list[int] = []
+    j = 0
     for i, p in enumerate(prev):
         if p is not None:
-            theta0[i] = _to_theta(p)
-    if cold:
-        theta0[cold] = _seed_grid(chain if len(cold) == len(prev) else chain._replace(
-            k=chain.k[cold], iv=chain.iv[cold], t=chain.t[cold], sqrt_w=chain.sqrt_w[cold],
-            valid=chain.valid[cold], n_valid=chain.n_valid[cold]))
-    res = levenberg_marquardt(_residual_fn(chain), theta0, max_iter=max_iter, tol=tol)
-    rmse = _rmse(chain, res.theta)
+            theta0.append(_to_theta(p))
+            owner.append(i)
+            continue
+        theta0.extend(seeds[j])
+        owner.extend([i] * n_starts)
+        j += 1
+    return np.array(theta0, np.float64), np.array(owner, np.int64)
+
+
+def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[Fit[SVIParams]]:
+    theta0, owner = _starts(chain, prev, solver.n_starts)
+    problems = chain.rows(owner) if owner.size > len(prev) else chain
+    res = levenberg_marquardt(
+        _residual_fn(problems, solver.pull), theta0, max_iter=solver.max_iter, tol=solver.tol,
+        select=lambda rows: _residual_fn(problems.rows(rows), solver.pull))
+    r, _ = _residual_fn(problems, solver.pull)(res.theta)
+    cost = np.where(np.isfinite(_rmse(problems, res.theta)), (r * r).sum(axis=1), np.inf)
     fits: list[Fit[SVIParams]] = []
     for i, p in enumerate(prev):
-        warm, it, nfev = p is not None, int(res.iterations[i]), int(res.nfev[i])
-        if not np.isfinite(rmse[i]):
+        mine = np.flatnonzero(owner == i)
+        best = int(mine[np.argmin(cost[mine])])
+        warm, nfev = p is not None, int(res.nfev[mine].sum())
+        it = int(res.iterations[best])
+        if not np.isfinite(cost[best]):
             fits.append(Fit.failed(p or _NO_PARAMS, "fit produced negative total variance",
                                    warm=warm, iterations=it, nfev=nfev))
             continue
-        fits.append(Fit(params=_from_theta(res.theta[i]), rmse_vol=float(rmse[i]),
-                        iterations=it, status="converged" if res.converged[i] else "max_iter",
-                        nfev=nfev, warm=warm))
+        status: FitStatus = "converged" if res.converged[best] else "max_iter"
+        message = "" if res.converged[best] else f"stopped at max_iter={solver.max_iter}"
+        fits.append(Fit(params=_from_theta(res.theta[best]),
+                        rmse_vol=float(_rmse(problems.rows([best]), res.theta[[best]])[0]),
+                        iterations=it, status=status, message=message, nfev=nfev, warm=warm))
     return fits
 
 
 def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
               weights: npt.ArrayLike | None = None, previous: SVIParams | None = None, *,
-              max_iter: int = 50, tol: float = 1e-10) -> Fit[SVIParams]:
+              bid_iv: npt.ArrayLike | None = None, ask_iv: npt.ArrayLike | None = None,
+              pull: float = band.DEFAULT_PULL, n_starts: int = N_STARTS,
+              max_iter: int = MAX_ITER, tol: float = TOL) -> Fit[SVIParams]:
     """Fit raw SVI to one expiry's implied vols.
 
     Parameters
@@ -323,19 +407,24 @@ def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
     k : array_like, shape (n,)
         Log-moneyness ``ln(K/F)``.
     iv : array_like, shape (n,)
-        Market implied vols (decimal).
+        Market mid implied vols (decimal).
     t : float
         Time to expiry in years.
     weights : array_like, shape (n,), optional
         Non-negative weights of the squared vol errors (default 1).
     previous : SVIParams, optional
         Warm start: refine from these parameters only.
+    bid_iv, ask_iv : array_like, shape (n,), optional
+        The quotes' bid and ask IVs: the bid/ask band objective (see
+        :func:`calibrate_chain`).
 
     Returns
     -------
     Fit[SVIParams]
-        ``rmse_vol`` is the unweighted RMS of model minus market vol. Failure is a
+        ``rmse_vol`` is the unweighted RMS of model minus market mid vol. Failure is a
         status, never an exception.
     """
     return calibrate_chain([k], [iv], [t], None if weights is None else [weights], [previous],
-                           max_iter=max_iter, tol=tol)[0]
+                           bid_ivs=None if bid_iv is None else [bid_iv],
+                           ask_ivs=None if ask_iv is None else [ask_iv], pull=pull,
+                           n_starts=n_starts, max_iter=max_iter, tol=tol)[0]

@@ -165,6 +165,9 @@ def main(argv: Sequence[str]) -> int:
             pong_timeout_s=args.pong_timeout_s))
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
     except StreamerError as exc:
         log.error("%s", exc)
         return 1

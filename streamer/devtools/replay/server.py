@@ -30,7 +30,7 @@ from streamer.devtools.replay.okx import OkxReplay
 from streamer.devtools.replay.stats import ReplayStats
 from streamer.devtools.replay.timeline import Tick, Timeline, load_ticks
 from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, listen_error
 from streamer.tasks import cancel_and_wait
 
 NO_FAULTS = Faults()
@@ -103,8 +103,12 @@ class ReplayServer:
             raise ConfigError(f"{self.path} holds no {self.venue_name} market data: "
                               "is it a recording of another venue?")
         # No library keepalive: only the venue's own pings (Binance's), as live.
-        self._server = await serve(self._handle, self.host, self._port, max_size=2**20,
-                                   process_request=self._http, ping_interval=None)
+        try:
+            self._server = await serve(self._handle, self.host, self._port, max_size=2**20,
+                                       process_request=self._http, ping_interval=None)
+        except OSError as exc:
+            raise listen_error(exc, "the replay server", self.host, self._port,
+                               "--port") from exc
         self._port = next(iter(self._server.sockets)).getsockname()[1]
         self._tasks = [asyncio.create_task(self.timeline.play(self._ticks, self._broadcast)),
                        asyncio.create_task(self.timeline.maintenance(self._notify))]
