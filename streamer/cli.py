@@ -1,5 +1,5 @@
 """Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth
-| plot | schema``.
+| plot | backtest | view | schema``.
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -90,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
     sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
+    sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
+                                    "moneyness (see backtest --help)")
+
+    view = sub.add_parser("view", help="the live web page of a deployment, from its surface "
+                                       "topic alone")
+    _add_config(view)
+    view.add_argument("--bootstrap", required=True, metavar="HOST:PORT",
+                      help="the Kafka brokers holding the surface topic")
+    view.add_argument("--keys", action="append", metavar="VENUE:UNDERLYING",
+                      help="keys to show, e.g. deribit:BTC (repeat or comma-separate; "
+                           "default: every key)")
+    view.add_argument("--host", help="override metrics.host (where the page listens)")
+    view.add_argument("--port", type=int, help="override metrics.port (0 = any free)")
+    view.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message "
                                            "or of config.yaml")
@@ -193,29 +207,77 @@ async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
                          quiet=args.quiet).run()
 
 
+async def _cmd_view(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.ui.view import view
+
+    replace = msgspec.structs.replace
+    metrics = config.metrics
+    if args.host:
+        metrics = replace(metrics, host=args.host)
+    if args.port is not None:
+        metrics = replace(metrics, port=args.port)
+    keys = [k for text in args.keys or [] for k in text.split(",") if k]
+    bad = [k for k in keys if ":" not in k]
+    if bad:
+        raise ConfigError(f"--keys wants VENUE:UNDERLYING, got {bad}")
+    return await view(replace(config, metrics=metrics), args.bootstrap, keys or None,
+                      args.duration)
+
+
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from streamer.devtools.embedded_broker import EmbeddedBroker
-    from streamer.file_replay import replay_file
+    from streamer.errors import BrokerError
+    from streamer.file_replay import ReplayStats, replay_file
     from streamer.progress import ProgressBar
     from streamer.replay_servers import resolve_tickfile
-    from streamer.sinks.base import Sink
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
+    from streamer.summary import closing_line
 
     path = resolve_tickfile(str(args.file))
     progress = None if args.quiet else ProgressBar(f"replay {path.name}")
+    stats, rejected = ReplayStats(), Counter[str]()
+    problem: str | None = None
+
+    def count_reject(reason: str) -> None:
+        rejected[reason] += 1
+
     if config.sink == "stdout":
-        return 0 if await replay_file(path, config, StdoutSink(), progress=progress) >= 0 else 1
-    broker = EmbeddedBroker() if config.kafka.embedded else None
-    bootstrap = broker.start() if broker else config.kafka.bootstrap_servers
-    try:
-        sink: Sink = KafkaSink(config.kafka, bootstrap_servers=bootstrap)
-        count = await replay_file(path, config, sink, progress=progress)
-        log.info("replayed %s: %d surfaces published to %s", path, count, bootstrap)
-    finally:
-        if broker:
-            broker.stop()
-    return 0
+        computed = await replay_file(path, config, StdoutSink(), on_reject=count_reject,
+                                     progress=progress, stats=stats)
+        published, where = f"{computed} surfaces to stdout", "stdout"
+        delivered = computed
+    else:
+        broker = EmbeddedBroker() if config.kafka.embedded else None
+        bootstrap = await asyncio.to_thread(broker.start) if broker else \
+            config.kafka.bootstrap_servers
+        sink = KafkaSink(config.kafka, bootstrap_servers=bootstrap, ordered=True)
+        computed = -1
+        try:
+            computed = await replay_file(path, config, sink, on_reject=count_reject,
+                                         progress=progress, stats=stats)
+        except BrokerError as exc:
+            problem = str(exc)
+        finally:
+            if broker:
+                await asyncio.to_thread(broker.stop)
+        delivered, where = sink.delivered, f"kafka {bootstrap} topic {config.kafka.surface_topic}"
+        published = f"{delivered} surfaces (acknowledged) to {where}"
+        if sink.pending or sink.lost:
+            published += f", {sink.pending + sink.lost} unsent"
+        if problem is None and sink.failure is not None:
+            problem = str(sink.failure)
+        if problem is None and delivered < computed:
+            problem = f"{computed - delivered} of {computed} surfaces not acknowledged"
+    rejected.update(stats.rejected)
+    if problem is None and delivered == 0:
+        problem = f"no surface to publish (is {path} a {config.venues[0].name} recording?)"
+    print(closing_line("replay", read=f"{stats.lines} lines of {path} ({stats.quotes} quotes)",
+                       rejected=rejected, published=published, problem=problem),
+          file=sys.stderr, flush=True)
+    return 1 if problem else 0
 
 
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
@@ -254,6 +316,10 @@ def _main(argv: list[str]) -> int:
         from streamer.plot import main as plot_main
 
         return plot_main(argv[1:])
+    if argv[:1] == ["backtest"]:
+        from streamer.backtest import main as backtest_main
+
+        return backtest_main(argv[1:])
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 
@@ -276,6 +342,8 @@ def _main(argv: list[str]) -> int:
             return asyncio.run(_cmd_service(config, args))
         if args.command == "replay":
             return asyncio.run(_cmd_replay(config, args))
+        if args.command == "view":
+            return asyncio.run(_cmd_view(config, args))
         return asyncio.run(_cmd_record(config, args))
     except ConfigError as exc:
         print(f"streamer: {exc}", file=sys.stderr)

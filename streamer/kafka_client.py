@@ -1,7 +1,8 @@
 """Kafka client settings shared by every producer, consumer and admin client.
 
 Connection and security options come from ``KafkaConfig`` (secrets only from the
-environment); ``ensure_topics`` creates the surface and ticks topics when absent.
+environment); ``ensure_topics`` creates the surface and ticks topics when absent;
+``start_producer`` refuses topics that differ from the config (``TopicMismatch``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streamer.config import KafkaConfig
+from streamer.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+
+class TopicMismatch(BrokerError):
+    """An existing topic's partitions or cleanup policy differ from the config: a key
+    would move to another partition (or the latest surface would not be kept)."""
+
+    retryable = False
 
 
 def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
@@ -101,9 +110,14 @@ async def _mismatches(admin: AIOKafkaAdminClient, config: KafkaConfig,
 
 
 async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProducer:
-    """A started producer (topics ensured first when configured); raises if unreachable."""
+    """A started producer (topics ensured first when configured); raises if unreachable.
+
+    Raises ``TopicMismatch`` when an existing topic differs from the config.
+    """
     if config.create_topics:
-        await ensure_topics(config, bootstrap)
+        mismatches = await ensure_topics(config, bootstrap)
+        if mismatches:
+            raise TopicMismatch("; ".join(mismatches))
     producer = AIOKafkaProducer(**producer_options(config, bootstrap))
     try:
         await producer.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from streamer.types import SurfaceUpdate
 
@@ -23,6 +23,14 @@ class Sink(Protocol):
 
     async def stop(self) -> None:
         """Flush what is pending, then close."""
+
+
+@runtime_checkable
+class BackPressured(Protocol):
+    """A sink that buffers: whoever must not lose an update awaits ``drain``."""
+
+    async def drain(self) -> None:
+        """Wait until the sink can take more; raise when it never will."""
 
 
 class MemorySink:

@@ -1,11 +1,19 @@
-"""Publish surfaces to Kafka with aiokafka: keyed, latest-per-key, never blocking the engine.
+"""Publish surfaces to Kafka with aiokafka: keyed, one key on one partition, in order.
 
-``publish`` only records the update as the latest pending one for its key (an
-older pending update of that key is conflated: counted, not sent). A sender task
-sends everything pending as one batch, waits for the acknowledgements and reports
-each delivery. When the broker is unreachable, pending stays bounded (one update
-per key), failures are counted by reason and logged once per burst, and the
-sender reconnects with capped backoff and then publishes the latest surfaces.
+Two modes. Live (``ordered=False``, ``streamer run``): ``publish`` records the update
+as the latest pending one for its key (an older pending update of that key is
+conflated: counted, not sent), so the engine never waits for the broker. Ordered
+(``ordered=True``, ``streamer replay``): every update is queued in order and the
+producer of the updates awaits ``drain`` (back-pressure), so a replay delivers every
+surface it computes.
+
+A sender task sends what is pending, waits for the acknowledgements and reports each
+delivery. Sends are per key: a success advances that key's ``seq`` whatever its
+neighbours did; a failure puts only that key's unsent updates back. A send not
+acknowledged within ``kafka.ack_deadline_ms`` (a frozen broker) is reported as an
+``ack_timeout`` error. A topic whose partition count or cleanup policy is not the
+configured one stops publishing (``failure``): a key must stay on one partition.
+When the broker is unreachable the sender reconnects with capped backoff.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -21,7 +31,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import start_producer
+from streamer.errors import BrokerError
+from streamer.kafka_client import TopicMismatch, start_producer
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.tasks import cancel_and_wait
@@ -31,7 +42,13 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
-FLUSH_TIMEOUT_S = 10.0
+#: How often an in-flight batch is checked against the ack deadline.
+ACK_POLL_S = 0.25
+#: Ordered mode: updates queued before ``drain`` makes the producer wait.
+MAX_QUEUED = 1024
+ACK_TIMEOUT = "ack_timeout"
+
+Clock = Callable[[], float]
 
 
 class KafkaSink:
@@ -39,26 +56,46 @@ class KafkaSink:
 
     def __init__(self, config: KafkaConfig, *, bootstrap_servers: str | None = None,
                  on_delivered: OnDelivered | None = None, on_error: OnError | None = None,
-                 on_send_seconds: Any = None) -> None:
+                 on_send_seconds: Any = None, ordered: bool = False,
+                 on_failure: Callable[[BrokerError], None] | None = None,
+                 clock: Clock = time.monotonic) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers or config.bootstrap_servers
+        self.ordered = ordered
         self._on_delivered = on_delivered
         self._on_error = on_error
         self._on_send_seconds = on_send_seconds
-        self._pending: dict[str, SurfaceUpdate] = {}
+        self._on_failure = on_failure
+        self._clock = clock
+        self._latest: dict[str, SurfaceUpdate] = {}  # live mode
+        self._queue: deque[SurfaceUpdate] = deque()  # ordered mode
         self._wakeup = asyncio.Event()
+        self._progress = asyncio.Event()  # set whenever the sender finishes a round
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
         self._seq: dict[str, int] = {}
+        self._in_flight = 0
+        self._in_flight_since: float | None = None
+        self._overdue_reported = False
+        self._gave_up = False
+        self.failure: BrokerError | None = None
         self.conflated = 0
         self.delivered = 0
+        self.lost = 0
         self.errors = 0
 
     @property
     def pending(self) -> int:
-        """Updates waiting to be sent (at most one per key)."""
-        return len(self._pending)
+        """Updates not yet acknowledged (queued or in flight)."""
+        return len(self._latest) + len(self._queue) + self._in_flight
+
+    @property
+    def overdue(self) -> bool:
+        """True while a send has waited longer than ``kafka.ack_deadline_ms``."""
+        since = self._in_flight_since
+        return since is not None and \
+            self._clock() - since > self.config.ack_deadline_ms / 1000
 
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""
@@ -70,21 +107,53 @@ class KafkaSink:
             self._seq[key] = max(self._seq.get(key, 0), update.seq)
 
     def publish(self, update: SurfaceUpdate) -> None:
-        """Latest-per-key hand-over; never blocks, never raises."""
-        if self._pending.pop(update.key, None) is not None:
-            self.conflated += 1
-        self._pending[update.key] = update
+        """Hand an update over; never blocks, never raises (see the module docstring)."""
+        if self.failure is not None:
+            return
+        if self.ordered:
+            self._queue.append(update)
+        else:
+            if self._latest.pop(update.key, None) is not None:
+                self.conflated += 1
+            self._latest[update.key] = update
         self._wakeup.set()
 
+    async def drain(self, limit: int = MAX_QUEUED) -> None:
+        """Wait until fewer than ``limit`` updates are unacknowledged (back-pressure).
+
+        Raises ``BrokerError`` when publishing stopped (``failure``) or nothing was
+        acknowledged for ``kafka.flush_timeout_ms``: a replay must not wait forever.
+        """
+        stalled_since = self._clock()
+        while self.pending >= max(limit, 1):
+            self._raise_if_stopped(stalled_since)
+            self._progress.clear()
+            delivered = self.delivered
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), ACK_POLL_S)
+            if self.delivered != delivered:
+                stalled_since = self._clock()
+        self._raise_if_stopped(None)
+
+    def _raise_if_stopped(self, stalled_since: float | None) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if self._sender is None or self._sender.done():
+            raise BrokerError("the Kafka sender is not running")
+        timeout_s = self.config.flush_timeout_ms / 1000
+        if stalled_since is not None and self._clock() - stalled_since > timeout_s:
+            self._gave_up = True
+            raise BrokerError(f"Kafka at {self.bootstrap} acknowledged nothing for "
+                              f"{timeout_s:g} s (kafka.flush_timeout_ms); giving up")
+
     async def stop(self) -> None:
-        """Flush pending updates (bounded wait), then close the producer."""
-        deadline = time.monotonic() + FLUSH_TIMEOUT_S
-        while self._pending and time.monotonic() < deadline and self._sender is not None \
-                and not self._sender.done():
-            self._wakeup.set()
-            await asyncio.sleep(0.02)
-        if self._pending:
-            log.warning("stopping with %d surfaces unsent (broker unreachable)", len(self._pending))
+        """Flush pending updates (bounded by ``kafka.flush_timeout_ms``), then close."""
+        if not self._gave_up:
+            with contextlib.suppress(BrokerError):
+                await self.drain(limit=1)
+        if self.pending and self.failure is None:
+            log.warning("stopping with %d surfaces unsent (Kafka at %s unreachable)",
+                        self.pending, self.bootstrap)
         if self._sender is not None:
             await cancel_and_wait(self._sender)
         await self._close_producer()
@@ -98,48 +167,138 @@ class KafkaSink:
     async def _send_loop(self) -> None:
         delay = BACKOFF_INITIAL_S
         while True:
-            if not self._pending:
+            if not (self._latest or self._queue):
                 self._wakeup.clear()
                 await self._wakeup.wait()
             try:
                 if self._producer is None:
                     self._producer = await start_producer(self.config, self.bootstrap)
+                await self._check_partitions(self._producer)
                 await self._send_pending(self._producer)
                 delay = BACKOFF_INITIAL_S
                 if self._failing:
                     log.info("Kafka reachable again at %s", self.bootstrap)
                     self._failing = False
+            except TopicMismatch as exc:
+                self._stop_publishing(exc)
+                return
             except (KafkaError, OSError) as exc:
                 self._report_failure(exc)
                 await self._close_producer()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
+            finally:
+                self._progress.set()
+
+    async def _check_partitions(self, producer: AIOKafkaProducer) -> None:
+        """The producer's view of the topic: a changed partition count moves keys."""
+        count = len(await producer.partitions_for(self.config.surface_topic))
+        if count != self.config.topic_partitions:
+            raise TopicMismatch(
+                f"topic {self.config.surface_topic} at {self.bootstrap} now has {count} "
+                f"partitions, the config says {self.config.topic_partitions} "
+                "(kafka.topic_partitions)")
+
+    def _take_batch(self) -> list[SurfaceUpdate]:
+        if self.ordered:
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch
+        batch, self._latest = list(self._latest.values()), {}
+        return batch
 
     async def _send_pending(self, producer: AIOKafkaProducer) -> None:
-        batch, self._pending = self._pending, {}
+        batch = self._take_batch()
         # seq is stamped here, per key, on what is actually sent: consumers see it
         # strictly increasing without gaps, conflated surfaces never take a number.
-        stamped = {key: msgspec.structs.replace(update, seq=self._seq.get(key, 0) + 1)
-                   for key, update in batch.items()}
+        next_seq = dict(self._seq)
+        stamped = []
+        for update in batch:
+            next_seq[update.key] = next_seq.get(update.key, 0) + 1
+            stamped.append(msgspec.structs.replace(update, seq=next_seq[update.key]))
+        self._in_flight, self._in_flight_since = len(batch), self._clock()
         started = time.perf_counter()
         try:
-            futures = [await producer.send(
-                self.config.surface_topic, key=key.encode(),
-                value=encode_surface(update, self.config.value_format),
-                headers=[SCHEMA_HEADER]) for key, update in stamped.items()]
-            await asyncio.gather(*futures)
-        except BaseException:
-            for key, update in batch.items():  # keep unless a newer one arrived meanwhile
-                self._pending.setdefault(key, update)
-            raise
-        ack_ns = time.time_ns()
+            results = await self._send_all(producer, stamped)
+        finally:
+            self._in_flight, self._in_flight_since = 0, None
+            self._overdue_reported = False
         if self._on_send_seconds is not None:
             self._on_send_seconds(time.perf_counter() - started)
-        for key, update in stamped.items():
-            self._seq[key] = update.seq
-            self.delivered += 1
-            if self._on_delivered is not None:
-                self._on_delivered(update, ack_ns)
+        self._settle(batch, stamped, results)
+
+    async def _send_all(self, producer: AIOKafkaProducer, stamped: list[SurfaceUpdate]
+                        ) -> list[BaseException | None]:
+        """Send every update; per update, None when acknowledged or what failed it."""
+        futures: list[asyncio.Future[Any]] = []
+        failed: BaseException | None = None
+        for update in stamped:
+            try:
+                futures.append(await producer.send(
+                    self.config.surface_topic, key=update.key.encode(),
+                    value=encode_surface(update, self.config.value_format),
+                    headers=[SCHEMA_HEADER]))
+            except (KafkaError, OSError) as exc:
+                failed = exc  # this one and every later one is unsent
+                break
+        acks = asyncio.gather(*futures, return_exceptions=True)
+        try:
+            while not acks.done():
+                await asyncio.wait([acks], timeout=ACK_POLL_S)
+                self.check_ack_deadline()
+        except BaseException:
+            acks.cancel()
+            raise
+        results: list[BaseException | None] = [
+            r if isinstance(r, BaseException) else None for r in acks.result()]
+        return results + [failed or KafkaError()] * (len(stamped) - len(futures))
+
+    def check_ack_deadline(self) -> None:
+        """Report a send waiting past ``kafka.ack_deadline_ms`` (once per batch)."""
+        if self.overdue and not self._overdue_reported:
+            self._overdue_reported = True
+            self.errors += 1
+            if self._on_error is not None:
+                self._on_error(ACK_TIMEOUT)
+            log.warning("Kafka at %s has not acknowledged %d surfaces for more than %d ms "
+                        "(kafka.ack_deadline_ms)", self.bootstrap, self._in_flight,
+                        self.config.ack_deadline_ms)
+
+    def _settle(self, batch: list[SurfaceUpdate], stamped: list[SurfaceUpdate],
+                results: list[BaseException | None]) -> None:
+        """Per key: successes advance its seq; unsent updates after its last success retry."""
+        last_ok = {u.key: i for i, (u, r) in enumerate(zip(stamped, results, strict=True))
+                   if r is None}
+        ack_ns = time.time_ns()
+        retry: list[SurfaceUpdate] = []
+        for i, (original, update, result) in enumerate(zip(batch, stamped, results,
+                                                           strict=True)):
+            if result is None:
+                self._seq[update.key] = max(self._seq.get(update.key, 0), update.seq)
+                self.delivered += 1
+                if self._on_delivered is not None:
+                    self._on_delivered(update, ack_ns)
+            elif i < last_ok.get(update.key, -1):
+                self.lost += 1  # a later surface of its key is already on the topic
+            else:
+                retry.append(original)
+        if self.ordered:
+            self._queue.extendleft(reversed(retry))
+        else:
+            for update in retry:  # keep unless a newer one arrived meanwhile
+                self._latest.setdefault(update.key, update)
+        first = next((r for r in results if r is not None), None)
+        if first is not None:
+            raise first
+
+    def _stop_publishing(self, exc: TopicMismatch) -> None:
+        self.failure = exc
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error(type(exc).__name__)
+        log.error("%s: stopped publishing (one key must stay on one partition)", exc)
+        if self._on_failure is not None:
+            self._on_failure(exc)
 
     def _report_failure(self, exc: BaseException) -> None:
         self.errors += 1
@@ -147,6 +306,8 @@ class KafkaSink:
         if self._on_error is not None:
             self._on_error(reason)
         if not self._failing:  # once per burst, not per message
-            log.warning("Kafka at %s unreachable (%s: %s); keeping the latest surface per key "
-                        "and retrying", self.bootstrap, reason, exc)
+            what = "queueing every surface" if self.ordered else \
+                "keeping the latest surface per key"
+            log.warning("Kafka at %s unreachable (%s: %s); %s and retrying",
+                        self.bootstrap, reason, exc, what)
             self._failing = True

@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import start_producer
+from streamer.errors import BrokerError
+from streamer.kafka_client import TopicMismatch, start_producer
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.tasks import cancel_and_wait
@@ -61,6 +62,7 @@ class KafkaRecordSink(Generic[T]):
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
+        self.failure: BrokerError | None = None
         self.sent = 0
         self.dropped = 0
         self.errors = 0
@@ -108,6 +110,11 @@ class KafkaRecordSink(Generic[T]):
                 if self._failing:
                     log.info("Kafka reachable again at %s", self.bootstrap)
                     self._failing = False
+            except TopicMismatch as exc:
+                self.failure = exc
+                self._report_failure(exc)
+                log.error("%s: stopped sending to %s", exc, self.topic)
+                return
             except (KafkaError, OSError) as exc:
                 self._report_failure(exc)
                 producer, self._producer = self._producer, None
@@ -137,7 +144,7 @@ class KafkaRecordSink(Generic[T]):
         reason = type(exc).__name__
         if self._on_error is not None:
             self._on_error(reason)
-        if not self._failing:  # once per burst, not per message
+        if not self._failing and self.failure is None:  # once per burst, not per message
             log.warning("Kafka at %s unreachable (%s: %s); buffering %s records and retrying",
                         self.bootstrap, reason, exc, self.topic)
             self._failing = True

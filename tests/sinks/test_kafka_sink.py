@@ -253,11 +253,8 @@ async def test_immediate_broker_restart_never_crashes_the_sink(
 
 
 async def test_stop_with_the_broker_down_gives_up_after_the_flush_timeout(
-        unique_topic: Topic, monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamer.sinks import kafka
-
-    monkeypatch.setattr(kafka, "FLUSH_TIMEOUT_S", 0.5)
-    sink = KafkaSink(_config(f"127.0.0.1:{free_port()}", unique_topic))
+        unique_topic: Topic) -> None:
+    sink = KafkaSink(_config(f"127.0.0.1:{free_port()}", unique_topic, flush_timeout_ms=500))
     await sink.start()
     sink.publish(make_surface())
     await sink.stop()  # returns instead of waiting for a broker that never comes
