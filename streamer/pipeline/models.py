@@ -115,15 +115,18 @@ class SVIModel(_VolFromVariance):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None, *, bid_iv: FloatArray | None = None,
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
-        return svi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        if bid_iv is not None or ask_iv is not None:  # the band weighs by half spreads
+            return svi.calibrate(k, iv, t, None, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        return svi.calibrate(k, iv, t, weights, previous)
 
     def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                        t: Sequence[float], weights: Sequence[FloatArray],
                        previous: Sequence[Any | None], *,
                        bid_iv: Sequence[FloatArray] | None = None,
                        ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[Any]]:
-        return list(svi.calibrate_chain(k, iv, t, weights, previous, bid_ivs=bid_iv,
-                                        ask_ivs=ask_iv))
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return list(svi.calibrate_chain(k, iv, t, None if banded else weights, previous,
+                                        bid_ivs=bid_iv, ask_ivs=ask_iv))
 
     def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
                           weights: FloatArray) -> Fit[Any]:
