@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
@@ -26,7 +27,7 @@ from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.errors import ConfigError
+from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
 from streamer.kafka_client import ensure_topics
@@ -43,6 +44,7 @@ from streamer.sinks.surface_reader import latest_surfaces
 from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
+from streamer.summary import closing_line
 from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
 
 Mode = Literal["run", "ingest", "calibrate"]
@@ -84,6 +86,10 @@ class Service:
         self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
+        self._bootstrap_servers = ""
+        self._failure: BrokerError | None = None  # a broker refusing this config
+        self._unsent = 0  # left unacknowledged when the sinks stopped
+        self._sent_quotes = 0  # ingest: quotes acknowledged by the broker
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
@@ -100,7 +106,7 @@ class Service:
                                         self.config.metrics.host, self.config.metrics.port)
                 self.http_port = http.port
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
-            bootstrap = await self._bootstrap()
+            bootstrap = self._bootstrap_servers = await self._bootstrap()
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
                 # wrong partition count on the first metadata request.
@@ -108,7 +114,7 @@ class Service:
             if self.mode == "ingest":
                 self.ticks_sink = ticks_sink(
                     self.config.kafka, bootstrap, on_error=self._on_kafka_error,
-                    on_sent=lambda n: self.health.set_broker(True))
+                    on_sent=self._on_quotes_sent, on_failure=self._on_broker_refused)
                 await self.ticks_sink.start()
             else:
                 self.sink = await self._start_sink(bootstrap)
@@ -128,15 +134,56 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
                 self._publish(self._flush_engines())
+            if self.mode == "ingest":  # no quote may arrive after the last flush
+                await _cancel_all(sources)
             # Deliver before the sources stop: a calibrator leaving its group hands its
             # underlyings over, and the next owner reads back what was published.
             await self._stop_sinks()
-            for task in sources:
-                task.cancel()
-            await asyncio.gather(*sources, return_exceptions=True)
-            return 0
+            await _cancel_all(sources)
         finally:
             await self._shutdown(http)
+        problem = self._problem()
+        print(self._closing_line(problem), file=sys.stderr, flush=True)
+        return 1 if problem else 0
+
+    def _problem(self) -> str | None:
+        """Why the job was not done (exit 1), or None."""
+        where = f"Kafka at {self._bootstrap_servers}"
+        if self._failure is not None:
+            return str(self._failure)
+        if self._unsent:
+            return f"{self._unsent} unsent when stopping ({where} unreachable)"
+        if self.mode == "ingest" and not self._sent_quotes:
+            return f"no quote sent to {where}" if self.progress.ticks else "no quote received"
+        if self.mode == "run" and not self.progress.published:
+            return "no surface published" + (f" ({where} unreachable)"
+                                             if self.config.sink == "kafka" else "")
+        return None
+
+    def _closing_line(self, problem: str | None) -> str:
+        kafka = self.config.kafka
+        if self.mode == "calibrate":
+            read = f"{self.progress.ticks} quotes from {kafka.ticks_topic}"
+        else:
+            read = f"{self.progress.ticks} quotes from " + \
+                ", ".join(v.name for v in self.config.venues)
+        if self.mode == "ingest":
+            published = f"{self._sent_quotes} quotes to kafka {self._bootstrap_servers} " \
+                        f"topic {kafka.ticks_topic}"
+        elif self.config.sink == "stdout":
+            published = f"{self.progress.published} surfaces to stdout"
+        else:
+            published = f"{self.progress.published} surfaces (acknowledged) to kafka " \
+                        f"{self._bootstrap_servers} topic {kafka.surface_topic}"
+        if self._unsent:
+            published += f", {self._unsent} unsent"
+        rejected = Counter[str]()
+        for metric in self.metrics.ticks_rejected_total.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    rejected[sample.labels["reason"]] += int(sample.value)
+        return closing_line(self.mode, read=read, rejected=rejected, published=published,
+                            problem=problem)
 
     def engine_for(self, venue: str) -> Engine:
         """The venue's engine (created on first use: calibrate mode learns venues from ticks)."""
@@ -164,7 +211,8 @@ class Service:
         else:
             sink = KafkaSink(self.config.kafka, bootstrap_servers=bootstrap,
                              on_delivered=self._on_delivered, on_error=self._on_kafka_error,
-                             on_send_seconds=self.metrics.kafka_send_seconds.observe)
+                             on_send_seconds=self.metrics.kafka_send_seconds.observe,
+                             on_failure=self._on_broker_refused)
         await sink.start()
         self.health.set_broker(True)
         return sink
@@ -243,6 +291,7 @@ class Service:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     await sink.stop()
+                self._unsent += sink.pending
 
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
@@ -323,9 +372,24 @@ class Service:
         self.health.set_broker(True)
         self.progress.on_delivered(update, receive_s)
 
+    def _on_quotes_sent(self, n: int) -> None:
+        self._sent_quotes += n
+        self.health.set_broker(True)
+
+    def _on_broker_refused(self, exc: BrokerError) -> None:
+        """A broker that cannot serve this config: stop now, exit 1 (``_problem``)."""
+        self._failure = exc
+        self._stop.set()
+
     def _on_kafka_error(self, reason: str) -> None:
         self.metrics.kafka_errors_total.labels(reason=reason).inc()
         self.health.set_broker(False)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def apply_report(metrics: Metrics, engine: Engine) -> int:
