@@ -27,7 +27,7 @@ $(DEV_STAMP): pyproject.toml $(NATIVE) | $(VENV)/bin/python
 run: $(RUN_STAMP)
 	$(BIN)/streamer run --config config.yaml $(ARGS)
 
-## test: lint, type-check and the whole test suite (installs Debian prometheus + kcat as root)
+## test: lint, type-check and the whole test suite (installs Debian prometheus, kcat, chromium as root)
 test: $(DEV_STAMP) system-deps lint typecheck pytest
 
 lint: $(DEV_STAMP)
@@ -39,14 +39,14 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
-## system-deps: Debian packages the integration tests use (prometheus, promtool, kcat)
+## system-deps: Debian packages the integration tests use (prometheus, promtool, kcat, chromium)
 system-deps:
-	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null; then \
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null && command -v chromium >/dev/null; then \
 	  true; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat chromium >/dev/null; \
 	else \
-	  echo "note: prometheus/kcat missing and not root: their integration tests will be skipped"; \
+	  echo "note: prometheus/kcat/chromium missing and not root: their integration tests will be skipped"; \
 	fi
 
 ## bench: every benchmark side by side with its baseline; writes benchmarks/results.json

@@ -46,6 +46,9 @@ from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
 from streamer.summary import closing_line
 from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
+from streamer.ui.health import ServiceHealth
+from streamer.ui.hub import SurfaceHub
+from streamer.ui.routes import ui_route
 
 Mode = Literal["run", "ingest", "calibrate"]
 
@@ -90,6 +93,8 @@ class Service:
         self._failure: BrokerError | None = None  # a broker refusing this config
         self._unsent = 0  # left unacknowledged when the sinks stopped
         self._sent_quotes = 0  # ingest: quotes acknowledged by the broker
+        self.ui = SurfaceHub(health=ServiceHealth(self.metrics, self.health, self.progress),
+                             quotes=self._ui_quotes)
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> int:
@@ -103,9 +108,11 @@ class Service:
             # Metrics first: /healthz must answer while the broker is still being reached.
             if self.config.metrics.enabled:
                 http = await serve_http(self.metrics, self.health,
-                                        self.config.metrics.host, self.config.metrics.port)
+                                        self.config.metrics.host, self.config.metrics.port,
+                                        extra=ui_route(self.ui))
                 self.http_port = http.port
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
+                log.info("live view on http://%s:%d/ui", self.config.metrics.host, http.port)
             bootstrap = self._bootstrap_servers = await self._bootstrap()
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
@@ -296,6 +303,7 @@ class Service:
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
         await self._replays.stop()
+        self.ui.close()  # ends the event streams, or closing the server would wait on them
         if http is not None:
             await http.close()  # type: ignore[attr-defined]
         if self._broker is not None:
@@ -371,6 +379,12 @@ class Service:
         self.health.set_published(update.key, ack_ts_ns / 1e9)
         self.health.set_broker(True)
         self.progress.on_delivered(update, receive_s)
+        self.ui.publish(update, receive_s)
+
+    def _ui_quotes(self, update: SurfaceUpdate) -> list[Quote] | None:
+        """The chain book's latest quotes behind a surface, for the page's bid/ask bars."""
+        engine = self.engines.get(update.venue)
+        return None if engine is None else engine.instruments(update.underlying)
 
     def _on_quotes_sent(self, n: int) -> None:
         self._sent_quotes += n

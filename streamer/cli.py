@@ -1,5 +1,5 @@
 """Command line: ``streamer run | ingest | calibrate | replay | serve-replay | record | synth
-| plot | schema``.
+| plot | backtest | view | schema``.
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -90,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
     sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
+    sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
+                                    "moneyness (see backtest --help)")
+
+    view = sub.add_parser("view", help="the live web page of a deployment, from its surface "
+                                       "topic alone")
+    _add_config(view)
+    view.add_argument("--bootstrap", required=True, metavar="HOST:PORT",
+                      help="the Kafka brokers holding the surface topic")
+    view.add_argument("--keys", action="append", metavar="VENUE:UNDERLYING",
+                      help="keys to show, e.g. deribit:BTC (repeat or comma-separate; "
+                           "default: every key)")
+    view.add_argument("--host", help="override metrics.host (where the page listens)")
+    view.add_argument("--port", type=int, help="override metrics.port (0 = any free)")
+    view.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of a published message "
                                            "or of config.yaml")
@@ -193,6 +207,23 @@ async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
                          quiet=args.quiet).run()
 
 
+async def _cmd_view(config: AppConfig, args: argparse.Namespace) -> int:
+    from streamer.ui.view import view
+
+    replace = msgspec.structs.replace
+    metrics = config.metrics
+    if args.host:
+        metrics = replace(metrics, host=args.host)
+    if args.port is not None:
+        metrics = replace(metrics, port=args.port)
+    keys = [k for text in args.keys or [] for k in text.split(",") if k]
+    bad = [k for k in keys if ":" not in k]
+    if bad:
+        raise ConfigError(f"--keys wants VENUE:UNDERLYING, got {bad}")
+    return await view(replace(config, metrics=metrics), args.bootstrap, keys or None,
+                      args.duration)
+
+
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -285,6 +316,10 @@ def _main(argv: list[str]) -> int:
         from streamer.plot import main as plot_main
 
         return plot_main(argv[1:])
+    if argv[:1] == ["backtest"]:
+        from streamer.backtest import main as backtest_main
+
+        return backtest_main(argv[1:])
     if argv[:1] == ["synth"]:
         from streamer.devtools.synth import main as synth_main
 
@@ -307,6 +342,8 @@ def _main(argv: list[str]) -> int:
             return asyncio.run(_cmd_service(config, args))
         if args.command == "replay":
             return asyncio.run(_cmd_replay(config, args))
+        if args.command == "view":
+            return asyncio.run(_cmd_view(config, args))
         return asyncio.run(_cmd_record(config, args))
     except ConfigError as exc:
         print(f"streamer: {exc}", file=sys.stderr)

@@ -5,10 +5,13 @@ mistyped key fails at start with its path (``$.kafka.linger_ms``) and the reason
 Any setting can be overridden from the environment: ``STREAMER_`` then the path
 in upper case with ``__`` between levels, the value parsed as YAML
 (``STREAMER_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``STREAMER_BATCH__INTERVAL_MS=100``).
+Any other ``STREAMER_*`` variable (but the credentials ``kafka.sasl_*_env`` name) is an
+error naming it, and an error in a value set from the environment names its variable.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -212,24 +215,96 @@ class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     sink: Literal["kafka", "stdout"] = "kafka"
 
 
-def _apply_env(tree: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def _apply_env(tree: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Write the ``STREAMER_*`` settings of ``env`` into ``tree``.
+
+    Returns the variable behind each path set (``$.batch.interval_ms`` →
+    ``STREAMER_BATCH__INTERVAL_MS``), so errors name the variable. A ``STREAMER_*``
+    variable that is neither a setting nor a credential named by the config is an
+    error naming it: a typo must not be silently ignored.
+    """
+    credentials = _credential_variables(tree)
+    origins: dict[str, str] = {}
+    unknown: list[str] = []
     for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in credentials:
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        if path[0] not in AppConfig.__struct_fields__:
-            continue  # other STREAMER_* variables (credentials) are not settings
+        problem = _setting_problem(path)
+        if problem is not None:
+            unknown.append(f"{name} ({problem})")
+            continue
         node = tree
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"environment {name}: `{part}` is not a section")
+                raise ConfigError(f"environment variable {name}: `{part}` is not a section "
+                                  "in the config file")
             node = child
         try:
             node[path[-1]] = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError as exc:
-            raise ConfigError(f"environment {name}: not a YAML value: {exc}") from exc
-    return tree
+            raise ConfigError(f"environment variable {name}: not a YAML value: {exc}") from exc
+        origins["$." + ".".join(path)] = name
+    if unknown:
+        raise ConfigError("unknown environment variable(s): " + "; ".join(unknown) +
+                          f". Settings are {ENV_PREFIX}<SECTION>__<KEY> (two underscores "
+                          f"between levels), e.g. {ENV_PREFIX}BATCH__INTERVAL_MS")
+    return origins
+
+
+def _credential_variables(tree: dict[str, Any]) -> set[str]:
+    """The variables the config names for secrets (they are read, not settings)."""
+    kafka = tree.get("kafka") if isinstance(tree.get("kafka"), dict) else {}
+    assert isinstance(kafka, dict)
+    defaults = KafkaConfig()
+    return {str(kafka.get("sasl_username_env", defaults.sasl_username_env)),
+            str(kafka.get("sasl_password_env", defaults.sasl_password_env)),
+            defaults.sasl_username_env, defaults.sasl_password_env}
+
+
+def _setting_problem(path: list[str]) -> str | None:
+    """Why ``path`` names no setting (None: it does), with a suggestion."""
+    struct: Any = AppConfig
+    for depth, part in enumerate(path):
+        fields = {f.name: f.type for f in msgspec.structs.fields(struct)}
+        if part not in fields:
+            where = "section" if depth == 0 else f"key of {'.'.join(path[:depth])}"
+            return f"no {where} `{part}`" + _did_you_mean(path, depth, fields)
+        kind = fields[part]
+        if depth == len(path) - 1:
+            return None
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            struct = kind
+        elif getattr(kind, "__origin__", None) is dict and depth == len(path) - 2:
+            return None  # a map's entry: STREAMER_CALIBRATION__MODELS__ETH
+        else:
+            return f"`{'.'.join(path[:depth + 1])}` has no keys"
+    return None
+
+
+def _did_you_mean(path: list[str], depth: int, fields: Mapping[str, Any]) -> str:
+    part = path[depth]
+    # One underscore where two belong: STREAMER_KAFKA_BOOTSTRAP_SERVERS.
+    for name in fields:
+        if part.startswith(name + "_"):
+            fixed = [*path[:depth], name, part[len(name) + 1:], *path[depth + 1:]]
+            if _setting_problem(fixed) is None:
+                return f"; did you mean {ENV_PREFIX}{'__'.join(fixed).upper()}?"
+    close = difflib.get_close_matches(part, list(fields), n=1)
+    if close:
+        fixed = [*path[:depth], close[0], *path[depth + 1:]]
+        if _setting_problem(fixed) is None:
+            return f"; did you mean {ENV_PREFIX}{'__'.join(fixed).upper()}?"
+    return ""
+
+
+def _name_variables(message: str, origins: Mapping[str, str]) -> str:
+    """Append the environment variable(s) behind the paths a message names."""
+    named = sorted({name for path, name in origins.items()
+                    if f"`{path}`" in message or f"`{path}[" in message or f"`{path}." in message
+                    or f" {path[2:]} " in f" {message} "})
+    return message + (f" (from environment variable {', '.join(named)})" if named else "")
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None
@@ -251,12 +326,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(tree, dict):
         raise ConfigError(f"config {path}: the top level must be a mapping")
-    tree = _apply_env(tree, os.environ if env is None else env)
+    origins = _apply_env(tree, os.environ if env is None else env)
     try:
         config = msgspec.convert(tree, AppConfig, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"config error: {exc}") from exc
-    _check(config)
+        raise ConfigError(_name_variables(f"config error: {exc}", origins)) from exc
+    try:
+        _check(config)
+    except ConfigError as exc:
+        raise ConfigError(_name_variables(str(exc), origins)) from exc
     return config
 
 

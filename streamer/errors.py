@@ -8,6 +8,7 @@ Hierarchy::
     ├── TickFileError             a tick file unreadable or too damaged to use
     ├── VenueError                the exchange refused or broke the session
     │   └── VenueDisconnected     connection lost or went quiet; retryable
+    │       └── VenueUnreachable  the host cannot be resolved or reached; retryable
     └── BrokerError               Kafka unreachable or refusing; retryable
 
 Foreign exceptions are mapped to these at the edge with ``raise ... from exc``.
@@ -48,6 +49,10 @@ class VenueDisconnected(VenueError):
     """The connection dropped or fell silent; reconnecting may help."""
 
     retryable = True
+
+
+class VenueUnreachable(VenueDisconnected):
+    """No connection at all: the venue's host cannot be resolved, refuses, or times out."""
 
 
 class BrokerError(StreamerError):

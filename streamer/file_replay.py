@@ -21,6 +21,7 @@ from streamer.progress import ProgressBar
 from streamer.sinks.base import BackPressured, Sink
 from streamer.sources.registry import guess_venue, make_decoder
 from streamer.tickfile import TickFileReader
+from streamer.types import SurfaceUpdate
 
 #: Lines read without one quote of the venue before the file is taken for another venue's.
 FOREIGN_AFTER_LINES = 5000
@@ -47,9 +48,10 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
                       stats: ReplayStats | None = None) -> int:
     """Replay a tick file as fast as possible through decoder and engine into ``sink``.
 
-    Time is the file's: batches are cut by receive times and ``published_ts_ns``
-    is the receive time of the line that triggered the batch, so the same file
-    always yields the same bytes. The venue is ``config.venues[0]``'s; a file
+    Time is the file's: a batch is cut when ``batch.interval_ms`` of receive time has
+    passed since its first quote (as the live timer does, also across a gap with no
+    lines) or when a line fills it, and ``published_ts_ns`` is that instant of file
+    time, so the same file always yields the same bytes. The venue is ``config.venues[0]``'s; a file
     without one quote of it is a ``ConfigError`` naming the venue it looks like.
     """
     venue = config.venues[0].name
@@ -66,6 +68,10 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     try:
         for line in reader:
             now_ns = line.received_ts_ns
+            # The live timer cuts a batch when its interval is up whether or not a line
+            # arrives: do the same on the file's clock, so a gap ages quotes as it would live.
+            while (due_ns := engine.next_due_ns()) is not None and due_ns < now_ns:
+                count += await _publish(engine.on_timer(due_ns), due_ns, sink, engine, stats)
             decoded = decoder.decode(line.raw, now_ns)
             quotes += len(decoded.quotes)
             if stats is not None:
@@ -79,14 +85,7 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             for reason in decoded.rejects:
                 if on_reject is not None:
                     on_reject(reason)
-            updates = engine.on_timer(now_ns)
-            for update in updates:
-                sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
-                count += 1
-            if updates and stats is not None:
-                stats.add_report(engine)
-            if updates and isinstance(sink, BackPressured):
-                await sink.drain()  # every surface delivered, in order: wait, never conflate
+            count += await _publish(engine.on_timer(now_ns), now_ns, sink, engine, stats)
             if progress is not None and reader.lines % 256 == 0:
                 progress.update(reader.fraction_read, f"{count} surfaces")
         if not quotes and reader.lines:
@@ -101,6 +100,18 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
             progress.close()
         await sink.stop()
     return count
+
+
+async def _publish(updates: list[SurfaceUpdate], now_ns: int, sink: Sink, engine: Engine,
+                   stats: ReplayStats | None) -> int:
+    """Hand a batch's surfaces to the sink, stamped with the file time that cut it."""
+    for update in updates:
+        sink.publish(msgspec.structs.replace(update, published_ts_ns=now_ns))
+    if updates and stats is not None:
+        stats.add_report(engine)
+    if updates and isinstance(sink, BackPressured):
+        await sink.drain()  # every surface delivered, in order: wait, never conflate
+    return len(updates)
 
 
 def _foreign(path: Path, venue: str) -> ConfigError:

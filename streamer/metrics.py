@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,8 +169,14 @@ def _route(path: str, metrics: Metrics, health: Health) -> bytes:
     return _response("404 Not Found", "application/json", b'{"error":"not found"}')
 
 
-async def serve_http(metrics: Metrics, health: Health, host: str, port: int) -> HttpServerHandle:
-    """Serve /metrics, /healthz and /readyz (GET only) on ``host:port`` (0 = any free port)."""
+#: Extra routes (the UI): answers ``path`` on the writer and returns True, or returns False.
+ExtraRoute = Callable[[str, asyncio.StreamWriter], Awaitable[bool]]
+
+
+async def serve_http(metrics: Metrics, health: Health, host: str, port: int,
+                     extra: ExtraRoute | None = None) -> HttpServerHandle:
+    """Serve /metrics, /healthz and /readyz (GET only) on ``host:port`` (0 = any free port),
+    and whatever ``extra`` answers (streamer.ui: /ui, /ui/events, /surface/{key})."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -177,7 +184,7 @@ async def serve_http(metrics: Metrics, health: Health, host: str, port: int) -> 
             method, path, *_ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             if method != "GET":
                 writer.write(_response("405 Method Not Allowed", "text/plain", b"GET only"))
-            else:
+            elif extra is None or not await extra(path.split("?", 1)[0], writer):
                 writer.write(_route(path.split("?", 1)[0], metrics, health))
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,

@@ -1,4 +1,8 @@
-"""``streamer record``: every raw venue message into a tick file, rotated by size or time."""
+"""``streamer record``: every raw venue message into a tick file, rotated by size or time.
+
+A file is created with its first message, so a recording that never connected leaves
+none; one that recorded no quote exits 1 saying why (naming the host it could not reach).
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ class RotatingRecorder:
         self._clock = clock_s
         self.part = 0
         self.files: list[Path] = []
-        self._writer = self._open()
+        self._writer: TickFileWriter | None = None  # opened by the first message
 
     def _path(self) -> Path:
         if self.part == 0:
@@ -48,6 +52,8 @@ class RotatingRecorder:
 
     def write(self, received_ts_ns: int, raw: bytes) -> None:
         """Append one message, rotating first when the current file is full or old."""
+        if self._writer is None:
+            self._writer = self._open()
         age = self._clock() - self._opened_s  # type: ignore[operator]
         if self._writer.bytes_written >= self.max_bytes or age >= self.max_age_s:
             self._writer.close()
@@ -57,7 +63,8 @@ class RotatingRecorder:
 
     def close(self) -> None:
         """Flush and close the current file."""
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 class _CountingSink:
@@ -66,6 +73,7 @@ class _CountingSink:
     def __init__(self) -> None:
         self.quotes = 0
         self.rejects = 0
+        self.up = False
 
     def on_quote(self, quote: Quote) -> None:
         self.quotes += 1
@@ -74,10 +82,12 @@ class _CountingSink:
         self.rejects += 1
 
     def on_reconnect(self, venue: str) -> None:
-        log.warning("%s: reconnecting", venue)
+        """The session logs its own reconnects (with the delay)."""
 
     def on_connected(self, venue: str, connected: bool) -> None:
-        log.info("%s: %s", venue, "connected" if connected else "disconnected")
+        if connected != self.up:  # a change only: never "disconnected" before a connection
+            self.up = connected
+            log.info("%s: %s", venue, "connected" if connected else "disconnected")
 
     def on_vol_index(self, index: VenueVolIndex) -> None:
         """Recorded raw with its frame, like everything else."""
@@ -103,6 +113,10 @@ async def record(url: str | None, currencies: Sequence[str], out: Path, *,
         pass
     finally:
         recorder.close()
-        log.info("recorded %d quotes (%d rejected) into %s", counts.quotes, counts.rejects,
-                 ", ".join(map(str, recorder.files)))
+    where = ", ".join(map(str, recorder.files)) or "no file"
+    if counts.quotes == 0:
+        why = getattr(session, "last_error", None) or f"no quote arrived from {config.url}"
+        log.error("recorded nothing (%s); %s", where, why)
+        return 1
+    log.info("recorded %d quotes (%d rejected) into %s", counts.quotes, counts.rejects, where)
     return 0

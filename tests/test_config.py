@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,49 @@ def test_one_replay_file_stays_valid_for_the_one_venue_it_serves(tmp_path: Path)
         path.write_text(f"venues: {venues}\nreplay:\n  file: my.ndjson.gz\n  files: {files}\n")
         config = load_config(path, env={})
         assert config.replay.file_for("deribit") == "my.ndjson.gz"
+
+
+@pytest.mark.parametrize(("name", "suggestion"), [
+    ("STREAMER_BATCHH__INTERVAL_MS", "no section `batchh`; did you mean "
+                                     "STREAMER_BATCH__INTERVAL_MS?"),
+    ("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "did you mean STREAMER_KAFKA__BOOTSTRAP_SERVERS?"),
+    ("STREAMER_KAFKA__LINGERMS", "no key of kafka `lingerms`; did you mean "
+                                 "STREAMER_KAFKA__LINGER_MS?"),
+    ("STREAMER_SINK__KIND", "`sink` has no keys"),
+])
+def test_an_unknown_streamer_variable_is_an_error_naming_it(name: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={name: "100", "STREAMER_BATCH__INTERVAL_MS": "100"})
+    assert f"unknown environment variable(s): {name} (" in str(caught.value)
+    assert suggestion in str(caught.value)
+
+
+def test_the_credential_variables_the_config_names_are_not_settings(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("kafka: {sasl_username_env: STREAMER_SASL_USER}\n")
+    config = load_config(path, env={"STREAMER_SASL_USER": "me", "STREAMER_KAFKA_PASSWORD": "pw",
+                                    "STREAMER_CALIBRATION__MODELS__ETH": "sabr"})
+    assert config.kafka.sasl_username_env == "STREAMER_SASL_USER"
+    assert config.calibration.models == {"eth": "sabr"}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"STREAMER_METRICS__PORT": "ninety"},
+     "`$.metrics.port` (from environment variable STREAMER_METRICS__PORT)"),
+    ({"STREAMER_BATCH__INTERVAL_MS": "-1"},
+     "batch.interval_ms must be > 0 (from environment variable STREAMER_BATCH__INTERVAL_MS)"),
+])
+def test_a_bad_value_from_the_environment_names_the_variable(env: dict[str, str],
+                                                             message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env=env)
+    assert message in str(caught.value)
+
+
+def test_the_cli_exits_2_naming_an_unknown_variable() -> None:
+    proc = subprocess.run([sys.executable, "-m", "streamer.cli", "replay", "bundled"],
+                          env={**os.environ, "STREAMER_BATCHH__INTERVAL_MS": "100"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "STREAMER_BATCHH__INTERVAL_MS" in proc.stderr
+    assert proc.stdout == ""

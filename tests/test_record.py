@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,25 @@ async def test_a_recording_past_its_size_rotates_into_files_that_replay_in_order
     for path in files:  # cut at the first message past the bound (one may be bigger alone)
         *before_last, _ = path.read_bytes().splitlines(keepends=True)
         assert sum(map(len, before_last)) < 50_000, path
+
+
+@pytest.mark.parametrize(("url", "names"), [
+    ("ws://nonexistent.invalid/ws/api/v2", "cannot resolve host nonexistent.invalid"),
+    ("ws://127.0.0.1:{port}/ws/api/v2", "127.0.0.1:{port} refused the connection"),
+])
+async def test_recording_with_no_connection_names_the_host_exits_1_and_leaves_no_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str, names: str) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url, names = url.format(port=port), names.format(port=port)
+    out = tmp_path / "ticks.ndjson.gz"
+    with caplog.at_level(logging.INFO):
+        assert await record(url, ["BTC"], out, duration_s=1.5) == 1
+    assert list(tmp_path.iterdir()) == []
+    messages = [r.getMessage() for r in caplog.records]
+    # The resolver's own words (after the host) differ between machines.
+    assert messages[-1].startswith(f"recorded nothing (no file); {names}")
+    assert messages[-1].endswith(f", for {url}")
+    assert not [m for m in messages if "disconnected" in m or "connection lost" in m]
+    assert any(m.startswith(f"deribit: {names}") for m in messages)

@@ -24,6 +24,11 @@ class Batcher:
             return False
         return self.pending >= self.max_quotes or now_ns - self.started_ns >= self.interval_ns
 
+    def due_at_ns(self) -> int | None:
+        """When the batch falls due by time (None while it is empty): the moment a
+        timer at that instant would cut it."""
+        return None if self.started_ns is None else self.started_ns + self.interval_ns
+
     def cut(self) -> int:
         """Start a new batch; returns how many quotes the old one had."""
         count, self.pending, self.started_ns = self.pending, 0, None

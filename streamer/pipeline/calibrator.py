@@ -232,7 +232,8 @@ class SurfaceCalibrator:
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         return self.model.calibrate_surface([s.k for s in snaps], [s.iv for s in snaps],
                                             [s.t for s in snaps], [s.weights for s in snaps],
-                                            previous)
+                                            previous, bid_iv=[s.bid_iv for s in snaps],
+                                            ask_iv=[s.ask_iv for s in snaps])
 
     def _acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
         if not ok or not np.isfinite(rmse):

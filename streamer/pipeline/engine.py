@@ -124,6 +124,12 @@ class Engine:
         return [u for name, s in sorted(self._underlyings.items()) if s.batcher.due(now_ns)
                 for u in self._cut(name, s)]
 
+    def next_due_ns(self) -> int | None:
+        """The earliest time a pending batch falls due (None: nothing pending), so a
+        replay can fire its timer at that instant of file time."""
+        due = [d for s in self._underlyings.values() if (d := s.batcher.due_at_ns()) is not None]
+        return min(due, default=None)
+
     def flush(self, now_ns: int) -> list[SurfaceUpdate]:
         """Calibrate everything pending now (the end of a replay)."""
         return [u for name, s in sorted(self._underlyings.items()) if s.batcher.pending

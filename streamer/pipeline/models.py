@@ -67,7 +67,9 @@ class SurfaceModel(SliceEvaluator, Protocol):
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]: ...
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]: ...
 
     def slice_params(self, params: Any, index: int) -> Any: ...
 
@@ -168,14 +170,17 @@ class SABRModel(_VarianceFromVol):
 
 @dataclass(frozen=True)
 class SSVIModel(_VolFromVariance):
-    """An arbitrage-free SSVI surface; each expiry publishes ``theta, rho, phi``."""
+    """An arbitrage-free eSSVI surface (Hendriks & Martini 2019: rho by expiry); each
+    expiry publishes ``theta, rho, phi``."""
 
     name: str = "ssvi"
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]:
-        return ssvi.calibrate(k, iv, t, weights, previous)
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
+        return ssvi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
 
     def slice_params(self, params: Any, index: int) -> Any:
         return params.slice(index)
@@ -185,8 +190,9 @@ class SSVIModel(_VolFromVariance):
         return result
 
     def surface_from_dict(self, d: dict[str, float]) -> Any:
-        # Only the shared parameters warm-start; theta re-seeds from the market.
-        return ssvi.SSVIParams(rho=d["rho"], eta=d["eta"], gamma=d["gamma"], t=(), theta=())
+        # eSSVI has no surface-wide parameters (every expiry has its own): a restart
+        # fits cold.
+        return None
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return ssvi.slice_total_variance(k, params)
@@ -211,7 +217,9 @@ class HestonModel(_VarianceFromVol):
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: Any | None) -> Fit[Any]:
+                          previous: Any | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
         return heston.calibrate(k, iv, t, weights, previous)
 
     def slice_params(self, params: Any, index: int) -> Any:

@@ -20,13 +20,20 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
 
-def _nan_from_null(type_: type, obj: Any) -> Any:
-    if type_ is float and obj is None:
-        return math.nan
-    raise NotImplementedError
-
-
-_json_decoder = msgspec.json.Decoder(SurfaceUpdate, dec_hook=_nan_from_null)
+# msgspec rejects ``null`` for a ``float`` before any dec_hook runs, and every real
+# surface has one (the first slice's calendar_margin). So the nulls after a colon are
+# rewritten to the string "nan" (one C pass over the bytes), which the lax decoder reads
+# as a float NaN: one typed decode instead of a failed one plus a generic parse. Lists
+# hold only objects, so a null elsewhere is a broken message. A ``:null`` inside a
+# string value cannot be rewritten silently: the inserted quotes end the string and
+# leave a bare ``nan``, which is invalid JSON, so such a message (and any other the
+# fast path refuses) takes the exact path below and its error. Lax also reads a number
+# sent as a string ("42", "nan"), which our encoder never writes.
+_lax_json_decoder = msgspec.json.Decoder(SurfaceUpdate, strict=False)
+#: Fields that are objects or null, all after the slices: their null stays null.
+_OPTIONAL_OBJECTS = ("dynamics", "variance_index")
+_OPTIONAL_KEYS = tuple(f'"{name}":'.encode() for name in _OPTIONAL_OBJECTS)
+_NAN = b'"nan"'
 _msgpack_decoder = msgspec.msgpack.Decoder(SurfaceUpdate)
 
 
@@ -38,18 +45,34 @@ def encode_surface(update: SurfaceUpdate, fmt: Format = "json") -> bytes:
 
 
 def decode_surface(data: bytes, fmt: Format = "json") -> SurfaceUpdate:
-    """Parse one surface; ``null`` floats become NaN."""
+    """Parse one surface; ``null`` floats become NaN (one typed decode for JSON)."""
     if fmt == "msgpack":
         return _msgpack_decoder.decode(data)
     try:
-        return _json_decoder.decode(data)
-    except msgspec.ValidationError:
-        # null where a float is declared: msgspec does not call dec_hook for builtins.
-        raw = msgspec.json.decode(data)
-        return msgspec.convert(_nulls_to_nan(raw), SurfaceUpdate)
+        update = _lax_json_decoder.decode(_nulls_as_nan_strings(data))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass  # the exact path below gives the precise error
+    else:
+        if _strings_came_through(update):
+            return update
+    raw = msgspec.json.decode(data)
+    return msgspec.convert(_nulls_to_nan(raw), SurfaceUpdate)
 
 
-_OPTIONAL_OBJECTS = ("dynamics", "variance_index")
+def _nulls_as_nan_strings(data: bytes) -> bytes:
+    """Every ``:null`` as ``:"nan"``, except the optional objects' own null."""
+    lax = data.replace(b":null", b":" + _NAN)
+    for key in _OPTIONAL_KEYS:
+        at = lax.rfind(key) + len(key)  # from the end: these fields follow the slices
+        if at >= len(key) and lax.startswith(_NAN, at):
+            lax = lax[:at] + b"null" + lax[at + len(_NAN):]
+    return lax
+
+
+def _strings_came_through(update: SurfaceUpdate) -> bool:
+    """False where a null in a string field became the string "nan" on the lax path."""
+    return ("nan" not in (update.venue, update.underlying)
+            and all(s.expiry != "nan" for s in update.slices))
 
 
 def _nulls_to_nan(obj: Any) -> Any:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from streamer.errors import StreamerError, VenueDisconnected
+from streamer.errors import StreamerError, VenueDisconnected, VenueUnreachable
 from streamer.tasks import cancel_and_wait
 from streamer.types import Quote, VenueVolIndex
 
@@ -137,15 +139,20 @@ async def reconnect_forever(venue: str, url: str, connection: Callable[[], Await
     """
     delays = backoff()
     while True:
+        never = False
         try:
             await connection()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            never = isinstance(exc, VenueUnreachable)
             if not is_retryable(exc):
                 logger.error("%s: giving up on %s: %s", venue, url, exc)
                 raise
-            logger.warning("%s: connection lost (%s: %s)", venue, type(exc).__name__, exc)
+            if never:  # no connection opened: nothing was lost
+                logger.warning("%s: %s", venue, exc)
+            else:
+                logger.warning("%s: connection lost (%s: %s)", venue, type(exc).__name__, exc)
         finally:
             sink.on_connected(venue, False)
             on_down()
@@ -154,7 +161,7 @@ async def reconnect_forever(venue: str, url: str, connection: Callable[[], Await
         if streamed() and cooldown is None:  # a connection that streamed resets the backoff
             delays = backoff()
         delay = max(next(delays), cooldown or 0.0)
-        logger.info("%s: reconnecting in %.2fs", venue, delay)
+        logger.info("%s: %s in %.2fs", venue, "retrying" if never else "reconnecting", delay)
         await asyncio.sleep(delay)
 
 
@@ -180,3 +187,19 @@ class InstrumentCache(dict[str, InstrumentT | str]):
         if len(self) < self._max:
             self[name] = info
         return info
+
+
+def unreachable(url: str, exc: OSError) -> VenueUnreachable:
+    """Why no connection to ``url`` opened, naming the host (and port)."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    if isinstance(exc, socket.gaierror):
+        reason = f"cannot resolve host {host} ({exc.strerror or exc})"
+    elif isinstance(exc, ConnectionRefusedError):
+        reason = f"{host}:{port} refused the connection"
+    elif isinstance(exc, TimeoutError):
+        reason = f"no answer from {host}:{port} (timed out)"
+    else:
+        reason = f"cannot reach {host}:{port} ({exc.strerror or exc})"
+    return VenueUnreachable(f"{reason}, for {url}")

@@ -41,6 +41,7 @@ from streamer.sources.base import (
     deliver_frame,
     race_reader,
     reconnect_forever,
+    unreachable,
 )
 from streamer.sources.decoded import Decoded
 from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
@@ -97,11 +98,13 @@ class WebsocketSession(abc.ABC):
         self._clock_ns = clock_ns
         self._backoff = backoff or partial(backoff_delays, rng=rng or random.Random())
         self._streaming = False  # this connection is subscribed
-        self._streamed = False  # the last connection got as far as streaming
+        self._streamed = False  # market data flowed on the last connection
         self._up = False  # what the sink was last told
         self.rate_limit_cooldown_s = rate_limit_cooldown_s
         self._cooldowns = self._fresh_cooldowns()
         self._cooldown: float | None = None  # asked for by the connection that just ended
+        #: Why the latest attempt could not connect (None once one did): names the host.
+        self.last_error: str | None = None
 
     # -- hooks -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -157,8 +160,15 @@ class WebsocketSession(abc.ABC):
         self.reset()
         # close_timeout: once the reader is cancelled nobody drains the socket, so the
         # venue's closing frame may never be read; give up on the handshake after 1 s.
-        async with connect(self.url, max_size=2**24, ping_interval=None,
-                           open_timeout=REQUEST_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S) as ws:
+        try:
+            ws = await connect(self.url, max_size=2**24, ping_interval=None,
+                               open_timeout=REQUEST_TIMEOUT_S, close_timeout=CLOSE_TIMEOUT_S)
+        except OSError as exc:  # DNS, refused, unreachable, timed out: no connection at all
+            error = unreachable(self.url, exc)
+            self.last_error = str(error)
+            raise error from exc
+        self.last_error = None
+        async with ws:
             self.connections += 1
             reader = asyncio.create_task(self._read(ws), name=f"{self.venue}-reader")
             try:
@@ -199,6 +209,11 @@ class WebsocketSession(abc.ABC):
             frame = await ws.recv()
             decoded = deliver_frame(frame, self.venue, self._decoder.decode, self.sink,
                                     self._clock_ns, self._on_raw)
+            if decoded.quotes:
+                # Market data flowed: a sound connection, whether or not the whole
+                # subscription completed before it dropped (a venue dropping every few
+                # seconds must not push the backoff up while it streams).
+                self._streamed = True
             if self.alive(decoded):
                 self._last_sign = loop.time()
             if RATE_LIMITED in decoded.rejects:

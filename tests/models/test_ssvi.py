@@ -1,4 +1,5 @@
-"""SSVI (Gatheral & Jacquier 2014): no static arbitrage by construction; calibration."""
+"""eSSVI (Hendriks & Martini 2019) and power-law SSVI (Gatheral & Jacquier 2014): no static
+arbitrage by construction; calibration round trips."""
 
 from __future__ import annotations
 
@@ -11,26 +12,56 @@ from streamer.core.arbitrage import calendar_free, durrleman_g
 from streamer.core.models import ssvi
 
 T = tuple(float(t) for t in np.linspace(0.02, 1.5, 11))
-TRUE = ssvi.SSVIParams(rho=-0.3, eta=1.2, gamma=0.35, t=T,
-                       theta=tuple(0.25 * t * (1.2 - 0.2 * i / 10) for i, t in enumerate(T)))
+POWER_LAW = ssvi.SSVIParams(rho=-0.3, eta=1.2, gamma=0.35, t=T,
+                            theta=tuple(0.25 * t * (1.2 - 0.2 * i / 10) for i, t in enumerate(T)))
+# A maturity-dependent rho (the point of eSSVI), admissible: made by the fit's own map.
+_N = len(T)
+TRUE = ssvi._essvi_from_x(np.concatenate([
+    np.arctanh(np.linspace(-0.15, -0.45, _N) / 0.999), [np.log(0.25 * T[0])],
+    np.log(np.diff(0.3 * np.asarray(T)) * 0.5), np.linspace(0.5, -0.5, _N)]), T)
 
 
-def _market(params: ssvi.SSVIParams) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    ks = [np.linspace(-0.8, 0.6, 40) for _ in params.t]
-    ivs = [np.sqrt(ssvi.total_variance(k, i, params) / t)
+def _market(params: ssvi.ESSVIParams, ks: list[np.ndarray] | None = None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    ks = ks or [np.linspace(-0.8, 0.6, 40) * min(1.0, np.sqrt(t / 0.25)) for t in params.t]
+    ivs = [np.sqrt(ssvi.slice_total_variance(k, params.slice(i)) / t)
            for i, (k, t) in enumerate(zip(ks, params.t, strict=True))]
     return ks, ivs
 
 
-def test_calibration_recovers_a_known_surface() -> None:
+def _grid_checks(p: ssvi.ESSVIParams, k: np.ndarray) -> None:
+    w = np.array([ssvi.slice_total_variance(k, p.slice(i)) for i in range(len(p.t))])
+    assert calendar_free(w, tol=1e-12 * float(w.max())).all()
+    for i in range(len(p.t)):
+        assert np.min(durrleman_g(k, *ssvi.slice_derivatives(k, p.slice(i)))) >= -1e-9
+
+
+def test_the_test_surface_has_a_maturity_dependent_rho_and_is_admissible() -> None:
+    assert TRUE.rho[0] == pytest.approx(-0.15, abs=1e-9)
+    assert TRUE.rho[-1] == pytest.approx(-0.45, abs=1e-9)
+    assert ssvi.is_essvi_arbitrage_free(TRUE)
+
+
+def test_calibration_recovers_a_known_essvi_surface() -> None:
     ks, ivs = _market(TRUE)
     fit = ssvi.calibrate(ks, ivs, TRUE.t)
     assert fit.ok
-    assert fit.rmse_vol < 1e-10
-    assert fit.params.rho == pytest.approx(TRUE.rho, abs=1e-8)
-    assert fit.params.eta == pytest.approx(TRUE.eta, rel=1e-8)
-    assert fit.params.gamma == pytest.approx(TRUE.gamma, rel=1e-7)
-    np.testing.assert_allclose(fit.params.theta, TRUE.theta, rtol=1e-8)
+    assert fit.rmse_vol < 1e-8
+    np.testing.assert_allclose(fit.params.theta, TRUE.theta, rtol=1e-6)
+    np.testing.assert_allclose(fit.params.rho, TRUE.rho, atol=1e-6)
+    np.testing.assert_allclose(fit.params.psi, TRUE.psi, rtol=1e-6)
+
+
+def test_calibration_recovers_a_power_law_ssvi_surface() -> None:
+    # Gatheral & Jacquier's power-law SSVI is the constant-rho special case of eSSVI.
+    truth = ssvi.ESSVIParams.from_power_law(POWER_LAW)
+    assert ssvi.is_arbitrage_free(POWER_LAW)
+    assert ssvi.is_essvi_arbitrage_free(truth)
+    ks, ivs = _market(truth)
+    fit = ssvi.calibrate(ks, ivs, truth.t)
+    assert fit.rmse_vol < 1e-8
+    np.testing.assert_allclose(fit.params.rho, POWER_LAW.rho, atol=1e-6)
+    np.testing.assert_allclose(fit.params.theta, POWER_LAW.theta, rtol=1e-6)
 
 
 def test_warm_refit_after_a_small_move_matches_cold() -> None:
@@ -39,6 +70,7 @@ def test_warm_refit_after_a_small_move_matches_cold() -> None:
     start = ssvi.calibrate(ks, ivs, TRUE.t).params
     warm = ssvi.calibrate(ks, moved, TRUE.t, previous=start)
     cold = ssvi.calibrate(ks, moved, TRUE.t)
+    assert warm.warm
     assert warm.rmse_vol <= cold.rmse_vol * 1.01 + 1e-12
 
 
@@ -47,19 +79,72 @@ def test_a_fitted_surface_passes_the_calendar_and_butterfly_checks_everywhere() 
     rng = np.random.default_rng(11)
     noisy = [v + rng.normal(0, 0.01, v.size) for v in ivs]  # noise that raw fits would chase
     p = ssvi.calibrate(ks, noisy, TRUE.t).params
-    assert ssvi.is_arbitrage_free(p)
-    grid = np.linspace(-3.0, 3.0, 601)
-    w = np.array([ssvi.total_variance(grid, i, p) for i in range(len(p.t))])
-    assert calendar_free(w).all()
-    for i in range(len(p.t)):
-        assert np.min(durrleman_g(grid, *ssvi.slice_derivatives(grid, p.slice(i)))) >= -1e-12
+    assert ssvi.is_essvi_arbitrage_free(p)
+    _grid_checks(p, np.linspace(-3.0, 3.0, 601))
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=st.lists(st.floats(-6.0, 6.0), min_size=18, max_size=18),
+       n=st.integers(1, 6))
+def test_every_free_vector_maps_to_an_arbitrage_free_surface(x: list[float], n: int) -> None:
+    # Hendriks & Martini (2019), Prop. 3.1 (calendar, consecutive expiries) with the
+    # butterfly conditions of Gatheral & Jacquier (2014), Theorem 4.2: the map of the
+    # fit (Mingone 2022's parametrisation) lands inside them for any x; checked on a
+    # grid against the total variances themselves and Durrleman's g.
+    t = tuple(float(v) for v in np.linspace(0.01, 2.0, n))
+    p = ssvi._essvi_from_x(np.asarray(x[:3 * n]), t)
+    assert ssvi.is_essvi_arbitrage_free(p, tol=1e-9)
+    _grid_checks(p, np.linspace(-4.0, 4.0, 401))
+
+
+def test_growing_wings_alone_do_not_rule_out_calendar_arbitrage() -> None:
+    # Both wing slopes psi (1 +- rho) grow and theta grows, but phi = psi / theta grows
+    # too (psi_1 / psi_0 > theta_1 / theta_0): the slices cross near the money. The
+    # Hendriks-Martini condition rejects the pair; the total variances confirm it.
+    p = ssvi.ESSVIParams(t=(0.1, 0.2), theta=(0.01, 0.0105), rho=(-0.9, -0.9),
+                         psi=(0.05, 0.08))
+    assert not ssvi.is_essvi_arbitrage_free(p)
+    k = np.linspace(-1.0, 1.0, 2001)
+    w = np.array([ssvi.slice_total_variance(k, p.slice(i)) for i in range(2)])
+    assert not calendar_free(w).all()
+
+
+def test_projection_onto_the_constraints_is_the_identity_inside_them() -> None:
+    x = ssvi._essvi_to_x(np.asarray(TRUE.theta), np.asarray(TRUE.rho), np.asarray(TRUE.psi))
+    back = ssvi._essvi_from_x(x, TRUE.t)
+    np.testing.assert_allclose(back.theta, TRUE.theta, rtol=1e-12)
+    np.testing.assert_allclose(back.psi, TRUE.psi, rtol=1e-12)
+    np.testing.assert_allclose(back.rho, TRUE.rho, atol=1e-12)
+
+
+def test_bid_ask_bands_reach_the_objective() -> None:
+    # One wide, skewed quote per expiry (a mid 5 vp off, its band reaching back to the
+    # truth): inside its band it costs only the pull toward its mid, so the band fit
+    # stays nearer the true surface than a fit on mids.
+    ks, ivs = _market(TRUE)
+    mids = [v.copy() for v in ivs]
+    bids = [v - 0.002 for v in ivs]
+    asks = [v + 0.002 for v in ivs]
+    for m, b, a in zip(mids, bids, asks, strict=True):
+        m[5] += 0.05
+        b[5], a[5] = m[5] - 0.06, m[5] + 0.05
+    band_fit = ssvi.calibrate(ks, mids, TRUE.t, bid_iv=bids, ask_iv=asks)
+    mid_fit = ssvi.calibrate(ks, mids, TRUE.t)
+
+    def error(p: ssvi.ESSVIParams) -> float:
+        errs = [np.sqrt(ssvi.slice_total_variance(k, p.slice(i)) / TRUE.t[i]) - v
+                for i, (k, v) in enumerate(zip(ks, ivs, strict=True))]
+        return float(np.sqrt(np.mean(np.concatenate(errs) ** 2)))
+
+    assert band_fit.ok
+    assert error(band_fit.params) < 0.7 * error(mid_fit.params)
 
 
 @settings(max_examples=200, deadline=None)
 @given(rho=st.floats(-0.99, 0.99), eta_share=st.floats(0.01, 1.0),
        gamma=st.floats(0.01, 0.5), theta0=st.floats(1e-4, 0.5),
        steps=st.lists(st.floats(0.0, 0.5), min_size=1, max_size=6))
-def test_admissible_parameters_are_free_of_static_arbitrage(
+def test_admissible_power_law_parameters_are_free_of_static_arbitrage(
         rho: float, eta_share: float, gamma: float, theta0: float, steps: list[float]) -> None:
     # Gatheral & Jacquier (2014), Theorem 4.1 and Corollary 4.1 with the power law (4.5):
     # theta non-decreasing, eta (1 + |rho|) <= 2, 0 < gamma <= 1/2.

@@ -201,3 +201,63 @@ async def test_schema_validates_surfaces_from_the_real_pipeline(tmp_path: Path) 
         doc = json.loads(encode_surface(update))
         assert _validate(doc, schema, schema, "$") == []
         assert _same(decode_surface(encode_surface(update)), update)
+
+
+# -- one typed decode: nulls read as NaN without the generic second parse -----------------------
+
+def _no_second_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(obj: Any) -> Any:
+        raise AssertionError("decoded twice")
+    monkeypatch.setattr("streamer.sinks.codec._nulls_to_nan", refuse)
+
+
+def test_a_surface_with_nulls_decodes_in_one_typed_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    update = _surface()
+    data = encode_surface(update)
+    assert b"null" in data
+    _no_second_parse(monkeypatch)
+    back = decode_surface(data)
+    assert _same(back, update)
+    assert math.isnan(back.slices[1].params["b"])
+    assert back.slices[0].rr25 == -0.034
+
+
+def test_null_optional_objects_stay_none_on_the_fast_path(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    update = _surface(dynamics=None, variance_index=None)
+    data = encode_surface(update)
+    _no_second_parse(monkeypatch)
+    back = decode_surface(data)
+    assert back.dynamics is None
+    assert back.variance_index is None
+    assert _same(back, update)
+
+
+@pytest.mark.parametrize("text", ["nan", "a:null", "x,null", "[null"])
+def test_strings_that_look_like_the_rewrite_survive(text: str) -> None:
+    update = _surface(underlying=text, slices=[
+        _slice("2024-12-06T08:00:00Z", 1_733_472_000_000, status="warm", rr25=NAN)])
+    back = decode_surface(encode_surface(update))
+    assert back.underlying == text
+    assert _same(back, update)
+
+
+@pytest.mark.parametrize("field", ["venue", "underlying"])
+def test_null_in_a_string_field_is_still_a_validation_error(field: str) -> None:
+    doc = json.loads(encode_surface(_surface()))
+    doc[field] = None
+    with pytest.raises(msgspec.ValidationError):
+        decode_surface(json.dumps(doc, separators=(",", ":")).encode())
+
+
+def test_null_slice_expiry_is_a_validation_error() -> None:
+    doc = json.loads(encode_surface(_surface()))
+    doc["slices"][0]["expiry"] = None
+    with pytest.raises(msgspec.ValidationError):
+        decode_surface(json.dumps(doc, separators=(",", ":")).encode())
+
+
+def test_pretty_printed_json_with_nulls_still_decodes() -> None:
+    update = _surface()
+    data = json.dumps(json.loads(encode_surface(update)), indent=2).encode()
+    assert _same(decode_surface(data), update)

@@ -22,12 +22,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import least_squares
 
+from streamer.core.models import band
 from streamer.core.models.fit import Fit
 
 FloatArray = npt.NDArray[np.float64]
 
 _RHO_MAX = 0.999
-_EPS_THETA = 1e-10
+_CAP_MARGIN = 1e-9  # psi (1 + |rho|) < 4 is strict
 
 
 class SSVIParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,21 +115,156 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
-def _from_x(x: FloatArray, t: tuple[float, ...]) -> SSVIParams:
-    rho = float(np.tanh(x[0]) * _RHO_MAX)
-    eta = float(2.0 / (1.0 + abs(rho)) * _logistic(x[1]))
-    gamma = float(0.5 * _logistic(x[2]))
-    theta = np.cumsum(np.exp(x[3:])) + _EPS_THETA
-    return SSVIParams(rho=rho, eta=eta, gamma=gamma, t=t, theta=tuple(float(v) for v in theta))
+# --- eSSVI (Hendriks & Martini 2019) ------------------------------------------------
 
 
-def _to_x(p: SSVIParams) -> FloatArray:
-    theta = np.maximum.accumulate(np.maximum(np.asarray(p.theta) - _EPS_THETA, 1e-12))
-    steps = np.maximum(np.diff(theta, prepend=0.0), 1e-12 * max(float(theta[-1]), 1e-12))
-    rho = float(np.clip(p.rho / _RHO_MAX, -0.999999, 0.999999))
-    eta_share = p.eta * (1.0 + abs(p.rho)) / 2.0
-    return np.concatenate([[np.arctanh(rho), _logit(eta_share), _logit(2.0 * p.gamma)],
-                           np.log(steps)])
+class ESSVIParams(msgspec.Struct, frozen=True, kw_only=True):
+    """An eSSVI surface: per expiry ``t`` its ATM total variance ``theta``, correlation
+    ``rho`` and ``psi = theta phi`` (the ATM slope scale: wings ``psi (1 +- rho) / 2``)."""
+
+    t: tuple[float, ...]
+    theta: tuple[float, ...]
+    rho: tuple[float, ...]
+    psi: tuple[float, ...]
+
+    def surface_dict(self) -> dict[str, float]:
+        """No surface-wide parameters: every expiry publishes its own."""
+        return {}
+
+    def slice(self, i: int) -> SSVISlice:
+        """The smile of expiry ``i`` as a stand-alone slice."""
+        return SSVISlice(theta=self.theta[i], rho=self.rho[i], phi=self.psi[i] / self.theta[i])
+
+    @classmethod
+    def from_power_law(cls, p: SSVIParams) -> ESSVIParams:
+        """The same surface (a power-law SSVI is an eSSVI with a constant rho)."""
+        psi = np.asarray(p.theta) * phi(p.theta, p.eta, p.gamma)
+        return cls(t=p.t, theta=p.theta, rho=(p.rho,) * len(p.t),
+                   psi=tuple(float(v) for v in psi))
+
+
+def butterfly_cap(theta: npt.ArrayLike, rho: npt.ArrayLike) -> FloatArray:
+    """Largest ``psi`` free of butterfly arbitrage by Gatheral & Jacquier (2014), Theorem
+    4.2: ``psi (1 + |rho|) < 4`` and ``psi^2 (1 + |rho|) <= 4 theta``."""
+    one_r = 1.0 + np.abs(np.asarray(rho, np.float64))
+    result: FloatArray = np.minimum(4.0 * (1.0 - _CAP_MARGIN) / one_r,
+                                    np.sqrt(4.0 * np.asarray(theta, np.float64) / one_r))
+    return result
+
+
+def calendar_ratio(rho_prev: npt.ArrayLike, rho: npt.ArrayLike) -> FloatArray:
+    """``p = max((1 + rho_prev) / (1 + rho), (1 - rho_prev) / (1 - rho))`` (>= 1)."""
+    a, b = np.asarray(rho_prev, np.float64), np.asarray(rho, np.float64)
+    result: FloatArray = np.maximum((1.0 + a) / (1.0 + b), (1.0 - a) / (1.0 - b))
+    return result
+
+
+def is_essvi_arbitrage_free(p: ESSVIParams, tol: float = 1e-12) -> bool:
+    """The sufficient conditions this module's fits satisfy by construction.
+
+    Butterfly (every slice): :func:`butterfly_cap`. Calendar (each pair of consecutive
+    expiries, Hendriks & Martini 2019, Proposition 3.1 in the form of Mingone 2022):
+    ``p <= psi_i / psi_{i-1} <= theta_i / theta_{i-1}`` with ``p`` the
+    :func:`calendar_ratio` of the two correlations (so ``theta`` and ``psi`` grow, the
+    wing slopes ``psi (1 +- rho)`` grow and ``phi = psi / theta`` does not).
+    """
+    theta, rho, psi = (np.asarray(v, np.float64) for v in (p.theta, p.rho, p.psi))
+    if not (np.all(theta > 0) and np.all(psi > 0) and np.all(np.abs(rho) < 1.0)):
+        return False
+    if np.any(psi > butterfly_cap(theta, rho) * (1.0 + tol)):
+        return False
+    ratio = calendar_ratio(rho[:-1], rho[1:])
+    grow_psi, grow_theta = psi[1:] / psi[:-1], theta[1:] / theta[:-1]
+    return bool(np.all(grow_psi >= ratio * (1.0 - tol))
+                and np.all(grow_psi <= grow_theta * (1.0 + tol)))
+
+
+def _essvi_from_x(x: FloatArray, t: tuple[float, ...]) -> ESSVIParams:
+    """The free variables' surface, admissible for any ``x`` (Mingone 2022's global
+    parametrisation of the Hendriks-Martini conditions).
+
+    ``x = [atanh(rho / RHO_MAX) (n), ln theta_0, ln a_i (n - 1), logit c_i (n)]``:
+    ``theta_i = p_i theta_{i-1} + a_i``; ``psi_i`` is the share ``c_i`` of its admissible
+    interval ``[p_i psi_{i-1}, min(psi_{i-1} theta_i / theta_{i-1}, cap_i)]``, where
+    ``cap_i`` looks ahead (``min_j f_j / (p_{i+1} ... p_j)`` over later butterfly caps
+    ``f_j``) so a later expiry always has room to grow its ``psi``.
+    """
+    n = len(t)
+    rho = _RHO_MAX * np.tanh(x[:n])
+    ratio = np.ones(n)
+    ratio[1:] = calendar_ratio(rho[:-1], rho[1:])
+    theta = np.empty(n)
+    theta[0] = np.exp(x[n])
+    steps = np.exp(x[n + 1:2 * n])
+    for i in range(1, n):
+        theta[i] = ratio[i] * theta[i - 1] + steps[i - 1]
+    cap = butterfly_cap(theta, rho)
+    ahead = cap.copy()
+    for i in range(n - 2, -1, -1):
+        ahead[i] = min(cap[i], ahead[i + 1] / ratio[i + 1])
+    share = _logistic(x[2 * n:])
+    psi = np.empty(n)
+    psi[0] = share[0] * ahead[0]
+    for i in range(1, n):
+        low = ratio[i] * psi[i - 1]
+        high = min(ahead[i], psi[i - 1] * theta[i] / theta[i - 1])
+        psi[i] = low + share[i] * max(high - low, 0.0)
+    return ESSVIParams(t=t, theta=tuple(float(v) for v in theta),
+                       rho=tuple(float(v) for v in rho), psi=tuple(float(v) for v in psi))
+
+
+def _essvi_to_x(theta: FloatArray, rho: FloatArray, psi: FloatArray) -> FloatArray:
+    """Free variables of the admissible surface nearest the given one, expiry by expiry
+    (a ``theta`` too small for its ``p`` is raised; a ``psi`` is clipped into its
+    interval, kept off the interval's ends so the fit can move both ways)."""
+    n = theta.size
+    r = np.clip(rho, -0.95 * _RHO_MAX, 0.95 * _RHO_MAX)
+    ratio = np.ones(n)
+    ratio[1:] = calendar_ratio(r[:-1], r[1:])
+    th = np.empty(n)
+    th[0] = max(float(theta[0]), 1e-8)
+    log_steps = np.empty(max(n - 1, 0))
+    for i in range(1, n):
+        step = max(float(theta[i]) - ratio[i] * th[i - 1], 1e-4 * th[i - 1])
+        th[i] = ratio[i] * th[i - 1] + step
+        log_steps[i - 1] = np.log(step)
+    cap = butterfly_cap(th, r)
+    ahead = cap.copy()
+    for i in range(n - 2, -1, -1):
+        ahead[i] = min(cap[i], ahead[i + 1] / ratio[i + 1])
+    logits = np.empty(n)
+    prev = 0.0
+    for i in range(n):
+        low = ratio[i] * prev if i else 0.0
+        high = ahead[i] if i == 0 else min(ahead[i], prev * th[i] / th[i - 1])
+        share = (float(psi[i]) - low) / (high - low) if high > low else 0.5
+        share = min(max(share, 0.02), 0.98)
+        logits[i] = _logit(share)
+        prev = low + share * max(high - low, 0.0)
+    return np.concatenate([np.arctanh(r / _RHO_MAX), [np.log(th[0])], log_steps, logits])
+
+
+def _slice_seed(k: FloatArray, iv: FloatArray, sqrt_w: FloatArray, t: float
+                ) -> tuple[float, float, float]:
+    """``theta, rho, psi`` of one expiry fitted on its own (no calendar constraint)."""
+    theta0 = max(_atm_total_variance(k, iv, t), 1e-8)
+
+    def residuals(x: FloatArray) -> FloatArray:
+        th, r, ps = np.exp(x[0]), _RHO_MAX * np.tanh(x[1]), np.exp(x[2])
+        pk = ps * k
+        w = 0.5 * (th + r * pk + np.sqrt((pk + r * th) ** 2 + th * th * (1.0 - r * r)))
+        out: FloatArray = (np.sqrt(np.maximum(w, 0.0) / t) - iv) * sqrt_w
+        return out
+
+    best: tuple[float, FloatArray] | None = None
+    for rho0 in (-0.3, 0.3):  # one start per side of the skew
+        x0 = np.array([np.log(theta0), np.arctanh(rho0), np.log(max(np.sqrt(theta0), 1e-3))])
+        sol = least_squares(residuals, x0, method="lm", max_nfev=200, xtol=1e-10, ftol=1e-10)
+        if best is None or sol.cost < best[0]:
+            best = (float(sol.cost), sol.x)
+    assert best is not None
+    x = best[1]
+    return float(np.exp(x[0])), float(_RHO_MAX * np.tanh(x[1])), float(np.exp(x[2]))
 
 
 def _atm_total_variance(k: FloatArray, iv: FloatArray, t: float) -> float:
@@ -138,21 +274,36 @@ def _atm_total_variance(k: FloatArray, iv: FloatArray, t: float) -> float:
     return float(np.interp(0.0, ks, vs)) ** 2 * t
 
 
-def _seed(ks: list[FloatArray], ivs: list[FloatArray], t: tuple[float, ...],
-          previous: SSVIParams | None) -> SSVIParams:
-    atm = np.array([_atm_total_variance(k, v, ti) for k, v, ti in zip(ks, ivs, t, strict=True)])
-    theta = np.maximum.accumulate(np.maximum(atm, 1e-8))
-    if previous is not None:
-        return SSVIParams(rho=previous.rho, eta=previous.eta, gamma=previous.gamma, t=t,
-                          theta=tuple(float(v) for v in theta))
-    return SSVIParams(rho=-0.2, eta=1.0, gamma=0.4, t=t, theta=tuple(float(v) for v in theta))
+def _seeds(ks: list[FloatArray], vs: list[FloatArray], ws: list[FloatArray],
+           t: tuple[float, ...], previous: ESSVIParams | None
+           ) -> list[tuple[float, float, float]]:
+    """``theta, rho, psi`` to start each expiry from: warm, the previous ``rho`` and ``phi``
+    of the expiry nearest in ``t`` (within a day or 5%) with ``theta`` from the market;
+    otherwise (cold, or a new expiry) a fit of that expiry on its own."""
+    prev_t = np.asarray(previous.t) if previous is not None else np.empty(0)
+    out = []
+    for k, v, w, ti in zip(ks, vs, ws, t, strict=True):
+        j = int(np.argmin(np.abs(prev_t - ti))) if prev_t.size else -1
+        if previous is not None and j >= 0 and abs(prev_t[j] - ti) <= max(0.05 * ti, 1 / 365):
+            theta = max(_atm_total_variance(k, v, ti), 1e-8)
+            out.append((theta, previous.rho[j], previous.psi[j] / previous.theta[j] * theta))
+        else:
+            out.append(_slice_seed(k, v, np.sqrt(w), ti))
+    return out
 
 
 def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequence[float],
               weights: Sequence[npt.ArrayLike] | None = None,
-              previous: SSVIParams | None = None, *, max_nfev: int = 400
-              ) -> Fit[SSVIParams]:
-    """Fit an arbitrage-free SSVI surface to every expiry at once.
+              previous: ESSVIParams | None = None, *, max_nfev: int | None = None,
+              bid_iv: Sequence[npt.ArrayLike] | None = None,
+              ask_iv: Sequence[npt.ArrayLike] | None = None) -> Fit[ESSVIParams]:
+    """Fit an arbitrage-free eSSVI surface (Hendriks & Martini 2019) to every expiry.
+
+    Each expiry has its own ``theta, rho, psi``, constrained across expiries so the
+    surface is free of calendar and butterfly arbitrage by construction (see
+    :func:`is_essvi_arbitrage_free`, :func:`_essvi_from_x`). A cold fit seeds each
+    expiry from a fit of that expiry alone (its ATM total variance from the market),
+    projects the seeds onto the admissible set and fits all expiries together.
 
     Parameters
     ----------
@@ -162,45 +313,62 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
         Times to expiry in years, strictly ascending.
     weights : sequence of array_like, optional
         Non-negative weights of the squared vol errors (default 1).
-    previous : SSVIParams, optional
-        Warm start for ``rho, eta, gamma``; ``theta`` re-seeds from the market ATM
-        variance of each expiry (expiries come and go between fits).
+    previous : ESSVIParams, optional
+        Warm start: each expiry's previous ``rho`` and ``phi`` (matched by ``t``);
+        ``theta`` re-seeds from the market (expiries come and go between fits).
+    max_nfev : int, optional
+        Most residual evaluations (finite-difference Jacobians included).
+    bid_iv, ask_iv : sequences of array_like, optional
+        Bid and ask IVs per quote (NaN: side missing): the objective becomes the bid/ask
+        band of :mod:`streamer.core.models.band` instead of the mids.
     """
     tt = tuple(float(x) for x in t)
     ks = [np.asarray(a, np.float64).ravel() for a in k]
     vs = [np.asarray(a, np.float64).ravel() for a in iv]
     ws = ([np.asarray(a, np.float64).ravel() for a in weights] if weights is not None
           else [np.ones_like(a) for a in ks])
-    fallback = previous or SSVIParams(rho=0.0, eta=0.0, gamma=0.0, t=tt, theta=(0.0,) * len(tt))
+    n = len(tt)
+    fallback = previous or ESSVIParams(t=tt, theta=(0.0,) * n, rho=(0.0,) * n, psi=(0.0,) * n)
     fail = _check_inputs(ks, vs, ws, tt)
     if fail:
         return Fit.failed(fallback, fail, warm=previous is not None)
+    bids = ([np.asarray(a, np.float64).ravel() for a in bid_iv] if bid_iv is not None
+            else [np.full(a.size, np.nan) for a in ks])
+    asks = ([np.asarray(a, np.float64).ravel() for a in ask_iv] if ask_iv is not None
+            else [np.full(a.size, np.nan) for a in ks])
     goods = [np.isfinite(a) & np.isfinite(b) & (b > 0) & np.isfinite(c) & (c >= 0)
              for a, b, c in zip(ks, vs, ws, strict=True)]
     ks = [a[g] for a, g in zip(ks, goods, strict=True)]
     vs = [a[g] for a, g in zip(vs, goods, strict=True)]
-    sqrt_w = np.sqrt(np.concatenate([a[g] for a, g in zip(ws, goods, strict=True)]))
+    ws = [a[g] for a, g in zip(ws, goods, strict=True)]
     k_all, v_all = np.concatenate(ks), np.concatenate(vs)
     index = np.concatenate([np.full(a.size, i) for i, a in enumerate(ks)])
     t_all = np.asarray(tt)[index]
+    use_band = bid_iv is not None or ask_iv is not None
+    quote_band = band.make_band(
+        v_all, np.concatenate([a[g] for a, g in zip(bids, goods, strict=True)]),
+        np.concatenate([a[g] for a, g in zip(asks, goods, strict=True)]),
+        np.concatenate(ws)) if use_band else band.make_band(v_all, None, None, np.concatenate(ws))
 
     def model_vol(x: FloatArray) -> FloatArray:
-        p = _from_x(x, tt)
+        p = _essvi_from_x(x, tt)
         theta = np.asarray(p.theta)[index]
-        ph = phi(theta, p.eta, p.gamma)
-        pk = ph * k_all
-        w = 0.5 * theta * (1.0 + p.rho * pk + np.sqrt((pk + p.rho) ** 2 + 1.0 - p.rho**2))
-        result: FloatArray = np.sqrt(w / t_all)
+        rho = np.asarray(p.rho)[index]
+        pk = np.asarray(p.psi)[index] * k_all
+        w = 0.5 * (theta + rho * pk + np.sqrt((pk + rho * theta) ** 2
+                                               + theta * theta * (1.0 - rho * rho)))
+        result: FloatArray = np.sqrt(np.maximum(w, 0.0) / t_all)
         return result
 
     def residuals(x: FloatArray) -> FloatArray:
-        r: FloatArray = (model_vol(x) - v_all) * sqrt_w
-        return r
+        return band.residuals(model_vol(x), quote_band)[0]
 
-    seed = _seed(ks, vs, tt, previous)
-    sol = least_squares(residuals, _to_x(seed), method="lm", max_nfev=max_nfev,
-                        xtol=1e-12, ftol=1e-12)
-    params = _from_x(sol.x, tt)
+    theta0, rho0, psi0 = (np.array(v) for v in zip(*_seeds(ks, vs, ws, tt, previous),
+                                                     strict=True))
+    x0 = _essvi_to_x(theta0, rho0, psi0)
+    budget = max_nfev if max_nfev is not None else 40 * (x0.size + 1)
+    sol = least_squares(residuals, x0, method="lm", max_nfev=budget, xtol=1e-10, ftol=1e-10)
+    params = _essvi_from_x(sol.x, tt)
     err = model_vol(sol.x) - v_all
     rmse = float(np.sqrt(np.mean(err * err)))
     if not np.isfinite(rmse):

@@ -1,0 +1,120 @@
+"""The latest surface per key and the browsers following them, conflated per key.
+
+``SurfaceHub.publish`` is called for every delivered surface and never blocks: it
+stores the surface and marks its key pending on every connected client. A client
+writes its pending keys when its socket drains; a key marked again before that is
+written once, with the newest surface (``Client.conflated`` counts the skipped ones).
+So a slow browser sees fewer surfaces, never older ones, and never slows the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streamer.sinks.codec import encode_surface
+from streamer.types import Quote, SurfaceUpdate
+from streamer.ui.curves import surface_curves
+
+HealthSource = Callable[[], dict[str, Any]]
+QuotesSource = Callable[[SurfaceUpdate], "list[Quote] | None"]
+
+
+class Client:
+    """One /ui/events reader: the keys it has not been sent the newest surface of."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, None] = {}
+        self.wake = asyncio.Event()
+        self.conflated = 0
+
+    def offer(self, key: str) -> None:
+        """Mark ``key`` as having a newer surface than the one last sent."""
+        if key in self.pending:
+            self.conflated += 1
+        self.pending[key] = None
+        self.wake.set()
+
+    def take(self) -> list[str]:
+        """The pending keys, oldest first; clears them."""
+        keys = list(self.pending)
+        self.pending.clear()
+        self.wake.clear()
+        return keys
+
+
+class SurfaceHub:
+    """Latest surfaces by key, their encodings, and the connected clients."""
+
+    def __init__(self, health: HealthSource | None = None,
+                 quotes: QuotesSource | None = None, window: int = 4096) -> None:
+        self.latest: dict[str, SurfaceUpdate] = {}
+        self.clients: set[Client] = set()
+        self.closed = False
+        self._health = health
+        self._quotes = quotes
+        self._encoded: dict[str, tuple[int, bytes]] = {}
+        self._curves: dict[str, tuple[int, bytes]] = {}
+        self._latencies_s: deque[float] = deque(maxlen=window)
+
+    def publish(self, update: SurfaceUpdate, latency_s: float | None = None) -> None:
+        """Store a delivered surface and tell every client; never blocks."""
+        self.latest[update.key] = update
+        if latency_s is not None:
+            self._latencies_s.append(latency_s)
+        for client in self.clients:
+            client.offer(update.key)
+
+    def subscribe(self) -> Client:
+        """A new client, with every known key pending (it starts from the latest)."""
+        client = Client()
+        for key in sorted(self.latest):
+            client.offer(key)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        """Forget a client that went away."""
+        self.clients.discard(client)
+
+    def close(self) -> None:
+        """Wake every client so its stream ends (the server is stopping)."""
+        self.closed = True
+        for client in self.clients:
+            client.wake.set()
+
+    def encoded(self, key: str) -> bytes | None:
+        """The ``vol.surface.v1`` JSON of the latest surface of ``key`` (encoded once)."""
+        update = self.latest.get(key)
+        if update is None:
+            return None
+        cached = self._encoded.get(key)
+        if cached is None or cached[0] != update.seq:
+            cached = self._encoded[key] = (update.seq, encode_surface(update))
+        return cached[1]
+
+    def curves(self, key: str) -> bytes | None:
+        """The fitted smiles (and quotes, when known) of the latest surface, as JSON."""
+        update = self.latest.get(key)
+        if update is None:
+            return None
+        cached = self._curves.get(key)
+        if cached is None or cached[0] != update.seq:
+            quotes = self._quotes(update) if self._quotes is not None else None
+            cached = self._curves[key] = (update.seq, surface_curves(update, quotes))
+        return cached[1]
+
+    def health(self) -> dict[str, Any]:
+        """The health figures of the page: the source's, plus our own latency percentiles."""
+        body: dict[str, Any] = dict(self._health()) if self._health is not None else {}
+        if self._latencies_s:
+            p50, p99 = np.percentile(np.fromiter(self._latencies_s, float), [50, 99]) * 1e3
+            body.setdefault("latency_ms", {"p50": round(float(p50), 3),
+                                           "p99": round(float(p99), 3)})
+        body["keys"] = sorted(self.latest)
+        body["clients"] = len(self.clients)
+        return body
