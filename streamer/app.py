@@ -298,7 +298,7 @@ class Service:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     await sink.stop()
-                self._unsent += sink.pending
+                self._unsent += getattr(sink, "pending", 0)
 
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
