@@ -376,7 +376,9 @@ class Service:
         self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(
             ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3)
         self.metrics.surfaces_published_total.labels(underlying=update.underlying).inc()
-        self.health.set_published(update.key, ack_ts_ns / 1e9)
+        self.health.set_published(update.key, ack_ts_ns / 1e9,
+                                  exchange_ts_ms=update.exchange_ts_ms,
+                                  received_s=update.received_ts_ns / 1e9)
         self.health.set_broker(True)
         self.progress.on_delivered(update, receive_s)
         self.ui.publish(update, receive_s)

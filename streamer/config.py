@@ -90,6 +90,7 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     model: ModelName = "svi"
     models: dict[str, ModelName] = msgspec.field(default_factory=dict)
     min_quotes: int = 6
+    min_quotes_reduced: int = 4
     max_rel_spread: float = 1.0
     stale_after_ms: int = 120_000
     max_rmse_vol: float = 0.05
@@ -351,6 +352,9 @@ def _check(config: AppConfig) -> None:
         problems.append("metrics.port must be within 0..65535")
     if config.calibration.min_quotes < 5:
         problems.append("calibration.min_quotes must be >= 5 (SVI has 5 parameters)")
+    if not 3 <= config.calibration.min_quotes_reduced <= config.calibration.min_quotes:
+        problems.append("calibration.min_quotes_reduced must be within 3..min_quotes "
+                        "(the reduced smile has 3 parameters)")
     problems += _check_replay_files(config)
     for i, venue in enumerate(config.venues):
         if venue.heartbeat_s < 1:

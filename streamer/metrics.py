@@ -61,9 +61,10 @@ class Metrics:
                                       "Surfaces waiting for the broker", registry=r)
         self.fit_rmse_vol = Gauge("streamer_fit_rmse_vol", "Fit RMSE in vol, over slices",
                                   ["underlying", "stat"], registry=r)
-        self.surface_age_seconds = Gauge("streamer_surface_age_seconds",
-                                         "Time since the last published surface",
-                                         ["underlying"], registry=r)
+        self.surface_age_seconds = Gauge(
+            "streamer_surface_age_seconds", "Age of the market data behind the last published "
+            "surface: time since its newest quote's exchange time last moved on",
+            ["underlying"], registry=r)
         self.fallbacks_total = Counter("streamer_fallbacks", "Slices kept at the last good fit",
                                        ["underlying", "reason"], registry=r)
         self.arbitrage_violations_total = Counter(
@@ -104,7 +105,10 @@ class Health:
     publishes_surfaces: bool = True  # False for `streamer ingest`, which publishes quotes
     venues: dict[str, bool] = field(default_factory=dict)
     broker_ok: bool = False
+    #: Per key: when its market data last moved on (not when it was last published: a
+    #: surface republished over frozen quotes is as old as those quotes).
     last_publish_s: dict[str, float] = field(default_factory=dict)
+    _exchange_ts_ms: dict[str, int] = field(default_factory=dict)
 
     def set_venue(self, venue: str, connected: bool) -> None:
         """Record a venue session going up or down."""
@@ -114,9 +118,21 @@ class Health:
         """Record whether the sink reaches its broker."""
         self.broker_ok = ok
 
-    def set_published(self, key: str, when_s: float) -> None:
-        """Record a delivered surface."""
-        self.last_publish_s[key] = when_s
+    def set_published(self, key: str, when_s: float, *, exchange_ts_ms: int | None = None,
+                      received_s: float | None = None) -> None:
+        """Record a delivered surface, delivered at ``when_s``.
+
+        With ``exchange_ts_ms`` (the newest quote's exchange time), the key's market
+        data counts as fresh only when that moved forward, from ``received_s`` (when
+        that quote was received; ``when_s`` if not given).
+        """
+        if exchange_ts_ms is not None:
+            if exchange_ts_ms <= self._exchange_ts_ms.get(key, -1):
+                self.last_publish_s.setdefault(key, when_s)
+                return
+            self._exchange_ts_ms[key] = exchange_ts_ms
+        fresh_s = when_s if received_s is None else min(received_s, when_s)
+        self.last_publish_s[key] = fresh_s
 
     def readiness(self, now_s: float) -> tuple[bool, dict[str, Any]]:
         """Ready, and a JSON-able body saying what is not."""

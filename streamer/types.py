@@ -90,6 +90,39 @@ class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
     by_expiry: list[Dynamics] = msgspec.field(default_factory=list)
 
 
+class TenorDynamicsState(msgspec.Struct, frozen=True, kw_only=True):
+    """The smile-dynamics estimator's memory at one tenor: its anchor surface (ATM vol,
+    skew, log forward; NaN before the first) and its observations, oldest first."""
+
+    tenor_days: float
+    anchor_vol: float = float("nan")
+    anchor_skew: float = float("nan")
+    anchor_log_forward: float = float("nan")
+    dlnf: list[float] = msgspec.field(default_factory=list)
+    dvol: list[float] = msgspec.field(default_factory=list)
+    skew: list[float] = msgspec.field(default_factory=list)
+    #: observations ever taken (the window keeps the last ``len(dlnf)``)
+    count: int = 0
+
+
+class DynamicsState(msgspec.Struct, frozen=True, kw_only=True):
+    """What restores one key's smile dynamics after a restart or a rebalance: the
+    ``vol.dynamics.v1`` message (compacted, keyed ``venue:underlying``)."""
+
+    schema: str = "vol.dynamics.v1"
+    venue: str
+    underlying: str
+    #: the surface ``seq`` and ``exchange_ts_ms`` this state is as of
+    seq: int
+    exchange_ts_ms: int
+    tenors: list[TenorDynamicsState] = msgspec.field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """``venue:underlying``, the message key."""
+        return f"{self.venue}:{self.underlying}"
+
+
 class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """One expiry of a published surface."""
 

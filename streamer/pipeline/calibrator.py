@@ -106,7 +106,7 @@ class SliceCalibrator:
         whole chain); the cold retry and the fallback rules are the same either way.
         """
         if snap.n_quotes < self.config.min_quotes:
-            return self._keep(previous, snap, "stale", "too_few_quotes")
+            return self._reduced(snap, previous)
         model = self.model
         assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
         prev_params = previous.params if previous is not None else None
@@ -121,6 +121,19 @@ class SliceCalibrator:
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
             return self._keep(previous, snap, "fallback", reason)
         return SliceOutcome(fit=self._slice_fit(snap, fit.params, fit.rmse_vol, status))
+
+    def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> SliceOutcome:
+        """A slice with too few quotes for the model: a reduced (3-parameter) fit from
+        ``min_quotes_reduced`` quotes (an expiry hours away often shows only 4-5), else
+        the last fit kept stale, with the reason."""
+        reduced = getattr(self.model, "calibrate_reduced", None)
+        if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
+            return self._keep(previous, snap, "stale", "too_few_quotes")
+        fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
+        if not self._acceptable(fit.ok, fit.rmse_vol, previous):
+            return self._keep(previous, snap, "fallback",
+                              "fit_failed" if not fit.ok else "rmse_too_high")
+        return SliceOutcome(fit=self._slice_fit(snap, fit.params, fit.rmse_vol, "cold"))
 
     def _acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
         if not ok or not np.isfinite(rmse):
@@ -208,7 +221,9 @@ class SurfaceCalibrator:
     def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
                   previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
         """Warm from ``previous`` when there is one; cold when not or when warm fails."""
-        usable = [s for s in snaps if s.n_quotes >= self.config.min_quotes]
+        least = (self.config.min_quotes_reduced if getattr(self.model, "reduced_slices", False)
+                 else self.config.min_quotes)
+        usable = [s for s in snaps if s.n_quotes >= least]
         if not usable:
             return self._keep(snaps, previous, previous_rmse, previous_fits, "too_few_quotes")
         fit = self._fit(usable, previous)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from streamer.config import DynamicsConfig
 from streamer.core.dynamics import AtmPoint, atm_at_tenors, classify_regime, estimate_dynamics
-from streamer.types import Dynamics, SurfaceUpdate
+from streamer.types import Dynamics, DynamicsState, SurfaceUpdate, TenorDynamicsState
 
 DAYS_PER_YEAR = 365.0
 
@@ -58,6 +58,36 @@ class _TenorState:
         """The stored observations, shape (3, n)."""
         return self.obs[:, :min(self.count, self.obs.shape[1])]
 
+    def oldest_first(self) -> npt.NDArray[np.float64]:
+        """The stored observations in the order they were taken."""
+        size = self.obs.shape[1]
+        if self.count <= size:
+            return self.window()
+        return np.roll(self.obs, -(self.count % size), axis=1)
+
+    def to_state(self, days: float) -> TenorDynamicsState:
+        """This tenor's memory as a message."""
+        anchor = self.anchor or AtmPoint(float("nan"), float("nan"), float("nan"))
+        dlnf, dvol, skew = (row.tolist() for row in self.oldest_first())
+        return TenorDynamicsState(tenor_days=days, anchor_vol=anchor.vol,
+                                  anchor_skew=anchor.skew,
+                                  anchor_log_forward=anchor.log_forward, dlnf=dlnf,
+                                  dvol=dvol, skew=skew, count=self.count)
+
+    @classmethod
+    def from_state(cls, state: TenorDynamicsState, window: int) -> _TenorState:
+        """A tenor restored from its message; the last ``window`` observations kept."""
+        restored = cls(window)
+        rows = np.array([state.dlnf, state.dvol, state.skew], np.float64).reshape(3, -1)
+        rows = rows[:, -window:]
+        n = rows.shape[1]
+        restored.obs[:, :n] = rows  # oldest first, so a full ring next overwrites column 0
+        restored.count = n if n < window else -(-max(state.count, n) // window) * window
+        if np.isfinite(state.anchor_log_forward):
+            restored.anchor = AtmPoint(state.anchor_vol, state.anchor_skew,
+                                       state.anchor_log_forward)
+        return restored
+
 
 class DynamicsTracker:
     """Rolling spot-vol beta, SSR and regime for every ``venue:underlying``."""
@@ -72,6 +102,26 @@ class DynamicsTracker:
             self._states.clear()
         else:
             self._states.pop(key, None)
+
+    def state(self, surface: SurfaceUpdate) -> DynamicsState | None:
+        """The memory of ``surface``'s key as of that surface (None before its first)."""
+        states = self._states.get(surface.key)
+        if not states:
+            return None
+        return DynamicsState(venue=surface.venue, underlying=surface.underlying,
+                             seq=surface.seq, exchange_ts_ms=surface.exchange_ts_ms,
+                             tenors=[s.to_state(days) for days, s in sorted(states.items())])
+
+    def restore(self, state: DynamicsState) -> None:
+        """Continue a key from its published memory (after a restart or a rebalance).
+
+        Tenors no longer configured are ignored; the next surface's estimate uses the
+        restored observations.
+        """
+        tenors = {self.config.tenor_days, *self.config.bucket_days}
+        self._states[state.key] = {
+            s.tenor_days: _TenorState.from_state(s, self.config.window)
+            for s in state.tenors if s.tenor_days in tenors}
 
     def update(self, surface: SurfaceUpdate) -> Dynamics | None:
         """Feed one surface; the estimates at the reference tenor with ``by_expiry`` buckets.

@@ -42,7 +42,7 @@ from streamer.pipeline.snapshot import (
     count_rejects,
     years_to_expiry,
 )
-from streamer.types import Quote, SliceUpdate, SurfaceUpdate, VenueVolIndex
+from streamer.types import DynamicsState, Quote, SliceUpdate, SurfaceUpdate, VenueVolIndex
 
 CALENDAR_POINTS = 41
 CALENDAR_TOL = 1e-12
@@ -90,6 +90,8 @@ class Engine:
         self.venue = venue
         self._analytics = SurfaceAnalytics(analytics)
         self._dynamics = DynamicsTracker(dynamics)
+        self._last_surface: dict[str, SurfaceUpdate] = {}  # per underlying, for dynamics state
+        self._saved_counts: dict[str, int] = {}
         self.calibration = calibration
         self.batch = batch
         self._underlyings: dict[str, _Underlying] = {}
@@ -158,6 +160,31 @@ class Engine:
         if state is None:
             return []
         return [q for expiry in state.book.expiries() for q in state.book.quotes(expiry)]
+
+    def seed_dynamics(self, state: DynamicsState) -> bool:
+        """Continue an underlying's smile dynamics from its published memory.
+
+        Ignored (returns False) once this engine has published that underlying: its
+        own observations are newer.
+        """
+        if state.venue != self.venue or state.underlying in self._last_surface:
+            return False
+        self._dynamics.restore(state)
+        self._saved_counts[state.underlying] = sum(t.count for t in state.tenors)
+        return True
+
+    def take_dynamics_states(self) -> list[DynamicsState]:
+        """The dynamics memory of every underlying that took new observations since the
+        last call (what ``vol.dynamics.v1`` publishes: rarely, since an observation
+        needs the forward to move ``dynamics.min_move``)."""
+        states = []
+        for name, surface in sorted(self._last_surface.items()):
+            state = self._dynamics.state(surface)
+            count = -1 if state is None else sum(t.count for t in state.tenors)
+            if state is not None and count != self._saved_counts.get(name):
+                self._saved_counts[name] = count
+                states.append(state)
+        return states
 
     def drain_report(self) -> EngineReport:
         """The numbers since the previous call."""
@@ -332,6 +359,7 @@ class Engine:
             variance_index=self._analytics.variance_index(
                 model, [(e, state.book.quotes(e)) for e in state.book.expiries()],
                 {s.expiry_ts_ms: s for s in fitted}, now_ms, state.vol_index))
+        self._last_surface[name] = update
         return msgspec.structs.replace(update, dynamics=self._dynamics.update(update))
 
 

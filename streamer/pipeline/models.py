@@ -115,15 +115,27 @@ class SVIModel(_VolFromVariance):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None, *, bid_iv: FloatArray | None = None,
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
-        return svi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        if bid_iv is not None or ask_iv is not None:  # the band weighs by half spreads
+            return svi.calibrate(k, iv, t, None, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        return svi.calibrate(k, iv, t, weights, previous)
 
     def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                        t: Sequence[float], weights: Sequence[FloatArray],
                        previous: Sequence[Any | None], *,
                        bid_iv: Sequence[FloatArray] | None = None,
                        ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[Any]]:
-        return list(svi.calibrate_chain(k, iv, t, weights, previous, bid_ivs=bid_iv,
-                                        ask_ivs=ask_iv))
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return list(svi.calibrate_chain(k, iv, t, None if banded else weights, previous,
+                                        bid_ivs=bid_iv, ask_ivs=ask_iv))
+
+    def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
+                          weights: FloatArray) -> Fit[Any]:
+        """Too few quotes for five parameters: an SSVI slice (three), as raw SVI."""
+        fit = ssvi.fit_slice(k, iv, t, weights)
+        a, b, rho, m, sigma = fit.params.raw_svi() if fit.ok else (0.0,) * 5
+        return Fit(params=svi.SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma),
+                   rmse_vol=fit.rmse_vol, iterations=fit.iterations, status=fit.status,
+                   message=fit.message, nfev=fit.nfev, warm=False)
 
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
@@ -157,6 +169,11 @@ class SABRModel(_VarianceFromVol):
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
         return sabr.calibrate(1.0, np.exp(k), iv, t, weights, previous, beta=self.beta)
 
+    def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
+                          weights: FloatArray) -> Fit[Any]:
+        """SABR with its beta fixed has three parameters already: fitted as usual, cold."""
+        return sabr.calibrate(1.0, np.exp(k), iv, t, weights, None, beta=self.beta)
+
     def vol(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return sabr.implied_vol(1.0, np.exp(np.asarray(k, np.float64)), t, params)
 
@@ -174,6 +191,7 @@ class SSVIModel(_VolFromVariance):
     expiry publishes ``theta, rho, phi``."""
 
     name: str = "ssvi"
+    reduced_slices: bool = True  # three parameters an expiry: slices of 4-5 quotes join
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],

@@ -166,3 +166,58 @@ def test_bad_inputs_fail_as_a_status() -> None:
     assert ssvi.calibrate(ks, ivs, TRUE.t[::-1]).status == "failed"
     assert ssvi.calibrate(ks[:2], ivs[:2], TRUE.t[:3]).status == "failed"
     assert ssvi.calibrate([np.zeros(2)], [np.full(2, 0.5)], [0.5]).status == "failed"
+
+
+# --- reduced fits of short expiries ---------------------------------------------------
+
+#: Raw SVI of Deribit's BTC 8FEB26 expiry (13 hours away, 13 quotes) in the 2026-02-07
+#: 18:39 snapshot (shared/data/real, djienne), fitted by our SVI: a real sub-day smile.
+REAL_SUB_DAY = {"a": -0.0009246987894027129, "b": 0.023089306019366276,
+                "rho": -0.13627660966428207, "m": -0.004082623019160244,
+                "sigma": 0.05460895358216576}
+REAL_SUB_DAY_T = 0.001523215087519026
+
+
+def test_raw_svi_of_an_ssvi_slice_is_the_same_smile() -> None:
+    from streamer.core.models import svi
+
+    s = TRUE.slice(3)
+    a, b, rho, m, sigma = s.raw_svi()
+    k = np.linspace(-1.0, 1.0, 101)
+    raw = svi.SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma)
+    np.testing.assert_allclose(svi.total_variance(k, raw), ssvi.slice_total_variance(k, s),
+                               rtol=1e-12)
+
+
+def test_reduced_fit_recovers_a_slice_from_four_quotes() -> None:
+    s = TRUE.slice(0)
+    k = np.array([-0.1, -0.03, 0.02, 0.08])
+    iv = np.sqrt(ssvi.slice_total_variance(k, s) / TRUE.t[0])
+    fit = ssvi.fit_slice(k, iv, TRUE.t[0])
+    assert fit.ok
+    assert fit.rmse_vol < 1e-8
+    assert fit.params.as_dict() == pytest.approx(s.as_dict(), rel=1e-5)
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_reduced_fit_of_a_real_sub_day_smile_is_within_1vp_within_1_5_sd(n: int) -> None:
+    # Issue 12 item 6: a sub-day slice within 1 vp of the truth within 1.5 standard
+    # deviations, from the 4-5 quotes such an expiry shows, spread over that range.
+    from streamer.core.models import svi
+
+    truth = svi.SVIParams(**REAL_SUB_DAY)
+    sd = float(np.sqrt(svi.total_variance(0.0, truth)))
+    k = np.linspace(-1.5 * sd, 1.5 * sd, n)
+    iv = np.sqrt(svi.total_variance(k, truth) / REAL_SUB_DAY_T)
+    fit = ssvi.fit_slice(k, iv, REAL_SUB_DAY_T)
+    grid = np.linspace(-1.5 * sd, 1.5 * sd, 61)
+    got = np.sqrt(ssvi.slice_total_variance(grid, fit.params) / REAL_SUB_DAY_T)
+    want = np.sqrt(svi.total_variance(grid, truth) / REAL_SUB_DAY_T)
+    assert np.max(np.abs(got - want)) < 0.01
+    assert ssvi.butterfly_cap(fit.params.theta, fit.params.rho) >= (
+        fit.params.phi * fit.params.theta)
+
+
+def test_reduced_fit_refuses_too_few_or_bad_quotes() -> None:
+    assert ssvi.fit_slice(np.array([0.0, 0.1]), np.array([0.5, 0.5]), 0.01).status == "failed"
+    assert ssvi.fit_slice(np.zeros(3), np.full(4, 0.5), 0.01).status == "failed"

@@ -84,7 +84,7 @@ def test_a_kept_fit_is_measured_against_the_new_quotes() -> None:
     snap, _ = _snapshot()
     first = calibrator.calibrate(snap, None).fit
     assert first is not None
-    few = slice(10, 14)  # under min_quotes: the last fit is kept, 5 vol points too low
+    few = slice(10, 13)  # under min_quotes_reduced: the last fit is kept, 5 vp too low
     now = SliceSnapshot(expiry_ts_ms=1, t=T, forward=100.0, forward_method="parity",
                         k=snap.k[few], iv=snap.iv[few] + 0.05, bid_iv=snap.bid_iv[few] + 0.05,
                         ask_iv=snap.ask_iv[few] + 0.05, weights=snap.weights[few])

@@ -183,3 +183,20 @@ async def test_a_client_that_sends_garbage_does_not_stop_the_server(
     writer.close()
     await writer.wait_closed()
     assert (await request(handle.port, "/healthz"))[0] == 200
+
+
+def test_a_surface_republished_over_frozen_market_data_ages_and_fails_readiness() -> None:
+    # A replay looping without re-timing: surfaces keep coming, their quotes do not move.
+    health = Health(stale_after_s=30.0, venues={"deribit": True}, broker_ok=True)
+    health.set_published("deribit:BTC", 1_000.0, exchange_ts_ms=5_000, received_s=999.5)
+    for second in range(1, 40):
+        health.set_published("deribit:BTC", 1_000.0 + second, exchange_ts_ms=5_000,
+                             received_s=1_000.0 + second)
+    ready, body = health.readiness(1_040.0)
+    assert ready is False
+    assert body["surface_age_s"] == {"deribit:BTC": 40.5}
+    # Market data moving on again: fresh from the newest quote's receive time.
+    health.set_published("deribit:BTC", 1_041.0, exchange_ts_ms=5_001, received_s=1_040.8)
+    ready, body = health.readiness(1_041.0)
+    assert ready is True
+    assert body["surface_age_s"] == {"deribit:BTC": 0.2}

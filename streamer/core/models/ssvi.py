@@ -66,6 +66,14 @@ class SSVISlice(msgspec.Struct, frozen=True, kw_only=True):
         """Inverse of :meth:`as_dict`."""
         return cls(theta=d["theta"], rho=d["rho"], phi=d["phi"])
 
+    def raw_svi(self) -> tuple[float, float, float, float, float]:
+        """The same smile as raw SVI ``a, b, rho, m, sigma`` (Gatheral & Jacquier 2014,
+        Lemma 3.2 with the SSVI slice as natural SVI with ``Delta = mu = 0``)."""
+        a = 0.5 * self.theta * (1.0 - self.rho * self.rho)
+        b = 0.5 * self.theta * self.phi
+        return (a, b, self.rho, -self.rho / self.phi,
+                float(np.sqrt(1.0 - self.rho * self.rho)) / self.phi)
+
 
 def phi(theta: npt.ArrayLike, eta: float, gamma: float) -> FloatArray:
     """The power-law curvature function of Gatheral & Jacquier (2014), eq. (4.5)."""
@@ -190,27 +198,36 @@ def _essvi_from_x(x: FloatArray, t: tuple[float, ...]) -> ESSVIParams:
     ``f_j``) so a later expiry always has room to grow its ``psi``.
     """
     n = len(t)
-    rho = _RHO_MAX * np.tanh(x[:n])
-    ratio = np.ones(n)
-    ratio[1:] = calendar_ratio(rho[:-1], rho[1:])
-    theta = np.empty(n)
-    theta[0] = np.exp(x[n])
-    steps = np.exp(x[n + 1:2 * n])
+    flat = _essvi_map(np.asarray(x, np.float64)[None], n)[0]
+    return ESSVIParams(t=t, theta=tuple(float(v) for v in flat[:n]),
+                       rho=tuple(float(v) for v in flat[n:2 * n]),
+                       psi=tuple(float(v) for v in flat[2 * n:]))
+
+
+def _essvi_map(x: FloatArray, n: int) -> FloatArray:
+    """:func:`_essvi_from_x` for a batch of free vectors, shape ``(b, 3 n)`` to
+    ``[theta | rho | psi]`` of shape ``(b, 3 n)`` (one pass for a whole Jacobian)."""
+    rho = _RHO_MAX * np.tanh(x[:, :n])
+    ratio = np.ones_like(rho)
+    ratio[:, 1:] = calendar_ratio(rho[:, :-1], rho[:, 1:])
+    theta = np.empty_like(rho)
+    theta[:, 0] = np.exp(x[:, n])
+    steps = np.exp(x[:, n + 1:2 * n])
     for i in range(1, n):
-        theta[i] = ratio[i] * theta[i - 1] + steps[i - 1]
+        theta[:, i] = ratio[:, i] * theta[:, i - 1] + steps[:, i - 1]
     cap = butterfly_cap(theta, rho)
     ahead = cap.copy()
     for i in range(n - 2, -1, -1):
-        ahead[i] = min(cap[i], ahead[i + 1] / ratio[i + 1])
-    share = _logistic(x[2 * n:])
-    psi = np.empty(n)
-    psi[0] = share[0] * ahead[0]
+        ahead[:, i] = np.minimum(cap[:, i], ahead[:, i + 1] / ratio[:, i + 1])
+    share = _logistic(x[:, 2 * n:])
+    psi = np.empty_like(rho)
+    psi[:, 0] = share[:, 0] * ahead[:, 0]
     for i in range(1, n):
-        low = ratio[i] * psi[i - 1]
-        high = min(ahead[i], psi[i - 1] * theta[i] / theta[i - 1])
-        psi[i] = low + share[i] * max(high - low, 0.0)
-    return ESSVIParams(t=t, theta=tuple(float(v) for v in theta),
-                       rho=tuple(float(v) for v in rho), psi=tuple(float(v) for v in psi))
+        low = ratio[:, i] * psi[:, i - 1]
+        high = np.minimum(ahead[:, i], psi[:, i - 1] * theta[:, i] / theta[:, i - 1])
+        psi[:, i] = low + share[:, i] * np.maximum(high - low, 0.0)
+    result: FloatArray = np.concatenate([theta, rho, psi], axis=1)
+    return result
 
 
 def _essvi_to_x(theta: FloatArray, rho: FloatArray, psi: FloatArray) -> FloatArray:
@@ -246,11 +263,16 @@ def _essvi_to_x(theta: FloatArray, rho: FloatArray, psi: FloatArray) -> FloatArr
 
 def _slice_seed(k: FloatArray, iv: FloatArray, sqrt_w: FloatArray, t: float
                 ) -> tuple[float, float, float]:
-    """``theta, rho, psi`` of one expiry fitted on its own (no calendar constraint)."""
+    """``theta, rho, psi`` of one expiry fitted on its own (no calendar constraint), inside
+    the butterfly conditions of :func:`butterfly_cap`."""
     theta0 = max(_atm_total_variance(k, iv, t), 1e-8)
 
+    def unpack(x: FloatArray) -> tuple[float, float, float]:
+        th, r = float(np.exp(x[0])), float(_RHO_MAX * np.tanh(x[1]))
+        return th, r, float(butterfly_cap(th, r) * _logistic(x[2]))
+
     def residuals(x: FloatArray) -> FloatArray:
-        th, r, ps = np.exp(x[0]), _RHO_MAX * np.tanh(x[1]), np.exp(x[2])
+        th, r, ps = unpack(x)
         pk = ps * k
         w = 0.5 * (th + r * pk + np.sqrt((pk + r * th) ** 2 + th * th * (1.0 - r * r)))
         out: FloatArray = (np.sqrt(np.maximum(w, 0.0) / t) - iv) * sqrt_w
@@ -258,13 +280,34 @@ def _slice_seed(k: FloatArray, iv: FloatArray, sqrt_w: FloatArray, t: float
 
     best: tuple[float, FloatArray] | None = None
     for rho0 in (-0.3, 0.3):  # one start per side of the skew
-        x0 = np.array([np.log(theta0), np.arctanh(rho0), np.log(max(np.sqrt(theta0), 1e-3))])
+        share = min(np.sqrt(theta0) / float(butterfly_cap(theta0, rho0)), 0.9)
+        x0 = np.array([np.log(theta0), np.arctanh(rho0 / _RHO_MAX), _logit(share)])
         sol = least_squares(residuals, x0, method="lm", max_nfev=200, xtol=1e-10, ftol=1e-10)
         if best is None or sol.cost < best[0]:
             best = (float(sol.cost), sol.x)
     assert best is not None
-    x = best[1]
-    return float(np.exp(x[0])), float(_RHO_MAX * np.tanh(x[1])), float(np.exp(x[2]))
+    return unpack(best[1])
+
+
+def fit_slice(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
+              weights: npt.ArrayLike | None = None) -> Fit[SSVISlice]:
+    """One expiry's SSVI smile (``theta, rho, phi``: three parameters, butterfly-free), the
+    reduced fit for a slice with too few quotes for a five-parameter SVI (4-5 quotes on an
+    expiry a few hours away)."""
+    kk, vv = np.asarray(k, np.float64).ravel(), np.asarray(iv, np.float64).ravel()
+    ww = np.ones_like(kk) if weights is None else np.asarray(weights, np.float64).ravel()
+    empty = SSVISlice(theta=0.0, rho=0.0, phi=0.0)
+    if kk.shape != vv.shape or kk.shape != ww.shape or not (np.isfinite(t) and t > 0):
+        return Fit.failed(empty, "k, iv and weights differ in size, or t <= 0", warm=False)
+    good = np.isfinite(kk) & np.isfinite(vv) & (vv > 0) & np.isfinite(ww) & (ww >= 0)
+    if int(good.sum()) < 3:
+        return Fit.failed(empty, "a reduced slice needs >= 3 valid quotes", warm=False)
+    kk, vv, ww = kk[good], vv[good], ww[good]
+    theta, rho, psi = _slice_seed(kk, vv, np.sqrt(ww), t)
+    s = SSVISlice(theta=theta, rho=rho, phi=psi / theta)
+    err = np.sqrt(slice_total_variance(kk, s) / t) - vv
+    return Fit(params=s, rmse_vol=float(np.sqrt(np.mean(err * err))), iterations=0,
+               status="converged", warm=False)
 
 
 def _atm_total_variance(k: FloatArray, iv: FloatArray, t: float) -> float:
@@ -350,26 +393,15 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
         np.concatenate([a[g] for a, g in zip(asks, goods, strict=True)]),
         np.concatenate(ws)) if use_band else band.make_band(v_all, None, None, np.concatenate(ws))
 
-    def model_vol(x: FloatArray) -> FloatArray:
-        p = _essvi_from_x(x, tt)
-        theta = np.asarray(p.theta)[index]
-        rho = np.asarray(p.rho)[index]
-        pk = np.asarray(p.psi)[index] * k_all
-        w = 0.5 * (theta + rho * pk + np.sqrt((pk + rho * theta) ** 2
-                                               + theta * theta * (1.0 - rho * rho)))
-        result: FloatArray = np.sqrt(np.maximum(w, 0.0) / t_all)
-        return result
-
-    def residuals(x: FloatArray) -> FloatArray:
-        return band.residuals(model_vol(x), quote_band)[0]
-
+    objective = _SurfaceObjective(k_all, t_all, index, tt, quote_band)
     theta0, rho0, psi0 = (np.array(v) for v in zip(*_seeds(ks, vs, ws, tt, previous),
                                                      strict=True))
     x0 = _essvi_to_x(theta0, rho0, psi0)
-    budget = max_nfev if max_nfev is not None else 40 * (x0.size + 1)
-    sol = least_squares(residuals, x0, method="lm", max_nfev=budget, xtol=1e-10, ftol=1e-10)
+    budget = max_nfev if max_nfev is not None else 20 * (x0.size + 1)
+    sol = least_squares(objective.residuals, x0, jac=objective.jacobian, method="lm",
+                        max_nfev=budget, xtol=1e-8, ftol=1e-8)
     params = _essvi_from_x(sol.x, tt)
-    err = model_vol(sol.x) - v_all
+    err = objective.vols(sol.x) - v_all
     rmse = float(np.sqrt(np.mean(err * err)))
     if not np.isfinite(rmse):
         return Fit.failed(fallback, "non-finite model vols",
@@ -377,6 +409,62 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     return Fit(params=params, rmse_vol=rmse, iterations=int(sol.nfev),
                status="converged" if sol.status > 0 else "max_iter",
                message=str(sol.message), nfev=int(sol.nfev), warm=previous is not None)
+
+
+class _SurfaceObjective:
+    """Band residuals of an eSSVI surface and their Jacobian in the free variables.
+
+    The smile's derivatives in each expiry's ``theta, rho, psi`` are analytic; the map
+    from the free variables (:func:`_essvi_from_x`, a few scalar operations per expiry)
+    is differentiated by forward differences, so a Jacobian costs one pass over the
+    quotes instead of one per free variable.
+    """
+
+    def __init__(self, k: FloatArray, t: FloatArray, index: npt.NDArray[np.intp],
+                 expiries: tuple[float, ...], quote_band: band.Band) -> None:
+        self.k, self.t, self.index, self.expiries, self.band = k, t, index, expiries, quote_band
+        self.n = len(expiries)
+
+    def _flat(self, x: FloatArray) -> FloatArray:
+        result: FloatArray = _essvi_map(x[None], self.n)[0]
+        return result
+
+    def _smile(self, flat: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray,
+                                                 FloatArray, FloatArray]:
+        n, i = self.n, self.index
+        theta, rho, psi = flat[:n][i], flat[n:2 * n][i], flat[2 * n:][i]
+        pk = psi * self.k
+        y = pk + rho * theta
+        root = np.sqrt(y * y + theta * theta * (1.0 - rho * rho))
+        w = 0.5 * (theta + rho * pk + root)
+        dtheta = 0.5 * (1.0 + (rho * pk + theta) / root)
+        drho = 0.5 * pk * (1.0 + theta / root)
+        dpsi = 0.5 * self.k * (rho + y / root)
+        return w, dtheta, drho, dpsi, root
+
+    def vols(self, x: FloatArray) -> FloatArray:
+        w = self._smile(self._flat(x))[0]
+        result: FloatArray = np.sqrt(np.maximum(w, 0.0) / self.t)
+        return result
+
+    def residuals(self, x: FloatArray) -> FloatArray:
+        return band.residuals(self.vols(x), self.band)[0]
+
+    def jacobian(self, x: FloatArray) -> FloatArray:
+        flat = self._flat(x)
+        w, dtheta, drho, dpsi, _ = self._smile(flat)
+        vol = np.sqrt(np.maximum(w, 1e-300) / self.t)
+        scale = band.residuals(vol, self.band)[1] / (2.0 * vol * self.t)
+        n, m, i = self.n, self.k.size, self.index
+        rows = np.arange(m)
+        d_flat = np.zeros((m, 3 * n))
+        d_flat[rows, i] = dtheta * scale
+        d_flat[rows, n + i] = drho * scale
+        d_flat[rows, 2 * n + i] = dpsi * scale
+        h = 1e-7
+        d_map = (_essvi_map(x[None] + h * np.eye(x.size), n) - flat).T / h
+        result: FloatArray = d_flat @ d_map
+        return result
 
 
 def _check_inputs(ks: list[FloatArray], vs: list[FloatArray], ws: list[FloatArray],

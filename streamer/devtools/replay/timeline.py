@@ -3,13 +3,16 @@
 Like a live exchange, every connection sees the same moment of the market: the
 clock starts at the first subscription and message i is due
 ``(recv_i - recv_0) / speed`` later; a client connecting later joins at the current
-position. Listings, expiries, maintenance windows and silenced streams are placed on the same
-clock.
+position. Looping, each pass is re-timed: its exchange timestamps are moved on by the
+recording's span (plus one mean gap between messages) per pass, so quotes stay fresh
+instead of going back in time (``retime``). Listings, expiries, maintenance windows
+and silenced streams are placed on the same clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +34,30 @@ def load_ticks(path: Path, key_of: Callable[[bytes], str]) -> list[Tick]:
     """Every line of a tick file with its key (blocking: run it in a thread)."""
     return [Tick(line.received_ts_ns, line.raw, key_of(line.raw))
             for line in read_tickfile(path)]
+
+
+#: The exchange-time fields of the venues' data messages (ms since the epoch, 13 digits,
+#: a number or a string): Deribit ``timestamp``, OKX and Bybit ``ts``, Binance ``E``.
+_EXCHANGE_TS = re.compile(rb'"(timestamp|ts|E)":("?)(\d{13})\b')
+
+
+def retime(raw: bytes, shift_ms: int) -> bytes:
+    """``raw`` with every exchange timestamp moved on by ``shift_ms``."""
+    if not shift_ms:
+        return raw
+    return _EXCHANGE_TS.sub(
+        lambda m: b'"%s":%s%d' % (m[1], m[2], int(m[3]) + shift_ms), raw)
+
+
+def pass_shift_ms(ticks: list[Tick]) -> int:
+    """How far one pass of a loop moves exchange time on: the recording's span (of
+    receive or of exchange times, the longer) plus one mean gap between messages."""
+    if len(ticks) < 2:
+        return 1000
+    received_ms = (ticks[-1].received_ns - ticks[0].received_ns) / 1e6
+    stamps = [int(m[3]) for tick in ticks for m in _EXCHANGE_TS.finditer(tick.raw)]
+    exchange_ms = max(stamps) - min(stamps) if stamps else 0
+    return max(1, round(max(received_ms, exchange_ms) + received_ms / (len(ticks) - 1)))
 
 
 class Timeline:
@@ -73,19 +100,25 @@ class Timeline:
             for k, start, length in self.faults.silence_streams)
 
     async def play(self, ticks: list[Tick], send: Callable[[Tick], Awaitable[None]]) -> None:
-        """Hand each tick to ``send`` when due, once or forever (``loop``)."""
+        """Hand each tick to ``send`` when due, once or forever (``loop``, re-timed)."""
         await self.started.wait()
+        step_ms, passes = (pass_shift_ms(ticks) if self.loop else 0), 0
         while True:
             origin_wall, origin_file = time.monotonic(), ticks[0].received_ns if ticks else 0
+            shift_ms = passes * step_ms
             for tick in ticks:
                 delay = origin_wall + (tick.received_ns - origin_file) / 1e9 / self.speed - (
                     time.monotonic())
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await send(tick)
+                await send(tick._replace(raw=retime(tick.raw, shift_ms)) if shift_ms else tick)
             if not self.loop or not ticks:
                 self.finished.set()
                 return
+            passes += 1
+            # The gap between passes is one mean gap, as the shift counts it.
+            await asyncio.sleep(step_ms / 1e3 / self.speed - (
+                (ticks[-1].received_ns - origin_file) / 1e9 / self.speed))
 
     async def maintenance(self, notify: Callable[[bool], Awaitable[None]]) -> None:
         """Lock notices at the start and every 0.5 s of the window (Deribit repeats
