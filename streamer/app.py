@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -25,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
-from streamer.config import REPLAY, AppConfig, VenueConfig
+from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
@@ -127,6 +128,8 @@ class Service:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
                 await self._start_greeks(bootstrap)
+                if self.config.sink == "kafka":
+                    log.info("%s", subscribe_hint(self.config.kafka, bootstrap))
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
                        for name, source in await self._start_sources(bootstrap)]
             tasks: list[asyncio.Task[None]] = []
@@ -147,6 +150,8 @@ class Service:
             # underlyings over, and the next owner reads back what was published.
             await self._stop_sinks()
             await _cancel_all(sources)
+            if self.mode != "ingest" and self.config.sink == "kafka":
+                log.info("%s", closing_hint(self.config.kafka, bootstrap, self.progress.published))
         finally:
             await self._shutdown(http)
         problem = self._problem()
@@ -207,7 +212,9 @@ class Service:
             return ""
         if not self.config.kafka.embedded:
             return self.config.kafka.bootstrap_servers
-        self._broker = EmbeddedBroker()
+        # The documented address (README: localhost:9092) when it is free, else any port.
+        port = self.config.kafka.embedded_port
+        self._broker = EmbeddedBroker(port=port if port and _port_free(port) else 0)
         bootstrap = await asyncio.to_thread(self._broker.start)
         log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
         return bootstrap
@@ -406,6 +413,37 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def subscribe_hint(kafka: KafkaConfig, bootstrap: str) -> str:
+    """How to read the surfaces this run publishes: kcat, the Python client, or stdout."""
+    topic = kafka.surface_topic
+    # Debian's librdkafka cannot negotiate versions with Tansu: the 0.9 subset, offset 0.
+    compat = ("-X api.version.request=false -X broker.version.fallback=0.9.0 "
+              if kafka.embedded else "")
+    offset = "0" if kafka.embedded else "beginning"
+    return (f"surfaces go to topic {topic} at {bootstrap}; read them with: kcat {compat}"
+            f"-b {bootstrap} -C -t {topic} -o {offset} -f '%k %s\\n'  |  or in Python: "
+            f"SurfaceSubscriber({bootstrap!r}, keys=[...]) from streamer.client  |  "
+            "or run with --sink stdout for JSON lines")
+
+
+def closing_hint(kafka: KafkaConfig, bootstrap: str, published: int) -> str:
+    """The last word on where the surfaces went."""
+    where = f"{published} surfaces published to topic {kafka.surface_topic} at {bootstrap}"
+    if kafka.embedded:
+        return (f"{where}; the embedded broker stops with this run and its topics with it "
+                "(set kafka.bootstrap_servers to a cluster to keep them, or use --sink stdout)")
+    return f"{where}; read them with: kcat -b {bootstrap} -C -t {kafka.surface_topic} -o beginning"
 
 
 def apply_report(metrics: Metrics, engine: Engine) -> int:
