@@ -96,6 +96,7 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     max_rmse_vol: float = 0.05
     rmse_jump_factor: float = 4.0
     budget_ms: float = 100.0
+    surface_budget_ms: float = 1500.0
     warm_restart: bool = True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -218,9 +219,11 @@ class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class SurfaceCalibrator:
     """Fits every expiry at once (SSVI, Heston) against the previous good surface."""
 
-    def __init__(self, model: SurfaceModel, config: CalibrationConfig) -> None:
+    def __init__(self, model: SurfaceModel, config: CalibrationConfig,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.model = model
         self.config = config
+        self.clock = clock  # seconds; the calibration budget is measured on it
         self._slices = SliceCalibrator(model, config)  # for fallbacks and per-slice results
 
     def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
@@ -251,10 +254,14 @@ class SurfaceCalibrator:
         return SurfaceOutcome(fits=fits, params=fit.params, rmse_vol=fit.rmse_vol)
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
+        # A fit that runs past its budget stops at its best point so far (Heston); the
+        # next batch warm-starts from it. Replay's budget is unbounded (deterministic).
+        deadline = self.clock() + self.config.surface_budget_ms / 1000.0
         return self.model.calibrate_surface([s.k for s in snaps], [s.iv for s in snaps],
                                             [s.t for s in snaps], [s.weights for s in snaps],
                                             previous, bid_iv=[s.bid_iv for s in snaps],
-                                            ask_iv=[s.ask_iv for s in snaps])
+                                            ask_iv=[s.ask_iv for s in snaps],
+                                            should_stop=lambda: self.clock() > deadline)
 
     def _acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
         if not ok or not np.isfinite(rmse):

@@ -8,7 +8,7 @@ smile metrics and arbitrage checks do not care which kind produced it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,7 +69,8 @@ class SurfaceModel(SliceEvaluator, Protocol):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]: ...
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]: ...
 
     def slice_params(self, params: Any, index: int) -> Any: ...
 
@@ -199,7 +200,9 @@ class SSVIModel(_VolFromVariance):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]:
+        # eSSVI fits in milliseconds: no early stop needed.
         return ssvi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
 
     def slice_params(self, params: Any, index: int) -> Any:
@@ -239,8 +242,9 @@ class HestonModel(_VarianceFromVol):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
-        return heston.calibrate(k, iv, t, weights, previous)
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]:
+        return heston.calibrate(k, iv, t, weights, previous, should_stop=should_stop)
 
     def slice_params(self, params: Any, index: int) -> Any:
         return params
