@@ -62,6 +62,8 @@ class Source(Protocol):
 log = logging.getLogger(__name__)
 
 TIMER_PERIOD_S = 0.02
+#: An exchange-stage latency beyond this is a recording's old timestamp, not a latency.
+MAX_EXCHANGE_LAG_S = 3600.0
 
 
 class Service:
@@ -84,6 +86,9 @@ class Service:
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
         self._replays = ReplayServers(config.replay)
+        self._replayed = {v.name for v in config.venues if v.url == REPLAY}
+        self.metrics.declare([v.name for v in config.venues],
+                             [c for v in config.venues for c in v.currencies])
         self.sink: Sink | None = None
         self.ticks_sink: KafkaRecordSink[Quote] | None = None
         self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
@@ -380,8 +385,11 @@ class Service:
     def _on_delivered(self, update: SurfaceUpdate, ack_ts_ns: int) -> None:
         receive_s = (ack_ts_ns - update.received_ts_ns) / 1e9
         self.metrics.tick_to_publish_seconds.labels(stage="receive").observe(receive_s)
-        self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(
-            ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3)
+        exchange_s = ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3
+        # A recording's exchange times are its own, not now: measured only for live venues
+        # (and never a lag past MAX_EXCHANGE_LAG_S, an old file behind a --venue-url).
+        if update.venue not in self._replayed and exchange_s < MAX_EXCHANGE_LAG_S:
+            self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(exchange_s)
         self.metrics.surfaces_published_total.labels(underlying=update.underlying).inc()
         self.health.set_published(update.key, ack_ts_ns / 1e9,
                                   exchange_ts_ms=update.exchange_ts_ms,
