@@ -344,7 +344,7 @@ class Engine:
                 forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
                 atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
-                butterfly_free=f.butterfly_free, calendar_free=ok,
+                fit_status=f.fit_status, butterfly_free=f.butterfly_free, calendar_free=ok,
                 butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin,
                 atm_curvature=f.metrics.atm_curvature, rr10=f.metrics.rr10,
                 bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
