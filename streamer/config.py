@@ -98,6 +98,9 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     budget_ms: float = 100.0
     surface_budget_ms: float = 1500.0
     warm_restart: bool = True
+    #: Where `streamer run` cuts batches: a worker thread (the event loop never waits
+    #: for a fit) or inline on the event loop.
+    worker: Literal["thread", "inline"] = "thread"
 
 
 class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):

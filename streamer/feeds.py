@@ -9,19 +9,26 @@ metrics, health and progress line.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from streamer.metrics import Health, Metrics
-from streamer.pipeline.engine import Engine
 from streamer.progress import Progress
 from streamer.sinks.ticks import KafkaRecordSink
 from streamer.types import Quote, VenueVolIndex
 
 
+class QuoteTarget(Protocol):
+    """Where a venue's quotes go (an Engine, or the worker in front of one)."""
+
+    def on_quote(self, quote: Quote) -> None: ...
+
+    def on_vol_index(self, index: VenueVolIndex) -> None: ...
+
+
 class EngineFeed:
     """The sources' QuoteSink: quotes into the venue's engine, events into metrics."""
 
-    def __init__(self, engine_for: Callable[[str], Engine], metrics: Metrics, health: Health,
+    def __init__(self, engine_for: Callable[[str], QuoteTarget], metrics: Metrics, health: Health,
                  progress: Progress) -> None:
         self.engine_for = engine_for
         self.metrics, self.health, self.progress = metrics, health, progress
@@ -69,5 +76,5 @@ class TicksFeed(EngineFeed):
         """Not carried by the ticks topic (Quotes only): split-mode surfaces go without it."""
 
 
-def _no_engine(venue: str) -> Engine:
+def _no_engine(venue: str) -> QuoteTarget:
     raise AssertionError("ingest mode has no engine")
