@@ -60,7 +60,8 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     decoder = make_decoder(venue)
     # No time budget: deferring slices by wall-clock time would make two replays of
     # the same file differ with the machine's load.
-    unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12)
+    unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12,
+                                         surface_budget_ms=1e12)
     engine = Engine(venue, unbudgeted, config.batch, config.dynamics, config.analytics)
     await sink.start()
     count = quotes = 0

@@ -8,7 +8,7 @@ smile metrics and arbitrage checks do not care which kind produced it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,7 +69,8 @@ class SurfaceModel(SliceEvaluator, Protocol):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]: ...
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]: ...
 
     def slice_params(self, params: Any, index: int) -> Any: ...
 
@@ -115,15 +116,18 @@ class SVIModel(_VolFromVariance):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None, *, bid_iv: FloatArray | None = None,
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
-        return svi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        if bid_iv is not None or ask_iv is not None:  # the band weighs by half spreads
+            return svi.calibrate(k, iv, t, None, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        return svi.calibrate(k, iv, t, weights, previous)
 
     def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                        t: Sequence[float], weights: Sequence[FloatArray],
                        previous: Sequence[Any | None], *,
                        bid_iv: Sequence[FloatArray] | None = None,
                        ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[Any]]:
-        return list(svi.calibrate_chain(k, iv, t, weights, previous, bid_ivs=bid_iv,
-                                        ask_ivs=ask_iv))
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return list(svi.calibrate_chain(k, iv, t, None if banded else weights, previous,
+                                        bid_ivs=bid_iv, ask_ivs=ask_iv))
 
     def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
                           weights: FloatArray) -> Fit[Any]:
@@ -164,7 +168,9 @@ class SABRModel(_VarianceFromVol):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None, *, bid_iv: FloatArray | None = None,
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
-        return sabr.calibrate(1.0, np.exp(k), iv, t, weights, previous, beta=self.beta)
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return sabr.calibrate(1.0, np.exp(k), iv, t, None if banded else weights, previous,
+                              bid_iv=bid_iv, ask_iv=ask_iv, beta=self.beta)
 
     def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
                           weights: FloatArray) -> Fit[Any]:
@@ -194,7 +200,9 @@ class SSVIModel(_VolFromVariance):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]:
+        # eSSVI fits in milliseconds: no early stop needed.
         return ssvi.calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
 
     def slice_params(self, params: Any, index: int) -> Any:
@@ -234,8 +242,9 @@ class HestonModel(_VarianceFromVol):
                           t: Sequence[float], weights: Sequence[FloatArray],
                           previous: Any | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
-                          ask_iv: Sequence[FloatArray] | None = None) -> Fit[Any]:
-        return heston.calibrate(k, iv, t, weights, previous)
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[Any]:
+        return heston.calibrate(k, iv, t, weights, previous, should_stop=should_stop)
 
     def slice_params(self, params: Any, index: int) -> Any:
         return params

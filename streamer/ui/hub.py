@@ -10,6 +10,8 @@ So a slow browser sees fewer surfaces, never older ones, and never slows the pub
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,7 @@ import numpy as np
 from streamer.sinks.codec import encode_surface
 from streamer.types import Quote, SurfaceUpdate
 from streamer.ui.curves import surface_curves
+from streamer.ui.sse import sse_frame
 
 HealthSource = Callable[[], dict[str, Any]]
 QuotesSource = Callable[[SurfaceUpdate], "list[Quote] | None"]
@@ -59,13 +62,16 @@ class SurfaceHub:
         self._quotes = quotes
         self._encoded: dict[str, tuple[int, bytes]] = {}
         self._curves: dict[str, tuple[int, bytes]] = {}
-        self._latencies_s: deque[float] = deque(maxlen=window)
+        self._frames: dict[str, tuple[int, bytes]] = {}
+        self._health_json: tuple[float, bytes] = (-1.0, b"")
+        #: tick→publish seconds of the last ``window`` delivered surfaces (health event)
+        self.latencies_s: deque[float] = deque(maxlen=window)
 
     def publish(self, update: SurfaceUpdate, latency_s: float | None = None) -> None:
         """Store a delivered surface and tell every client; never blocks."""
         self.latest[update.key] = update
         if latency_s is not None:
-            self._latencies_s.append(latency_s)
+            self.latencies_s.append(latency_s)
         for client in self.clients:
             client.offer(update.key)
 
@@ -108,11 +114,35 @@ class SurfaceHub:
             cached = self._curves[key] = (update.seq, surface_curves(update, quotes))
         return cached[1]
 
+    def frames(self, key: str) -> bytes | None:
+        """The ``surface`` and ``curves`` events of the latest surface of ``key``, framed once
+        and written as the same bytes to every client."""
+        update = self.latest.get(key)
+        if update is None:
+            return None
+        cached = self._frames.get(key)
+        if cached is None or cached[0] != update.seq:
+            surface, curves = self.encoded(key), self.curves(key)
+            assert surface is not None
+            assert curves is not None
+            cached = self._frames[key] = (update.seq, sse_frame(
+                "surface", surface, f"{key}@{update.seq}") + sse_frame("curves", curves))
+        return cached[1]
+
+    def health_json(self, max_age_s: float = 0.5) -> bytes:
+        """:meth:`health` as JSON, computed at most every ``max_age_s`` for all clients (a
+        rate is over the time since the previous computation, not per client)."""
+        when, body = self._health_json
+        now = time.monotonic()
+        if now - when >= max_age_s or not body:
+            self._health_json = (now, body := json.dumps(self.health()).encode())
+        return body
+
     def health(self) -> dict[str, Any]:
         """The health figures of the page: the source's, plus our own latency percentiles."""
         body: dict[str, Any] = dict(self._health()) if self._health is not None else {}
-        if self._latencies_s:
-            p50, p99 = np.percentile(np.fromiter(self._latencies_s, float), [50, 99]) * 1e3
+        if self.latencies_s:
+            p50, p99 = np.percentile(np.fromiter(self.latencies_s, float), [50, 99]) * 1e3
             body.setdefault("latency_ms", {"p50": round(float(p50), 3),
                                            "p99": round(float(p99), 3)})
         body["keys"] = sorted(self.latest)

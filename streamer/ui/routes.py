@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from streamer.ui.hub import Client, SurfaceHub
+from streamer.ui.sse import sse_frame
 
 Route = Callable[[str, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -39,12 +40,6 @@ def response(status: str, content_type: str, body: bytes) -> bytes:
             f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\n"
             "Connection: close\r\n\r\n")
     return head.encode() + body
-
-
-def sse_frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
-    """One Server-Sent Event; ``data`` is one line of JSON (no newline inside)."""
-    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
-    return head.encode() + b"data: " + data + b"\n\n"
 
 
 def _not_found(reason: str) -> bytes:
@@ -87,14 +82,14 @@ async def stream_events(hub: SurfaceHub, writer: asyncio.StreamWriter,
     loop = asyncio.get_running_loop()
     try:
         writer.write(SSE_HEAD + b"retry: 1000\n\n")
-        writer.write(sse_frame("health", json.dumps(hub.health()).encode()))
+        writer.write(sse_frame("health", hub.health_json()))
         await writer.drain()
         next_health = loop.time() + health_period_s
         while not hub.closed:
             await _wait(client, next_health - loop.time())
             _write_pending(hub, client, writer)
             if loop.time() >= next_health:
-                writer.write(sse_frame("health", json.dumps(hub.health()).encode()))
+                writer.write(sse_frame("health", hub.health_json()))
                 next_health = loop.time() + health_period_s
             await writer.drain()  # a slow reader waits here while its keys conflate
     finally:
@@ -110,9 +105,6 @@ async def _wait(client: Client, timeout_s: float) -> None:
 
 def _write_pending(hub: SurfaceHub, client: Client, writer: asyncio.StreamWriter) -> None:
     for key in client.take():
-        surface, curves = hub.encoded(key), hub.curves(key)
-        if surface is None or curves is None:
-            continue
-        seq = hub.latest[key].seq
-        writer.write(sse_frame("surface", surface, f"{key}@{seq}"))
-        writer.write(sse_frame("curves", curves))
+        frames = hub.frames(key)
+        if frames is not None:
+            writer.write(frames)

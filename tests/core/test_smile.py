@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from streamer.core.smile import SmileMetrics, VolOfK, smile_metrics
+from streamer.core import smile as smile_module
+from streamer.core.models.svi import SVIParams, total_variance
+from streamer.core.smile import FloatArray, SmileMetrics, VolOfK, smile_metrics
 
 _N = NormalDist()
 
@@ -110,3 +112,69 @@ def test_high_total_vol_delta_strikes_beyond_three_are_found() -> None:
     assert k_call > 3.0
     assert m.rr10 == pytest.approx(b * (k_call - k_put), abs=1e-10)
     assert m.bf10 == pytest.approx(0.5 * b * (k_call + k_put), abs=1e-10)
+
+
+# -- the Newton path against the bisection it replaces ------------------------------------------
+
+_DELTAS = np.array([0.25, 0.10])
+
+
+def _svi_vol(p: SVIParams, t: float) -> VolOfK:
+    return lambda k: np.sqrt(np.maximum(total_variance(np.asarray(k, np.float64), p), 0.0) / t)
+
+
+def _random_svi(rng: np.random.Generator) -> tuple[SVIParams, float]:
+    t = float(np.exp(rng.uniform(np.log(1 / 365), np.log(2.0))))
+    atm = rng.uniform(0.3, 1.5)
+    b = rng.uniform(0.01, 0.6) * np.sqrt(t)
+    rho = rng.uniform(-0.9, 0.9)
+    sigma = rng.uniform(0.02, 0.5) * np.sqrt(t)
+    m = rng.uniform(-0.2, 0.2) * np.sqrt(t)
+    w0 = atm * atm * t
+    a = w0 - b * (rho * (-m) + np.hypot(m, sigma))
+    return SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma), t
+
+
+def test_newton_delta_strikes_equal_the_bisection_on_random_svi_smiles() -> None:
+    rng = np.random.default_rng(13)
+    newton_used = 0
+    for _ in range(300):
+        p, t = _random_svi(rng)
+        vol = _svi_vol(p, t)
+        newton = smile_module._newton_delta_strikes(vol, t, _DELTAS)
+        bis_call, bis_put = smile_module._bisect_delta_strikes(vol, t, _DELTAS)
+        if newton is None:
+            continue
+        newton_used += 1
+        assert newton[:2] == pytest.approx(bis_call, abs=1e-9)
+        assert newton[2:] == pytest.approx(bis_put, abs=1e-9)
+    assert newton_used >= 280  # Newton is the path, the bisection the exception
+
+
+@pytest.mark.parametrize(("a", "b", "t"), [(0.65, -0.15, 0.25), (1.2, -0.05, 2.0),
+                                           (0.45, 0.08, 1.0 / 52)])
+def test_newton_meets_the_hand_computed_linear_strikes(a: float, b: float, t: float) -> None:
+    k = smile_module._newton_delta_strikes(_linear(a, b), t, _DELTAS)
+    assert k is not None
+    for i, n_d1 in enumerate([0.25, 0.10, 0.75, 0.90]):
+        assert k[i] == pytest.approx(_linear_delta_strike(a, b, t, n_d1), abs=1e-12)
+
+
+def test_a_smile_without_delta_strikes_in_reach_falls_back_to_the_bisection() -> None:
+    """A smile whose total vol grows faster than |k| (d1 never reaches 10-delta on the
+    right): Newton gives up and the metrics are the bisection's, bracket edge and all."""
+    def wild(k: FloatArray) -> FloatArray:
+        return 0.5 + 3.0 * np.maximum(np.asarray(k, np.float64), 0.0) ** 2
+
+    assert smile_module._newton_delta_strikes(wild, 1.0, _DELTAS) is None
+    call, put = smile_module._delta_strikes(wild, 1.0, _DELTAS)
+    ref_call, ref_put = smile_module._bisect_delta_strikes(wild, 1.0, _DELTAS)
+    np.testing.assert_array_equal(call, ref_call)
+    np.testing.assert_array_equal(put, ref_put)
+
+
+def test_a_nan_smile_falls_back_to_the_bisection() -> None:
+    def nan_vol(k: FloatArray) -> FloatArray:
+        return np.full(np.shape(k), np.nan)
+
+    assert smile_module._newton_delta_strikes(nan_vol, 0.5, _DELTAS) is None

@@ -43,10 +43,11 @@ async def test_a_running_service_streams_surfaces_with_their_quotes_and_serves_t
                 health.append(json.loads(event.data))
         assert {s.schema_version for s in surfaces} == {1}
         # Inside the service each smile comes with its chain's bid/ask IVs.
-        bars = [q for c in curves for s in c["slices"] for q in s["quotes"] or []]
-        assert bars
-        assert all(q["bid_iv"] is None or q["ask_iv"] is None or q["bid_iv"] <= q["ask_iv"]
-                   for q in bars)
+        bars = [(k, bid, ask) for c in curves for s in c["slices"] if s["quotes"]
+                for k, bid, ask in zip(s["quotes"]["k"], s["quotes"]["bid_iv"],
+                                       s["quotes"]["ask_iv"], strict=True)]
+        assert len(bars) > 50
+        assert all(bid <= ask for _, bid, ask in bars if bid is not None and ask is not None)
         assert {"ticks_per_s", "rejects", "venues", "broker_ok", "keys"} <= set(health[-1])
 
         latest = await get(port, "/surface/deribit:BTC")

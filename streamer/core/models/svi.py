@@ -115,12 +115,10 @@ class _Chain(NamedTuple):
 
     def rows(self, rows: IntArray | list[int]) -> _Chain:
         """The chain of some slices only."""
-        b = self.band
         return _Chain(k=self.k[rows], iv=self.iv[rows], t=self.t[rows],
                       sqrt_w=self.sqrt_w[rows], valid=self.valid[rows],
                       n_valid=self.n_valid[rows], padded=self.padded,
-                      band=band.Band(mid=b.mid[rows], lower=b.lower[rows], upper=b.upper[rows],
-                                     sqrt_w=b.sqrt_w[rows], has_mid=b.has_mid[rows]))
+                      band=band.take(self.band, rows))
 
 
 class _Slice(NamedTuple):
@@ -157,7 +155,8 @@ def _clean(k: npt.ArrayLike, iv: npt.ArrayLike, t: float, weights: npt.ArrayLike
     return _Slice(k=kk, iv=vv, w=ww, bid=bb, ask=aa)
 
 
-def _pad(slices: Sequence[_Slice], ts: Sequence[float]) -> _Chain:
+def _pad(slices: Sequence[_Slice], ts: Sequence[float], pull: float = band.DEFAULT_PULL
+         ) -> _Chain:
     """Slices stacked into rows; padding is a weightless point at k = 0, vol 1."""
     sizes = [s.k.size for s in slices]
     n = max(sizes)
@@ -169,21 +168,14 @@ def _pad(slices: Sequence[_Slice], ts: Sequence[float]) -> _Chain:
             out[i, :v.size] = v
         return out
 
-    bands = [band.make_band(s.iv, s.bid, s.ask, s.w) for s in slices]
+    b = band.stack([band.make_band(s.iv, s.bid, s.ask, s.w, pull) for s in slices], n)
     valid = np.arange(n)[None, :] < np.asarray(sizes)[:, None]
-    has_mid = np.ones((len(slices), n), bool)
-    for i, x in enumerate(bands):
-        has_mid[i, :x.has_mid.size] = x.has_mid
-    b = band.Band(mid=stack([x.mid for x in bands], 1.0),
-                  lower=stack([x.lower for x in bands], 1.0),
-                  upper=stack([x.upper for x in bands], 1.0),
-                  sqrt_w=stack([x.sqrt_w for x in bands], 0.0), has_mid=has_mid)
     return _Chain(k=stack([s.k for s in slices], 0.0), iv=stack([s.iv for s in slices], 1.0),
-                  t=t, sqrt_w=b.sqrt_w, valid=valid, n_valid=np.asarray(sizes, float),
-                  padded=min(sizes) < n, band=b)
+                  t=t, sqrt_w=np.sqrt(stack([s.w for s in slices], 0.0)), valid=valid,
+                  n_valid=np.asarray(sizes, float), padded=min(sizes) < n, band=b)
 
 
-def _residual_fn(c: _Chain, pull: float) -> ResidualFn:
+def _residual_fn(c: _Chain) -> ResidualFn:
     """Band residuals of every slice (:mod:`streamer.core.models.band`) and their
     Jacobian in theta."""
     inv_t = 1.0 / c.t
@@ -197,7 +189,7 @@ def _residual_fn(c: _Chain, pull: float) -> ResidualFn:
         root = np.sqrt(x * x + sigma2)
         smile = rho * x + root
         vol = np.sqrt(np.maximum(a + b * smile, _W_FLOOR) * inv_t)
-        r, dr = band.residuals(vol, c.band, pull)
+        r, dr = band.residuals(vol, c.band)
         scale = 0.5 * dr * inv_t / vol  # dr/dw
         b_scale = scale * b
         jac = np.empty(shape)
@@ -230,7 +222,8 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     y = (c.k[:, None, :] - m[..., None]) / sigma[..., None]
     root = np.sqrt(y * y + 1.0)
     w = (c.sqrt_w * c.sqrt_w)[:, None, :]
-    target = (c.iv * c.iv * c.t)[:, None, :]
+    iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
+    target = (iv * iv * c.t)[:, None, :]
     wy, wr = w * y, w * root
     s1 = np.broadcast_to(w.sum(axis=-1), m.shape)
     sy, sr, syy, syr = wy.sum(-1), wr.sum(-1), (wy * y).sum(-1), (wy * root).sum(-1)
@@ -244,7 +237,7 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.clip(d / cc, -0.99, 0.99)
         vol = np.sqrt((a[..., None] + cc[..., None] * (rho[..., None] * y + root)) / c.t[:, None])
-    err = vol - c.iv[:, None, :]
+    err = vol - iv[:, None, :]
     undefined = np.isnan(err)  # w < 0: penalised per point, padding excepted
     score = (np.where(undefined, 0.0, err * err * w).sum(-1)
              + 1e3 * (undefined & c.valid[:, None, :]).sum(-1))
@@ -334,7 +327,7 @@ def calibrate_chain(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike],
             todo.append(i)
             cleaned.append(got)
     if todo:
-        got_fits = _fit(_pad(cleaned, [float(ts[i]) for i in todo]), [prev[i] for i in todo],
+        got_fits = _fit(_pad(cleaned, [float(ts[i]) for i in todo], pull), [prev[i] for i in todo],
                         _Solver(pull=pull, n_starts=max(n_starts, 1), max_iter=max_iter,
                                 tol=tol))
         for i, fit in zip(todo, got_fits, strict=True):
@@ -351,21 +344,16 @@ class _Solver(NamedTuple):
 
 def _starts(chain: _Chain, prev: list[SVIParams | None], n_starts: int
             ) -> tuple[FloatArray, IntArray]:
-    """Start points and the slice each belongs to: a warm slice's previous parameters,
-    a cold slice's ``n_starts`` best seeds."""
-    cold = [i for i, p in enumerate(prev) if p is None]
-    seeds = _seed_grid(chain.rows(cold), n_starts) if cold else np.empty((0, n_starts, 5))
+    """Start points and the slice each belongs to: a cold slice's ``n_starts`` best
+    quasi-explicit seeds; a warm slice's previous parameters and its best seed (a warm
+    start alone stays in the basin of a fit to an older, perhaps partial, chain)."""
+    seeds = _seed_grid(chain, n_starts)
     theta0: list[list[float] | FloatArray] = []
     owner: list[int] = []
-    j = 0
     for i, p in enumerate(prev):
-        if p is not None:
-            theta0.append(_to_theta(p))
-            owner.append(i)
-            continue
-        theta0.extend(seeds[j])
-        owner.extend([i] * n_starts)
-        j += 1
+        mine = seeds[i] if p is None else [_to_theta(p), seeds[i, 0]]
+        theta0.extend(mine)
+        owner.extend([i] * len(mine))
     return np.array(theta0, np.float64), np.array(owner, np.int64)
 
 
@@ -373,9 +361,9 @@ def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[F
     theta0, owner = _starts(chain, prev, solver.n_starts)
     problems = chain.rows(owner) if owner.size > len(prev) else chain
     res = levenberg_marquardt(
-        _residual_fn(problems, solver.pull), theta0, max_iter=solver.max_iter, tol=solver.tol,
-        select=lambda rows: _residual_fn(problems.rows(rows), solver.pull))
-    r, _ = _residual_fn(problems, solver.pull)(res.theta)
+        _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
+        select=lambda rows: _residual_fn(problems.rows(rows)))
+    r, _ = _residual_fn(problems)(res.theta)
     cost = np.where(np.isfinite(_rmse(problems, res.theta)), (r * r).sum(axis=1), np.inf)
     fits: list[Fit[SVIParams]] = []
     for i, p in enumerate(prev):
