@@ -45,11 +45,15 @@ async def latest_dynamics_states(config: KafkaConfig, bootstrap: str, *,
 async def latest_by_key(config: KafkaConfig, bootstrap: str, topic: str,
                         decode: Callable[[bytes], T], *, timeout_s: float = 10.0
                         ) -> dict[str, T]:
-    """Latest decodable value per key of ``topic``, read to its end at the start."""
+    """Latest decodable value per key of ``topic``, read to its end at the start.
+
+    Raises ``KafkaError`` when the broker cannot be reached; the consumer is closed
+    whatever failed (also when it failed to start).
+    """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None,
                                 **consumer_options(config, bootstrap))
-    await consumer.start()
     try:
+        await consumer.start()
         return await asyncio.wait_for(_read_to_end(consumer, topic, decode), timeout_s)
     except TimeoutError:
         log.warning("reading back %s took over %.0fs; starting cold", topic, timeout_s)
