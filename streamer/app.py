@@ -28,6 +28,7 @@ from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
+from streamer.engine_worker import EngineWorker
 from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
@@ -79,7 +80,7 @@ class Service:
         self.health = Health(stale_after_s=config.metrics.stale_after_s,
                              publishes_surfaces=mode != "ingest")
         self.progress = Progress()
-        self.engines: dict[str, Engine] = {}
+        self.engines: dict[str, EngineWorker] = {}
         # stderr: stdout carries only the surfaces of `--sink stdout` (pipe it to jq).
         self._progress_stream = progress_stream
         self.quiet = quiet
@@ -150,7 +151,7 @@ class Service:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
-                self._publish(self._flush_engines())
+                self._publish(await self._flush_engines())
             if self.mode == "ingest":  # no quote may arrive after the last flush
                 await _cancel_all(sources)
             # Deliver before the sources stop: a calibrator leaving its group hands its
@@ -204,14 +205,15 @@ class Service:
         return closing_line(self.mode, read=read, rejected=rejected, published=published,
                             problem=problem)
 
-    def engine_for(self, venue: str) -> Engine:
-        """The venue's engine (created on first use: calibrate mode learns venues from ticks)."""
-        engine = self.engines.get(venue)
-        if engine is None:
-            engine = self.engines[venue] = Engine(venue, self.config.calibration,
-                                                  self.config.batch, self.config.dynamics,
-                                                  self.config.analytics)
-        return engine
+    def engine_for(self, venue: str) -> EngineWorker:
+        """The venue's engine behind its worker (created on first use: calibrate mode
+        learns venues from ticks)."""
+        worker = self.engines.get(venue)
+        if worker is None:
+            engine = Engine(venue, self.config.calibration, self.config.batch,
+                            self.config.dynamics, self.config.analytics)
+            worker = self.engines[venue] = EngineWorker(engine, self.config.calibration.worker)
+        return worker
 
     async def _bootstrap(self) -> str:
         """The brokers to use; starts the embedded one when configured (and needed)."""
@@ -340,6 +342,8 @@ class Service:
 
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
+        for worker in self.engines.values():
+            await asyncio.to_thread(worker.close)
         await self._replays.stop()
         self.ui.close()  # ends the event streams, or closing the server would wait on them
         if http is not None:
@@ -362,12 +366,14 @@ class Service:
         while True:
             await asyncio.sleep(TIMER_PERIOD_S)
             now_ns = time.time_ns()
-            updates = [u for e in self.engines.values() for u in e.on_timer(now_ns)]
+            # Off the event loop: ingest, heartbeats and Kafka go on during the fits.
+            updates = [u for worker in list(self.engines.values())
+                       for u in await worker.on_timer(now_ns)]
             self._publish(updates)
 
-    def _flush_engines(self) -> list[SurfaceUpdate]:
+    async def _flush_engines(self) -> list[SurfaceUpdate]:
         now_ns = time.time_ns()
-        return [u for e in self.engines.values() for u in e.flush(now_ns)]
+        return [u for worker in list(self.engines.values()) for u in await worker.flush(now_ns)]
 
     def _publish(self, updates: list[SurfaceUpdate]) -> None:
         for engine in self.engines.values():
@@ -484,7 +490,7 @@ def closing_hint(kafka: KafkaConfig, bootstrap: str, published: int) -> str:
     return f"{where}; read them with: kcat -b {bootstrap} -C -t {kafka.surface_topic} -o beginning"
 
 
-def apply_report(metrics: Metrics, engine: Engine) -> int:
+def apply_report(metrics: Metrics, engine: Engine | EngineWorker) -> int:
     """Turn the engine's numbers since the last call into metric increments.
 
     Returns the number of quotes the engine rejected meanwhile.

@@ -3,13 +3,14 @@
 The event loop only appends quotes (and venue vol indices) to an inbox: a deque, whose
 ``append`` and ``popleft`` are atomic, so no lock on that hot path. Each cut runs on
 the worker's one thread: it first applies the inbox to the engine, then cuts the
-batches that are due, and returns the updates and the engine's report together; the
-loop awaits it (``run_in_executor``) while websockets, heartbeats and Kafka carry on.
-numpy releases the GIL in its heavy parts, and the interpreter switches threads every
-few milliseconds in between.
+batches that are due and returns their updates. The loop awaits it
+(``run_in_executor``) while websockets, heartbeats and Kafka carry on: numpy releases
+the GIL in its heavy parts, and the interpreter switches threads every few
+milliseconds in between.
 
-The other engine calls of the service (seed, instruments, the report) take the lock
-the cut holds; the service makes them between cuts. ``inline`` runs the same cut on
+The other engine calls of the service (seeds, instruments, the report, dynamics
+states) take the lock the cut holds; the service makes them between cuts (a UI request
+for instruments during a cut waits for it). ``inline`` runs the same cut on
 the event loop (the behaviour before the worker). An exception in a cut is raised
 again in the awaiting task: an engine failure is never silent.
 """
@@ -24,10 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from streamer.pipeline.engine import Engine, EngineReport
-from streamer.types import Quote, SurfaceUpdate, VenueVolIndex
+from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 
 WorkerMode = Literal["thread", "inline"]
-Cut = tuple[list[SurfaceUpdate], EngineReport]
+Cut = list[SurfaceUpdate]
 
 
 class EngineWorker:
@@ -56,7 +57,7 @@ class EngineWorker:
         self._inbox.append(index)
 
     async def on_timer(self, now_ns: int) -> Cut:
-        """Cut every batch due at ``now_ns``; the updates and the report since the last."""
+        """Cut every batch due at ``now_ns``."""
         return await self._run(self._cut, now_ns)
 
     async def flush(self, now_ns: int) -> Cut:
@@ -77,6 +78,16 @@ class EngineWorker:
         """``Engine.drain_report`` between cuts."""
         with self._lock:
             return self.engine.drain_report()
+
+    def seed_dynamics(self, state: DynamicsState) -> bool:
+        """``Engine.seed_dynamics`` between cuts."""
+        with self._lock:
+            return self.engine.seed_dynamics(state)
+
+    def take_dynamics_states(self) -> list[DynamicsState]:
+        """``Engine.take_dynamics_states`` between cuts."""
+        with self._lock:
+            return self.engine.take_dynamics_states()
 
     def close(self) -> None:
         """Stop the worker thread (waits for a cut in progress)."""
@@ -101,9 +112,9 @@ class EngineWorker:
     def _cut(self, now_ns: int) -> Cut:
         with self._lock:
             self._apply_inbox()
-            return self.engine.on_timer(now_ns), self.engine.drain_report()
+            return self.engine.on_timer(now_ns)
 
     def _flush(self, now_ns: int) -> Cut:
         with self._lock:
             self._apply_inbox()
-            return self.engine.flush(now_ns), self.engine.drain_report()
+            return self.engine.flush(now_ns)

@@ -1,0 +1,116 @@
+"""The engine worker: cuts off the event loop, same results as inline, errors raised,
+a clean shutdown. The engine is the real one, fed the head of the bundled recording."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from streamer.config import load_config
+from streamer.engine_worker import EngineWorker
+from streamer.pipeline.engine import Engine
+from streamer.replay_servers import bundled_sample
+from streamer.sinks.codec import encode_surface
+from streamer.sources.deribit.protocol import DeribitDecoder
+from streamer.tickfile import read_tickfile
+from streamer.types import SurfaceUpdate
+
+
+def _engine() -> Engine:
+    config = load_config(None, env={})
+    return Engine("deribit", config.calibration, config.batch, config.dynamics,
+                  config.analytics)
+
+
+async def _run(worker: EngineWorker, n_lines: int = 1500) -> list[bytes]:
+    decoder = DeribitDecoder()
+    out: list[SurfaceUpdate] = []
+    now_ns = 0
+    for line in itertools.islice(read_tickfile(bundled_sample()), n_lines):
+        now_ns = line.received_ts_ns
+        decoded = decoder.decode(line.raw, now_ns)
+        for quote in decoded.quotes:
+            worker.on_quote(quote)
+        for index in decoded.vol_indices:
+            worker.on_vol_index(index)
+        out += await worker.on_timer(now_ns)
+    out += await worker.flush(now_ns)
+    return [encode_surface(u) for u in out]
+
+
+async def test_thread_and_inline_publish_the_same_bytes() -> None:
+    thread, inline = EngineWorker(_engine(), "thread"), EngineWorker(_engine(), "inline")
+    try:
+        got, want = await _run(thread), await _run(inline)
+    finally:
+        thread.close()
+    assert want
+    assert got == want
+
+
+class _RecordingEngine(Engine):
+    def __init__(self) -> None:
+        config = load_config(None, env={})
+        super().__init__("deribit", config.calibration, config.batch)
+        self.cut_threads: set[int] = set()
+
+    def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
+        self.cut_threads.add(threading.get_ident())
+        return super().on_timer(now_ns)
+
+
+async def test_cuts_run_on_the_worker_thread_not_the_event_loop() -> None:
+    engine = _RecordingEngine()
+    worker = EngineWorker(engine, "thread")
+    try:
+        await _run(worker, 300)
+    finally:
+        worker.close()
+    assert engine.cut_threads
+    assert threading.get_ident() not in engine.cut_threads
+
+
+async def test_a_quote_waits_in_the_inbox_until_the_next_cut() -> None:
+    engine = _engine()
+    worker = EngineWorker(engine, "thread")
+    decoder = DeribitDecoder()
+    line = next(iter(read_tickfile(bundled_sample())))
+    quotes = decoder.decode(line.raw, line.received_ts_ns).quotes
+    assert quotes
+    try:
+        for quote in quotes:
+            worker.on_quote(quote)
+        assert engine.instruments(quotes[0].underlying) == []
+        await worker.on_timer(line.received_ts_ns)
+        assert worker.instruments(quotes[0].underlying) == quotes
+    finally:
+        worker.close()
+
+
+class _FailingEngine(Engine):
+    def __init__(self) -> None:
+        config = load_config(None, env={})
+        super().__init__("deribit", config.calibration, config.batch)
+
+    def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
+        raise RuntimeError("calibration exploded")
+
+
+@pytest.mark.parametrize("mode", ["thread", "inline"])
+async def test_an_engine_error_is_raised_in_the_awaiting_task(mode: str) -> None:
+    worker = EngineWorker(_FailingEngine(), mode)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(RuntimeError, match="calibration exploded"):
+            await worker.on_timer(1)
+    finally:
+        worker.close()
+
+
+async def test_close_stops_the_worker_thread() -> None:
+    worker = EngineWorker(_engine(), "thread")
+    await _run(worker, 200)
+    assert any(t.name.startswith("engine-deribit") for t in threading.enumerate())
+    worker.close()
+    assert not any(t.name.startswith("engine-deribit") for t in threading.enumerate())
