@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import BrokerResponseError, TopicAlreadyExistsError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
@@ -24,11 +24,18 @@ from streamer.errors import BrokerError
 log = logging.getLogger(__name__)
 
 
-class TopicMismatch(BrokerError):
+class BrokerRefused(BrokerError):
+    """The broker or its topics cannot serve this config: retrying will not help."""
+
+    retryable = False
+
+
+class TopicMismatch(BrokerRefused):
     """An existing topic's partitions or cleanup policy differ from the config: a key
     would move to another partition (or the latest surface would not be kept)."""
 
-    retryable = False
+
+_warned_no_idempotence: set[str] = set()
 
 
 def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
@@ -118,7 +125,27 @@ async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProduce
         mismatches = await ensure_topics(config, bootstrap)
         if mismatches:
             raise TopicMismatch("; ".join(mismatches))
-    producer = AIOKafkaProducer(**producer_options(config, bootstrap))
+    options = producer_options(config, bootstrap)
+    try:
+        return await _started(options)
+    except BrokerResponseError as exc:
+        # InitProducerId refused (Tansu: UnknownError): the broker has no idempotent producer.
+        if not options["enable_idempotence"]:
+            raise
+        reason = f"{bootstrap} refused an idempotent producer (InitProducerId: " \
+                 f"{type(exc).__name__})"
+        if config.enable_idempotence:
+            raise BrokerRefused(f"{reason}: set kafka.enable_idempotence: false (or null) "
+                                "for this broker") from exc
+        if bootstrap not in _warned_no_idempotence:
+            _warned_no_idempotence.add(bootstrap)
+            log.warning("%s; continuing without it (set kafka.enable_idempotence: false "
+                        "to skip the attempt)", reason)
+        return await _started({**options, "enable_idempotence": False})
+
+
+async def _started(options: dict[str, Any]) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(**options)
     try:
         await producer.start()
     except BaseException:
