@@ -41,12 +41,12 @@ from streamer.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
-from streamer.sinks.surface_reader import latest_surfaces
-from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
+from streamer.sinks.surface_reader import latest_dynamics_states, latest_surfaces
+from streamer.sinks.ticks import KafkaRecordSink, dynamics_sink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
 from streamer.summary import closing_line
-from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
+from streamer.types import DynamicsState, InstrumentGreeks, Quote, SurfaceUpdate
 from streamer.ui.health import ServiceHealth
 from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route
@@ -92,6 +92,7 @@ class Service:
         self.sink: Sink | None = None
         self.ticks_sink: KafkaRecordSink[Quote] | None = None
         self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
+        self.dynamics_sink: KafkaRecordSink[DynamicsState] | None = None
         self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
@@ -133,6 +134,7 @@ class Service:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
                 await self._start_greeks(bootstrap)
+                await self._start_dynamics(bootstrap)
                 if self.config.sink == "kafka":
                     log.info("%s", subscribe_hint(self.config.kafka, bootstrap))
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
@@ -245,6 +247,15 @@ class Service:
                                        on_error=self._on_kafka_error)
         await self.greeks_sink.start()
 
+    async def _start_dynamics(self, bootstrap: str) -> None:
+        """Each key's smile-dynamics memory on ``kafka.dynamics_topic``, when configured."""
+        topic = self.config.kafka.dynamics_topic
+        if topic is None or self.config.sink != "kafka":
+            return
+        self.dynamics_sink = dynamics_sink(self.config.kafka, bootstrap, topic,
+                                           on_error=self._on_kafka_error)
+        await self.dynamics_sink.start()
+
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
         options = self.engine_for(update.venue).instruments(update.underlying)
@@ -263,6 +274,7 @@ class Service:
             return
         if isinstance(self.sink, KafkaSink):
             self.sink.resume(latest)
+        await self._restore_dynamics(bootstrap)
         seeded = [key for key, update in sorted(latest.items())
                   if self.engine_for(update.venue).seed(update)]
         if seeded:
@@ -270,6 +282,20 @@ class Service:
         elif latest:
             log.info("read back %d surfaces; every underlying already calibrating here",
                      len(latest))
+
+    async def _restore_dynamics(self, bootstrap: str) -> None:
+        """Continue the smile-dynamics estimates from their published memory."""
+        try:
+            states = await latest_dynamics_states(self.config.kafka, bootstrap)
+        except (KafkaError, OSError) as exc:
+            log.warning("could not read back %s (%s); smile dynamics start over",
+                        self.config.kafka.dynamics_topic, exc)
+            return
+        restored = [f"{key} ({sum(t.count for t in s.tenors)} observations)"
+                    for key, s in sorted(states.items())
+                    if self.engine_for(s.venue).seed_dynamics(s)]
+        if restored:
+            log.info("smile dynamics restored for %s", ", ".join(restored))
 
     async def _start_sources(self, bootstrap: str) -> list[tuple[str, Source]]:
         if self.mode == "calibrate":
@@ -304,8 +330,8 @@ class Service:
             task.cancel()
 
     async def _stop_sinks(self) -> None:
-        sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink]
-        self.sink = self.ticks_sink = self.greeks_sink = None
+        sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink, self.dynamics_sink]
+        self.sink = self.ticks_sink = self.greeks_sink = self.dynamics_sink = None
         for sink in sinks:
             if sink is not None:
                 with contextlib.suppress(Exception):
@@ -353,6 +379,10 @@ class Service:
             self.sink.publish(stamped)
             if self.greeks_sink is not None:
                 self._publish_greeks(stamped)
+        if self.dynamics_sink is not None:
+            for engine in self.engines.values():
+                for state in engine.take_dynamics_states():
+                    self.dynamics_sink.add(state)
         self._export_sink_backlog()
 
     def _export_sink_backlog(self) -> None:

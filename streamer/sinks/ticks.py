@@ -1,4 +1,5 @@
-"""Streams of small records to Kafka: quotes to the ticks topic, greeks to the greeks topic.
+"""Streams of small records to Kafka: quotes to the ticks topic, greeks to the greeks topic,
+each key's smile-dynamics memory to the dynamics topic.
 
 ``streamer ingest`` sends msgpack-encoded ``Quote`` structs keyed
 ``<venue>:<underlying>``, so one underlying's quotes stay in one partition, in order,
@@ -27,12 +28,13 @@ from streamer.kafka_client import BrokerRefused, start_producer
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.tasks import cancel_and_wait
-from streamer.types import InstrumentGreeks, Quote
+from streamer.types import DynamicsState, InstrumentGreeks, Quote
 
 log = logging.getLogger(__name__)
 
 TICKS_SCHEMA_HEADER = ("schema", b"vol.ticks.v1")
 GREEKS_SCHEMA_HEADER = ("schema", b"vol.greeks.v1")
+DYNAMICS_SCHEMA_HEADER = ("schema", b"vol.dynamics.v1")
 SEND_PERIOD_S = 0.02
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
@@ -172,6 +174,13 @@ def greeks_sink(config: KafkaConfig, bootstrap: str, topic: str, **callbacks: An
     """Per-option greeks to ``topic``, keyed by instrument (JSON, NaN as null)."""
     return KafkaRecordSink(config, bootstrap, topic=topic, key_of=lambda g: g.instrument,
                            encode=_json.encode, header=GREEKS_SCHEMA_HEADER, **callbacks)
+
+
+def dynamics_sink(config: KafkaConfig, bootstrap: str, topic: str, **callbacks: Any
+                  ) -> KafkaRecordSink[DynamicsState]:
+    """Smile-dynamics memory to ``topic`` (compacted), keyed ``<venue>:<underlying>``."""
+    return KafkaRecordSink(config, bootstrap, topic=topic, key_of=lambda s: s.key,
+                           encode=_json.encode, header=DYNAMICS_SCHEMA_HEADER, **callbacks)
 
 
 def decode_greeks(data: bytes) -> InstrumentGreeks:
