@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from typing import Any, Literal, Protocol, TextIO
@@ -24,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
-from streamer.config import REPLAY, AppConfig, VenueConfig
+from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.errors import ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
@@ -59,6 +60,8 @@ class Source(Protocol):
 log = logging.getLogger(__name__)
 
 TIMER_PERIOD_S = 0.02
+#: An exchange-stage latency beyond this is a recording's old timestamp, not a latency.
+MAX_EXCHANGE_LAG_S = 3600.0
 
 
 class Service:
@@ -81,6 +84,9 @@ class Service:
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
         self._replays = ReplayServers(config.replay)
+        self._replayed = {v.name for v in config.venues if v.url == REPLAY}
+        self.metrics.declare([v.name for v in config.venues],
+                             [c for v in config.venues for c in v.currencies])
         self.sink: Sink | None = None
         self.ticks_sink: KafkaRecordSink[Quote] | None = None
         self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
@@ -121,6 +127,8 @@ class Service:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
                 await self._start_greeks(bootstrap)
+                if self.config.sink == "kafka":
+                    log.info("%s", subscribe_hint(self.config.kafka, bootstrap))
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
                        for name, source in await self._start_sources(bootstrap)]
             tasks: list[asyncio.Task[None]] = []
@@ -141,6 +149,8 @@ class Service:
             for task in sources:
                 task.cancel()
             await asyncio.gather(*sources, return_exceptions=True)
+            if self.mode != "ingest" and self.config.sink == "kafka":
+                log.info("%s", closing_hint(self.config.kafka, bootstrap, self.progress.published))
             return 0
         finally:
             await self._shutdown(http)
@@ -160,7 +170,9 @@ class Service:
             return ""
         if not self.config.kafka.embedded:
             return self.config.kafka.bootstrap_servers
-        self._broker = EmbeddedBroker()
+        # The documented address (README: localhost:9092) when it is free, else any port.
+        port = self.config.kafka.embedded_port
+        self._broker = EmbeddedBroker(port=port if port and _port_free(port) else 0)
         bootstrap = await asyncio.to_thread(self._broker.start)
         log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
         return bootstrap
@@ -324,8 +336,11 @@ class Service:
     def _on_delivered(self, update: SurfaceUpdate, ack_ts_ns: int) -> None:
         receive_s = (ack_ts_ns - update.received_ts_ns) / 1e9
         self.metrics.tick_to_publish_seconds.labels(stage="receive").observe(receive_s)
-        self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(
-            ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3)
+        exchange_s = ack_ts_ns / 1e9 - update.exchange_ts_ms / 1e3
+        # A recording's exchange times are its own, not now: measured only for live venues
+        # (and never a lag past MAX_EXCHANGE_LAG_S, an old file behind a --venue-url).
+        if update.venue not in self._replayed and exchange_s < MAX_EXCHANGE_LAG_S:
+            self.metrics.tick_to_publish_seconds.labels(stage="exchange").observe(exchange_s)
         self.metrics.surfaces_published_total.labels(underlying=update.underlying).inc()
         self.health.set_published(update.key, ack_ts_ns / 1e9,
                                   exchange_ts_ms=update.exchange_ts_ms,
@@ -342,6 +357,37 @@ class Service:
     def _on_kafka_error(self, reason: str) -> None:
         self.metrics.kafka_errors_total.labels(reason=reason).inc()
         self.health.set_broker(False)
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def subscribe_hint(kafka: KafkaConfig, bootstrap: str) -> str:
+    """How to read the surfaces this run publishes: kcat, the Python client, or stdout."""
+    topic = kafka.surface_topic
+    # Debian's librdkafka cannot negotiate versions with Tansu: the 0.9 subset, offset 0.
+    compat = ("-X api.version.request=false -X broker.version.fallback=0.9.0 "
+              if kafka.embedded else "")
+    offset = "0" if kafka.embedded else "beginning"
+    return (f"surfaces go to topic {topic} at {bootstrap}; read them with: kcat {compat}"
+            f"-b {bootstrap} -C -t {topic} -o {offset} -f '%k %s\\n'  |  or in Python: "
+            f"SurfaceSubscriber({bootstrap!r}, keys=[...]) from streamer.client  |  "
+            "or run with --sink stdout for JSON lines")
+
+
+def closing_hint(kafka: KafkaConfig, bootstrap: str, published: int) -> str:
+    """The last word on where the surfaces went."""
+    where = f"{published} surfaces published to topic {kafka.surface_topic} at {bootstrap}"
+    if kafka.embedded:
+        return (f"{where}; the embedded broker stops with this run and its topics with it "
+                "(set kafka.bootstrap_servers to a cluster to keep them, or use --sink stdout)")
+    return f"{where}; read them with: kcat -b {bootstrap} -C -t {kafka.surface_topic} -o beginning"
 
 
 def apply_report(metrics: Metrics, engine: Engine) -> int:

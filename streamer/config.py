@@ -104,6 +104,8 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     """Producer and topic settings; secrets come only from the environment."""
 
     bootstrap_servers: str = EMBEDDED
+    #: Port of the embedded broker when it is free (else any free port, printed at start).
+    embedded_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9092
     client_id: str = "streamer"
     surface_topic: str = "vol.surface.v1"
     ticks_topic: str = "vol.ticks.v1"

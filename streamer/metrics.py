@@ -10,14 +10,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamer import __version__
+from streamer.core.quotes import QuoteReject
 from streamer.errors import listen_error
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -77,12 +85,47 @@ class Metrics:
         self.build_info = Gauge("streamer_build_info", "Build information", ["version"],
                                 registry=r)
         self.build_info.labels(version=__version__).set(1)
+        # process_*: resident memory, CPU seconds, open files (Linux /proc).
+        ProcessCollector(registry=r)
+
+    def declare(self, venues: Iterable[str], underlyings: Iterable[str]) -> None:
+        """Every labelled counter at zero for its known labels, before anything happens.
+
+        ``rate()`` and alerts need the series to exist before the first increment
+        (a first reject would otherwise be invisible to ``increase``).
+        """
+        venues, underlyings = sorted(set(venues)), sorted(set(underlyings))
+        for venue in venues:
+            self.ticks_total.labels(venue=venue)
+            self.ws_reconnects_total.labels(venue=venue)
+            for reason in REJECT_REASONS:
+                self.ticks_rejected_total.labels(venue=venue, reason=reason)
+        for underlying in underlyings:
+            self.surfaces_published_total.labels(underlying=underlying)
+            for reason in FALLBACK_REASONS:
+                self.fallbacks_total.labels(underlying=underlying, reason=reason)
+            for status in SLICE_STATUSES:
+                self.slices_fitted_total.labels(underlying=underlying, status=status)
+            for kind in ARBITRAGE_KINDS:
+                self.arbitrage_violations_total.labels(underlying=underlying, kind=kind)
+        for reason in KAFKA_ERRORS:
+            self.kafka_errors_total.labels(reason=reason)
 
     def render(self) -> bytes:
         """The text exposition format."""
         result: bytes = generate_latest(self.registry)
         return result
 
+
+#: The known label values of the counters, declared at zero by ``Metrics.declare``:
+#: the quote filters' reasons (core.quotes.QuoteReject), the decoders' and sessions'.
+REJECT_REASONS = (*(r.label for r in QuoteReject if r is not QuoteReject.OK),
+                  "malformed", "unexpected_message", "unsubscribed_channel", "expired",
+                  "subscribe_rejected", "rate_limited")
+FALLBACK_REASONS = ("fit_failed", "rmse_too_high")
+SLICE_STATUSES = ("warm", "cold", "fallback", "stale")
+ARBITRAGE_KINDS = ("butterfly", "calendar")
+KAFKA_ERRORS = ("ack_timeout",)
 
 #: Every metric family name as exposed (counters with their ``_total`` suffix).
 METRIC_NAMES = frozenset({

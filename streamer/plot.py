@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,17 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="config.yaml (default: built-in defaults)")
     parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
     parser.add_argument("--underlying", action="append", help="only these (repeatable)")
-    parser.add_argument("--min-move", type=float, default=DynamicsConfig().min_move,
-                        help="dynamics: log-forward move per observation (default %(default)s)")
+    parser.add_argument("--min-move", type=float,
+                        help="dynamics: the smallest log-forward move that makes an "
+                             f"observation (default: dynamics.min_move, "
+                             f"{DynamicsConfig().min_move})")
     return parser
 
 
 async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
     from streamer.app import replay_file
+    from streamer.progress import ProgressBar
     from streamer.sinks.base import MemorySink
 
     sink = MemorySink()
-    await replay_file(path, config, sink)
+    await replay_file(path, config, sink, progress=ProgressBar(f"replay {path.name}"))
     return sink.updates
 
 
@@ -108,10 +112,13 @@ def _final_books(path: Path, venue: str) -> dict[str, ChainBook]:
     return books
 
 
-def _with_dynamics(updates: list[SurfaceUpdate], min_move: float) -> list[Dynamics | None]:
-    tracker = DynamicsTracker(DynamicsConfig(min_move=min_move))
+def _with_dynamics(updates: list[SurfaceUpdate], config: DynamicsConfig,
+                   recompute: bool) -> list[Dynamics | None]:
+    """The surfaces' own dynamics, or (``recompute``, or where they carry none) a
+    tracker's run over them with ``config``."""
+    tracker = DynamicsTracker(config)
     computed = [tracker.update(u) for u in updates]
-    return [u.dynamics if u.dynamics is not None else d
+    return [u.dynamics if u.dynamics is not None and not recompute else d
             for u, d in zip(updates, computed, strict=True)]
 
 
@@ -196,20 +203,29 @@ def _dynamics(fig: Figure, updates: list[SurfaceUpdate], dyn: list[Dynamics | No
     for name in ("spot_vol_beta", "fixed_strike_beta"):
         col[name][few] = np.nan
     ssr_ax, beta_ax, spot_ax = fig.subplots(3, 1, sharex=True)
-    ssr_ax.fill_between(x, col["ssr_low"], col["ssr_high"], color="tab:blue", alpha=0.2,
-                        label="95% interval")
-    ssr_ax.plot(x, col["ssr"], color="tab:blue", label="SSR")
+    if np.isfinite(col["ssr"]).any():
+        ssr_ax.fill_between(x, col["ssr_low"], col["ssr_high"], color="tab:blue", alpha=0.2,
+                            label="95% interval")
+        ssr_ax.plot(x, col["ssr"], color="tab:blue", label="SSR")
+        ssr_ax.legend(fontsize=7, loc="upper right")
+    else:  # say why the panel is empty, rather than a legend of lines never drawn
+        most = max((d.ssr_n_obs for _, d in pairs), default=0)
+        ssr_ax.text(0.5, 0.5, f"no SSR estimate: at most {most} observations, {MIN_DRAWN_OBS} "
+                    "needed\n(a smaller --min-move counts smaller moves)",
+                    transform=ssr_ax.transAxes, ha="center", va="center", fontsize=9)
     for level, name in REGIME_LINES:
         ssr_ax.axhline(level, color="tab:gray", lw=0.7, ls=":")
         ssr_ax.annotate(name, (0.0, level), xycoords=("axes fraction", "data"), fontsize=7,
                         color="tab:gray")
     _limits(ssr_ax, col["ssr"])
     ssr_ax.set_ylabel("SSR")
-    ssr_ax.legend(fontsize=7, loc="upper right")
-    beta_ax.plot(x, col["spot_vol_beta"], label="spot-vol beta dσ_ATM/dlnS")
-    beta_ax.plot(x, col["fixed_strike_beta"], label="fixed-strike beta")
-    beta_ax.plot(x, col["atm_skew"], ls="--", label="ATM skew dσ/dk")
-    beta_ax.legend(fontsize=7)
+    for name, style, label in (("spot_vol_beta", "-", "spot-vol beta dσ_ATM/dlnS"),
+                               ("fixed_strike_beta", "-", "fixed-strike beta"),
+                               ("atm_skew", "--", "ATM skew dσ/dk")):
+        if np.isfinite(col[name]).any():  # the legend names only what is drawn
+            beta_ax.plot(x, col[name], ls=style, label=label)
+    if beta_ax.get_lines():
+        beta_ax.legend(fontsize=7)
     spot_ax.plot((np.array([u.exchange_ts_ms for u in updates]) - t0) / 1000,
                  [u.spot for u in updates], color="black")
     spot_ax.set_ylabel("spot")
@@ -236,9 +252,13 @@ def _clock(ts_ms: int) -> str:
 
 
 def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: AppConfig,
-           out: Path, *, min_move: float = DynamicsConfig().min_move,
+           out: Path, *, recompute_dynamics: bool = False,
            underlyings: list[str] | None = None) -> list[Path]:
-    """Write the PNGs of every underlying in ``updates``; returns their paths."""
+    """Write the PNGs of every underlying in ``updates``; returns their paths.
+
+    The dynamics are the surfaces' own unless ``recompute_dynamics`` (or they carry
+    none): then a tracker with ``config.dynamics`` runs over them.
+    """
     from matplotlib.figure import Figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +276,7 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
         fig_smiles, fig_term, fig_dyn = figures.values()
         _smiles(fig_smiles, mine[-1], books.get(underlying), config)
         _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
-        _dynamics(fig_dyn, mine, _with_dynamics(mine, min_move))
+        _dynamics(fig_dyn, mine, _with_dynamics(mine, config.dynamics, recompute_dynamics))
         for file_name, fig in figures.items():
             fig.savefig(out / file_name, dpi=110)
             written.append(out / file_name)
@@ -268,12 +288,13 @@ def main(argv: list[str]) -> int:
     plot or the broker failed, 2 bad arguments."""
     args = _parser().parse_args(argv)
     if (args.file is None) == (args.from_kafka is None):
-        print("streamer plot: give either a tick file or --from-kafka BOOTSTRAP")
+        print("streamer plot: give either a tick file or --from-kafka BOOTSTRAP",
+              file=sys.stderr)
         return 2
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print("streamer plot needs matplotlib: pip install 'streamer[plot]'")
+        print("streamer plot needs matplotlib: pip install 'streamer[plot]'", file=sys.stderr)
         return 2
     from streamer.app import resolve_tickfile
     from streamer.errors import ConfigError
@@ -282,11 +303,13 @@ def main(argv: list[str]) -> int:
         config = load_config(args.config)
         path = None if args.file is None else resolve_tickfile(str(args.file))
     except ConfigError as exc:
-        print(f"streamer plot: {exc}")
+        print(f"streamer plot: {exc}", file=sys.stderr)
         return 2
+    replace = msgspec.structs.replace
     if args.model:
-        config = msgspec.structs.replace(
-            config, calibration=msgspec.structs.replace(config.calibration, model=args.model))
+        config = replace(config, calibration=replace(config.calibration, model=args.model))
+    if args.min_move is not None:  # the replay's engine estimates with it, as the tracker does
+        config = replace(config, dynamics=replace(config.dynamics, min_move=args.min_move))
     books: dict[str, ChainBook] = {}
     if path is None:
         source = f"{args.topic or config.kafka.surface_topic} at {args.from_kafka}"
@@ -294,7 +317,7 @@ def main(argv: list[str]) -> int:
             updates = asyncio.run(_from_kafka(args.from_kafka, config, args.key, args.topic,
                                               args.timeout))
         except BrokerError as exc:
-            print(f"streamer plot: {exc}")
+            print(f"streamer plot: {exc}", file=sys.stderr)
             return 1
     else:
         source = str(path)
@@ -302,9 +325,11 @@ def main(argv: list[str]) -> int:
                    if not args.key or u.key in args.key]
         books = _final_books(path, config.venues[0].name)
     if not updates:
-        print(f"streamer plot: no surface from {source}")
+        print(f"streamer plot: no surface from {source}", file=sys.stderr)
         return 1
-    for written in render(updates, books, config, args.out, min_move=args.min_move,
+    # From Kafka the dynamics were estimated by the publisher: --min-move re-estimates them.
+    recompute = path is None and args.min_move is not None
+    for written in render(updates, books, config, args.out, recompute_dynamics=recompute,
                           underlyings=args.underlying):
         print(f"wrote {written}")
     return 0

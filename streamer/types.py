@@ -165,6 +165,9 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: fit's Jacobian with the quotes' half spreads as their noise (core.fit_errors)
     atm_vol_se: float = float("nan")
     params_se: dict[str, float] = msgspec.field(default_factory=dict)
+    #: the solver's outcome of the fit behind the slice: ``converged``, or ``max_iter``
+    #: (stopped at its iteration cap before its tolerance: usable, not a converged fit)
+    fit_status: str = "converged"
 
 
 class VarianceIndex(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,6 +51,8 @@ import numpy.typing as npt
 
 from streamer.client.slices import Slice
 from streamer.client.surface import Surface
+from streamer.core.implied_vol import implied_vol
+from streamer.tickfile import TickFileWriter, read_tickfile
 
 FloatArray = npt.NDArray[np.float64]
 YEAR_MS = 365.0 * 86_400_000.0
@@ -251,6 +253,8 @@ class Card:
     n_surfaces: int = 0
     wall_s: float = math.nan
     cpu_s: float = math.nan
+    timed_out: bool = False
+    error: str = ""  # why the replay failed, if it did
     per_snapshot: dict[int, Summary] = field(default_factory=dict)
     slices: list[SliceScore] = field(default_factory=list)
 
@@ -269,31 +273,75 @@ def _card(name: str, scores: list[SliceScore], eligible: int, published: int,
 
 @dataclass
 class Replay:
-    """Every surface one replay published, with its cost."""
+    """Every surface one replay published, with its cost; ``timed_out`` if it was killed."""
 
     surfaces: list[Surface]
     wall_s: float
     cpu_s: float
+    timed_out: bool = False
+    error: str = ""
 
 
-def replay(tick_path: Path, model: str, *, config: Path | None = None) -> Replay:
-    """``streamer replay FILE --sink stdout --model M`` in a subprocess, surfaces decoded."""
+#: The issue's limits on one replay of a real chain (seconds of wall time).
+REPLAY_LIMIT_S = {"svi": 20.0, "sabr": 20.0, "ssvi": 20.0, "heston": 60.0}
+
+
+def replay(tick_path: Path, model: str, *, config: Path | None = None,
+           timeout_s: float | None = None) -> Replay:
+    """``streamer replay FILE --sink stdout --model M`` in a subprocess, surfaces decoded.
+
+    Past ``timeout_s`` the replay is killed and reported ``timed_out`` with the surfaces
+    it had published by then.
+    """
     cmd = [sys.executable, "-m", "streamer.cli", "replay", str(tick_path), "--sink", "stdout",
            "--model", model]
     if config is not None:
         cmd += ["--config", str(config)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, check=False,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        timed_out = True
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: "
-                           f"{done.stderr.decode(errors='replace')[-2000:]}")
-    surfaces = [Surface.decode(line) for line in done.stdout.splitlines() if line.strip()]
+    # A replay that publishes nothing exits 1 with its reason: scored as an empty card.
+    error = "" if proc.returncode == 0 or timed_out else (
+        f"exit {proc.returncode}: " + err.decode(errors="replace").strip()[-300:])
+    lines = out.splitlines()
+    if timed_out and lines and not out.endswith(b"\n"):
+        lines = lines[:-1]  # the line being written when it was killed
+    surfaces = [Surface.decode(line) for line in lines if line.strip()]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Replay(surfaces, wall, cpu)
+    return Replay(surfaces, wall, cpu, timed_out, error)
+
+
+def head_snapshots(tick_path: Path, n: int, out_stem: Path) -> Path:
+    """The first ``n`` snapshots of a tick file and its reference, as a new pair; the tick file.
+
+    For models too slow to replay a whole file in a test.
+    """
+    ref_in = ref_path(tick_path)
+    with gzip.open(ref_in, "rt", newline="") as handle:
+        rows = list(csv.reader(handle))
+    times = sorted({int(r[0]) for r in rows[1:]})
+    if n < len(times):
+        end_ms = times[n]
+        tick_out = Path(f"{out_stem}.ndjson.gz")
+        with TickFileWriter(tick_out) as writer:
+            for line in read_tickfile(tick_path):
+                if line.received_ts_ns >= end_ms * 1_000_000:
+                    break
+                writer.write(line.received_ts_ns, line.raw)
+        with gzip.open(ref_path(tick_out), "wt", newline="") as handle:
+            csv.writer(handle).writerows([rows[0], *(r for r in rows[1:] if int(r[0]) < end_ms)])
+        return tick_out
+    return tick_path
 
 
 def final_surfaces(ref: Reference, surfaces: Sequence[Surface]) -> dict[int, Surface]:
@@ -327,11 +375,13 @@ def score_model(name: str, ref: Reference, rep: Replay) -> Card:
     card = _card(name, scores, eligible, published, missing)
     card.atm_max_any = _atm_max_any(ref, rep.surfaces)
     card.n_surfaces, card.wall_s, card.cpu_s = len(rep.surfaces), rep.wall_s, rep.cpu_s
+    card.timed_out, card.error = rep.timed_out, rep.error
     return card
 
 
 def _atm_max_any(ref: Reference, surfaces: Sequence[Surface]) -> float:
-    worst = 0.0
+    """Largest ATM error of any usable slice of any surface; NaN when none was published."""
+    worst = math.nan if not surfaces else 0.0
     for surface in surfaces:
         ts = ref.as_of(surface.exchange_ts_ms)
         if ts is None:
@@ -409,60 +459,65 @@ def ql_sabr(q: ExpiryQuotes) -> tuple[VolFn, float] | None:
     return vol, float(vol(np.array([q.forward]))[0])
 
 
+#: QuantLib dates have no time of day: Heston's time is stretched by this factor so that
+#: expiries hours away land on whole days (Heston at c t with kappa / c, sigma / sqrt(c),
+#: v0 / c, theta / c prices exactly as at t; vols scale by 1 / sqrt(c)); the rounding to
+#: whole days then moves a 12-hour expiry's t by at most 0.4 %.
+HESTON_TIME_STRETCH = 250.0
+
+
 def ql_heston(expiries: Sequence[ExpiryQuotes]) -> dict[int, tuple[VolFn, float]]:
-    """One QuantLib Heston per snapshot over all its expiries (LM on mid prices, r = 0)."""
+    """One QuantLib Heston per snapshot over all its expiries (LM on mid IVs, r = 0).
+
+    Each expiry keeps its own forward by pricing in moneyness: strikes K / F_i on a unit
+    spot (Heston with r = q = 0 has one forward).
+    """
     import QuantLib as ql  # noqa: N813
 
-    from streamer.core.implied_vol import implied_vol
-
-    usable = [q for q in expiries if q.two_sided.sum() >= MIN_FIT_QUOTES and q.days > 0.5]
+    usable = [q for q in expiries if q.two_sided.sum() >= MIN_FIT_QUOTES]
     if not usable:
         return {}
-    ts = usable[0].snapshot_ts_ms
+    c = HESTON_TIME_STRETCH
     day_count = ql.Actual365Fixed()
-    today = ql.Date(1, 1, 2000)  # day arithmetic only: t = days/365 + fraction below
+    today = ql.Date(1, 1, 1901)
     ql.Settings.instance().evaluationDate = today
     flat = ql.YieldTermStructureHandle(ql.FlatForward(today, 0.0, day_count))
-    spot = usable[0].forward
-
-    def maturity(q: ExpiryQuotes) -> ql.Period:
-        return ql.Period(max(1, round(q.days)), ql.Days)
-
-    # Each expiry's own forward through a flat dividend curve would need a term structure:
-    # prices are scaled to the front forward instead (moneyness K/F kept), as Heston with
-    # r = q = 0 has one forward.
-    process = ql.HestonProcess(flat, flat, ql.QuoteHandle(ql.SimpleQuote(spot)),
-                               0.25, 2.0, 0.25, 1.0, -0.3)
-    model = ql.HestonModel(process)
+    model = ql.HestonModel(ql.HestonProcess(flat, flat, ql.QuoteHandle(ql.SimpleQuote(1.0)),
+                                            0.25 / c, 2.0 / c, 0.25 / c, 1.0 / math.sqrt(c),
+                                            -0.3))
     engine = ql.AnalyticHestonEngine(model)
+
+    def days(q: ExpiryQuotes) -> int:
+        return max(1, round(q.t * c * 365.0))
+
     helpers = []
     for q in usable:
         for k, iv in zip(q.strike[q.two_sided], q.mid[q.two_sided], strict=True):
-            h = ql.HestonModelHelper(maturity(q), ql.NullCalendar(), spot,
-                                     float(k / q.forward * spot),
-                                     ql.QuoteHandle(ql.SimpleQuote(float(iv))), flat, flat,
-                                     ql.BlackCalibrationHelper.ImpliedVolError)
+            h = ql.HestonModelHelper(ql.Period(days(q), ql.Days), ql.NullCalendar(), 1.0,
+                                     float(k / q.forward),
+                                     ql.QuoteHandle(ql.SimpleQuote(float(iv / math.sqrt(c)))),
+                                     flat, flat, ql.BlackCalibrationHelper.ImpliedVolError)
             h.setPricingEngine(engine)
             helpers.append(h)
     model.calibrate(helpers, ql.LevenbergMarquardt(1e-8, 1e-8, 1e-8),
                     ql.EndCriteria(400, 40, 1e-8, 1e-8, 1e-8))
-    del ts
     out: dict[int, tuple[VolFn, float]] = {}
     for q in usable:
-        t_ql = day_count.yearFraction(today, today + maturity(q))
+        t_ql = days(q) / 365.0
+        maturity = today + days(q)
 
-        def vol(strike: FloatArray, q: ExpiryQuotes = q, t_ql: float = t_ql) -> FloatArray:
+        def vol(strike: FloatArray, q: ExpiryQuotes = q, t_ql: float = t_ql,
+                maturity: ql.Date = maturity) -> FloatArray:
+            m = np.asarray(strike, np.float64) / q.forward
             prices = []
-            for k in strike:
-                kk = float(k / q.forward * spot)
-                call = kk >= spot
-                opt = ql.EuropeanOption(
-                    ql.PlainVanillaPayoff(ql.Option.Call if call else ql.Option.Put, kk),
-                    ql.EuropeanExercise(today + maturity(q)))
+            for mk in m:
+                opt = ql.EuropeanOption(ql.PlainVanillaPayoff(
+                    ql.Option.Call if mk >= 1.0 else ql.Option.Put, float(mk)),
+                    ql.EuropeanExercise(maturity))
                 opt.setPricingEngine(engine)
                 prices.append(opt.NPV())
-            kk_all = strike / q.forward * spot
-            return implied_vol(np.array(prices), spot, kk_all, t_ql, kk_all >= spot)
+            stretched = implied_vol(np.array(prices), 1.0, m, t_ql, m >= 1.0)
+            return np.asarray(stretched * math.sqrt(c), np.float64)
 
         out[q.expiry_ts_ms] = (vol, float(vol(np.array([q.forward]))[0]))
     return out
@@ -520,10 +575,16 @@ def _deribit_mid(q: ExpiryQuotes) -> tuple[VolFn, float] | None:
 # --- report --------------------------------------------------------------------------------
 
 def scorecard(tick_path: Path, models: Sequence[str], baselines: Sequence[str] = (), *,
-              config: Path | None = None) -> list[Card]:
-    """Cards for ``models`` (replayed) and ``baselines`` (fitted) on one tick file."""
+              config: Path | None = None, timeout_s: float | None = None) -> list[Card]:
+    """Cards for ``models`` (replayed) and ``baselines`` (fitted) on one tick file.
+
+    ``timeout_s`` bounds each replay (None: each model's :data:`REPLAY_LIMIT_S` x 5).
+    """
     ref = load_reference(ref_path(tick_path))
-    cards = [score_model(m, ref, replay(tick_path, m, config=config)) for m in models]
+    cards = [score_model(m, ref, replay(
+        tick_path, m, config=config,
+        timeout_s=timeout_s if timeout_s is not None else 5 * REPLAY_LIMIT_S[m]))
+        for m in models]
     for b in baselines:
         start, cpu0 = time.perf_counter(), time.process_time()
         card = score_baseline(b, ref)
@@ -543,11 +604,15 @@ def table(cards: Sequence[Card]) -> str:
     lines = [head]
     for c in cards:
         o = c.overall
-        lines.append(f"{c.name:<12}{_fmt(o.rmse_vp_median):>7}{_fmt(o.in_band_pct, 1):>7}"
+        name = c.name + ("!" if c.timed_out else "")
+        lines.append(f"{name:<12}{_fmt(o.rmse_vp_median):>7}{_fmt(o.in_band_pct, 1):>7}"
                      f"{_fmt(o.worst_vp, 1):>7}{_fmt(o.atm_vp_median):>6}"
                      f"{_fmt(o.atm_vp_max, 1):>7}{_fmt(c.atm_max_any, 1):>6}"
                      f"{c.published:>4}/{c.eligible:<3}{_fmt(c.wall_s, 1):>8}"
                      f"{_fmt(c.cpu_s, 1):>7}")
+    if any(c.timed_out for c in cards):
+        lines.append("! replay killed at its time limit: scored on what it had published")
+    lines += [f"{c.name}: {c.error}" for c in cards if c.error]
     lines += ["", "median RMSE vs mark (vp) by expiry bucket [slices]",
               f"{'model':<12}" + "".join(f"{label:>13}" for label, _ in BUCKETS)]
     for c in cards:
@@ -600,6 +665,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated, of {','.join(BASELINES)}; 'none' for none")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--per-snapshot", action="store_true")
+    parser.add_argument("--snapshots", type=int, default=None,
+                        help="score only the first N snapshots of the file")
+    parser.add_argument("--timeout-s", type=float, default=None,
+                        help="kill a replay after this long (default 5x the issue's limit: "
+                             "100 s, Heston 300 s)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not ref_path(args.file).exists():
@@ -608,7 +678,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines = [] if args.baselines == "none" else [b for b in args.baselines.split(",") if b]
     if unknown := [b for b in baselines if b not in BASELINES]:
         parser.error(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
-    cards = scorecard(args.file, models, baselines, config=args.config)
+    path = args.file
+    if args.snapshots is not None:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="scorecard-"))
+        path = head_snapshots(args.file, args.snapshots, tmp / "head")
+    cards = scorecard(path, models, baselines, config=args.config, timeout_s=args.timeout_s)
     if args.json:
         print(json.dumps(to_json(cards, per_snapshot=args.per_snapshot), indent=1))
     else:

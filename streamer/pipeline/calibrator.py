@@ -12,7 +12,7 @@ import numpy.typing as npt
 from scipy.interpolate import CubicSpline
 
 from streamer.config import CalibrationConfig
-from streamer.core.models.fit import Fit
+from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.smile import SmileMetrics, smile_metrics
 from streamer.pipeline.analytics import fit_standard_errors
 from streamer.pipeline.models import SliceEvaluator, SurfaceModel
@@ -83,6 +83,9 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     #: a kept slice carries those of the fit it keeps
     atm_vol_se: float = float("nan")
     params_se: dict[str, float] = msgspec.field(default_factory=dict)
+    #: the solver's outcome of the fit behind the slice: ``converged``, or ``max_iter``
+    #: (usable, but stopped before its tolerance); a kept slice carries its fit's
+    fit_status: FitStatus = "converged"
 
 
 class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,7 +124,8 @@ class SliceCalibrator:
         if not self._acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
             return self._keep(previous, snap, "fallback", reason)
-        return SliceOutcome(fit=self._slice_fit(snap, fit.params, fit.rmse_vol, status))
+        return SliceOutcome(fit=msgspec.structs.replace(
+            self._slice_fit(snap, fit.params, fit.rmse_vol, status), fit_status=fit.status))
 
     def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> SliceOutcome:
         """A slice with too few quotes for the model: a reduced (3-parameter) fit from
@@ -157,7 +161,8 @@ class SliceCalibrator:
             rmse = float(np.sqrt(np.mean(err * err)))
         kept = msgspec.structs.replace(
             self._slice_fit(snap, previous.params, rmse, status, model_iv),
-            atm_vol_se=previous.atm_vol_se, params_se=previous.params_se)
+            atm_vol_se=previous.atm_vol_se, params_se=previous.params_se,
+            fit_status=previous.fit_status)
         return SliceOutcome(fit=kept, fallback_reason=reason)
 
     def _vol_of_k(self, params: Any, t: float) -> Callable[[FloatArray], FloatArray]:
@@ -243,8 +248,9 @@ class SurfaceCalibrator:
             model_iv = self.model.vol(snap.k, snap.t, params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-            fits[snap.expiry_ts_ms] = self._slices._slice_fit(snap, params, rmse, status,
-                                                              model_iv)
+            fits[snap.expiry_ts_ms] = msgspec.structs.replace(
+                self._slices._slice_fit(snap, params, rmse, status, model_iv),
+                fit_status=fit.status)
         return SurfaceOutcome(fits=fits, params=fit.params, rmse_vol=fit.rmse_vol)
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:

@@ -38,7 +38,7 @@ from streamer.pipeline.models import (
 )
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
-    build_slice,
+    build_slices,
     count_rejects,
     years_to_expiry,
 )
@@ -233,11 +233,9 @@ class Engine:
     def _calibrate_batch(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
                          model: BatchSliceModel, dirty: list[int], now_ms: int) -> None:
         """One batched fit of every changed expiry, then each slice's acceptance rules."""
-        jobs = []
-        for expiry in dirty:
-            snap = self._snapshot(state, expiry, now_ms)
-            if snap is not None:
-                jobs.append((expiry, snap, self._previous(state, calibrator, expiry, snap)))
+        jobs = [(snap.expiry_ts_ms, snap,
+                 self._previous(state, calibrator, snap.expiry_ts_ms, snap))
+                for snap in self._snapshots(state, dirty, now_ms)]
         fittable = [(e, s, p) for e, s, p in jobs if s.n_quotes >= self.calibration.min_quotes]
         fits = dict(zip([e for e, _, _ in fittable], model.calibrate_many(
             [s.k for _, s, _ in fittable], [s.iv for _, s, _ in fittable],
@@ -253,8 +251,7 @@ class Engine:
                            now_ms: int) -> None:
         """Refit every expiry at once (any changed quote moves the shared parameters)."""
         state.book.take_dirty()
-        snaps = [snap for expiry in state.book.expiries()
-                 if (snap := self._snapshot(state, expiry, now_ms)) is not None]
+        snaps = self._snapshots(state, state.book.expiries(), now_ms)
         if state.surface_params is None and state.seeded_surface is not None:
             state.surface_params = model.surface_from_dict(state.seeded_surface)
             state.seeded_surface = None
@@ -271,13 +268,23 @@ class Engine:
 
     def _snapshot(self, state: _Underlying, expiry: int, now_ms: int) -> SliceSnapshot | None:
         """Build one expiry's fit inputs and count the quotes it rejected."""
-        snap, codes, quotes = build_slice(
-            state.book.quotes(expiry), expiry, now_ms,
-            stale_after_ms=self.calibration.stale_after_ms,
-            max_rel_spread=self.calibration.max_rel_spread)
-        for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
-            self._report.rejects[(self.venue, reason)] += n
-        return snap
+        snaps = self._snapshots(state, [expiry], now_ms)
+        return snaps[0] if snaps else None
+
+    def _snapshots(self, state: _Underlying, expiries: list[int], now_ms: int
+                   ) -> list[SliceSnapshot]:
+        """The fit inputs of several expiries in one pass (expired ones left out), and
+        the count of the quotes they rejected."""
+        built = build_slices([(e, state.book.quotes(e)) for e in expiries], now_ms,
+                             stale_after_ms=self.calibration.stale_after_ms,
+                             max_rel_spread=self.calibration.max_rel_spread)
+        snaps = []
+        for snap, codes, quotes in built:
+            for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
+                self._report.rejects[(self.venue, reason)] += n
+            if snap is not None:
+                snaps.append(snap)
+        return snaps
 
     def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
                           expiry: int, now_ms: int) -> None:
@@ -337,7 +344,7 @@ class Engine:
                 forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
                 atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
-                butterfly_free=f.butterfly_free, calendar_free=ok,
+                fit_status=f.fit_status, butterfly_free=f.butterfly_free, calendar_free=ok,
                 butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin,
                 atm_curvature=f.metrics.atm_curvature, rr10=f.metrics.rr10,
                 bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,

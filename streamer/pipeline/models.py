@@ -170,7 +170,9 @@ class SABRModel(_VarianceFromVol):
     def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
                   previous: Any | None, *, bid_iv: FloatArray | None = None,
                   ask_iv: FloatArray | None = None) -> Fit[Any]:
-        return sabr.calibrate(1.0, np.exp(k), iv, t, weights, previous, beta=self.beta)
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return sabr.calibrate(1.0, np.exp(k), iv, t, None if banded else weights, previous,
+                              bid_iv=bid_iv, ask_iv=ask_iv, beta=self.beta)
 
     def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
                           weights: FloatArray) -> Fit[Any]:

@@ -22,11 +22,15 @@ log = logging.getLogger(__name__)
 
 async def latest_surfaces(config: KafkaConfig, bootstrap: str, *, timeout_s: float = 10.0
                           ) -> dict[str, SurfaceUpdate]:
-    """Latest decodable surface per ``<venue>:<underlying>``; empty when the topic is absent."""
+    """Latest decodable surface per ``<venue>:<underlying>``; empty when the topic is absent.
+
+    Raises ``KafkaError`` when the broker cannot be reached; the consumer is closed
+    whatever failed (also when it failed to start).
+    """
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None,
                                 **consumer_options(config, bootstrap))
-    await consumer.start()
     try:
+        await consumer.start()
         return await asyncio.wait_for(_read_to_end(consumer, config), timeout_s)
     except TimeoutError:
         log.warning("reading back %s took over %.0fs; starting cold", config.surface_topic,

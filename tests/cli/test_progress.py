@@ -27,11 +27,20 @@ async def test_the_progress_lines_rejected_count_is_the_metrics_rejected_count(
                       f"replay: {{speed: 10, file: {recording}}}\n")
     progress = io.StringIO()
     service = Service(load_config(config, env={}), duration_s=60, progress_stream=progress)
+    # Declared at zero before anything happened: rate() sees the first increment.
+    assert service.metrics.registry.get_sample_value(
+        "streamer_ticks_rejected_total", {"venue": "deribit", "reason": "stale"}) == 0.0
     assert await service.run() == 0
     rejected = _counter_total(service, "streamer_ticks_rejected_total")
     assert rejected > 0  # the wings' missing bids: the engine's rejects, not the decoder's
     assert service.progress.rejected == rejected
     assert capsys.readouterr().out.startswith("{")  # stdout: surfaces only
+    # The recording's exchange times are from 2024: no exchange-stage latency (it was all
+    # +Inf); the receive stage measures the run.
+    stages = {s.labels["stage"]: s.value for family in service.metrics.registry.collect()
+              for s in family.samples if s.name == "streamer_tick_to_publish_seconds_count"}
+    assert stages.get("exchange", 0.0) == 0.0
+    assert stages["receive"] > 0
 
 
 def test_the_bar_draws_on_a_terminal_at_most_every_period_and_ends_its_line() -> None:

@@ -149,7 +149,7 @@ def test_plot_from_kafka_of_a_missing_topic_is_a_clear_failure(
         kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--from-kafka", kafka_bootstrap, "--topic", "plot.no.such.topic",
                  "--out", str(tmp_path)]) == 1
-    assert "topic plot.no.such.topic does not exist" in capsys.readouterr().out
+    assert "topic plot.no.such.topic does not exist" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -162,3 +162,32 @@ def test_the_smile_range_without_quotes_follows_the_atm_total_vol() -> None:
     assert _k_range(0.6, 0.5) == pytest.approx((-2 * 0.6 * 0.5**0.5, 2 * 0.6 * 0.5**0.5))
     assert _k_range(0.6, 0.1 / 365) == (-0.05, 0.05)  # 2.4 hours: a floor
     assert _k_range(float("nan"), 0.1) == (-0.3, 0.3)
+
+
+def test_min_move_reaches_the_replays_own_dynamics_estimates(tick_file: Path,
+                                                           tmp_path: Path) -> None:
+    # The engine fills each surface's dynamics while replaying: --min-move must reach it.
+    pictures = []
+    for min_move in ("0.0005", "0.05"):
+        out = tmp_path / min_move
+        assert main([str(tick_file), "--out", str(out), "--min-move", min_move]) == 0
+        pictures.append((out / "dynamics_ETH.png").read_bytes())
+    assert pictures[0] != pictures[1]
+
+
+def test_an_ssr_panel_without_estimates_says_why_and_lists_no_undrawn_line() -> None:
+    from matplotlib.figure import Figure
+
+    from streamer.plot import _dynamics
+
+    few = Dynamics(ssr=float("nan"), spot_vol_beta=0.1, r2=0.5, n_obs=3, regime="unknown",
+                   ssr_n_obs=3)
+    updates = [make_surface(exchange_ts_ms=NOW_MS + 1000 * i) for i in range(5)]
+    fig = Figure()
+    _dynamics(fig, updates, [few] * len(updates))
+    ssr_ax, beta_ax, _ = fig.axes
+    assert ssr_ax.get_legend() is None
+    assert [t.get_text() for t in ssr_ax.texts if "no SSR estimate" in t.get_text()] == [
+        "no SSR estimate: at most 3 observations, 10 needed\n"
+        "(a smaller --min-move counts smaller moves)"]
+    assert beta_ax.get_legend() is None  # 3 observations: no beta is drawn either

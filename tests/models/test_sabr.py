@@ -92,3 +92,19 @@ def test_a_good_first_start_needs_no_fallback() -> None:
     fit = calibrate(1.0, strikes, implied_vol(1.0, strikes, 0.25, true), 0.25)
     assert fit.status == "converged"
     assert fit.nfev <= 12  # one start; the 6-start grid took ~60
+
+
+def test_band_fit_lands_inside_every_band_of_a_sabr_smile() -> None:
+    # Mids scattered inside bid/ask bands around a known SABR smile: the band fit's
+    # vols are inside every band and nearer the smile than the mids are.
+    true = SABRParams(alpha=0.55, beta=1.0, rho=-0.2, nu=1.8)
+    strikes = np.exp(np.linspace(-0.5, 0.4, 21))
+    smile = implied_vol(1.0, strikes, 0.1, true)
+    rng = np.random.default_rng(8)
+    half = np.full(strikes.size, 0.01)
+    mid = smile + rng.uniform(-0.7, 0.7, strikes.size) * half
+    fit = calibrate(1.0, strikes, mid, 0.1, bid_iv=mid - half, ask_iv=mid + half)
+    assert fit.status == "converged"
+    model = implied_vol(1.0, strikes, 0.1, fit.params)
+    assert np.all(np.abs(model - mid) <= half + 1e-9)
+    assert np.sqrt(np.mean((model - smile) ** 2)) < np.sqrt(np.mean((mid - smile) ** 2))

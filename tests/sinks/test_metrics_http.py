@@ -200,3 +200,30 @@ def test_a_surface_republished_over_frozen_market_data_ages_and_fails_readiness(
     ready, body = health.readiness(1_041.0)
     assert ready is True
     assert body["surface_age_s"] == {"deribit:BTC": 0.2}
+
+
+def test_process_metrics_are_exported_beside_ours() -> None:
+    text = Metrics().render().decode()
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                 "process_open_fds"):
+        assert f"\n{name} " in text, name
+
+
+def test_every_labelled_counter_is_at_zero_from_start_for_its_known_labels() -> None:
+    metrics = Metrics()
+    metrics.declare(["deribit", "okx"], ["BTC", "ETH", "BTC"])
+    samples = _samples(metrics.render().decode())
+    zero = [
+        ("streamer_ticks_total", (("venue", "okx"),)),
+        ("streamer_ws_reconnects_total", (("venue", "deribit"),)),
+        ("streamer_ticks_rejected_total", (("reason", "no_bid"), ("venue", "deribit"))),
+        ("streamer_ticks_rejected_total", (("reason", "stale"), ("venue", "okx"))),
+        ("streamer_ticks_rejected_total", (("reason", "malformed"), ("venue", "okx"))),
+        ("streamer_surfaces_published_total", (("underlying", "ETH"),)),
+        ("streamer_fallbacks_total", (("reason", "rmse_too_high"), ("underlying", "BTC"))),
+        ("streamer_slices_fitted_total", (("status", "stale"), ("underlying", "ETH"))),
+        ("streamer_arbitrage_violations_total", (("kind", "calendar"), ("underlying", "BTC"))),
+        ("streamer_kafka_errors_total", (("reason", "ack_timeout"),)),
+    ]
+    for key in zero:
+        assert samples[key] == 0.0, key

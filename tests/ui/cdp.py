@@ -40,7 +40,7 @@ class Browser:
         self._proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars",
-             "--window-size=1400,1100", f"--user-data-dir={self._profile}",
+             "--window-size=1400,1250", f"--user-data-dir={self._profile}",
              "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = await self._devtools_url()

@@ -3,7 +3,7 @@
 Against ``streamer run`` on the bundled replay (a subprocess, as a user starts it): the
 page loads without console errors, draws one smile per evaluable expiry of the surface
 it shows, and redraws when the next surface of that key arrives.
-``STREAMER_SCREENSHOT=docs/img/live-view.png`` keeps the screenshot (the README's).
+``UI_SCREENSHOT=docs/img/live-view.png`` keeps the screenshot (the README's).
 """
 
 from __future__ import annotations
@@ -111,9 +111,11 @@ async def test_the_page_draws_every_fitted_smile_and_redraws_on_the_next_surface
         assert "venue deribitconnected" in health
         assert "ticks/s" in health
 
+        if os.environ.get("UI_SCREENSHOT"):  # some history in the time panels
+            await _until(page, f"window.streamerView.history['{first['key']}'].length > 40")
         shot = await page.send("Page.captureScreenshot", {"format": "png"})
         png = base64.b64decode(shot["data"])
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        if os.environ.get("STREAMER_SCREENSHOT"):
-            Path(os.environ["STREAMER_SCREENSHOT"]).write_bytes(png)
+        if os.environ.get("UI_SCREENSHOT"):
+            Path(os.environ["UI_SCREENSHOT"]).write_bytes(png)
         assert page.console_errors() == []

@@ -7,10 +7,12 @@ arranged as QuantLib's ``sabrVolatility`` arranges it (including its series for
 Calibration fits ``alpha``, ``rho`` and ``nu`` at a fixed ``beta`` (``beta = 1``,
 lognormal, is the usual choice for coin-margined crypto options) by least squares in
 vol, with ``ln alpha``, ``atanh rho`` and ``ln nu`` as the free variables so the
-parameters stay admissible. A cold fit starts from the closed-form guess that matches
-the expansion's at-the-money level, skew and curvature to the market's (in the spirit
-of West 2005 and Le Floc'h & Kennedy 2014); only if that fit is poor (not converged,
-or RMSE above one vol point) is a generic start tried as well. The solver is
+parameters stay admissible. The objective is the bid/ask band of
+:mod:`streamer.core.models.band` when bid and ask IVs are given. A cold fit refines the
+closed-form guess that matches the expansion's at-the-money level, skew and curvature to
+the market's (in the spirit of West 2005 and Le Floc'h & Kennedy 2014) and a generic
+start when the first fit is poor, and keeps the better; a warm fit refines the previous
+parameters, and the closed-form guess too when that fit is poor. The solver is
 Levenberg–Marquardt whose Jacobian (central differences) costs one vectorised
 evaluation of the smile at seven parameter sets; ``nfev`` counts those evaluations.
 """
@@ -23,6 +25,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.models import band
 from streamer.core.models.batch_lm import BatchResult, levenberg_marquardt
 from streamer.core.models.fit import Fit
 
@@ -32,7 +35,7 @@ MIN_POINTS = 4
 _RHO_MAX = 0.999
 _Z_SERIES = 10.0 * np.finfo(np.float64).eps  # QuantLib's switch to the series for z/x(z)
 _FD_STEP = 1e-6  # central differences in the free variables
-_BAD_FIT = 0.01  # RMSE (decimal vol) above which the fallback start is tried too
+_BAD_FIT = 0.01  # RMSE (decimal vol) of a cold fit above which the generic start is tried
 
 
 class SABRParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,9 +140,9 @@ def _fallback_seed(forward: float, k: FloatArray, iv: FloatArray, beta: float) -
     return SABRParams(alpha=atm_vol * forward ** (1.0 - beta), beta=beta, rho=0.0, nu=1.0)
 
 
-def _fit(forward: float, k: FloatArray, iv: FloatArray, t: float, sqrt_w: FloatArray,
-         seed: SABRParams, max_nfev: int) -> tuple[BatchResult, float]:
-    """LM from ``seed``; the result and its weighted residual cost."""
+def _fit(forward: float, k: FloatArray, t: float, b: band.Band, seed: SABRParams,
+         max_nfev: int) -> tuple[BatchResult, float]:
+    """LM from ``seed`` on the band objective; the result and its residual cost."""
     beta = seed.beta
     steps = np.vstack([np.zeros(3), _FD_STEP * np.eye(3), -_FD_STEP * np.eye(3)])
 
@@ -147,20 +150,29 @@ def _fit(forward: float, k: FloatArray, iv: FloatArray, t: float, sqrt_w: FloatA
         xs = x[0] + steps  # (7, 3): the point and its central-difference neighbours
         alpha, rho, nu = np.exp(xs[:, 0:1]), np.tanh(xs[:, 1:2]) * _RHO_MAX, np.exp(xs[:, 2:3])
         vols = _hagan(np.asarray(forward), k, np.asarray(t), alpha, beta, rho, nu)
-        jac = (vols[1:4] - vols[4:7]) / (2.0 * _FD_STEP) * sqrt_w
+        r, dr = band.residuals(vols[0], b)
+        jac = (vols[1:4] - vols[4:7]) / (2.0 * _FD_STEP) * dr
         ok = np.isfinite(vols[0]) & np.isfinite(jac).all(axis=0)
-        r = np.where(ok, vols[0] - iv, 1.0) * sqrt_w
+        r = np.where(ok, r, b.band_w + b.pull_w)  # undefined: as if a vol point out
         return r[None], np.where(ok, jac, 0.0)[None]
 
     res = levenberg_marquardt(residuals, _to_x(seed)[None], max_iter=max(max_nfev // 2, 1),
-                              tol=1e-14)
+                              tol=1e-12)
     r, _ = residuals(res.theta)
     return res, float(r[0] @ r[0])
 
 
+def _rmse(forward: float, k: FloatArray, t: float, beta: float, res: BatchResult,
+          target: FloatArray) -> float:
+    err = implied_vol(forward, k, t, _from_x(res.theta[0], beta)) - target
+    return float(np.sqrt(np.mean(err * err)))
+
+
 def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float,
               weights: npt.ArrayLike | None = None, previous: SABRParams | None = None, *,
-              beta: float = 1.0, max_nfev: int = 200) -> Fit[SABRParams]:
+              bid_iv: npt.ArrayLike | None = None, ask_iv: npt.ArrayLike | None = None,
+              pull: float = band.DEFAULT_PULL, beta: float = 1.0,
+              max_nfev: int = 200) -> Fit[SABRParams]:
     """Fit ``alpha, rho, nu`` (``beta`` fixed) to one expiry's market vols.
 
     Parameters
@@ -168,17 +180,29 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     forward : float
         The expiry's forward.
     strike, iv : array_like, shape (n,)
-        Strikes and market implied vols (decimal).
+        Strikes and market mid implied vols (decimal).
     t : float
         Time to expiry in years.
     weights : array_like, shape (n,), optional
-        Non-negative weights of the squared vol errors (default 1).
+        Non-negative weights of the squared residuals (default 1).
     previous : SABRParams, optional
-        Warm start: refine from these parameters only (its ``beta`` is kept).
+        Warm start (its ``beta`` is kept); when that fit is poor (not converged or
+        RMSE above a vol point) the expansion seed is refined too and the better kept.
+    bid_iv, ask_iv : array_like, shape (n,), optional
+        Bid and ask IVs (NaN: side missing): the bid/ask band objective of
+        :mod:`streamer.core.models.band`; without them, least squares on the mids.
+
+    Returns
+    -------
+    Fit[SABRParams]
+        ``rmse_vol`` is the RMS of model minus mid vol; ``status`` ``max_iter`` when the
+        best fit did not meet its tolerance. Failure is a status, never an exception.
     """
     kk = np.asarray(strike, np.float64).ravel()
     vv = np.asarray(iv, np.float64).ravel()
     ww = np.ones_like(kk) if weights is None else np.asarray(weights, np.float64).ravel()
+    bb = None if bid_iv is None else np.asarray(bid_iv, np.float64).ravel()
+    aa = None if ask_iv is None else np.asarray(ask_iv, np.float64).ravel()
     if previous is not None:
         beta = previous.beta
     fallback = previous or SABRParams(alpha=0.0, beta=beta, rho=0.0, nu=0.0)
@@ -189,22 +213,25 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     if good.sum() < MIN_POINTS:
         return Fit.failed(fallback, f"need >= {MIN_POINTS} valid points, got {int(good.sum())}",
                           warm=previous is not None)
-    kk, vv, sqrt_w = kk[good], vv[good], np.sqrt(ww[good])
+    kk, vv, ww = kk[good], vv[good], ww[good]
+    bb, aa = (None if x is None else x[good] for x in (bb, aa))
+    b = band.make_band(vv, bb, aa, ww, pull)
+    target = np.where(b.pull_w > 0, b.centre, vv)
+    seeds = [_expansion_seed(forward, kk, target, t, beta, np.sqrt(ww))]
     if previous is not None:
-        seeds = [previous]
+        seeds.insert(0, previous)
     else:
-        seeds = [_expansion_seed(forward, kk, vv, t, beta, sqrt_w),
-                 _fallback_seed(forward, kk, vv, beta)]
+        seeds.append(_fallback_seed(forward, kk, target, beta))
     best: tuple[BatchResult, float] | None = None
     nfev = 0
     for seed in seeds:
-        res, cost = _fit(forward, kk, vv, t, sqrt_w, seed, max_nfev)
+        res, cost = _fit(forward, kk, t, b, seed, max_nfev)
         nfev += int(res.nfev[0])
         if best is None or cost < best[1]:
             best = (res, cost)
-        rmse = math.sqrt(best[1] / max(float(sqrt_w @ sqrt_w), 1e-300))
-        if best[0].converged[0] and rmse <= _BAD_FIT:
-            break  # a good fit from the first start: the fallback is not needed
+        if best[0].converged[0] and _rmse(forward, kk, t, beta, best[0],
+                                                               target) <= _BAD_FIT:
+            break  # a good fit from the first start: the other is not needed
     assert best is not None
     params = _from_x(best[0].theta[0], beta)
     err = implied_vol(forward, kk, t, params) - vv
@@ -212,6 +239,8 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     if not np.isfinite(rmse):
         return Fit.failed(fallback, "expansion undefined at some strikes",
                           warm=previous is not None, iterations=nfev, nfev=nfev)
+    converged = bool(best[0].converged[0])
     return Fit(params=params, rmse_vol=rmse, iterations=int(best[0].iterations[0]),
-               status="converged" if best[0].converged[0] else "max_iter", nfev=nfev,
+               status="converged" if converged else "max_iter",
+               message="" if converged else f"stopped at max_nfev={max_nfev}", nfev=nfev,
                warm=previous is not None)
