@@ -4,8 +4,8 @@ Against ``make run`` (the bundled Deribit replay on the embedded broker)::
 
     # terminal 1: the service; keep it replaying with --loop
     make run ARGS="--loop"
-    # its log names the broker's free loopback port:
-    #   ... embedded Kafka-compatible broker (Tansu) on 127.0.0.1:PORT
+    # its log names the broker (localhost:9092 when that port was free):
+    #   ... surfaces go to topic vol.surface.v1 at 127.0.0.1:PORT; read them with: ...
 
     # terminal 2: this example
     .venv/bin/python examples/market_maker.py 127.0.0.1:PORT
@@ -15,7 +15,8 @@ Options: ``--keys deribit:BTC deribit:ETH`` (the default), ``--topic`` (default
 ``vol.surface.v1``), ``--count N`` (stop after N surfaces), ``--tenors 7 30 90`` (fixed
 tenors in days, shown beside the published expiries). The latest surface per key
 prints first, then every live update. Vols are in percent; strikes are a ladder of
-moneyness around the surface's spot, rounded to a venue-like strike step. Ctrl-C stops.
+moneyness around the surface's spot, rounded to a venue-like strike step; a vol marked
+``*`` is outside the strikes quoted at that expiry (``Surface.extrapolated``). Ctrl-C stops.
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ def quote_grid(surface: Surface, tenors_days: Sequence[float]) -> str:
     lines.append(f"{'forward':>10} "
                  + " ".join(f"{surface.forward(e).item():>11,.1f}" for _, e in columns))
     vols = np.column_stack([surface.vol(strikes, e) for _, e in columns]) * 100.0
-    for strike, row in zip(strikes, vols, strict=True):
-        lines.append(f"{strike:>10,.0f} " + " ".join(f"{v:>11.2f}" for v in row))
+    # A strike outside the quotes behind an expiry's fit is the model's wing: marked.
+    wings = np.column_stack([surface.extrapolated(strikes, e) for _, e in columns])
+    for strike, row, outside in zip(strikes, vols, wings, strict=True):
+        lines.append(f"{strike:>10,.0f} " + " ".join(
+            f"{v:>10.2f}*" if out else f"{v:>11.2f}" for v, out in zip(row, outside, strict=True)))
+    if wings.any():
+        lines.append(f"{'':>10} * outside the strikes quoted at that expiry (the model's wing)")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
@@ -27,7 +28,7 @@ from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.errors import ConfigError
+from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
 from streamer.kafka_client import ensure_topics
@@ -40,11 +41,12 @@ from streamer.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
-from streamer.sinks.surface_reader import latest_surfaces
-from streamer.sinks.ticks import KafkaRecordSink, greeks_sink, ticks_sink
+from streamer.sinks.surface_reader import latest_dynamics_states, latest_surfaces
+from streamer.sinks.ticks import KafkaRecordSink, dynamics_sink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
-from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
+from streamer.summary import closing_line
+from streamer.types import DynamicsState, InstrumentGreeks, Quote, SurfaceUpdate
 from streamer.ui.health import ServiceHealth
 from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route
@@ -90,9 +92,14 @@ class Service:
         self.sink: Sink | None = None
         self.ticks_sink: KafkaRecordSink[Quote] | None = None
         self.greeks_sink: KafkaRecordSink[InstrumentGreeks] | None = None
+        self.dynamics_sink: KafkaRecordSink[DynamicsState] | None = None
         self.ticks_consumer: TicksConsumer | None = None
         self._conflated_seen = 0
         self.http_port: int | None = None
+        self._bootstrap_servers = ""
+        self._failure: BrokerError | None = None  # a broker refusing this config
+        self._unsent = 0  # left unacknowledged when the sinks stopped
+        self._sent_quotes = 0  # ingest: quotes acknowledged by the broker
         self.ui = SurfaceHub(health=ServiceHealth(self.metrics, self.health, self.progress),
                              quotes=self._ui_quotes)
 
@@ -113,7 +120,7 @@ class Service:
                 self.http_port = http.port
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
                 log.info("live view on http://%s:%d/ui", self.config.metrics.host, http.port)
-            bootstrap = await self._bootstrap()
+            bootstrap = self._bootstrap_servers = await self._bootstrap()
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
                 # wrong partition count on the first metadata request.
@@ -121,12 +128,13 @@ class Service:
             if self.mode == "ingest":
                 self.ticks_sink = ticks_sink(
                     self.config.kafka, bootstrap, on_error=self._on_kafka_error,
-                    on_sent=lambda n: self.health.set_broker(True))
+                    on_sent=self._on_quotes_sent, on_failure=self._on_broker_refused)
                 await self.ticks_sink.start()
             else:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
                 await self._start_greeks(bootstrap)
+                await self._start_dynamics(bootstrap)
                 if self.config.sink == "kafka":
                     log.info("%s", subscribe_hint(self.config.kafka, bootstrap))
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
@@ -143,17 +151,58 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
                 self._publish(self._flush_engines())
+            if self.mode == "ingest":  # no quote may arrive after the last flush
+                await _cancel_all(sources)
             # Deliver before the sources stop: a calibrator leaving its group hands its
             # underlyings over, and the next owner reads back what was published.
             await self._stop_sinks()
-            for task in sources:
-                task.cancel()
-            await asyncio.gather(*sources, return_exceptions=True)
+            await _cancel_all(sources)
             if self.mode != "ingest" and self.config.sink == "kafka":
                 log.info("%s", closing_hint(self.config.kafka, bootstrap, self.progress.published))
-            return 0
         finally:
             await self._shutdown(http)
+        problem = self._problem()
+        print(self._closing_line(problem), file=sys.stderr, flush=True)
+        return 1 if problem else 0
+
+    def _problem(self) -> str | None:
+        """Why the job was not done (exit 1), or None."""
+        where = f"Kafka at {self._bootstrap_servers}"
+        if self._failure is not None:
+            return str(self._failure)
+        if self._unsent:
+            return f"{self._unsent} unsent when stopping ({where} unreachable)"
+        if self.mode == "ingest" and not self._sent_quotes:
+            return f"no quote sent to {where}" if self.progress.ticks else "no quote received"
+        if self.mode == "run" and not self.progress.published:
+            return "no surface published" + (f" ({where} unreachable)"
+                                             if self.config.sink == "kafka" else "")
+        return None
+
+    def _closing_line(self, problem: str | None) -> str:
+        kafka = self.config.kafka
+        if self.mode == "calibrate":
+            read = f"{self.progress.ticks} quotes from {kafka.ticks_topic}"
+        else:
+            read = f"{self.progress.ticks} quotes from " + \
+                ", ".join(v.name for v in self.config.venues)
+        if self.mode == "ingest":
+            published = f"{self._sent_quotes} quotes to kafka {self._bootstrap_servers} " \
+                        f"topic {kafka.ticks_topic}"
+        elif self.config.sink == "stdout":
+            published = f"{self.progress.published} surfaces to stdout"
+        else:
+            published = f"{self.progress.published} surfaces (acknowledged) to kafka " \
+                        f"{self._bootstrap_servers} topic {kafka.surface_topic}"
+        if self._unsent:
+            published += f", {self._unsent} unsent"
+        rejected = Counter[str]()
+        for metric in self.metrics.ticks_rejected_total.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    rejected[sample.labels["reason"]] += int(sample.value)
+        return closing_line(self.mode, read=read, rejected=rejected, published=published,
+                            problem=problem)
 
     def engine_for(self, venue: str) -> Engine:
         """The venue's engine (created on first use: calibrate mode learns venues from ticks)."""
@@ -183,7 +232,8 @@ class Service:
         else:
             sink = KafkaSink(self.config.kafka, bootstrap_servers=bootstrap,
                              on_delivered=self._on_delivered, on_error=self._on_kafka_error,
-                             on_send_seconds=self.metrics.kafka_send_seconds.observe)
+                             on_send_seconds=self.metrics.kafka_send_seconds.observe,
+                             on_failure=self._on_broker_refused)
         await sink.start()
         self.health.set_broker(True)
         return sink
@@ -196,6 +246,15 @@ class Service:
         self.greeks_sink = greeks_sink(self.config.kafka, bootstrap, topic,
                                        on_error=self._on_kafka_error)
         await self.greeks_sink.start()
+
+    async def _start_dynamics(self, bootstrap: str) -> None:
+        """Each key's smile-dynamics memory on ``kafka.dynamics_topic``, when configured."""
+        topic = self.config.kafka.dynamics_topic
+        if topic is None or self.config.sink != "kafka":
+            return
+        self.dynamics_sink = dynamics_sink(self.config.kafka, bootstrap, topic,
+                                           on_error=self._on_kafka_error)
+        await self.dynamics_sink.start()
 
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
@@ -215,6 +274,7 @@ class Service:
             return
         if isinstance(self.sink, KafkaSink):
             self.sink.resume(latest)
+        await self._restore_dynamics(bootstrap)
         seeded = [key for key, update in sorted(latest.items())
                   if self.engine_for(update.venue).seed(update)]
         if seeded:
@@ -222,6 +282,20 @@ class Service:
         elif latest:
             log.info("read back %d surfaces; every underlying already calibrating here",
                      len(latest))
+
+    async def _restore_dynamics(self, bootstrap: str) -> None:
+        """Continue the smile-dynamics estimates from their published memory."""
+        try:
+            states = await latest_dynamics_states(self.config.kafka, bootstrap)
+        except (KafkaError, OSError) as exc:
+            log.warning("could not read back %s (%s); smile dynamics start over",
+                        self.config.kafka.dynamics_topic, exc)
+            return
+        restored = [f"{key} ({sum(t.count for t in s.tenors)} observations)"
+                    for key, s in sorted(states.items())
+                    if self.engine_for(s.venue).seed_dynamics(s)]
+        if restored:
+            log.info("smile dynamics restored for %s", ", ".join(restored))
 
     async def _start_sources(self, bootstrap: str) -> list[tuple[str, Source]]:
         if self.mode == "calibrate":
@@ -256,12 +330,13 @@ class Service:
             task.cancel()
 
     async def _stop_sinks(self) -> None:
-        sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink]
-        self.sink = self.ticks_sink = self.greeks_sink = None
+        sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink, self.dynamics_sink]
+        self.sink = self.ticks_sink = self.greeks_sink = self.dynamics_sink = None
         for sink in sinks:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     await sink.stop()
+                self._unsent += getattr(sink, "pending", 0)
 
     async def _shutdown(self, http: object) -> None:
         await self._stop_sinks()
@@ -304,6 +379,10 @@ class Service:
             self.sink.publish(stamped)
             if self.greeks_sink is not None:
                 self._publish_greeks(stamped)
+        if self.dynamics_sink is not None:
+            for engine in self.engines.values():
+                for state in engine.take_dynamics_states():
+                    self.dynamics_sink.add(state)
         self._export_sink_backlog()
 
     def _export_sink_backlog(self) -> None:
@@ -354,9 +433,24 @@ class Service:
         engine = self.engines.get(update.venue)
         return None if engine is None else engine.instruments(update.underlying)
 
+    def _on_quotes_sent(self, n: int) -> None:
+        self._sent_quotes += n
+        self.health.set_broker(True)
+
+    def _on_broker_refused(self, exc: BrokerError) -> None:
+        """A broker that cannot serve this config: stop now, exit 1 (``_problem``)."""
+        self._failure = exc
+        self._stop.set()
+
     def _on_kafka_error(self, reason: str) -> None:
         self.metrics.kafka_errors_total.labels(reason=reason).inc()
         self.health.set_broker(False)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:

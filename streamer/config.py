@@ -111,6 +111,9 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     ticks_topic: str = "vol.ticks.v1"
     group_id: str = "streamer-calibrate"
     greeks_topic: str | None = None
+    #: Compacted topic of each key's smile-dynamics memory (restored at start and after a
+    #: rebalance, as the surfaces are); None: dynamics restart from nothing.
+    dynamics_topic: str | None = "vol.dynamics.v1"
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool | None = None
     linger_ms: int = 5

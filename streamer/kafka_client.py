@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import BrokerResponseError, TopicAlreadyExistsError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
@@ -24,11 +24,18 @@ from streamer.errors import BrokerError
 log = logging.getLogger(__name__)
 
 
-class TopicMismatch(BrokerError):
+class BrokerRefused(BrokerError):
+    """The broker or its topics cannot serve this config: retrying will not help."""
+
+    retryable = False
+
+
+class TopicMismatch(BrokerRefused):
     """An existing topic's partitions or cleanup policy differ from the config: a key
     would move to another partition (or the latest surface would not be kept)."""
 
-    retryable = False
+
+_warned_no_idempotence: set[str] = set()
 
 
 def producer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
@@ -61,7 +68,8 @@ def consumer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
 
 
 async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
-    """Create the surface (compacted) and ticks topics when absent; check them when present.
+    """Create the surface and dynamics (compacted) and ticks topics when absent; check them
+    when present.
 
     Returns the mismatches found on existing topics (each also logged as a warning):
     a partition count other than configured, or a surface topic that is not compacted.
@@ -75,6 +83,10 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
                            topic_configs={"cleanup.policy": "compact"}),
                   NewTopic(config.ticks_topic, config.topic_partitions,
                            config.topic_replication_factor)]
+        if config.dynamics_topic is not None:
+            wanted.append(NewTopic(config.dynamics_topic, config.topic_partitions,
+                                   config.topic_replication_factor,
+                                   topic_configs={"cleanup.policy": "compact"}))
         missing = [t for t in wanted if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -92,20 +104,24 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
 async def _mismatches(admin: AIOKafkaAdminClient, config: KafkaConfig,
                       topics: list[NewTopic]) -> list[str]:
     problems = []
-    described = await admin.describe_topics([t.name for t in topics])
+    # The dynamics topic is read whole at start: its partition count does not matter.
+    counted = [t.name for t in topics if t.name != config.dynamics_topic]
+    described = await admin.describe_topics(counted) if counted else []
     for d in described:
         count = len(d.get("partitions", []))
         if count and count != config.topic_partitions:
             problems.append(f"topic {d['topic']} has {count} partitions, the config says "
                             f"{config.topic_partitions} (kafka.topic_partitions)")
-    if any(t.name == config.surface_topic for t in topics):
+    for compacted in (config.surface_topic, config.dynamics_topic):
+        if not any(t.name == compacted for t in topics):
+            continue
         [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, config.surface_topic)])
+            [ConfigResource(ConfigResourceType.TOPIC, compacted)])
         for error_code, _, _, name, entries in response.resources:
             policy = {e[0]: e[1] for e in entries}.get("cleanup.policy", "delete")
             if error_code == 0 and "compact" not in policy:
                 problems.append(f"topic {name} has cleanup.policy={policy}, not compact: "
-                                "it will not keep the latest surface per key")
+                                "it will not keep the latest value per key")
     return problems
 
 
@@ -118,7 +134,27 @@ async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProduce
         mismatches = await ensure_topics(config, bootstrap)
         if mismatches:
             raise TopicMismatch("; ".join(mismatches))
-    producer = AIOKafkaProducer(**producer_options(config, bootstrap))
+    options = producer_options(config, bootstrap)
+    try:
+        return await _started(options)
+    except BrokerResponseError as exc:
+        # InitProducerId refused (Tansu: UnknownError): the broker has no idempotent producer.
+        if not options["enable_idempotence"]:
+            raise
+        reason = f"{bootstrap} refused an idempotent producer (InitProducerId: " \
+                 f"{type(exc).__name__})"
+        if config.enable_idempotence:
+            raise BrokerRefused(f"{reason}: set kafka.enable_idempotence: false (or null) "
+                                "for this broker") from exc
+        if bootstrap not in _warned_no_idempotence:
+            _warned_no_idempotence.add(bootstrap)
+            log.warning("%s; continuing without it (set kafka.enable_idempotence: false "
+                        "to skip the attempt)", reason)
+        return await _started({**options, "enable_idempotence": False})
+
+
+async def _started(options: dict[str, Any]) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(**options)
     try:
         await producer.start()
     except BaseException:

@@ -165,6 +165,10 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: fit's Jacobian with the quotes' half spreads as their noise (core.fit_errors)
     atm_vol_se: float = float("nan")
     params_se: dict[str, float] = msgspec.field(default_factory=dict)
+    #: log-moneyness ln(K/F) range of the quotes the fit used: beyond it the smile is
+    #: extrapolated (NaN when unknown, e.g. a slice seeded from a read-back surface)
+    k_min: float = float("nan")
+    k_max: float = float("nan")
     #: the solver's outcome of the fit behind the slice: ``converged``, or ``max_iter``
     #: (stopped at its iteration cap before its tolerance: usable, not a converged fit)
     fit_status: str = "converged"

@@ -144,6 +144,17 @@ class Slice:
         """``warm``, ``cold``, ``fallback`` or ``stale``."""
         return self.update.status
 
+    @property
+    def k_range(self) -> tuple[float, float]:
+        """Log-moneyness range of the quotes behind the fit (NaNs when not published)."""
+        return self.update.k_min, self.update.k_max
+
+    def quoted_range(self) -> tuple[float, float]:
+        """Strikes from the lowest to the highest quoted one the fit used (NaNs: unknown);
+        outside it the smile is the model's extrapolation."""
+        lo, hi = self.k_range
+        return float(self.forward * np.exp(lo)), float(self.forward * np.exp(hi))
+
     def total_variance(self, k: npt.ArrayLike) -> FloatArray:
         """Total implied variance ``w(k) = vol^2 t``.
 

@@ -26,6 +26,13 @@ SSVI and Heston surfaces comparable and each evaluation to two slice evaluations
 Slices that cannot be evaluated (see :class:`Slice`) are skipped; a surface without
 any usable slice raises ``ValueError`` on evaluation.
 
+Extrapolation in strike. Each slice's fit used quotes over a range of log-moneyness
+(``k_min``..``k_max``); beyond it the vol is the model's wing, not the market's.
+:meth:`Surface.quoted_range` gives that range in strikes at any expiry (between two
+slices: where both were quoted; before the first and after the last: that slice's),
+:meth:`Surface.extrapolated` says which strikes fall outside it, and
+``vol(..., extrapolate=False)`` returns NaN there instead of the wing.
+
 Smile-adjusted delta (:meth:`Surface.delta`; docs/dynamics.md). The forward delta
 ``dV/dF = Δ_B76 + vega · (∂σ(K)/∂ln F) / F`` with ``∂σ(K)/∂ln F`` set by how the smile
 moves with the forward: 0 under sticky strike, ``-σ'(k)`` under sticky moneyness and
@@ -181,7 +188,8 @@ class Surface:
         kk, tt = np.broadcast_arrays(kk, self.years(expiry))
         return self._w(kk, tt)
 
-    def vol(self, strike: npt.ArrayLike, expiry: Expiry) -> FloatArray:
+    def vol(self, strike: npt.ArrayLike, expiry: Expiry, *, extrapolate: bool = True
+            ) -> FloatArray:
         """Decimal implied vol at absolute strikes and expiries.
 
         Parameters
@@ -191,6 +199,8 @@ class Surface:
         expiry : int, float, str or array_like
             Epoch ms, years or ISO-8601; broadcast against ``strike`` (e.g.
             ``strike[:, None]`` with an expiry vector gives a strikes x expiries grid).
+        extrapolate : bool
+            False: NaN for strikes outside the quoted range (:meth:`extrapolated`).
 
         Returns
         -------
@@ -200,10 +210,51 @@ class Surface:
         if not np.all(np.isfinite(K) & (K > 0)):
             raise ValueError("strikes must be finite and positive")
         K, t = np.broadcast_arrays(K, self.years(expiry))
-        w = self._w(np.log(K / self._forward(t)), t)
+        k = np.log(K / self._forward(t))
+        w = self._w(k, t)
         with np.errstate(invalid="ignore"):
             result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
+        if not extrapolate:
+            result = np.where(self._outside(k, t), np.nan, result)
         return result
+
+    def quoted_range(self, expiry: Expiry) -> tuple[FloatArray, FloatArray]:
+        """Lowest and highest strike inside the quotes behind the fits at ``expiry``.
+
+        Between two slices the range both were quoted over; before the first and after
+        the last slice that slice's. NaN where a slice's range is not published.
+        """
+        t = np.asarray(self.years(expiry), np.float64)
+        lo, hi = self._k_bounds(t)
+        f = self._forward(t)
+        return f * np.exp(lo), f * np.exp(hi)
+
+    def extrapolated(self, strike: npt.ArrayLike, expiry: Expiry) -> npt.NDArray[np.bool_]:
+        """True where ``vol(strike, expiry)`` is outside the quoted range (the model's
+        wing, not the market's); False where the range is not published."""
+        K = np.asarray(strike, np.float64)
+        if not np.all(np.isfinite(K) & (K > 0)):
+            raise ValueError("strikes must be finite and positive")
+        K, t = np.broadcast_arrays(K, self.years(expiry))
+        return self._outside(np.log(K / self._forward(t)), t)
+
+    def _outside(self, k: FloatArray, t: FloatArray) -> npt.NDArray[np.bool_]:
+        lo, hi = self._k_bounds(t)
+        out: npt.NDArray[np.bool_] = (k < lo) | (k > hi)  # False against a NaN bound
+        return out
+
+    def _k_bounds(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Quoted log-moneyness range at ``t``: both neighbours' where they meet."""
+        self._require_nodes()
+        lows = np.array([s.k_range[0] for s in self._nodes])
+        highs = np.array([s.k_range[1] for s in self._nodes])
+        right = np.clip(np.searchsorted(self._ts, t, side="left"), 0, len(self._nodes) - 1)
+        left = np.clip(right - 1, 0, None)
+        at_node = np.isin(t, self._ts) | (t <= self._ts[0]) | (t >= self._ts[-1])
+        left = np.where(at_node, right, left)
+        lo: FloatArray = np.fmax(lows[left], lows[right])
+        hi: FloatArray = np.fmin(highs[left], highs[right])
+        return lo, hi
 
     def delta(self, strike: npt.ArrayLike, expiry: Expiry, is_call: npt.ArrayLike,
               dynamics: SmileDynamics = "measured") -> FloatArray:

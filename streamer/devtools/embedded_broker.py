@@ -3,6 +3,10 @@
 A subprocess on a free loopback port with in-memory storage, for ``make run``
 and the tests. Tansu has no idempotent producer: the producer disables it here
 (``KafkaConfig.idempotence``).
+
+The broker runs in its own session (process group): Ctrl-C in a terminal reaches
+the whole foreground group, and the broker must outlive it until the producer has
+flushed; ``stop`` ends it after that.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ class EmbeddedBroker:
                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL)
+                                          stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
         atexit.register(self.stop)
         self._wait_ready()
         return self.bootstrap_servers
@@ -98,6 +103,11 @@ class EmbeddedBroker:
         while _listening(self.host, self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (to freeze it in tests: SIGSTOP)."""
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:

@@ -351,7 +351,8 @@ class Engine:
                 rmse_half_spreads=f.spread.rmse_half_spreads,
                 within_spread_fraction=f.spread.within_spread_fraction,
                 jw=self._analytics.jump_wings(model, fs), atm_vol_se=f.atm_vol_se,
-                params_se=f.params_se))
+                params_se=f.params_se, k_min=f.k_range[0] if f.n_quotes else float("nan"),
+                k_max=f.k_range[1] if f.n_quotes else float("nan")))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))

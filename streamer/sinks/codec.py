@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from streamer.types import SCHEMA_NAME, SurfaceUpdate
+from streamer.types import SCHEMA_NAME, DynamicsState, SurfaceUpdate
 
 Format = Literal["json", "msgpack"]
 SCHEMA_HEADER: tuple[str, bytes] = ("schema", SCHEMA_NAME.encode())
@@ -57,6 +57,11 @@ def decode_surface(data: bytes, fmt: Format = "json") -> SurfaceUpdate:
             return update
     raw = msgspec.json.decode(data)
     return msgspec.convert(_nulls_to_nan(raw), SurfaceUpdate)
+
+
+def decode_dynamics_state(data: bytes) -> DynamicsState:
+    """A ``vol.dynamics.v1`` value (JSON, NaN as null) back into ``DynamicsState``."""
+    return msgspec.convert(_nulls_to_nan(msgspec.json.decode(data)), DynamicsState)
 
 
 def _nulls_as_nan_strings(data: bytes) -> bytes:

@@ -28,11 +28,11 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import TopicMismatch, start_producer
+from streamer.kafka_client import BrokerRefused, TopicMismatch, start_producer
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.tasks import cancel_and_wait
@@ -47,6 +47,8 @@ ACK_POLL_S = 0.25
 #: Ordered mode: updates queued before ``drain`` makes the producer wait.
 MAX_QUEUED = 1024
 ACK_TIMEOUT = "ack_timeout"
+#: Send errors no retry can cure: the surface is dropped and counted, its key goes on.
+UNSENDABLE = (MessageSizeTooLargeError,)
 
 Clock = Callable[[], float]
 
@@ -75,7 +77,7 @@ class KafkaSink:
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
         self._seq: dict[str, int] = {}
-        self._in_flight = 0
+        self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
         self._in_flight_since: float | None = None
         self._overdue_reported = False
         self._gave_up = False
@@ -87,8 +89,15 @@ class KafkaSink:
 
     @property
     def pending(self) -> int:
-        """Updates not yet acknowledged (queued or in flight)."""
-        return len(self._latest) + len(self._queue) + self._in_flight
+        """Updates not yet acknowledged: queued or in flight (live: at most one per key)."""
+        if self.ordered:
+            return len(self._queue) + len(self._in_flight)
+        return len(self._latest.keys() | set(self._in_flight))
+
+    @property
+    def in_flight(self) -> int:
+        """Updates sent and awaiting their acknowledgement."""
+        return len(self._in_flight)
 
     @property
     def overdue(self) -> bool:
@@ -179,7 +188,7 @@ class KafkaSink:
                 if self._failing:
                     log.info("Kafka reachable again at %s", self.bootstrap)
                     self._failing = False
-            except TopicMismatch as exc:
+            except BrokerRefused as exc:
                 self._stop_publishing(exc)
                 return
             except (KafkaError, OSError) as exc:
@@ -216,12 +225,15 @@ class KafkaSink:
         for update in batch:
             next_seq[update.key] = next_seq.get(update.key, 0) + 1
             stamped.append(msgspec.structs.replace(update, seq=next_seq[update.key]))
-        self._in_flight, self._in_flight_since = len(batch), self._clock()
+        self._in_flight, self._in_flight_since = [u.key for u in batch], self._clock()
         started = time.perf_counter()
         try:
             results = await self._send_all(producer, stamped)
+        except BaseException:  # cancelled (stop) or broken: nothing of it is known sent
+            self._requeue(batch)
+            raise
         finally:
-            self._in_flight, self._in_flight_since = 0, None
+            self._in_flight, self._in_flight_since = [], None
             self._overdue_reported = False
         if self._on_send_seconds is not None:
             self._on_send_seconds(time.perf_counter() - started)
@@ -230,18 +242,22 @@ class KafkaSink:
     async def _send_all(self, producer: AIOKafkaProducer, stamped: list[SurfaceUpdate]
                         ) -> list[BaseException | None]:
         """Send every update; per update, None when acknowledged or what failed it."""
-        futures: list[asyncio.Future[Any]] = []
-        failed: BaseException | None = None
-        for update in stamped:
+        futures: dict[int, asyncio.Future[Any]] = {}
+        results: list[BaseException | None] = [None] * len(stamped)
+        for i, update in enumerate(stamped):
             try:
-                futures.append(await producer.send(
+                futures[i] = await producer.send(
                     self.config.surface_topic, key=update.key.encode(),
                     value=encode_surface(update, self.config.value_format),
-                    headers=[SCHEMA_HEADER]))
+                    headers=[SCHEMA_HEADER])
+            except UNSENDABLE as exc:
+                results[i] = exc  # this one never will be; the others go on
             except (KafkaError, OSError) as exc:
-                failed = exc  # this one and every later one is unsent
+                results[i:] = [exc] * (len(stamped) - i)  # this one and every later one
                 break
-        acks = asyncio.gather(*futures, return_exceptions=True)
+        acks = asyncio.gather(*futures.values(), return_exceptions=True)
+        # Retrieved even when the sender is cancelled at stop: no "never retrieved" noise.
+        acks.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             while not acks.done():
                 await asyncio.wait([acks], timeout=ACK_POLL_S)
@@ -249,9 +265,9 @@ class KafkaSink:
         except BaseException:
             acks.cancel()
             raise
-        results: list[BaseException | None] = [
-            r if isinstance(r, BaseException) else None for r in acks.result()]
-        return results + [failed or KafkaError()] * (len(stamped) - len(futures))
+        for i, ack in zip(futures, acks.result(), strict=True):
+            results[i] = ack if isinstance(ack, BaseException) else None
+        return results
 
     def check_ack_deadline(self) -> None:
         """Report a send waiting past ``kafka.ack_deadline_ms`` (once per batch)."""
@@ -261,7 +277,7 @@ class KafkaSink:
             if self._on_error is not None:
                 self._on_error(ACK_TIMEOUT)
             log.warning("Kafka at %s has not acknowledged %d surfaces for more than %d ms "
-                        "(kafka.ack_deadline_ms)", self.bootstrap, self._in_flight,
+                        "(kafka.ack_deadline_ms)", self.bootstrap, len(self._in_flight),
                         self.config.ack_deadline_ms)
 
     def _settle(self, batch: list[SurfaceUpdate], stamped: list[SurfaceUpdate],
@@ -278,25 +294,39 @@ class KafkaSink:
                 self.delivered += 1
                 if self._on_delivered is not None:
                     self._on_delivered(update, ack_ns)
+            elif isinstance(result, UNSENDABLE):
+                self._drop_unsendable(update, result)
             elif i < last_ok.get(update.key, -1):
                 self.lost += 1  # a later surface of its key is already on the topic
             else:
                 retry.append(original)
-        if self.ordered:
-            self._queue.extendleft(reversed(retry))
-        else:
-            for update in retry:  # keep unless a newer one arrived meanwhile
-                self._latest.setdefault(update.key, update)
-        first = next((r for r in results if r is not None), None)
+        self._requeue(retry)
+        first = next((r for r in results
+                      if r is not None and not isinstance(r, UNSENDABLE)), None)
         if first is not None:
             raise first
 
-    def _stop_publishing(self, exc: TopicMismatch) -> None:
+    def _requeue(self, updates: list[SurfaceUpdate]) -> None:
+        """Unsent updates back in front, in order (live: unless a newer one arrived)."""
+        if self.ordered:
+            self._queue.extendleft(reversed(updates))
+        else:
+            for update in updates:
+                self._latest.setdefault(update.key, update)
+
+    def _drop_unsendable(self, update: SurfaceUpdate, exc: BaseException) -> None:
+        self.lost += 1
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error(type(exc).__name__)
+        log.error("surface %s seq %d dropped: %s", update.key, update.seq, exc)
+
+    def _stop_publishing(self, exc: BrokerRefused) -> None:
         self.failure = exc
         self.errors += 1
         if self._on_error is not None:
             self._on_error(type(exc).__name__)
-        log.error("%s: stopped publishing (one key must stay on one partition)", exc)
+        log.error("%s; stopped publishing", exc)
         if self._on_failure is not None:
             self._on_failure(exc)
 

@@ -1,28 +1,51 @@
-"""The latest surface per key, read back from the compacted surface topic.
+"""The latest value per key, read back from a compacted topic: the surfaces, and the
+smile-dynamics memory.
 
 A calibrator starting (or restarting) warm-starts from what it last published, so
-its first fit after a restart is ``warm``, not ``cold``.
+its first fit after a restart is ``warm``, not ``cold``, and its dynamics estimates
+continue with their observations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamer.config import KafkaConfig
 from streamer.kafka_client import consumer_options
-from streamer.sinks.codec import decode_surface
-from streamer.types import SurfaceUpdate
+from streamer.sinks.codec import decode_dynamics_state, decode_surface
+from streamer.types import DynamicsState, SurfaceUpdate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def latest_surfaces(config: KafkaConfig, bootstrap: str, *, timeout_s: float = 10.0
                           ) -> dict[str, SurfaceUpdate]:
-    """Latest decodable surface per ``<venue>:<underlying>``; empty when the topic is absent.
+    """Latest decodable surface per ``<venue>:<underlying>``; empty when the topic is absent."""
+    return await latest_by_key(config, bootstrap, config.surface_topic,
+                               lambda v: decode_surface(v, config.value_format),
+                               timeout_s=timeout_s)
+
+
+async def latest_dynamics_states(config: KafkaConfig, bootstrap: str, *,
+                                 timeout_s: float = 10.0) -> dict[str, DynamicsState]:
+    """Latest smile-dynamics memory per key; empty when there is no dynamics topic."""
+    if config.dynamics_topic is None:
+        return {}
+    return await latest_by_key(config, bootstrap, config.dynamics_topic,
+                               decode_dynamics_state, timeout_s=timeout_s)
+
+
+async def latest_by_key(config: KafkaConfig, bootstrap: str, topic: str,
+                        decode: Callable[[bytes], T], *, timeout_s: float = 10.0
+                        ) -> dict[str, T]:
+    """Latest decodable value per key of ``topic``, read to its end at the start.
 
     Raises ``KafkaError`` when the broker cannot be reached; the consumer is closed
     whatever failed (also when it failed to start).
@@ -31,18 +54,16 @@ async def latest_surfaces(config: KafkaConfig, bootstrap: str, *, timeout_s: flo
                                 **consumer_options(config, bootstrap))
     try:
         await consumer.start()
-        return await asyncio.wait_for(_read_to_end(consumer, config), timeout_s)
+        return await asyncio.wait_for(_read_to_end(consumer, topic, decode), timeout_s)
     except TimeoutError:
-        log.warning("reading back %s took over %.0fs; starting cold", config.surface_topic,
-                    timeout_s)
+        log.warning("reading back %s took over %.0fs; starting cold", topic, timeout_s)
         return {}
     finally:
         await consumer.stop()
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, config: KafkaConfig
-                       ) -> dict[str, SurfaceUpdate]:
-    topic = config.surface_topic
+async def _read_to_end(consumer: AIOKafkaConsumer, topic: str, decode: Callable[[bytes], T]
+                       ) -> dict[str, T]:
     if topic not in await consumer.topics():
         log.info("no topic %s to warm-start from", topic)
         return {}
@@ -50,12 +71,12 @@ async def _read_to_end(consumer: AIOKafkaConsumer, config: KafkaConfig
                                                            or ())]
     consumer.assign(partitions)
     end = await consumer.end_offsets(partitions)
-    log.info("reading back %d surfaces from %s", sum(end.values()), topic)
+    log.info("reading back %d records from %s", sum(end.values()), topic)
     # Explicit offsets: seek_to_beginning's lazy reset sometimes never fetched
     # from Tansu (no records for 10 s in 4 of 15 trials); this never missed.
     for tp, offset in (await consumer.beginning_offsets(partitions)).items():
         consumer.seek(tp, offset)
-    latest: dict[str, SurfaceUpdate] = {}
+    latest: dict[str, T] = {}
     while await _behind(consumer, end):
         batch = await consumer.getmany(timeout_ms=500)
         for records in batch.values():
@@ -63,10 +84,10 @@ async def _read_to_end(consumer: AIOKafkaConsumer, config: KafkaConfig
                 if record.key is None or record.value is None:
                     continue
                 try:
-                    latest[record.key.decode()] = decode_surface(record.value,
-                                                                  config.value_format)
+                    latest[record.key.decode()] = decode(record.value)
                 except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                    log.warning("skipping an undecodable surface at offset %d", record.offset)
+                    log.warning("skipping an undecodable record of %s at offset %d", topic,
+                                record.offset)
     return latest
 
 

@@ -1,4 +1,5 @@
-"""Streams of small records to Kafka: quotes to the ticks topic, greeks to the greeks topic.
+"""Streams of small records to Kafka: quotes to the ticks topic, greeks to the greeks topic,
+each key's smile-dynamics memory to the dynamics topic.
 
 ``streamer ingest`` sends msgpack-encoded ``Quote`` structs keyed
 ``<venue>:<underlying>``, so one underlying's quotes stay in one partition, in order,
@@ -23,16 +24,17 @@ from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import TopicMismatch, start_producer
+from streamer.kafka_client import BrokerRefused, start_producer
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.tasks import cancel_and_wait
-from streamer.types import InstrumentGreeks, Quote
+from streamer.types import DynamicsState, InstrumentGreeks, Quote
 
 log = logging.getLogger(__name__)
 
 TICKS_SCHEMA_HEADER = ("schema", b"vol.ticks.v1")
 GREEKS_SCHEMA_HEADER = ("schema", b"vol.greeks.v1")
+DYNAMICS_SCHEMA_HEADER = ("schema", b"vol.dynamics.v1")
 SEND_PERIOD_S = 0.02
 _msgpack = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
@@ -52,25 +54,28 @@ class KafkaRecordSink(Generic[T]):
                  key_of: Callable[[T], str], encode: Callable[[T], bytes],
                  header: tuple[str, bytes], on_error: OnError | None = None,
                  on_sent: Callable[[int], None] | None = None,
+                 on_failure: Callable[[BrokerError], None] | None = None,
                  max_buffered: int = 200_000) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers
         self.topic, self._key_of, self._encode, self._header = topic, key_of, encode, header
         self._on_error = on_error
         self._on_sent = on_sent
+        self._on_failure = on_failure
         self._buffer: deque[T] = deque(maxlen=max_buffered)
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
         self._failing = False
         self.failure: BrokerError | None = None
+        self._in_flight = 0
         self.sent = 0
         self.dropped = 0
         self.errors = 0
 
     @property
     def pending(self) -> int:
-        """Records waiting for the broker."""
-        return len(self._buffer)
+        """Records waiting for the broker (buffered or sent and not yet acknowledged)."""
+        return len(self._buffer) + self._in_flight
 
     def add(self, record: T) -> None:
         """Queue a record; never blocks (the oldest is dropped when the buffer is full)."""
@@ -83,14 +88,16 @@ class KafkaRecordSink(Generic[T]):
         self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.topic}")
 
     async def stop(self) -> None:
-        """Send what is buffered (one attempt), then close."""
+        """Send what is buffered (within ``kafka.flush_timeout_ms``), then close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.flush_timeout_ms / 1000
+        while self.pending and self._sender is not None and not self._sender.done() \
+                and loop.time() < deadline:
+            await asyncio.sleep(SEND_PERIOD_S)
         if self._sender is not None:
             await cancel_and_wait(self._sender)
-        if self._producer is not None and self._buffer:
-            with contextlib.suppress(KafkaError, OSError):
-                await self._send_buffered(self._producer)
-        if self._buffer:
-            log.warning("stopping with %d records for %s unsent", len(self._buffer), self.topic)
+        if self.pending:
+            log.warning("stopping with %d records for %s unsent", self.pending, self.topic)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
@@ -110,10 +117,12 @@ class KafkaRecordSink(Generic[T]):
                 if self._failing:
                     log.info("Kafka reachable again at %s", self.bootstrap)
                     self._failing = False
-            except TopicMismatch as exc:
+            except BrokerRefused as exc:
                 self.failure = exc
                 self._report_failure(exc)
-                log.error("%s: stopped sending to %s", exc, self.topic)
+                log.error("%s; stopped sending to %s", exc, self.topic)
+                if self._on_failure is not None:
+                    self._on_failure(exc)
                 return
             except (KafkaError, OSError) as exc:
                 self._report_failure(exc)
@@ -127,6 +136,7 @@ class KafkaRecordSink(Generic[T]):
     async def _send_buffered(self, producer: AIOKafkaProducer) -> None:
         batch = list(self._buffer)
         self._buffer.clear()
+        self._in_flight = len(batch)
         try:
             futures = [await producer.send(
                 self.topic, key=self._key_of(r).encode(), value=self._encode(r),
@@ -135,6 +145,8 @@ class KafkaRecordSink(Generic[T]):
         except BaseException:
             self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
             raise
+        finally:
+            self._in_flight = 0
         self.sent += len(batch)
         if self._on_sent is not None:
             self._on_sent(len(batch))
@@ -162,6 +174,13 @@ def greeks_sink(config: KafkaConfig, bootstrap: str, topic: str, **callbacks: An
     """Per-option greeks to ``topic``, keyed by instrument (JSON, NaN as null)."""
     return KafkaRecordSink(config, bootstrap, topic=topic, key_of=lambda g: g.instrument,
                            encode=_json.encode, header=GREEKS_SCHEMA_HEADER, **callbacks)
+
+
+def dynamics_sink(config: KafkaConfig, bootstrap: str, topic: str, **callbacks: Any
+                  ) -> KafkaRecordSink[DynamicsState]:
+    """Smile-dynamics memory to ``topic`` (compacted), keyed ``<venue>:<underlying>``."""
+    return KafkaRecordSink(config, bootstrap, topic=topic, key_of=lambda s: s.key,
+                           encode=_json.encode, header=DYNAMICS_SCHEMA_HEADER, **callbacks)
 
 
 def decode_greeks(data: bytes) -> InstrumentGreeks:

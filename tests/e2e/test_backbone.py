@@ -35,6 +35,7 @@ def topics_env(kafka_bootstrap: str, unique_topic: object) -> dict[str, str]:
                 STREAMER_KAFKA__ENABLE_IDEMPOTENCE="false",
                 STREAMER_KAFKA__SURFACE_TOPIC=f"surface.{stamp}",
                 STREAMER_KAFKA__TICKS_TOPIC=f"ticks.{stamp}",
+                STREAMER_KAFKA__DYNAMICS_TOPIC=f"dynamics.{stamp}",
                 STREAMER_KAFKA__TOPIC_PARTITIONS="4", STREAMER_METRICS__PORT="0")
 
 
@@ -111,6 +112,27 @@ async def test_restart_warm_starts_from_kafka_and_seq_has_no_gaps(
         fitted = [s.status for s in restarted.slices if s.status != "stale"]
         assert fitted
         assert "cold" not in fitted, (key, fitted)
+
+
+async def test_restart_continues_the_smile_dynamics_with_their_observations(
+        topics_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Small moves count, so a few seconds of the bundled file give observations.
+    env = dict(topics_env, STREAMER_DYNAMICS__MIN_MOVE="0.00001")
+    topic = env["STREAMER_KAFKA__SURFACE_TOPIC"]
+    run = ("run", "--config", "config.yaml", "--speed", "40", "--duration", "6")
+    assert _streamer(*run, env=env, log=tmp_path / "first.log").wait(60) == 0
+    first = _by_key(await _read_all(kafka_bootstrap, topic))
+    before = {key: d for key, updates in first.items()
+              if (d := updates[-1].dynamics) is not None}
+    assert before["deribit:BTC"].n_obs >= 1, before
+    assert _streamer(*run, env=env, log=tmp_path / "second.log").wait(60) == 0
+    assert "smile dynamics restored for deribit:BTC" in (tmp_path / "second.log").read_text()
+    both = _by_key(await _read_all(kafka_bootstrap, topic))
+    for key, dynamics in before.items():
+        # The second run's first estimate: a fresh estimator would have no observation.
+        restarted = next(u.dynamics for u in both[key][len(first[key]):]
+                         if u.dynamics is not None)
+        assert restarted.n_obs >= dynamics.n_obs, key
 
 
 @pytest.fixture

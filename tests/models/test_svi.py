@@ -131,3 +131,15 @@ def test_band_fit_of_a_smile_inside_its_quotes_recovers_the_smile() -> None:
     model = implied_vol(k, 0.4, fit.params)
     assert np.all((model >= mid - half - 1e-9) & (model <= mid + half + 1e-9))
     assert np.sqrt(np.mean((model - true_iv) ** 2)) < 0.3 * half[0]
+
+
+def test_a_parabolic_smile_over_a_narrow_span_converges() -> None:
+    # Raw SVI tends to a parabola as sigma, b -> inf: on a parabola over a narrow span
+    # the least-squares optimum is at infinity and an unbounded fit never converges.
+    k = np.linspace(-0.08, 0.06, 12)
+    t = 3.0 / 365
+    w = (0.45 + 0.3 * k + 2.5 * k * k) ** 2 * t
+    fit = calibrate(k, np.sqrt(w / t), t)
+    assert fit.status == "converged"
+    assert fit.rmse_vol < 5e-4
+    assert fit.params.sigma < 2 * (k.max() - k.min())

