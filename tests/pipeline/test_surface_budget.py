@@ -46,3 +46,24 @@ def test_a_heston_fit_stops_at_the_budget_and_still_publishes_its_best() -> None
     assert slow.reads <= 6
     assert len(budgeted.fits) == 4
     assert budgeted.rmse_vol > free.rmse_vol
+
+
+def test_heston_dense_grids_read_a_spline_within_1e_7_of_the_exact_smile() -> None:
+    # Butterfly margins and analytics evaluate hundreds of points a slice; each exact
+    # point is a row of the quadrature. The spline they read must not move a published
+    # number: vols within 1e-7 and the butterfly margin within 1e-5 of the exact ones.
+    from streamer.core.arbitrage import numeric_butterfly_margin
+
+    model = HestonModel()
+    for t in (0.002, 0.05, 0.5):
+        sd = 0.6 * np.sqrt(t)
+        k = np.linspace(-5 * sd, 5 * sd, 603)
+        np.testing.assert_allclose(model.vol(k, t, TRUTH), heston.implied_vols(k, t, TRUTH),
+                                   rtol=0, atol=1e-7)
+        exact = numeric_butterfly_margin(
+            lambda x, t=t: heston.implied_vols(x, t, TRUTH) ** 2 * t, -3 * sd, 3 * sd)
+        assert abs(model.butterfly_margin(TRUTH, t, -3 * sd, 3 * sd) - exact) < 1e-5
+    wide = np.linspace(-3.0, 3.0, 301)  # mostly beyond the spline's range: priced exactly
+    far = np.abs(wide) > 1.0  # the spline spans six ATM total-vol widths, about 0.8
+    np.testing.assert_allclose(model.vol(wide, 0.05, TRUTH)[far],
+                               heston.implied_vols(wide[far], 0.05, TRUTH), rtol=1e-10)
