@@ -1,0 +1,63 @@
+"""``streamer replay`` speed (x real time) and determinism (the same bytes twice).
+
+The head of the bundled recording (``N_LINES`` lines, written to a temporary tick
+file) is replayed twice by the real CLI in a subprocess, to stdout (one JSON surface a
+line). ``x_realtime`` is the recorded span of those lines over the replay's wall time
+(the baseline: the recording's own pace, 1x); ``identical`` says whether both runs
+wrote the same bytes (sha256).
+
+Run from the repo root: ``.venv/bin/python benchmarks/bench_pipeline_replay.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import record
+
+from streamer.replay_servers import bundled_sample
+from streamer.tickfile import TickFileWriter, read_tickfile
+
+N_LINES = 8_000
+STREAMER = Path(sys.executable).with_name("streamer")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        head = Path(tmp) / "head.ndjson.gz"
+        lines = list(islice(read_tickfile(bundled_sample()), N_LINES))
+        with TickFileWriter(head) as writer:
+            for line in lines:
+                writer.write(line.received_ts_ns, line.raw)
+        span_s = (lines[-1].received_ts_ns - lines[0].received_ts_ns) / 1e9
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        rows: list[dict[str, Any]] = []
+        digests = []
+        for run in (1, 2):
+            started = time.perf_counter()
+            out = subprocess.run([str(STREAMER), "replay", str(head), "--quiet"],
+                                 capture_output=True, check=True, env=env).stdout
+            wall_s = time.perf_counter() - started
+            digests.append(hashlib.sha256(out).hexdigest())
+            rows.append({"run": run, "lines": N_LINES, "recorded_s": span_s, "wall_s": wall_s,
+                         "x_realtime": span_s / wall_s, "surfaces": out.count(b"\n"),
+                         "sha256": digests[-1][:16]})
+        for row in rows:
+            row["identical"] = digests[0] == digests[1]
+    record("pipeline_replay_cli", rows)
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - started:.1f} s)")
