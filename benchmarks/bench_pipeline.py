@@ -53,9 +53,14 @@ N_LINES = 8_000
 class ColdSVI(SVIModel):
     """Raw SVI that ignores the previous fit: a cold calibration every time."""
 
-    def calibrate(self, k: Any, iv: Any, t: float, weights: Any, previous: Any | None
-                  ) -> Fit[Any]:
-        return super().calibrate(k, iv, t, weights, None)
+    def calibrate(self, k: Any, iv: Any, t: float, weights: Any, previous: Any | None,
+                  **kw: Any) -> Fit[Any]:
+        return super().calibrate(k, iv, t, weights, None, **kw)
+
+    def calibrate_many(self, k: Any, iv: Any, t: Any, weights: Any, previous: Any,
+                       **kw: Any) -> list[Fit[Any]]:
+        # The engine fits a chain through this batched path: drop previous here too.
+        return super().calibrate_many(k, iv, t, weights, [None] * len(previous), **kw)
 
 
 @contextlib.contextmanager
