@@ -71,7 +71,7 @@ GOALS: dict[str, tuple[tuple[str, ...], Metric, Callable[[float, float], bool], 
 #: "<goal>-<model>-<file>" not met yet (strict xfail). Remove an entry when it is met.
 NOT_YET = {
     "rmse_svi-svi-snapshot",
-    "rmse_sabr-sabr-hourly", "rmse_sabr-sabr-snapshot",
+    "rmse_sabr-sabr-snapshot",
     "rmse_ssvi-ssvi-hourly", "rmse_ssvi-ssvi-snapshot",
     "in_band_svi-svi-hourly", "in_band_svi-svi-snapshot",
     "worst_svi-svi-hourly",
@@ -83,8 +83,11 @@ NOT_YET = {
 TODAY: dict[str, tuple[float, float, int]] = {
     "svi-hourly": (0.43, 93.7, 68),
     "svi-snapshot": (0.82, 92.7, 8),
-    "sabr-hourly": (1.22, 75.8, 68),
-    "sabr-snapshot": (2.08, 57.3, 8),
+    # The band objective (44ac972) traded in-band share for distance to the mark, as
+    # QuantLib's SABR does on the same quotes (0.74 vp, 64.4 % hourly): 1.22 vp / 75.8 %
+    # before; a pull of 0.3 gives 0.94 / 69.1, of 3.0 0.76 / 65.2.
+    "sabr-hourly": (0.83, 67.3, 68),
+    "sabr-snapshot": (1.66, 46.6, 8),
     "ssvi-hourly": (1.73, 52.4, 68),
     "ssvi-snapshot": (5.05, 34.6, 8),
     "heston-hourly": (2.37, 13.4, 23),
