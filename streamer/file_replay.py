@@ -35,11 +35,17 @@ class ReplayStats:
     quotes: int = 0
     #: The engine's rejected quotes by reason (the decoder's go to ``on_reject``).
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Fits the calibrator refused (slices or whole surfaces kept at the last good fit,
+    #: or left out when there was none), by reason.
+    fits_refused: Counter[str] = field(default_factory=Counter)
 
     def add_report(self, engine: Engine) -> None:
-        """Take the engine's rejections since the previous call."""
-        for (_, reason), n in engine.drain_report().rejects.items():
+        """Take the engine's rejections and refused fits since the previous call."""
+        report = engine.drain_report()
+        for (_, reason), n in report.rejects.items():
             self.rejected[reason] += n
+        for (_, reason), n in report.fallbacks.items():
+            self.fits_refused[reason] += n
 
 
 async def replay_file(path: Path, config: AppConfig, sink: Sink, *,

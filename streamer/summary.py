@@ -19,6 +19,11 @@ def rejected_text(rejected: Mapping[str, int]) -> str:
     return f"rejected {total} ({parts})"
 
 
+def refused_text(refused: Mapping[str, int]) -> str:
+    """``rmse_too_high 3, fit_failed 1``, largest first."""
+    return ", ".join(f"{reason} {n}" for reason, n in Counter(refused).most_common() if n)
+
+
 def closing_line(command: str, *, read: str, rejected: Mapping[str, int], published: str,
                  problem: str | None = None) -> str:
     """``streamer <command>: read ...; rejected ...; published ...[; FAILED: problem]``."""

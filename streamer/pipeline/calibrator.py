@@ -239,19 +239,35 @@ class SurfaceCalibrator:
         if not self._acceptable(fit.ok, fit.rmse_vol, previous_rmse) and previous is not None:
             fit = self._fit(usable, None)
             status = "cold"
-        if not self._acceptable(fit.ok, fit.rmse_vol, previous_rmse):
-            reason = "fit_failed" if not fit.ok else "rmse_too_high"
-            return self._keep(snaps, previous, previous_rmse, previous_fits, reason)
-        fits = {}
+        if not fit.ok or not np.isfinite(fit.rmse_vol):
+            return self._keep(snaps, previous, previous_rmse, previous_fits, "fit_failed")
+        # A surface over the limit is judged expiry by expiry: the expiries the model
+        # cannot fit (Heston a day out) are refused on their own instead of taking the
+        # whole surface down with them (on a cold start: nothing published at all).
+        whole = self._acceptable(fit.ok, fit.rmse_vol, previous_rmse)
+        fits, refused = {}, 0
         for i, snap in enumerate(usable):
             params = self.model.slice_params(fit.params, i)
             model_iv = self.model.vol(snap.k, snap.t, params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
+            previous_fit = previous_fits.get(snap.expiry_ts_ms)
+            if not whole and not self._slices._acceptable(True, rmse, previous_fit):
+                refused += 1
+                kept = self._slices._keep(previous_fit, snap, "fallback", "rmse_too_high").fit
+                if kept is not None:
+                    fits[snap.expiry_ts_ms] = kept
+                continue
             fits[snap.expiry_ts_ms] = msgspec.structs.replace(
                 self._slices._slice_fit(snap, params, rmse, status, model_iv),
                 fit_status=fit.status)
-        return SurfaceOutcome(fits=fits, params=fit.params, rmse_vol=fit.rmse_vol)
+        if refused == len(usable):
+            return self._keep(snaps, previous, previous_rmse, previous_fits, "rmse_too_high")
+        # A surface accepted only in part leaves the acceptance limit where it was: its RMSE
+        # must not let the next surface through whole (rmse_jump_factor).
+        return SurfaceOutcome(fits=fits, params=fit.params,
+                              rmse_vol=previous_rmse if refused else fit.rmse_vol,
+                              fallback_reason="rmse_too_high" if refused else None)
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         # A fit that runs past its budget stops at its best point so far (Heston); the

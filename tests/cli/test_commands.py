@@ -110,6 +110,21 @@ def test_replay_skips_a_garbage_line_and_a_bad_timestamp_and_counts_them(
             in proc.stderr)
 
 
+def test_replay_whose_every_fit_is_refused_says_so_and_exits_1(tmp_path: Path) -> None:
+    # It used to say "no surface to publish (is FILE a deribit recording?)": the file was
+    # fine, the calibrator had refused every fit, and nothing said so.
+    path = with_bad_lines(tmp_path, 3000, {})
+    proc = streamer("replay", str(path), STREAMER_CALIBRATION__MAX_RMSE_VOL="0.00001")
+    assert proc.returncode == 1
+    no_traceback(proc.stderr)
+    assert proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "fits refused: rmse_too_high" in last
+    assert "FAILED: no surface to publish: every fit was refused (rmse_too_high" in last
+    assert "calibration.max_rmse_vol is 1e-05" in last
+    assert "recording?" not in last
+
+
 def test_replay_of_a_mostly_garbage_file_stops_with_one_line_exit_1(tmp_path: Path) -> None:
     path = with_bad_lines(tmp_path, 200, {i: b"junk" for i in range(0, 200, 2)})
     proc = streamer("replay", str(path))

@@ -1,0 +1,63 @@
+"""A surface model's fit is judged expiry by expiry: one expiry it cannot fit is refused
+alone (kept at its last good slice, or left out) while the rest publish."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.config import CalibrationConfig
+from streamer.pipeline.calibrator import SurfaceCalibrator
+from streamer.pipeline.models import SSVIModel
+from streamer.pipeline.snapshot import SliceSnapshot
+
+TIMES = (0.02, 0.1, 0.3, 0.6)
+BROKEN = 2  # this expiry's quotes zigzag 12 vol points: no smooth smile fits them
+
+
+def _snaps(zigzag: float = 0.12) -> list[SliceSnapshot]:
+    out = []
+    for i, t in enumerate(TIMES):
+        k = np.linspace(-0.3, 0.3, 15) * np.sqrt(t / 0.1)
+        iv = 0.55 - 0.15 * k + 0.4 * k * k
+        if i == BROKEN:
+            iv = iv + zigzag * (-1.0) ** np.arange(k.size)
+        out.append(SliceSnapshot(expiry_ts_ms=i + 1, t=t, forward=1.0, forward_method="parity",
+                                 k=k, iv=iv, bid_iv=iv - 0.005, ask_iv=iv + 0.005,
+                                 weights=np.ones(k.size)))
+    return out
+
+
+def test_an_unfittable_expiry_is_refused_alone_on_a_cold_start() -> None:
+    calibrator = SurfaceCalibrator(SSVIModel(), CalibrationConfig())
+    outcome = calibrator.calibrate(_snaps(), None, float("nan"), {})
+    # the surface-wide RMSE is above max_rmse_vol (0.05): judged whole, nothing would be
+    # published; accepted in part, the acceptance limit stays where it was (none yet)
+    assert np.isnan(outcome.rmse_vol)
+    assert sorted(outcome.fits) == [1, 2, 4]
+    assert all(f.status == "cold" and f.rmse_vol < 0.025 for f in outcome.fits.values())
+    assert outcome.fallback_reason == "rmse_too_high"
+    assert outcome.params is not None
+
+
+def test_an_unfittable_expiry_keeps_its_last_good_slice_when_it_has_one() -> None:
+    calibrator = SurfaceCalibrator(SSVIModel(), CalibrationConfig())
+    good = calibrator.calibrate(_snaps(zigzag=0.0), None, float("nan"), {})
+    assert good.fallback_reason is None
+    assert len(good.fits) == 4
+    outcome = calibrator.calibrate(_snaps(), good.params, good.rmse_vol, good.fits)
+    assert outcome.fits[BROKEN + 1].status == "fallback"
+    assert outcome.fits[BROKEN + 1].params == good.fits[BROKEN + 1].params
+    assert [outcome.fits[e].status for e in (1, 2, 4)] != ["fallback"] * 3
+    assert outcome.fallback_reason == "rmse_too_high"
+
+
+def test_a_surface_no_expiry_of_which_fits_is_refused_whole() -> None:
+    snaps = [SliceSnapshot(expiry_ts_ms=s.expiry_ts_ms, t=s.t, forward=1.0,
+                           forward_method="parity", k=s.k,
+                           iv=s.iv + 0.12 * (-1.0) ** np.arange(s.k.size),
+                           bid_iv=s.bid_iv, ask_iv=s.ask_iv, weights=s.weights)
+             for s in _snaps(zigzag=0.0)]
+    outcome = SurfaceCalibrator(SSVIModel(), CalibrationConfig()).calibrate(
+        snaps, None, float("nan"), {})
+    assert outcome.fits == {}
+    assert outcome.fallback_reason == "rmse_too_high"
