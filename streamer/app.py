@@ -490,6 +490,20 @@ def closing_hint(kafka: KafkaConfig, bootstrap: str, published: int) -> str:
     return f"{where}; read them with: kcat -b {bootstrap} -C -t {kafka.surface_topic} -o beginning"
 
 
+_REFUSALS_SAID: set[tuple[str, str]] = set()
+
+
+def _say_first_refusal(underlying: str, reason: str) -> None:
+    """One warning per underlying and reason per process the first time a fit is refused;
+    the counter streamer_fallbacks_total carries every later one."""
+    if reason in ("too_few_quotes",) or (underlying, reason) in _REFUSALS_SAID:
+        return
+    _REFUSALS_SAID.add((underlying, reason))
+    log.warning("%s: a fit was refused (%s): the expiries kept their last good slice or "
+                "were left out; counted in streamer_fallbacks_total from now on",
+                underlying, reason)
+
+
 def apply_report(metrics: Metrics, engine: Engine | EngineWorker) -> int:
     """Turn the engine's numbers since the last call into metric increments.
 
@@ -502,6 +516,7 @@ def apply_report(metrics: Metrics, engine: Engine | EngineWorker) -> int:
         metrics.calibration_seconds.labels(model=model, underlying=underlying).observe(seconds)
     for (underlying, reason), n in report.fallbacks.items():
         metrics.fallbacks_total.labels(underlying=underlying, reason=reason).inc(n)
+        _say_first_refusal(underlying, reason)
     for (underlying, status), n in report.slices.items():
         metrics.slices_fitted_total.labels(underlying=underlying, status=status).inc(n)
     for (underlying, kind), n in report.arbitrage.items():
