@@ -272,14 +272,14 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
         if problem is None and delivered < computed:
             problem = f"{computed - delivered} of {computed} surfaces not acknowledged"
     rejected.update(stats.rejected)
-    if stats.fits_refused:
-        published += f"; fits refused: {refused_text(stats.fits_refused)}"
+    read = f"{stats.lines} lines of {path} ({stats.quotes} quotes"
+    read += f"; fits refused: {refused_text(stats.fits_refused)})" if stats.fits_refused else ")"
     if problem is None and delivered == 0:
         problem = (f"no surface to publish: every fit was refused "
                    f"({refused_text(stats.fits_refused)}; calibration.max_rmse_vol is "
                    f"{config.calibration.max_rmse_vol})" if stats.fits_refused else
                    f"no surface to publish (is {path} a {config.venues[0].name} recording?)")
-    print(closing_line("replay", read=f"{stats.lines} lines of {path} ({stats.quotes} quotes)",
+    print(closing_line("replay", read=read,
                        rejected=rejected, published=published, problem=problem),
           file=sys.stderr, flush=True)
     return 1 if problem else 0

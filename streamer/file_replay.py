@@ -36,7 +36,7 @@ class ReplayStats:
     #: The engine's rejected quotes by reason (the decoder's go to ``on_reject``).
     rejected: Counter[str] = field(default_factory=Counter)
     #: Fits the calibrator refused (slices or whole surfaces kept at the last good fit,
-    #: or left out when there was none), by reason.
+    #: or left out when there was none), by reason; slices too thin to fit are not here.
     fits_refused: Counter[str] = field(default_factory=Counter)
 
     def add_report(self, engine: Engine) -> None:
@@ -45,7 +45,8 @@ class ReplayStats:
         for (_, reason), n in report.rejects.items():
             self.rejected[reason] += n
         for (_, reason), n in report.fallbacks.items():
-            self.fits_refused[reason] += n
+            if reason != "too_few_quotes":  # not a fit refused: no fit tried
+                self.fits_refused[reason] += n
 
 
 async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
