@@ -34,6 +34,7 @@ from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
 from streamer.kafka_client import ensure_topics
 from streamer.metrics import Health, Metrics, serve_http
+from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
 from streamer.progress import Progress
 from streamer.replay_servers import ReplayServers
@@ -496,7 +497,7 @@ _REFUSALS_SAID: set[tuple[str, str]] = set()
 def _say_first_refusal(underlying: str, reason: str) -> None:
     """One warning per underlying and reason per process the first time a fit is refused;
     the counter streamer_fallbacks_total carries every later one."""
-    if reason in ("too_few_quotes",) or (underlying, reason) in _REFUSALS_SAID:
+    if not is_refusal(reason) or (underlying, reason) in _REFUSALS_SAID:
         return
     _REFUSALS_SAID.add((underlying, reason))
     log.warning("%s: a fit was refused (%s): the expiries kept their last good slice or "

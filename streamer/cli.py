@@ -234,7 +234,7 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.replay_servers import resolve_tickfile
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
-    from streamer.summary import closing_line, refused_text
+    from streamer.summary import closing_line, reasons_text
 
     path = resolve_tickfile(str(args.file))
     progress = None if args.quiet else ProgressBar(f"replay {path.name}")
@@ -272,13 +272,13 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
         if problem is None and delivered < computed:
             problem = f"{computed - delivered} of {computed} surfaces not acknowledged"
     rejected.update(stats.rejected)
+    refused = reasons_text(stats.fits_refused)
     read = f"{stats.lines} lines of {path} ({stats.quotes} quotes"
-    read += f"; fits refused: {refused_text(stats.fits_refused)})" if stats.fits_refused else ")"
+    read += f"; fits refused: {refused})" if refused else ")"
     if problem is None and delivered == 0:
-        problem = (f"no surface to publish: every fit was refused "
-                   f"({refused_text(stats.fits_refused)}; calibration.max_rmse_vol is "
-                   f"{config.calibration.max_rmse_vol})" if stats.fits_refused else
-                   f"no surface to publish (is {path} a {config.venues[0].name} recording?)")
+        problem = (f"no surface to publish: every fit was refused ({refused}; "
+                   f"calibration.max_rmse_vol is {config.calibration.max_rmse_vol})" if refused
+                   else f"no surface to publish (is {path} a {config.venues[0].name} recording?)")
     print(closing_line("replay", read=read,
                        rejected=rejected, published=published, problem=problem),
           file=sys.stderr, flush=True)

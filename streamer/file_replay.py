@@ -16,6 +16,7 @@ import msgspec
 
 from streamer.config import AppConfig
 from streamer.errors import ConfigError
+from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
 from streamer.progress import ProgressBar
 from streamer.sinks.base import BackPressured, Sink
@@ -45,7 +46,7 @@ class ReplayStats:
         for (_, reason), n in report.rejects.items():
             self.rejected[reason] += n
         for (_, reason), n in report.fallbacks.items():
-            if reason != "too_few_quotes":  # not a fit refused: no fit tried
+            if is_refusal(reason):
                 self.fits_refused[reason] += n
 
 

@@ -11,17 +11,13 @@ from collections.abc import Mapping
 
 def rejected_text(rejected: Mapping[str, int]) -> str:
     """``rejected 12 (no_bid 10, stale 2)``, largest first; ``rejected 0`` when none."""
-    counts = Counter({k: v for k, v in rejected.items() if v})
-    total = sum(counts.values())
-    if not total:
-        return "rejected 0"
-    parts = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
-    return f"rejected {total} ({parts})"
+    total = sum(rejected.values())
+    return f"rejected {total} ({reasons_text(rejected)})" if total else "rejected 0"
 
 
-def refused_text(refused: Mapping[str, int]) -> str:
-    """``rmse_too_high 3, fit_failed 1``, largest first."""
-    return ", ".join(f"{reason} {n}" for reason, n in Counter(refused).most_common() if n)
+def reasons_text(counts: Mapping[str, int]) -> str:
+    """``no_bid 10, stale 2``: counts by reason, largest first, zeros left out."""
+    return ", ".join(f"{reason} {n}" for reason, n in Counter(counts).most_common() if n)
 
 
 def closing_line(command: str, *, read: str, rejected: Mapping[str, int], published: str,

@@ -88,6 +88,12 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     fit_status: FitStatus = "converged"
 
 
+def is_refusal(reason: str) -> bool:
+    """A fallback reason that means a fit was made and refused (``too_few_quotes``: none
+    was tried)."""
+    return reason != "too_few_quotes"
+
+
 class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """A slice's new state (None when it has never been fitted) and a fallback reason."""
 
