@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core import black76
+from streamer.core.median import median
 
 FloatArray = npt.NDArray[np.float64]
 RegimeName = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
@@ -132,13 +133,6 @@ def _t_quantile(z: float, dof: int) -> float:
     return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof * dof)
 
 
-def _median(a: FloatArray) -> float:
-    """np.median without its overhead (this runs once per observation and tenor)."""
-    half = a.size // 2
-    part = np.partition(a, [half - 1, half] if a.size % 2 == 0 else half)
-    return float(part[half] if a.size % 2 else 0.5 * (part[half - 1] + part[half]))
-
-
 def _plain_ols(x: FloatArray, y: FloatArray) -> tuple[Regression, FloatArray]:
     n = x.size
     if n < 3:
@@ -171,7 +165,7 @@ def ols(x: npt.ArrayLike, y: npt.ArrayLike, *, trim: float = TRIM) -> Regression
     if trim <= 0 or not np.isfinite(first.slope):
         return first
     # The residuals of a fit with an intercept are centred: their MAD is about 0.
-    scale = _MAD_TO_SD * _median(np.abs(resid))
+    scale = _MAD_TO_SD * median(np.abs(resid))
     inliers = np.abs(resid) <= trim * scale
     if scale <= 0 or inliers.all():
         return first

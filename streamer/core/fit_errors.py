@@ -53,6 +53,18 @@ def standard_errors(vol: VolOfTheta, theta: npt.ArrayLike, k: npt.ArrayLike,
         up[j] += step
         down[j] -= step
         jac[:, j] = (vol(points, up) - vol(points, down)) / (2 * step)
+    return errors_from_jacobian(jac, h)
+
+
+def errors_from_jacobian(jac: npt.ArrayLike, half_spread: npt.ArrayLike
+                         ) -> tuple[FloatArray, float]:
+    """:func:`standard_errors` from the Jacobian ``d vol / d theta`` itself: one row per
+    quote and a last row at the money (``k = 0``), shape ``(n + 1, p)``."""
+    jac = np.asarray(jac, np.float64)
+    h = np.asarray(half_spread, np.float64)
+    nan = np.full(jac.shape[1], np.nan)
+    if jac.shape[0] - 1 <= jac.shape[1] or not np.all(np.isfinite(h) & (h > 0)):
+        return nan, float("nan")
     if not np.all(np.isfinite(jac)):
         return nan, float("nan")
     scaled = jac[:-1] / h[:, None]

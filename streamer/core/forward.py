@@ -8,6 +8,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.median import median
+
 
 class ForwardEstimate(msgspec.Struct, frozen=True, kw_only=True):
     """The forward used for a slice and how it was obtained."""
@@ -42,9 +44,9 @@ def implied_forward(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
     k, c, p = k[good], c[good], p[good]
     nearest = np.argsort(np.abs(c - p))[:max_pairs]
     candidates = k[nearest] + c[nearest] - p[nearest]
-    centre = float(np.median(candidates))
+    centre = median(candidates)
     kept = candidates[np.abs(candidates - centre) <= max_rel_dev * abs(centre)]
     if kept.size < 2 or centre <= 0:
         return ForwardEstimate(forward=fallback, n_pairs=int(kept.size), method="fallback")
-    return ForwardEstimate(forward=float(np.median(kept)), n_pairs=int(kept.size),
+    return ForwardEstimate(forward=median(kept), n_pairs=int(kept.size),
                            method="parity")

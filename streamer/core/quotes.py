@@ -7,6 +7,8 @@ import enum
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.median import median
+
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -86,7 +88,7 @@ def fit_weights(bid_iv: npt.ArrayLike, ask_iv: npt.ArrayLike, vega: npt.ArrayLik
     """
     half = 0.5 * (np.asarray(ask_iv, np.float64) - np.asarray(bid_iv, np.float64))
     finite = np.isfinite(half) & (half > 0)
-    fill = float(np.median(half[finite])) if finite.any() else 0.01
+    fill = median(half[finite]) if finite.any() else 0.01
     half = np.maximum(np.where(finite, half, fill), floor_vol)
     v = np.asarray(vega, np.float64)
     rel_vega = np.where(np.isfinite(v) & (v > 0), v, 0.0)

@@ -16,17 +16,24 @@ definitions of :mod:`streamer.core.smile`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.smile import smile_metrics
+from streamer.core.smile import SmileMetrics, smile_metrics_rows
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
+#: slice indices (r,) and log-moneyness (r, m) -> total variance of slice ``idx[i]`` in row i
+VarianceRows = Callable[[IntArray, FloatArray], FloatArray]
 
 DELTA_KEYS = ("10P", "25P", "ATM", "25C", "10C")
+_NAN_METRICS = SmileMetrics(atm_vol=float("nan"), atm_skew=float("nan"),
+                            atm_curvature=float("nan"), rr25=float("nan"), bf25=float("nan"),
+                            rr10=float("nan"), bf10=float("nan"))
 
 
 def total_variance_at(k: FloatArray, t: float, ts: Sequence[float],
@@ -78,20 +85,82 @@ class TenorView(msgspec.Struct, frozen=True, kw_only=True):
     extrapolated: bool = False
 
 
-def tenor_view(tenor_days: float, t: float, t_calendar: float, ts: Sequence[float],
-               forwards: Sequence[float], slices: Sequence[VarianceOfK]) -> TenorView:
-    """The view at ``tenor_days``: ``t`` on the interpolation clock, ``t_calendar`` in years.
+def variance_rows_of(slices: Sequence[VarianceOfK]) -> VarianceRows:
+    """A :data:`VarianceRows` that calls each row's slice on its own."""
+    def each(idx: IntArray, k: FloatArray) -> FloatArray:
+        return np.stack([slices[j](np.ascontiguousarray(k[i])) for i, j in enumerate(idx.tolist())])
+    return each
+
+
+class _Plan(NamedTuple):
+    """Per row: ``w = scale * clip(W_lo + lam (W_hi - W_lo)) + extra`` (the rule of
+    :func:`total_variance_at`, one case per row)."""
+
+    lo: IntArray
+    hi: IntArray
+    lam: FloatArray
+    scale: FloatArray
+    extra: FloatArray
+
+
+def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]) -> _Plan:
+    n = len(ts)
+    lo, hi = np.zeros(len(t), np.int64), np.zeros(len(t), np.int64)
+    lam, scale, extra = np.zeros(len(t)), np.ones(len(t)), np.zeros(len(t))
+    for r, t_r in enumerate(t):
+        i = int(np.searchsorted(ts, t_r, side="left"))
+        if i < n and ts[i] == t_r:
+            lo[r] = hi[r] = i
+        elif i == 0:
+            scale[r] = t_r / ts[0]
+        elif i == n:
+            lo[r] = hi[r] = n - 1
+            extra[r] = (t_r - ts[-1]) * float(slices[-1](np.zeros(1))[0]) / ts[-1]
+        else:
+            lo[r], hi[r], lam[r] = i - 1, i, (t_r - ts[i - 1]) / (ts[i] - ts[i - 1])
+    return _Plan(lo, hi, lam, scale, extra)
+
+
+def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Sequence[float],
+                ts: Sequence[float], forwards: Sequence[float], slices: Sequence[VarianceOfK],
+                rows: VarianceRows | None = None) -> list[TenorView]:
+    """The views at ``tenor_days``: ``t`` on the interpolation clock, ``t_calendar`` in
+    years, one per tenor; their smile metrics in one pass (:func:`smile_metrics_rows`).
+    ``rows`` evaluates several slices at once (default: each of ``slices`` in turn).
 
     Vols are read as ``sqrt(w / t_calendar)``: the clock moves variance between days,
     the quoting convention of a vol stays calendar ACT/365.
     """
-    def vol_of_k(k: FloatArray) -> FloatArray:
-        w = total_variance_at(np.asarray(k, np.float64), t, ts, slices)
+    if not len(t) or not len(ts):
+        return [_view(days, t_i, _NAN_METRICS, ts, forwards)
+                for days, t_i in zip(tenor_days, t, strict=True)]
+    plan = _plan(t, ts, slices)
+    evaluate = rows or variance_rows_of(slices)
+    inv_t_cal = 1.0 / np.asarray(t_calendar, np.float64)[:, None]
+
+    def vol_rows(k: FloatArray) -> FloatArray:
+        w_lo, w_hi = evaluate(plan.lo, k), evaluate(plan.hi, k)
+        # clipped to [lo, hi]: no rounding step against the direction of travel
+        w = (plan.scale[:, None] * np.clip(w_lo + plan.lam[:, None] * (w_hi - w_lo),
+                                           np.fmin(w_lo, w_hi), np.fmax(w_lo, w_hi))
+             + plan.extra[:, None])
         with np.errstate(invalid="ignore"):
-            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t_calendar)
+            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * inv_t_cal)
         return result
 
-    m = smile_metrics(vol_of_k, t_calendar)
+    metrics = smile_metrics_rows(vol_rows, t_calendar)
+    return [_view(days, t_i, m, ts, forwards)
+            for days, t_i, m in zip(tenor_days, t, metrics, strict=True)]
+
+
+def tenor_view(tenor_days: float, t: float, t_calendar: float, ts: Sequence[float],
+               forwards: Sequence[float], slices: Sequence[VarianceOfK]) -> TenorView:
+    """The view at one tenor (:func:`tenor_views`)."""
+    return tenor_views([tenor_days], [t], [t_calendar], ts, forwards, slices)[0]
+
+
+def _view(tenor_days: float, t: float, m: SmileMetrics, ts: Sequence[float],
+          forwards: Sequence[float]) -> TenorView:
     # The delta vols first, and RR/BF from them, so that rr == vol(25C) - vol(25P) exactly.
     vols = {"ATM": m.atm_vol}
     for d, rr, bf in ((25, m.rr25, m.bf25), (10, m.rr10, m.bf10)):

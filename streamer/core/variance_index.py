@@ -41,16 +41,10 @@ class ExpiryVariance(NamedTuple):
 
 def _walk(bids: FloatArray) -> npt.NDArray[np.bool_]:
     """Which options of an outward-ordered run are used: zero bids skipped, stop after two."""
-    used = np.zeros(bids.size, bool)
-    zeros = 0
-    for i, bid in enumerate(bids):
-        if not bid > 0:
-            zeros += 1
-            if zeros == 2:
-                break
-            continue
-        zeros = 0
-        used[i] = True
+    positive = bids > 0
+    two_zeros = ~positive[1:] & ~positive[:-1]  # at i + 1: the second of two zero bids
+    stop = int(np.argmax(two_zeros)) + 1 if two_zeros.any() else bids.size
+    used: npt.NDArray[np.bool_] = positive & (np.arange(bids.size) < stop)
     return used
 
 

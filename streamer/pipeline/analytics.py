@@ -7,7 +7,7 @@ default); vols stay quoted on the calendar.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,10 +17,10 @@ from scipy.interpolate import CubicSpline
 
 from streamer.config import AnalyticsConfig
 from streamer.core import black76
-from streamer.core.fit_errors import standard_errors
+from streamer.core.fit_errors import errors_from_jacobian, standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.models.svi import SVIParams
-from streamer.core.tenors import TenorView, tenor_view
+from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
 from streamer.core.variance_index import (
     ExpiryVariance,
@@ -90,23 +90,21 @@ class SurfaceAnalytics:
         ts = [self.clock.years(now_ms, s.expiry_ts_ms) for s in slices]
         ws = [self._w_of_k(model, s) for s in slices]
         forwards = [s.forward for s in slices]
-        views = []
-        for days in self.config.tenor_days:
-            t = self.clock.years(now_ms, now_ms + int(days * DAY_MS))
-            views.append(tenor_view(days, t, days * DAY_MS / YEAR_MS, ts, forwards, ws))
-        return views
+        days = list(self.config.tenor_days)
+        t = [self.clock.years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
+        rows = getattr(model, "variance_rows", None)
+        return tenor_views(days, t, [d * DAY_MS / YEAR_MS for d in days], ts, forwards, ws,
+                           None if rows is None else rows([s.params for s in slices]))
 
     def variance_index(self, model: SliceEvaluator, books: Sequence[tuple[int, list[Quote]]],
                        fitted: dict[int, FittedSlice], now_ms: int,
                        venue_index: VenueVolIndex | None = None) -> VarianceIndex | None:
         """The index from each expiry's quotes; None where no two expiries bracket it."""
-        per_expiry = [(e, v) for e, quotes in books
-                      if (v := _market_variance(quotes, (e - now_ms) / YEAR_MS)) is not None]
         tenor = self.config.variance_index_days * DAY_MS / YEAR_MS
-        pair = bracketing([v.t for _, v in per_expiry], tenor)
+        pair = _bracketing_variances(books, now_ms, tenor)
         if pair is None:
             return None
-        (e1, near), (e2, nxt) = per_expiry[pair[0]], per_expiry[pair[1]]
+        (e1, near), (e2, nxt) = pair
         model_vol = float("nan")
         if e1 in fitted and e2 in fitted:
             m1, m2 = (_model_variance(model, fitted[e], v)
@@ -140,20 +138,41 @@ def _venue_fields(index: VenueVolIndex | None, tenor_days: float) -> dict[str, A
     return {"venue_vol": index.vol, "venue_vol_ts_ms": index.exchange_ts_ms}
 
 
+def _bracketing_variances(books: Sequence[tuple[int, list[Quote]]], now_ms: int,
+                          tenor: float) -> tuple[tuple[int, ExpiryVariance],
+                                                 tuple[int, ExpiryVariance]] | None:
+    """The two expiries with a market variance that bracket ``tenor`` (``books`` by
+    expiry, ascending), computed for those two only: the nearest usable one at or below
+    the tenor and the nearest above it."""
+    ts = [(e - now_ms) / YEAR_MS for e, _ in books]
+
+    def first_usable(order: Iterable[int]) -> tuple[int, ExpiryVariance] | None:
+        return next(((books[i][0], v) for i in order
+                     if (v := _market_variance(books[i][1], ts[i])) is not None), None)
+
+    found = [x for x in (first_usable(i for i in reversed(range(len(ts))) if ts[i] <= tenor),
+                         first_usable(i for i in range(len(ts)) if ts[i] > tenor))
+             if x is not None]
+    pair = bracketing([v.t for _, v in found], tenor)
+    return None if pair is None else (found[pair[0]], found[pair[1]])
+
+
 def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
     """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
     if t <= 0 or not quotes:
         return None
-    strikes = np.unique([q.strike for q in quotes])
-    cols = {name: np.full(strikes.size, np.nan)
-            for name in ("call_mid", "put_mid", "call_bid", "put_bid")}
-    for q in quotes:
-        if not (q.bid_price >= 0 and q.ask_price > 0 and q.ask_price >= q.bid_price):
-            continue  # one-sided, crossed or missing: no mid
-        side = "call" if q.is_call else "put"
-        i = int(np.searchsorted(strikes, q.strike))
-        cols[f"{side}_mid"][i] = 0.5 * (q.bid_price + q.ask_price)
-        cols[f"{side}_bid"][i] = q.bid_price
+    strike, is_call, bid, ask = (np.array(col) for col in zip(
+        *((q.strike, q.is_call, q.bid_price, q.ask_price) for q in quotes), strict=True))
+    strikes, at = np.unique(strike, return_inverse=True)
+    # one-sided, crossed or missing: no mid
+    two_sided = (bid >= 0) & (ask > 0) & (ask >= bid)
+    cols = {}
+    for side, mine in (("call", is_call), ("put", ~is_call)):
+        use = two_sided & mine
+        mid, bids = np.full(strikes.size, np.nan), np.full(strikes.size, np.nan)
+        mid[at[use]] = 0.5 * (bid[use] + ask[use])
+        bids[at[use]] = bid[use]
+        cols[f"{side}_mid"], cols[f"{side}_bid"] = mid, bids
     return expiry_variance(strikes, t=t, **cols)
 
 
@@ -188,6 +207,10 @@ def fit_standard_errors(model: SliceEvaluator, params: Any, t: float, k: FloatAr
     names = list(model.to_dict(params))
     half = np.where(np.isfinite(bid_iv), 0.5 * (ask_iv - bid_iv), ask_iv - iv)
     half = np.maximum(np.nan_to_num(half, nan=_MIN_HALF_SPREAD), _MIN_HALF_SPREAD)
+    jacobian = getattr(model, "vol_jacobian", None)
+    if jacobian is not None:  # analytic: one evaluation instead of ten
+        se, atm = errors_from_jacobian(jacobian(np.append(k, 0.0), t, params), half)
+        return atm, dict(zip(names, (float(x) for x in se), strict=True))
 
     def vol(kk: FloatArray, theta: FloatArray) -> FloatArray:
         return model.vol(kk, t, model.from_dict(dict(zip(names, theta, strict=True))))

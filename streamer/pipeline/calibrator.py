@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -12,8 +12,9 @@ import numpy.typing as npt
 from scipy.interpolate import CubicSpline
 
 from streamer.config import CalibrationConfig
+from streamer.core.median import median
 from streamer.core.models.fit import Fit, FitStatus
-from streamer.core.smile import SmileMetrics, smile_metrics
+from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors
 from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
@@ -55,7 +56,7 @@ def spread_stats(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
     bid = np.where(np.isfinite(bid_iv), bid_iv, 0.0)
     ask = np.where(np.isfinite(ask_iv), ask_iv, np.inf)
     both = np.isfinite(bid_iv) & np.isfinite(ask_iv)
-    half = float(np.median(0.5 * (ask_iv[both] - bid_iv[both]))) if both.any() else np.nan
+    half = median(0.5 * (ask_iv[both] - bid_iv[both])) if both.any() else np.nan
     err = model_iv - mid_iv
     side = np.where(err >= 0.0, ask - mid_iv, mid_iv - bid)
     z = err / np.maximum(side, MIN_HALF_SPREAD_VOL)
@@ -101,6 +102,22 @@ class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
     fallback_reason: str | None = None
 
 
+class _Published(NamedTuple):
+    """What a slice publishes, decided: the parameters, their RMSE and status, the smile
+    at the quotes when already evaluated, and the fit a kept slice carries over."""
+
+    snap: SliceSnapshot
+    params: Any
+    rmse: float
+    status: SliceStatus
+    model_iv: FloatArray | None = None
+    kept: SliceFit | None = None  # its standard errors and fit status go on
+    fit_status: FitStatus = "converged"
+
+
+_Decision = tuple[_Published | None, str | None]  # what to publish, the fallback reason
+
+
 class SliceCalibrator:
     """Fits one slice at a time against the previous good fit of the same expiry."""
 
@@ -115,6 +132,21 @@ class SliceCalibrator:
         ``first_try`` is that first fit when it was already made (a batched fit of the
         whole chain); the cold retry and the fallback rules are the same either way.
         """
+        return self.calibrate_many([(snap, previous, first_try)])[0]
+
+    def calibrate_many(self, jobs: Sequence[tuple[SliceSnapshot, SliceFit | None,
+                                                  Fit[Any] | None]]) -> list[SliceOutcome]:
+        """:meth:`calibrate` of several slices; what they publish is computed in one pass."""
+        return self.outcomes([self._decide(*job) for job in jobs])
+
+    def outcomes(self, decisions: Sequence[_Decision]) -> list[SliceOutcome]:
+        """The outcomes of decided slices, their published state built together."""
+        built = iter(self.slice_fits([d for d, _ in decisions if d is not None]))
+        return [SliceOutcome(fit=None if d is None else next(built), fallback_reason=reason)
+                for d, reason in decisions]
+
+    def _decide(self, snap: SliceSnapshot, previous: SliceFit | None,
+                first_try: Fit[Any] | None) -> _Decision:
         if snap.n_quotes < self.config.min_quotes:
             return self._reduced(snap, previous)
         model = self.model
@@ -123,30 +155,30 @@ class SliceCalibrator:
         fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params,
                                            bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
         status: SliceStatus = "warm" if prev_params is not None else "cold"
-        if not self._acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
+        if not self.acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
             fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None,
                                   bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
             status = "cold"
-        if not self._acceptable(fit.ok, fit.rmse_vol, previous):
+        if not self.acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
-            return self._keep(previous, snap, "fallback", reason)
-        return SliceOutcome(fit=msgspec.structs.replace(
-            self._slice_fit(snap, fit.params, fit.rmse_vol, status), fit_status=fit.status))
+            return self.keep(previous, snap, "fallback", reason)
+        return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
 
-    def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> SliceOutcome:
+    def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> _Decision:
         """A slice with too few quotes for the model: a reduced (3-parameter) fit from
         ``min_quotes_reduced`` quotes (an expiry hours away often shows only 4-5), else
         the last fit kept stale, with the reason."""
         reduced = getattr(self.model, "calibrate_reduced", None)
         if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
-            return self._keep(previous, snap, "stale", "too_few_quotes")
+            return self.keep(previous, snap, "stale", "too_few_quotes")
         fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
-        if not self._acceptable(fit.ok, fit.rmse_vol, previous):
-            return self._keep(previous, snap, "fallback",
-                              "fit_failed" if not fit.ok else "rmse_too_high")
-        return SliceOutcome(fit=self._slice_fit(snap, fit.params, fit.rmse_vol, "cold"))
+        if not self.acceptable(fit.ok, fit.rmse_vol, previous):
+            return self.keep(previous, snap, "fallback",
+                             "fit_failed" if not fit.ok else "rmse_too_high")
+        return _Published(snap, fit.params, fit.rmse_vol, "cold"), None
 
-    def _acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
+    def acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
+        """Whether a fit may replace ``previous`` (the RMSE limits of the config)."""
         if not ok or not np.isfinite(rmse):
             return False
         limit = self.config.max_rmse_vol
@@ -154,22 +186,19 @@ class SliceCalibrator:
             limit = max(limit, self.config.rmse_jump_factor * previous.rmse_vol)
         return rmse <= limit
 
-    def _keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
-              reason: str) -> SliceOutcome:
+    def keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
+             reason: str) -> _Decision:
         """Last good parameters, re-evaluated at the new time; None if there are none."""
         if previous is None:
-            return SliceOutcome(fit=None, fallback_reason=reason)
+            return None, reason
         rmse = previous.rmse_vol
         model_iv = None
         if snap.n_quotes:
             model_iv = self.model.vol(snap.k, snap.t, previous.params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-        kept = msgspec.structs.replace(
-            self._slice_fit(snap, previous.params, rmse, status, model_iv),
-            atm_vol_se=previous.atm_vol_se, params_se=previous.params_se,
-            fit_status=previous.fit_status)
-        return SliceOutcome(fit=kept, fallback_reason=reason)
+        return _Published(snap, previous.params, rmse, status, model_iv, kept=previous,
+                          fit_status=previous.fit_status), reason
 
     def _vol_of_k(self, params: Any, t: float) -> Callable[[FloatArray], FloatArray]:
         """The smile as a function of k; a spline through one vectorised call for models
@@ -190,27 +219,48 @@ class SliceCalibrator:
         spline = CubicSpline(grid, vols)
         return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
 
-    def _slice_fit(self, snap: SliceSnapshot, params: Any, rmse: float, status: SliceStatus,
-                   model_iv: FloatArray | None = None) -> SliceFit:
-        """The published state of a slice; ``model_iv`` is the smile at ``snap.k`` when the
-        caller has already evaluated it."""
-        t = snap.t
+    def _vol_rows(self, params: Sequence[Any], ts: Sequence[float]) -> VolRows:
+        """The smiles as rows: one stacked evaluation where the model has one."""
+        rows = getattr(self.model, "vol_rows", None)
+        if rows is not None:
+            stacked: VolRows = rows(params, ts)
+            return stacked
+        smiles = [self._vol_of_k(p, t) for p, t in zip(params, ts, strict=True)]
+
+        def each(k: FloatArray) -> FloatArray:
+            return np.stack([smile(np.ascontiguousarray(k[i])) for i, smile in enumerate(smiles)])
+        return each
+
+    def slice_fits(self, published: Sequence[_Published]) -> list[SliceFit]:
+        """The published state of each slice; the smile metrics of all in one pass."""
+        if not published:
+            return []
+        params = [p.params for p in published]
+        ts = [p.snap.t for p in published]
+        metrics = smile_metrics_rows(self._vol_rows(params, ts), ts)
+        return [self._slice_fit(p, m) for p, m in zip(published, metrics, strict=True)]
+
+    def _slice_fit(self, p: _Published, metrics: SmileMetrics) -> SliceFit:
+        snap, t = p.snap, p.snap.t
         k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
-        metrics = smile_metrics(self._vol_of_k(params, t), t)
-        margin = self.model.butterfly_margin(params, t, *k_range)
+        margin = self.model.butterfly_margin(p.params, t, *k_range)
+        model_iv = p.model_iv
         if model_iv is None and snap.n_quotes:
-            model_iv = self.model.vol(snap.k, t, params)
+            model_iv = self.model.vol(snap.k, t, p.params)
         spread = (SpreadStats() if model_iv is None
                   else spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv))
-        atm_se, params_se = float("nan"), dict[str, float]()
-        if status in ("warm", "cold"):
-            atm_se, params_se = fit_standard_errors(self.model, params, t, snap.k, snap.iv,
+        if p.kept is not None:
+            atm_se, params_se = p.kept.atm_vol_se, p.kept.params_se
+        elif p.status in ("warm", "cold"):
+            atm_se, params_se = fit_standard_errors(self.model, p.params, t, snap.k, snap.iv,
                                                     snap.bid_iv, snap.ask_iv)
+        else:
+            atm_se, params_se = float("nan"), {}
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
-                        params=params, rmse_vol=rmse, n_quotes=snap.n_quotes, status=status,
-                        metrics=metrics, butterfly_free=bool(margin >= 0.0),
+                        params=p.params, rmse_vol=p.rmse, n_quotes=snap.n_quotes,
+                        status=p.status, metrics=metrics, butterfly_free=bool(margin >= 0.0),
                         butterfly_margin=float(margin), k_range=k_range, spread=spread,
-                        atm_vol_se=atm_se, params_se=params_se)
+                        atm_vol_se=atm_se, params_se=params_se, fit_status=p.fit_status)
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -251,24 +301,24 @@ class SurfaceCalibrator:
         # cannot fit (Heston a day out) are refused on their own instead of taking the
         # whole surface down with them (on a cold start: nothing published at all).
         whole = self._acceptable(fit.ok, fit.rmse_vol, previous_rmse)
-        fits, refused = {}, 0
+        decisions: list[_Decision] = []
         for i, snap in enumerate(usable):
             params = self.model.slice_params(fit.params, i)
             model_iv = self.model.vol(snap.k, snap.t, params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
             previous_fit = previous_fits.get(snap.expiry_ts_ms)
-            if not whole and not self._slices._acceptable(True, rmse, previous_fit):
-                refused += 1
-                kept = self._slices._keep(previous_fit, snap, "fallback", "rmse_too_high").fit
-                if kept is not None:
-                    fits[snap.expiry_ts_ms] = kept
+            if not whole and not self._slices.acceptable(True, rmse, previous_fit):
+                decisions.append(self._slices.keep(previous_fit, snap, "fallback",
+                                                   "rmse_too_high"))
                 continue
-            fits[snap.expiry_ts_ms] = msgspec.structs.replace(
-                self._slices._slice_fit(snap, params, rmse, status, model_iv),
-                fit_status=fit.status)
+            decisions.append((_Published(snap, params, rmse, status, model_iv,
+                                         fit_status=fit.status), None))
+        refused = sum(reason is not None for _, reason in decisions)
         if refused == len(usable):
             return self._keep(snaps, previous, previous_rmse, previous_fits, "rmse_too_high")
+        fits = {o.fit.expiry_ts_ms: o.fit for o in self._slices.outcomes(decisions)
+                if o.fit is not None}
         # A surface accepted only in part leaves the acceptance limit where it was: its RMSE
         # must not let the next surface through whole (rmse_jump_factor).
         return SurfaceOutcome(fits=fits, params=fit.params,
@@ -296,11 +346,9 @@ class SurfaceCalibrator:
     def _keep(self, snaps: list[SliceSnapshot], previous: Any | None, previous_rmse: float,
               previous_fits: dict[int, SliceFit], reason: str) -> SurfaceOutcome:
         """Every expiry at its last good slice, re-evaluated against the new quotes."""
-        fits = {}
-        for snap in snaps:
-            kept = self._slices._keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback",
-                                      reason)
-            if kept.fit is not None:
-                fits[snap.expiry_ts_ms] = kept.fit
+        outcomes = self._slices.outcomes([
+            self._slices.keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback", reason)
+            for snap in snaps])
+        fits = {o.fit.expiry_ts_ms: o.fit for o in outcomes if o.fit is not None}
         return SurfaceOutcome(fits=fits, params=previous, rmse_vol=previous_rmse,
                               fallback_reason=reason)

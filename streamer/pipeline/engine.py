@@ -243,9 +243,9 @@ class Engine:
             [p.params if p is not None else None for _, _, p in fittable],
             bid_iv=[s.bid_iv for _, s, _ in fittable], ask_iv=[s.ask_iv for _, s, _ in fittable]),
             strict=True))
-        for expiry, snap, previous in jobs:
-            self._record(name, state, expiry,
-                         calibrator.calibrate(snap, previous, fits.get(expiry)))
+        outcomes = calibrator.calibrate_many([(s, p, fits.get(e)) for e, s, p in jobs])
+        for (expiry, _, _), outcome in zip(jobs, outcomes, strict=True):
+            self._record(name, state, expiry, outcome)
 
     def _calibrate_surface(self, name: str, state: _Underlying, model: SurfaceModel,
                            now_ms: int) -> None:

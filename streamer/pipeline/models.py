@@ -143,6 +143,29 @@ class SVIModel(_VolFromVariance):
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
 
+    def vol_jacobian(self, k: FloatArray, t: float, params: Any) -> FloatArray:
+        """``d vol / d params`` (the order of :meth:`to_dict`), analytic."""
+        return svi.vol_jacobian(k, t, params)
+
+    def variance_rows(self, params: Sequence[Any]
+                      ) -> Callable[[npt.NDArray[np.int64], FloatArray], FloatArray]:
+        """Total variance of slice ``idx[i]`` of ``params`` at the k of row ``i``."""
+        stacked = svi.stack(params)
+        return lambda idx, k: svi.total_variance_rows(k, stacked[idx])
+
+    def vol_rows(self, params: Sequence[Any], t: Sequence[float]
+                 ) -> Callable[[FloatArray], FloatArray]:
+        """The smiles of many slices as rows: ``k`` of shape (n, m) -> vols (n, m)."""
+        stacked = svi.stack(params)
+        inv_t = 1.0 / np.asarray(t, np.float64)[:, None]
+
+        def vols(k: FloatArray) -> FloatArray:
+            w = svi.total_variance_rows(k, stacked)
+            with np.errstate(invalid="ignore"):
+                result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * inv_t)
+            return result
+        return vols
+
     def butterfly_margin(self, params: Any, t: float, k_min: float, k_max: float) -> float:
         from streamer.core.arbitrage import svi_butterfly_margin
 

@@ -46,13 +46,11 @@ def years_to_expiry(expiry_ts_ms: int, now_ms: int) -> float:
 
 def _forward(strike: FloatArray, is_call: npt.NDArray[np.bool_], mid: FloatArray,
              fallback: float) -> tuple[float, str]:
-    calls = {k: m for k, c, m in zip(strike, is_call, mid, strict=True) if c}
-    pairs = [(k, calls[k], m) for k, c, m in zip(strike, is_call, mid, strict=True)
-             if not c and k in calls]
-    if not pairs:
+    """The expiry's forward from its call-put pairs (a call and a put at one strike)."""
+    _, c, p = np.intersect1d(strike[is_call], strike[~is_call], return_indices=True)
+    if not c.size:
         return fallback, "fallback"
-    k, c, p = (np.array(col) for col in zip(*pairs, strict=True))
-    est = implied_forward(k, c, p, fallback)
+    est = implied_forward(strike[is_call][c], mid[is_call][c], mid[~is_call][p], fallback)
     return est.forward, est.method
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
+import msgspec
 import numpy as np
 import pytest
 from scipy.optimize import brentq
@@ -135,14 +136,39 @@ def _random_svi(rng: np.random.Generator) -> tuple[SVIParams, float]:
     return SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma), t
 
 
+def _solver_inputs(vol: VolOfK, t: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    sqrt_t = np.sqrt(np.array([t]))
+    s_atm = np.asarray(vol(np.zeros(1)), np.float64) * sqrt_t
+    return sqrt_t, s_atm, smile_module._half_bracket(s_atm, _DELTAS)
+
+
+def _newton(vol: VolOfK, t: float) -> FloatArray | None:
+    """One smile's Newton strikes (calls then puts), None where it did not settle."""
+    sqrt_t, s_atm, half = _solver_inputs(vol, t)
+    k, settled = smile_module._newton_delta_strikes(vol, sqrt_t, s_atm, _DELTAS, half)
+    return k[0] if settled[0] else None
+
+
+def _bisect(vol: VolOfK, t: float) -> tuple[FloatArray, FloatArray]:
+    sqrt_t, _, half = _solver_inputs(vol, t)
+    k = smile_module._bisect_delta_strikes(vol, sqrt_t, _DELTAS, half)[0]
+    return k[:2], k[2:]
+
+
+def _strikes(vol: VolOfK, t: float) -> tuple[FloatArray, FloatArray]:
+    sqrt_t, s_atm, _ = _solver_inputs(vol, t)
+    k = smile_module._delta_strikes(vol, sqrt_t, s_atm, _DELTAS)[0]
+    return k[:2], k[2:]
+
+
 def test_newton_delta_strikes_equal_the_bisection_on_random_svi_smiles() -> None:
     rng = np.random.default_rng(13)
     newton_used = 0
     for _ in range(300):
         p, t = _random_svi(rng)
         vol = _svi_vol(p, t)
-        newton = smile_module._newton_delta_strikes(vol, t, _DELTAS)
-        bis_call, bis_put = smile_module._bisect_delta_strikes(vol, t, _DELTAS)
+        newton = _newton(vol, t)
+        bis_call, bis_put = _bisect(vol, t)
         if newton is None:
             continue
         newton_used += 1
@@ -154,7 +180,7 @@ def test_newton_delta_strikes_equal_the_bisection_on_random_svi_smiles() -> None
 @pytest.mark.parametrize(("a", "b", "t"), [(0.65, -0.15, 0.25), (1.2, -0.05, 2.0),
                                            (0.45, 0.08, 1.0 / 52)])
 def test_newton_meets_the_hand_computed_linear_strikes(a: float, b: float, t: float) -> None:
-    k = smile_module._newton_delta_strikes(_linear(a, b), t, _DELTAS)
+    k = _newton(_linear(a, b), t)
     assert k is not None
     for i, n_d1 in enumerate([0.25, 0.10, 0.75, 0.90]):
         assert k[i] == pytest.approx(_linear_delta_strike(a, b, t, n_d1), abs=1e-12)
@@ -166,9 +192,9 @@ def test_a_smile_without_delta_strikes_in_reach_falls_back_to_the_bisection() ->
     def wild(k: FloatArray) -> FloatArray:
         return 0.5 + 3.0 * np.maximum(np.asarray(k, np.float64), 0.0) ** 2
 
-    assert smile_module._newton_delta_strikes(wild, 1.0, _DELTAS) is None
-    call, put = smile_module._delta_strikes(wild, 1.0, _DELTAS)
-    ref_call, ref_put = smile_module._bisect_delta_strikes(wild, 1.0, _DELTAS)
+    assert _newton(wild, 1.0) is None
+    call, put = _strikes(wild, 1.0)
+    ref_call, ref_put = _bisect(wild, 1.0)
     np.testing.assert_array_equal(call, ref_call)
     np.testing.assert_array_equal(put, ref_put)
 
@@ -177,4 +203,31 @@ def test_a_nan_smile_falls_back_to_the_bisection() -> None:
     def nan_vol(k: FloatArray) -> FloatArray:
         return np.full(np.shape(k), np.nan)
 
-    assert smile_module._newton_delta_strikes(nan_vol, 0.5, _DELTAS) is None
+    assert _newton(nan_vol, 0.5) is None
+
+
+def test_many_smiles_in_one_pass_equal_each_smile_alone() -> None:
+    """``smile_metrics_rows`` is the same computation row by row: random SVI smiles mixed
+    with one whose 10-delta call is out of reach (its row takes the bisection) and one
+    with no vols at all, each row equal to ``smile_metrics`` of that smile alone."""
+    rng = np.random.default_rng(29)
+    smiles = [_random_svi(rng) for _ in range(12)]
+    vols: list[VolOfK] = [_svi_vol(p, t) for p, t in smiles]
+    ts = [t for _, t in smiles]
+
+    def wild(k: FloatArray) -> FloatArray:
+        return 0.5 + 3.0 * np.maximum(np.asarray(k, np.float64), 0.0) ** 2
+
+    vols[3], ts[3] = wild, 1.0
+    vols[7] = lambda k: np.full(np.shape(k), np.nan)
+
+    def rows(k: FloatArray) -> FloatArray:
+        return np.stack([vol(k[i]) for i, vol in enumerate(vols)])
+
+    together = smile_module.smile_metrics_rows(rows, ts)
+    alone = [smile_metrics(vol, t) for vol, t in zip(vols, ts, strict=True)]
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(np.array(list(msgspec.structs.astuple(got))),
+                                      np.array(list(msgspec.structs.astuple(want))))
+    assert math.isnan(together[7].atm_vol)
+    assert math.isfinite(together[3].rr25)

@@ -19,6 +19,7 @@ from streamer.core import black76
 from streamer.core.models import svi
 from streamer.core.variance_index import (
     ExpiryVariance,
+    _walk,
     bracketing,
     expiry_variance,
     interpolated_vol,
@@ -122,3 +123,26 @@ def test_bracketing() -> None:
     assert bracketing(ts, 0.3) == (3, 3)
     assert bracketing(ts, 0.5) is None
     assert bracketing(ts, 0.001) is None
+
+
+def _walk_by_hand(bids: list[float]) -> list[bool]:
+    """The white paper's rule read literally, one strike at a time."""
+    used, zeros = [], 0
+    for bid in bids:
+        if zeros == 2:
+            used.append(False)
+        elif bid > 0:
+            zeros = 0
+            used.append(True)
+        else:
+            zeros += 1
+            used.append(False)
+    return used
+
+
+def test_the_wing_walk_is_the_white_papers_rule_strike_by_strike() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        bids = np.where(rng.random(rng.integers(0, 12)) < 0.3, 0.0, 1.0)
+        bids[rng.random(bids.size) < 0.1] = np.nan  # no quote: no bid
+        assert _walk(bids).tolist() == _walk_by_hand(bids.tolist())

@@ -146,3 +146,25 @@ def test_every_fitted_slice_publishes_its_error_bars(surface: SurfaceUpdate) -> 
         assert 0.1 * s.half_spread_vol < s.atm_vol_se < 2.0 * s.half_spread_vol
         assert set(s.params_se) == set(s.params)
         assert all(np.isfinite(v) and v > 0 for v in s.params_se.values())
+
+
+def test_an_expiry_without_a_market_variance_leaves_the_index_to_its_neighbours() -> None:
+    """The 20-day expiry quotes calls only (no put-call pair, no forward): the 30-day
+    index is bracketed by the 7- and 45-day expiries, as the VIX rule on the usable
+    expiries gives it."""
+    from streamer.pipeline.analytics import SurfaceAnalytics
+    from streamer.pipeline.models import SVIModel
+
+    books: dict[int, list[Quote]] = {}
+    for q in _quotes():
+        if q.is_call or q.expiry_ts_ms != _expiry_ms(20):
+            books.setdefault(q.expiry_ts_ms, []).append(q)
+    vi = SurfaceAnalytics().variance_index(SVIModel(), sorted(books.items()), {}, NOW_MS)
+    assert vi is not None
+    assert (vi.near_expiry[:10], vi.next_expiry[:10]) == ("2026-01-08", "2026-02-15")
+    per = []
+    for i in (0, 2):
+        strikes = _strikes(EXPIRY_DAYS[i])
+        calls, puts = _true_prices(i, strikes)
+        per.append(expiry_variance(strikes, calls, puts, calls, puts, _t(EXPIRY_DAYS[i])))
+    assert vi.vol == pytest.approx(interpolated_vol(per[0], per[1], 30 / 365), rel=0.02)

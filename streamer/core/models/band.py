@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.median import median
+
 FloatArray = npt.NDArray[np.float64]
 
 #: Weight of the pull toward the band's centre against the band distance (see above).
@@ -83,10 +85,10 @@ def make_band(mid_iv: npt.ArrayLike, bid_iv: npt.ArrayLike | None,
     both = np.isfinite(lo) & np.isfinite(hi) & (hi >= lo)
     centre = np.where(both, 0.5 * (lo + hi), np.where(has_mid, mid, 0.0))
     half = np.where(both, 0.5 * (hi - lo), np.nan)
-    fill = float(np.median(half[both])) if both.any() else 0.01
+    fill = median(half[both]) if both.any() else 0.01
     half = np.maximum(np.where(both, half, fill), MIN_HALF_SPREAD)
     inv_h = 1.0 / half
-    scale = float(np.median(inv_h[has_mid | both])) if (has_mid | both).any() else 1.0
+    scale = median(inv_h[has_mid | both]) if (has_mid | both).any() else 1.0
     lower = np.where(np.isfinite(lo), np.minimum(lo, np.where(has_mid | both, centre, np.inf)),
                      -np.inf)
     upper = np.where(np.isfinite(hi), np.maximum(hi, np.where(has_mid | both, centre, -np.inf)),

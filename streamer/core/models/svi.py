@@ -63,6 +63,19 @@ def total_variance(k: npt.ArrayLike, p: SVIParams) -> FloatArray:
     return result
 
 
+def stack(params: Sequence[SVIParams]) -> FloatArray:
+    """Parameters of many slices as columns ``a, b, rho, m, sigma``: shape (n, 5, 1)."""
+    return np.array([[p.a, p.b, p.rho, p.m, p.sigma] for p in params], np.float64)[..., None]
+
+
+def total_variance_rows(k: FloatArray, stacked: FloatArray) -> FloatArray:
+    """``w`` of slice ``i`` (row ``i`` of :func:`stack`) at the log-moneyness of row ``i``."""
+    a, b, rho, m, sigma = (stacked[:, j] for j in range(5))
+    x = k - m
+    result: FloatArray = a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
+    return result
+
+
 def implied_vol(k: npt.ArrayLike, t: float, p: SVIParams) -> FloatArray:
     """Decimal implied vol ``sqrt(w(k) / t)``; NaN where ``w < 0``."""
     w = total_variance(k, p)
@@ -79,6 +92,19 @@ def derivatives(k: npt.ArrayLike, p: SVIParams) -> tuple[FloatArray, FloatArray,
     dw = p.b * (p.rho + x / root)
     d2w = p.b * p.sigma * p.sigma / root**3
     return w, dw, d2w
+
+
+def vol_jacobian(k: npt.ArrayLike, t: float, p: SVIParams) -> FloatArray:
+    """``d vol / d (a, b, rho, m, sigma)`` at ``k``, shape ``(n, 5)`` (``vol = sqrt(w / t)``)."""
+    x = np.asarray(k, np.float64) - p.m
+    root = np.sqrt(x * x + p.sigma * p.sigma)
+    w = p.a + p.b * (p.rho * x + root)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = 0.5 / np.sqrt(np.where(w > 0, w, np.nan) * t)  # d vol / d w
+    dw = np.stack([np.ones_like(x), p.rho * x + root, p.b * x, -p.b * (p.rho + x / root),
+                   p.b * p.sigma / root], axis=1)
+    result: FloatArray = dw * scale[:, None]
+    return result
 
 
 # -- calibration ---------------------------------------------------------------
@@ -368,45 +394,79 @@ class _Solver(NamedTuple):
     tol: float
 
 
-def _starts(chain: _Chain, prev: list[SVIParams | None], n_starts: int
-            ) -> tuple[FloatArray, IntArray]:
-    """Start points and the slice each belongs to: a cold slice's ``n_starts`` best
-    quasi-explicit seeds; a warm slice's previous parameters and its best seed (a warm
-    start alone stays in the basin of a fit to an older, perhaps partial, chain)."""
-    seeds = _seed_grid(chain, n_starts)
-    theta0: list[list[float] | FloatArray] = []
-    owner: list[int] = []
-    for i, p in enumerate(prev):
-        mine = seeds[i] if p is None else [_to_theta(p), seeds[i, 0]]
-        theta0.extend(mine)
-        owner.extend([i] * len(mine))
-    return np.array(theta0, np.float64), np.array(owner, np.int64)
+class _Refined(NamedTuple):
+    """Per slice, the best of its refined starts."""
+
+    theta: FloatArray  # (n_slices, 5)
+    cost: FloatArray  # objective at theta; inf where w < 0 somewhere
+    iterations: IntArray  # of the best start
+    nfev: IntArray  # over all its starts
+    converged: npt.NDArray[np.bool_]
 
 
-def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[Fit[SVIParams]]:
-    theta0, owner = _starts(chain, prev, solver.n_starts)
-    problems = chain.rows(owner) if owner.size > len(prev) else chain
+def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver) -> _Refined:
+    """One batched LM over every start; each slice (``owner``) keeps its best."""
+    problems = chain.rows(owner) if owner.size > chain.k.shape[0] else chain
     res = levenberg_marquardt(
         _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
         select=lambda rows: _residual_fn(problems.rows(rows)))
     r, _ = _residual_fn(problems)(res.theta)
     cost = np.where(np.isfinite(_rmse(problems, res.theta)), (r * r).sum(axis=1), np.inf)
-    fits: list[Fit[SVIParams]] = []
-    for i, p in enumerate(prev):
+    n = chain.k.shape[0]
+    best = np.zeros(n, np.int64)
+    for i in range(n):
         mine = np.flatnonzero(owner == i)
-        best = int(mine[np.argmin(cost[mine])])
-        warm, nfev = p is not None, int(res.nfev[mine].sum())
-        it = int(res.iterations[best])
-        if not np.isfinite(cost[best]):
-            fits.append(Fit.failed(p or _NO_PARAMS, "fit produced negative total variance",
-                                   warm=warm, iterations=it, nfev=nfev))
-            continue
-        status: FitStatus = "converged" if res.converged[best] else "max_iter"
-        message = "" if res.converged[best] else f"stopped at max_iter={solver.max_iter}"
-        fits.append(Fit(params=_from_theta(res.theta[best]),
-                        rmse_vol=float(_rmse(problems.rows([best]), res.theta[[best]])[0]),
-                        iterations=it, status=status, message=message, nfev=nfev, warm=warm))
-    return fits
+        best[i] = mine[np.argmin(cost[mine])]
+    return _Refined(theta=res.theta[best], cost=cost[best], iterations=res.iterations[best],
+                    nfev=np.bincount(owner, weights=res.nfev, minlength=n).astype(np.int64),
+                    converged=res.converged[best])
+
+
+def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[Fit[SVIParams]]:
+    """Cold slices refine their ``n_starts`` best quasi-explicit seeds; warm slices their
+    previous parameters only, and their best seed as well when the warm fit did not
+    converge or the seed, unrefined, already beats it (a warm start alone stays in the
+    basin of a fit to an older, perhaps partial, chain; refining the seed of every warm
+    slice every batch made a warm batch cost as much as a cold one)."""
+    seeds = _seed_grid(chain, solver.n_starts)
+    theta0 = [_to_theta(p) if p is not None else None for p in prev]
+    starts = np.array([s for i, t0 in enumerate(theta0)
+                       for s in ([t0] if t0 is not None else seeds[i])], np.float64)
+    owner = np.array([i for i, t0 in enumerate(theta0)
+                      for _ in range(1 if t0 is not None else len(seeds[i]))], np.int64)
+    got = _refine(chain, starts, owner, solver)
+    warm = np.array([p is not None for p in prev])
+    retry = np.flatnonzero(warm & (~got.converged | (_cost_at(chain, seeds[:, 0]) < got.cost)))
+    if retry.size:
+        again = _refine(chain.rows(retry), seeds[retry, 0], np.arange(retry.size), solver)
+        better = again.cost < got.cost[retry]
+        rows = retry[better]  # _refine's arrays are its own: updated in place
+        got.theta[rows], got.cost[rows] = again.theta[better], again.cost[better]
+        got.iterations[rows] = again.iterations[better]
+        got.converged[rows] = again.converged[better]
+        got.nfev[retry] += again.nfev
+    rmse = _rmse(chain, got.theta)
+    return [_fit_of(got, rmse, i, p, solver.max_iter) for i, p in enumerate(prev)]
+
+
+def _cost_at(chain: _Chain, theta: FloatArray) -> FloatArray:
+    """The objective of every slice at ``theta`` (inf where w < 0 somewhere)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        r, _ = _residual_fn(chain)(theta)
+        return np.where(np.isfinite(_rmse(chain, theta)), (r * r).sum(axis=1), np.inf)
+
+
+def _fit_of(got: _Refined, rmse: FloatArray, i: int, previous: SVIParams | None,
+            max_iter: int) -> Fit[SVIParams]:
+    it, nfev, warm = int(got.iterations[i]), int(got.nfev[i]), previous is not None
+    if not np.isfinite(got.cost[i]):
+        return Fit.failed(previous or _NO_PARAMS, "fit produced negative total variance",
+                          warm=warm, iterations=it, nfev=nfev)
+    status: FitStatus = "converged" if got.converged[i] else "max_iter"
+    return Fit(params=_from_theta(got.theta[i]),
+               rmse_vol=float(rmse[i]), iterations=it,
+               status=status, message="" if got.converged[i] else f"stopped at max_iter={max_iter}",
+               nfev=nfev, warm=warm)
 
 
 def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
