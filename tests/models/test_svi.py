@@ -143,3 +143,33 @@ def test_a_parabolic_smile_over_a_narrow_span_converges() -> None:
     assert fit.status == "converged"
     assert fit.rmse_vol < 5e-4
     assert fit.params.sigma < 2 * (k.max() - k.min())
+
+
+def test_a_warm_refit_that_converges_costs_a_few_evaluations_not_a_cold_search() -> None:
+    """A warm slice refines its previous fit alone when that fit converges and no seed
+    beats it: the evaluations are the warm refinement's only (refining the best cold
+    seed beside it every batch made a warm batch cost as much as a cold one)."""
+    k = np.linspace(-0.8, 0.6, 45)
+    rng = np.random.default_rng(8)
+    iv = implied_vol(k, 0.4, TRUE)
+    first = calibrate(k, iv, 0.4)
+    moved = iv * 1.002 + rng.normal(0, 1e-4, k.size)
+    cold = calibrate(k, moved, 0.4)
+    warm = calibrate(k, moved, 0.4, previous=first.params)
+    assert warm.status == "converged"
+    assert warm.rmse_vol <= cold.rmse_vol * 1.001
+    assert warm.nfev <= 8
+    assert cold.nfev > 3 * warm.nfev
+
+
+def test_a_warm_start_in_the_wrong_basin_takes_the_seed() -> None:
+    """The previous fit is of another market (a smile skewed the other way around
+    another centre): the unrefined quasi-explicit seed beats where the warm start ends,
+    so the slice is refined from the seed too and fits as well as a cold start."""
+    k = np.linspace(-0.8, 0.6, 45)
+    iv = implied_vol(k, 0.4, TRUE)
+    stale = SVIParams(a=-0.2, b=0.6, rho=0.95, m=0.9, sigma=0.01)
+    warm = calibrate(k, iv, 0.4, previous=stale)
+    cold = calibrate(k, iv, 0.4)
+    assert warm.ok
+    assert warm.rmse_vol <= max(cold.rmse_vol * 1.01, 1e-8)
