@@ -22,6 +22,8 @@ VolOfTheta = Callable[[FloatArray, FloatArray], FloatArray]
 
 _REL_STEP = 1e-5
 _ABS_STEP = 1e-7
+#: Smallest eigenvalue of J^T J, relative to its largest, of a fit with error bars.
+_SINGULAR = 1e-14
 
 
 def standard_errors(vol: VolOfTheta, theta: npt.ArrayLike, k: npt.ArrayLike,
@@ -61,16 +63,42 @@ def errors_from_jacobian(jac: npt.ArrayLike, half_spread: npt.ArrayLike
     """:func:`standard_errors` from the Jacobian ``d vol / d theta`` itself: one row per
     quote and a last row at the money (``k = 0``), shape ``(n + 1, p)``."""
     jac = np.asarray(jac, np.float64)
-    h = np.asarray(half_spread, np.float64)
-    nan = np.full(jac.shape[1], np.nan)
-    if jac.shape[0] - 1 <= jac.shape[1] or not np.all(np.isfinite(h) & (h > 0)):
-        return nan, float("nan")
-    if not np.all(np.isfinite(jac)):
-        return nan, float("nan")
-    scaled = jac[:-1] / h[:, None]
+    se, atm = errors_from_jacobians(jac[None], np.asarray(half_spread, np.float64)[None])
+    return se[0], float(atm[0])
+
+
+def errors_from_jacobians(jac: FloatArray, half_spread: FloatArray
+                          ) -> tuple[FloatArray, FloatArray]:
+    """:func:`errors_from_jacobian` of many fits at once: ``jac`` of shape
+    ``(s, n + 1, p)`` (padded quotes: ``half_spread`` +inf, any finite Jacobian row),
+    ``half_spread`` of shape ``(s, n)``. Per fit, NaN where it has no more quotes than
+    parameters, a non-finite Jacobian or a singular ``J^T J``."""
+    p = jac.shape[2]
+    h = half_spread
+    quoted = np.isfinite(h)
+    usable = ((quoted.sum(axis=1) > p) & np.all(~quoted | (h > 0), axis=1)
+              & np.all(np.isfinite(jac), axis=(1, 2)))
+    scaled = np.where(quoted[..., None], jac[:, :-1] / np.where(quoted, h, 1.0)[..., None], 0.0)
+    normal = np.matmul(scaled.transpose(0, 2, 1), scaled)
+    normal[~usable] = np.eye(p)
+    # singular to rounding (inv does not always say so): the quotes cannot separate the
+    # parameters, so no error bar
+    eig = np.linalg.eigvalsh(normal)
+    usable &= eig[:, 0] > _SINGULAR * eig[:, -1]
+    normal[~usable] = np.eye(p)
     try:
-        cov = np.linalg.inv(scaled.T @ scaled)
+        cov = np.linalg.inv(normal)
+    except np.linalg.LinAlgError:  # one singular fit: each on its own
+        cov = np.stack([_inverse_or_nan(a) for a in normal])
+    g = jac[:, -1]
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
+    atm = np.sqrt(np.maximum(np.einsum("si,sij,sj->s", g, cov, g), 0.0))
+    se[~usable], atm[~usable] = np.nan, np.nan
+    return se, atm
+
+
+def _inverse_or_nan(a: FloatArray) -> FloatArray:
+    try:
+        return np.asarray(np.linalg.inv(a), np.float64)
     except np.linalg.LinAlgError:
-        return nan, float("nan")
-    g = jac[-1]
-    return np.sqrt(np.clip(np.diag(cov), 0.0, None)), float(np.sqrt(max(g @ cov @ g, 0.0)))
+        return np.full(a.shape, np.nan)

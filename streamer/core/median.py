@@ -16,3 +16,16 @@ def median(a: npt.NDArray[np.float64]) -> float:
     half = a.size // 2
     part = np.partition(a, [half - 1, half] if a.size % 2 == 0 else half)
     return float(part[half] if a.size % 2 else 0.5 * (part[half - 1] + part[half]))
+
+
+def row_median(a: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_],
+               empty: float = float("nan")) -> npt.NDArray[np.float64]:
+    """Per row of ``a`` (shape ``(n, m)``), the median of its entries where ``mask``;
+    ``empty`` for a row with none (padded slices of a chain in one call)."""
+    ordered = np.sort(np.where(mask, a, np.inf), axis=-1)
+    count = mask.sum(axis=-1)
+    lo = np.maximum((count - 1) // 2, 0)[:, None]
+    hi = np.minimum(count // 2, a.shape[-1] - 1)[:, None]
+    mid = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
+    result: npt.NDArray[np.float64] = np.where(count > 0, mid[:, 0], empty)
+    return result

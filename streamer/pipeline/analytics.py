@@ -17,7 +17,7 @@ from scipy.interpolate import CubicSpline
 
 from streamer.config import AnalyticsConfig
 from streamer.core import black76
-from streamer.core.fit_errors import errors_from_jacobian, standard_errors
+from streamer.core.fit_errors import errors_from_jacobians, standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.models.svi import SVIParams
 from streamer.core.tenors import TenorView, tenor_views
@@ -193,6 +193,12 @@ def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVarianc
     return got._replace(t=market.t)
 
 
+def _half_spreads(iv: FloatArray, bid_iv: FloatArray, ask_iv: FloatArray) -> FloatArray:
+    half = np.where(np.isfinite(bid_iv), 0.5 * (ask_iv - bid_iv), ask_iv - iv)
+    result: FloatArray = np.maximum(np.nan_to_num(half, nan=_MIN_HALF_SPREAD), _MIN_HALF_SPREAD)
+    return result
+
+
 def fit_standard_errors(model: SliceEvaluator, params: Any, t: float, k: FloatArray,
                         iv: FloatArray, bid_iv: FloatArray, ask_iv: FloatArray
                         ) -> tuple[float, dict[str, float]]:
@@ -202,15 +208,39 @@ def fit_standard_errors(model: SliceEvaluator, params: Any, t: float, k: FloatAr
     the ask where the bid has no IV), floored at a hundredth of a vol point. NaN and
     empty for models too costly to differentiate per batch (Heston).
     """
-    if getattr(model, "costly_vol", False) or k.size == 0:
+    return fit_standard_errors_many(model, [params], [t], [k], [iv], [bid_iv], [ask_iv])[0]
+
+
+def fit_standard_errors_many(model: SliceEvaluator, params: Sequence[Any],
+                             t: Sequence[float], k: Sequence[FloatArray],
+                             iv: Sequence[FloatArray], bid_iv: Sequence[FloatArray],
+                             ask_iv: Sequence[FloatArray]) -> list[tuple[float, dict[str, float]]]:
+    """:func:`fit_standard_errors` of several slices; one stacked Jacobian where the
+    model has it analytically (SVI), central differences slice by slice otherwise."""
+    if not params:
+        return []
+    if getattr(model, "costly_vol", False):
+        return [(float("nan"), {}) for _ in params]
+    halves = [_half_spreads(*quotes) for quotes in zip(iv, bid_iv, ask_iv, strict=True)]
+    names = list(model.to_dict(params[0]))
+    rows = getattr(model, "vol_jacobian_rows", None)
+    if rows is not None:
+        width = max(kk.size for kk in k) + 1
+        points = np.zeros((len(k), width))  # padding at k = 0: a finite row, weight 0
+        h = np.full((len(k), width - 1), np.inf)
+        for i, (kk, hh) in enumerate(zip(k, halves, strict=True)):
+            points[i, :kk.size], h[i, :kk.size] = kk, hh
+        se, atm = errors_from_jacobians(rows(points, t, params), h)  # ATM: the last column
+        return [(float(a), dict(zip(names, e.tolist(), strict=True))) if kk.size
+                else (float("nan"), {}) for a, e, kk in zip(atm, se, k, strict=True)]
+    return [_finite_difference_errors(model, names, *args)
+            for args in zip(params, t, k, halves, strict=True)]
+
+
+def _finite_difference_errors(model: SliceEvaluator, names: list[str], params: Any, t: float,
+                              k: FloatArray, half: FloatArray) -> tuple[float, dict[str, float]]:
+    if k.size == 0:
         return float("nan"), {}
-    names = list(model.to_dict(params))
-    half = np.where(np.isfinite(bid_iv), 0.5 * (ask_iv - bid_iv), ask_iv - iv)
-    half = np.maximum(np.nan_to_num(half, nan=_MIN_HALF_SPREAD), _MIN_HALF_SPREAD)
-    jacobian = getattr(model, "vol_jacobian", None)
-    if jacobian is not None:  # analytic: one evaluation instead of ten
-        se, atm = errors_from_jacobian(jacobian(np.append(k, 0.0), t, params), half)
-        return atm, dict(zip(names, (float(x) for x in se), strict=True))
 
     def vol(kk: FloatArray, theta: FloatArray) -> FloatArray:
         return model.vol(kk, t, model.from_dict(dict(zip(names, theta, strict=True))))

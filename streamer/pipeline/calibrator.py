@@ -15,7 +15,7 @@ from streamer.config import CalibrationConfig
 from streamer.core.median import median
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
-from streamer.pipeline.analytics import fit_standard_errors
+from streamer.pipeline.analytics import fit_standard_errors_many
 from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
@@ -238,9 +238,16 @@ class SliceCalibrator:
         params = [p.params for p in published]
         ts = [p.snap.t for p in published]
         metrics = smile_metrics_rows(self._vol_rows(params, ts), ts)
-        return [self._slice_fit(p, m) for p, m in zip(published, metrics, strict=True)]
+        fresh = [p for p in published if p.kept is None and p.status in ("warm", "cold")]
+        errors = dict(zip(map(id, fresh), fit_standard_errors_many(
+            self.model, [p.params for p in fresh], [p.snap.t for p in fresh],
+            [p.snap.k for p in fresh], [p.snap.iv for p in fresh],
+            [p.snap.bid_iv for p in fresh], [p.snap.ask_iv for p in fresh]), strict=True))
+        return [self._slice_fit(p, m, errors.get(id(p))) for p, m in
+                zip(published, metrics, strict=True)]
 
-    def _slice_fit(self, p: _Published, metrics: SmileMetrics) -> SliceFit:
+    def _slice_fit(self, p: _Published, metrics: SmileMetrics,
+                   errors: tuple[float, dict[str, float]] | None) -> SliceFit:
         snap, t = p.snap, p.snap.t
         k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
         margin = self.model.butterfly_margin(p.params, t, *k_range)
@@ -251,11 +258,8 @@ class SliceCalibrator:
                   else spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv))
         if p.kept is not None:
             atm_se, params_se = p.kept.atm_vol_se, p.kept.params_se
-        elif p.status in ("warm", "cold"):
-            atm_se, params_se = fit_standard_errors(self.model, p.params, t, snap.k, snap.iv,
-                                                    snap.bid_iv, snap.ask_iv)
         else:
-            atm_se, params_se = float("nan"), {}
+            atm_se, params_se = errors or (float("nan"), {})
         return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
                         params=p.params, rmse_vol=p.rmse, n_quotes=snap.n_quotes,
                         status=p.status, metrics=metrics, butterfly_free=bool(margin >= 0.0),

@@ -143,9 +143,11 @@ class SVIModel(_VolFromVariance):
     def total_variance(self, k: FloatArray, t: float, params: Any) -> FloatArray:
         return svi.total_variance(k, params)
 
-    def vol_jacobian(self, k: FloatArray, t: float, params: Any) -> FloatArray:
-        """``d vol / d params`` (the order of :meth:`to_dict`), analytic."""
-        return svi.vol_jacobian(k, t, params)
+    def vol_jacobian_rows(self, k: FloatArray, t: Sequence[float], params: Sequence[Any]
+                          ) -> FloatArray:
+        """``d vol / d params`` (the order of :meth:`to_dict`), analytic, of slice ``i`` at
+        the k of row ``i``: shape ``(n, m, 5)``."""
+        return svi.vol_jacobian_rows(k, np.asarray(t, np.float64), svi.stack(params))
 
     def variance_rows(self, params: Sequence[Any]
                       ) -> Callable[[npt.NDArray[np.int64], FloatArray], FloatArray]:

@@ -83,3 +83,32 @@ def test_svi_analytic_jacobian_gives_the_finite_difference_errors() -> None:
     se, atm = errors_from_jacobian(svi.vol_jacobian(np.append(k, 0.0), t, p), h)
     np.testing.assert_allclose(se, se_fd, rtol=1e-5)
     assert atm == pytest.approx(atm_fd, rel=1e-5)
+
+
+def test_many_fits_at_once_equal_each_fit_alone_and_a_singular_one_is_nan_alone() -> None:
+    """Padded slices (half spread +inf) of different sizes in one call: each slice's
+    errors are those of the slice on its own; a slice whose quotes cannot separate its
+    parameters (every quote at one k: J^T J singular) is NaN without touching the others."""
+    from streamer.core.fit_errors import errors_from_jacobian, errors_from_jacobians
+
+    t = 0.05
+    slices = [(svi.SVIParams(a=0.002, b=0.03, rho=-0.4, m=0.01, sigma=0.08),
+               np.linspace(-0.3, 0.25, 28)),
+              (svi.SVIParams(a=0.01, b=0.08, rho=-0.2, m=0.0, sigma=0.2),
+               np.linspace(-0.5, 0.4, 17)),
+              (svi.SVIParams(a=0.01, b=0.08, rho=-0.2, m=0.0, sigma=0.2), np.full(9, 0.1))]
+    width = 29
+    jac = np.zeros((3, width, 5))
+    h = np.full((3, width - 1), np.inf)
+    alone = []
+    for i, (p, k) in enumerate(slices):
+        h_i = 0.003 + 0.02 * k * k
+        j_i = svi.vol_jacobian(np.append(k, 0.0), t, p)
+        jac[i, :k.size], jac[i, -1], h[i, :k.size] = j_i[:-1], j_i[-1], h_i
+        alone.append(errors_from_jacobian(j_i, h_i))
+    se, atm = errors_from_jacobians(jac, h)
+    for i in (0, 1):
+        np.testing.assert_allclose(se[i], alone[i][0], rtol=1e-10)
+        assert atm[i] == pytest.approx(alone[i][1], rel=1e-10)
+    assert np.isnan(atm[2])
+    assert np.isnan(se[2]).all()

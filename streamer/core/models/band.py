@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.median import median
+from streamer.core.median import row_median
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -60,13 +60,13 @@ def make_band(mid_iv: npt.ArrayLike, bid_iv: npt.ArrayLike | None,
 
     Parameters
     ----------
-    mid_iv : array_like, shape (n,)
-        Mid IVs (decimal; NaN for an ask-only quote).
-    bid_iv, ask_iv : array_like, shape (n,), or None
+    mid_iv : array_like, shape (n,), or (slices, n) for several slices at once
+        Mid IVs (decimal; NaN for an ask-only quote or padding).
+    bid_iv, ask_iv : array_like, the shape of ``mid_iv``, or None
         Bid and ask IVs, NaN where that side is missing; both None: no band (least
         squares on the mids with ``weights``).
-    weights : array_like, shape (n,), optional
-        Extra per-quote weights of the squared residuals (default 1).
+    weights : array_like, the shape of ``mid_iv``, optional
+        Extra per-quote weights of the squared residuals (default 1; 0 for padding).
     pull : float
         ``p`` of the module docstring (>= 0).
     """
@@ -85,16 +85,17 @@ def make_band(mid_iv: npt.ArrayLike, bid_iv: npt.ArrayLike | None,
     both = np.isfinite(lo) & np.isfinite(hi) & (hi >= lo)
     centre = np.where(both, 0.5 * (lo + hi), np.where(has_mid, mid, 0.0))
     half = np.where(both, 0.5 * (hi - lo), np.nan)
-    fill = median(half[both]) if both.any() else 0.01
+    rows = half.reshape(-1, half.shape[-1]) if half.ndim else half.reshape(1, 1)
+    fill = row_median(rows, both.reshape(rows.shape), 0.01).reshape((*half.shape[:-1], 1))
     half = np.maximum(np.where(both, half, fill), MIN_HALF_SPREAD)
     inv_h = 1.0 / half
-    scale = median(inv_h[has_mid | both]) if (has_mid | both).any() else 1.0
-    lower = np.where(np.isfinite(lo), np.minimum(lo, np.where(has_mid | both, centre, np.inf)),
-                     -np.inf)
-    upper = np.where(np.isfinite(hi), np.maximum(hi, np.where(has_mid | both, centre, -np.inf)),
-                     np.inf)
+    quoted = has_mid | both
+    scale = row_median(inv_h.reshape(rows.shape), quoted.reshape(rows.shape), 1.0).reshape(
+        fill.shape)
+    lower = np.where(np.isfinite(lo), np.minimum(lo, np.where(quoted, centre, np.inf)), -np.inf)
+    upper = np.where(np.isfinite(hi), np.maximum(hi, np.where(quoted, centre, -np.inf)), np.inf)
     return Band(centre=centre, lower=lower, upper=upper, band_w=u * inv_h,
-                pull_w=np.where(has_mid | both, u * pull * scale, 0.0))
+                pull_w=np.where(quoted, u * pull * scale, 0.0))
 
 
 def residuals(vol: FloatArray, band: Band) -> tuple[FloatArray, FloatArray]:

@@ -19,7 +19,7 @@ fit for one slice.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -96,14 +96,23 @@ def derivatives(k: npt.ArrayLike, p: SVIParams) -> tuple[FloatArray, FloatArray,
 
 def vol_jacobian(k: npt.ArrayLike, t: float, p: SVIParams) -> FloatArray:
     """``d vol / d (a, b, rho, m, sigma)`` at ``k``, shape ``(n, 5)`` (``vol = sqrt(w / t)``)."""
-    x = np.asarray(k, np.float64) - p.m
-    root = np.sqrt(x * x + p.sigma * p.sigma)
-    w = p.a + p.b * (p.rho * x + root)
+    kk = np.asarray(k, np.float64)[None, :]
+    result: FloatArray = vol_jacobian_rows(kk, np.array([t]), stack([p]))[0]
+    return result
+
+
+def vol_jacobian_rows(k: FloatArray, t: FloatArray, stacked: FloatArray) -> FloatArray:
+    """:func:`vol_jacobian` of slice ``i`` (row ``i`` of :func:`stack`, time ``t[i]``) at
+    the log-moneyness of row ``i`` of ``k``: shape ``(n, m, 5)``."""
+    a, b, rho, m, sigma = (stacked[:, j] for j in range(5))
+    x = k - m
+    root = np.sqrt(x * x + sigma * sigma)
+    w = a + b * (rho * x + root)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale = 0.5 / np.sqrt(np.where(w > 0, w, np.nan) * t)  # d vol / d w
-    dw = np.stack([np.ones_like(x), p.rho * x + root, p.b * x, -p.b * (p.rho + x / root),
-                   p.b * p.sigma / root], axis=1)
-    result: FloatArray = dw * scale[:, None]
+        scale = 0.5 / np.sqrt(np.where(w > 0, w, np.nan) * t[:, None])  # d vol / d w
+        dw = np.stack([np.ones_like(x), rho * x + root, np.broadcast_to(b * x, x.shape),
+                       -b * (rho + x / root), b * sigma / root], axis=-1)
+    result: FloatArray = dw * scale[..., None]
     return result
 
 
@@ -195,11 +204,29 @@ def _pad(slices: Sequence[_Slice], ts: Sequence[float], pull: float = band.DEFAU
             out[i, :v.size] = v
         return out
 
-    b = band.stack([band.make_band(s.iv, s.bid, s.ask, s.w, pull) for s in slices], n)
+    b = _bands(slices, stack, pull)
     valid = np.arange(n)[None, :] < np.asarray(sizes)[:, None]
     return _Chain(k=stack([s.k for s in slices], 0.0), iv=stack([s.iv for s in slices], 1.0),
                   t=t, sqrt_w=np.sqrt(stack([s.w for s in slices], 0.0)), valid=valid,
                   n_valid=np.asarray(sizes, float), padded=min(sizes) < n, band=b)
+
+
+def _bands(slices: Sequence[_Slice], stack: Callable[[list[FloatArray], float], FloatArray],
+           pull: float) -> band.Band:
+    """The slices' bands as padded rows, built in one call where every slice has its
+    bid and ask IVs (or none has)."""
+    sides = {s.bid is None and s.ask is None for s in slices}
+    if len(sides) > 1:  # a mix of banded and mid-only slices: each band on its own
+        return band.stack([band.make_band(s.iv, s.bid, s.ask, s.w, pull) for s in slices],
+                          max(s.k.size for s in slices))
+    nan = float("nan")
+    sided = not sides.pop()
+
+    def side(values: list[FloatArray | None]) -> FloatArray | None:
+        return stack([v for v in values if v is not None], nan) if sided else None
+
+    return band.make_band(stack([s.iv for s in slices], nan), side([s.bid for s in slices]),
+                          side([s.ask for s in slices]), stack([s.w for s in slices], 0.0), pull)
 
 
 def _residual_fn(c: _Chain) -> ResidualFn:
