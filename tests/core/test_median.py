@@ -1,0 +1,27 @@
+"""The small-array medians against numpy's own ``np.median`` (the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.core.median import median, row_median
+
+
+def test_median_is_numpys_on_odd_and_even_sizes() -> None:
+    rng = np.random.default_rng(1)
+    for size in range(1, 40):
+        a = rng.normal(size=size)
+        assert median(a) == np.median(a)
+
+
+def test_row_median_is_numpys_median_of_each_rows_masked_entries() -> None:
+    """Rows of padded slices: each row's median over its mask, ``empty`` for a row with
+    nothing in it."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(30, 17))
+    mask = rng.random(a.shape) < 0.6
+    mask[4] = False
+    a[~mask] = np.nan  # padding is never read
+    got = row_median(a, mask, empty=-1.0)
+    for row, m, value in zip(a, mask, got, strict=True):
+        assert value == (np.median(row[m]) if m.any() else -1.0)
