@@ -13,7 +13,14 @@ over them. Per underlying (``<venue>_<U>`` when several venues publish it):
   half-spread (``half_spread_vol``) around the smile instead;
 - ``term_<U>.png``: ATM vol and skew against days to expiry, first and last surface;
 - ``dynamics_<U>.png``: SSR with its 95% interval, spot-vol and fixed-strike beta at
-  the reference tenor, and the spot, against time.
+  the reference tenor, and the spot, against time;
+- ``tenors_<U>.png``: the constant-maturity views (``tenors``): ATM vol by tenor, first
+  and last surface, RR/BF 25 and 10 by tenor, and the vol by delta and tenor as a heat
+  map (when the surfaces carry tenor views);
+- ``index_<U>.png``: the variance index from the quotes, on the fitted smiles and the
+  venue's own (DVOL), against the same tenor's ATM vol, over time (when published).
+
+The smiles carry each fitted slice's ATM vol with its 95% error bar (``atm_vol_se``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 
 from streamer.client import read_history
 from streamer.config import AppConfig, DynamicsConfig, load_config
+from streamer.core.tenors import DELTA_KEYS
 from streamer.errors import BrokerError
 from streamer.kafka_client import consumer_options
 from streamer.pipeline.chain_book import ChainBook
@@ -44,6 +52,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 REGIME_LINES = ((0.0, "sticky moneyness"), (1.0, "sticky strike"), (2.0, "local vol"))
+#: Half-width of a two-sided 95% interval in standard errors.
+Z95 = 1.96
 MIN_DRAWN_OBS = 10
 
 
@@ -56,6 +66,9 @@ those on the Kafka surface topic (--from-kafka), as PNGs per underlying:
   term_<U>.png      ATM vol and skew against days to expiry, first and last surface
   dynamics_<U>.png  SSR with its 95% interval, spot-vol and fixed-strike beta at the
                     reference tenor, and the spot, against time
+  tenors_<U>.png    constant-maturity ATM vol, RR/BF by tenor, vol by delta and tenor
+  index_<U>.png     the 30-day variance index (quotes, fitted smiles, DVOL) against
+                    the 30-day ATM vol, over time
 
 <U> is <venue>_<underlying> when several venues publish the underlying. Needs the
 [plot] extra (matplotlib)."""
@@ -151,6 +164,9 @@ def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: Ap
             ax.fill_between(k, smile - half, smile + half, color="tab:gray", alpha=0.3,
                             label="± median half-spread")
         ax.plot(k, smile, color="tab:blue", label=f"{last.model} ({s.status})")
+        if np.isfinite(s.atm_vol_se) and np.isfinite(s.atm_vol):  # the fit's own error bar
+            ax.errorbar([0.0], [100 * s.atm_vol], yerr=[100 * Z95 * s.atm_vol_se], fmt="o",
+                        color="tab:red", ms=3, capsize=3, label="ATM ± 95%")
         inside = ("" if not np.isfinite(s.within_spread_fraction)
                   else f"  {100 * s.within_spread_fraction:.0f}% in spread")
         ax.set_title(f"{s.expiry[:10]}  {365 * s.t:.1f}d  rmse {100 * s.rmse_vol:.2f}{inside}",
@@ -237,6 +253,72 @@ def _dynamics(fig: Figure, updates: list[SurfaceUpdate], dyn: list[Dynamics | No
                  f"estimates drawn from {MIN_DRAWN_OBS} on)")
 
 
+def _tenors(fig: Figure, first: SurfaceUpdate, last: SurfaceUpdate) -> None:
+    """The constant-maturity views: ATM vol, RR/BF by tenor, and the delta grid."""
+    atm_ax, rr_ax, grid_ax = fig.subplots(3, 1, height_ratios=(1, 1, 1.3))
+    for update, style in ((first, "o--"), (last, "o-")):
+        days = [v.tenor_days for v in update.tenors]
+        atm_ax.plot(days, [100 * v.atm_vol for v in update.tenors], style,
+                    label=_clock(update.exchange_ts_ms))
+    out = [v for v in last.tenors if v.extrapolated]
+    if out:
+        atm_ax.plot([v.tenor_days for v in out], [100 * v.atm_vol for v in out], "x",
+                    color="tab:red", ms=9, label="extrapolated (outside the expiries)")
+    atm_ax.set_ylabel("ATM vol, %")
+    atm_ax.legend(fontsize=7)
+    days = [v.tenor_days for v in last.tenors]
+    for name, style in (("rr25", "o-"), ("bf25", "s-"), ("rr10", "o:"), ("bf10", "s:")):
+        rr_ax.plot(days, [100 * getattr(v, name) for v in last.tenors], style,
+                   label=name.upper())
+    rr_ax.axhline(0.0, color="tab:gray", lw=0.7)
+    rr_ax.set_ylabel("vol points")
+    rr_ax.legend(fontsize=7, ncol=4)
+    for ax in (atm_ax, rr_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("tenor, days")
+    grid = np.array([[100 * v.delta_vols.get(key, np.nan) for key in DELTA_KEYS]
+                     for v in last.tenors])
+    image = grid_ax.imshow(grid, aspect="auto", cmap="viridis")
+    grid_ax.set_xticks(range(len(DELTA_KEYS)), DELTA_KEYS)
+    grid_ax.set_yticks(range(len(days)), [f"{d:g}d" for d in days])
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            grid_ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                         color="white")
+    fig.colorbar(image, ax=grid_ax, label="vol, %")
+    grid_ax.set_title(f"vol by forward delta and tenor at {_clock(last.exchange_ts_ms)}",
+                      fontsize=9)
+    fig.suptitle(f"{last.key} constant-maturity views")
+
+
+def _index(fig: Figure, updates: list[SurfaceUpdate]) -> None:
+    """The variance index (ours from the quotes, on the fitted smiles, the venue's own)
+    against the same tenor's constant-maturity ATM vol, over time."""
+    ax = fig.subplots()
+    t0 = updates[0].exchange_ts_ms
+    x = np.array([(u.exchange_ts_ms - t0) / 1000 for u in updates])
+    index = [u.variance_index for u in updates]
+    tenor = next(i.tenor_days for i in index if i is not None)
+
+    def series(get: Any) -> Any:
+        return np.array([np.nan if i is None else get(i) for i in index], np.float64)
+
+    for values, style, label in (
+            (series(lambda i: i.vol), "-", "variance index, market quotes"),
+            (series(lambda i: i.model_vol), "--", "the same on the fitted smiles"),
+            (series(lambda i: i.venue_vol), ":", "the venue's own (DVOL)")):
+        if np.isfinite(values).any():  # the legend names only what is drawn
+            ax.plot(x, 100 * values, style, label=label)
+    atm = np.array([next((v.atm_vol for v in u.tenors if v.tenor_days == tenor), np.nan)
+                    for u in updates], np.float64)
+    if np.isfinite(atm).any():
+        ax.plot(x, 100 * atm, "-", color="black", lw=0.8, label=f"{tenor:g}-day ATM vol")
+    ax.set_ylabel("vol, %")
+    ax.set_xlabel("seconds since the first surface")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{updates[-1].key} {tenor:g}-day variance index")
+
+
 def _limits(ax: Axes, values: Any) -> None:
     finite = np.asarray(values, np.float64)
     finite = finite[np.isfinite(finite)]
@@ -277,6 +359,12 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
         _smiles(fig_smiles, mine[-1], books.get(underlying), config)
         _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
         _dynamics(fig_dyn, mine, _with_dynamics(mine, config.dynamics, recompute_dynamics))
+        if mine[-1].tenors:  # surfaces from before the tenor views have none
+            figures[f"tenors_{name}.png"] = Figure(figsize=(8, 10), layout="constrained")
+            _tenors(figures[f"tenors_{name}.png"], mine[0], mine[-1])
+        if any(u.variance_index is not None for u in mine):
+            figures[f"index_{name}.png"] = Figure(figsize=(9, 5), layout="constrained")
+            _index(figures[f"index_{name}.png"], mine)
         for file_name, fig in figures.items():
             fig.savefig(out / file_name, dpi=110)
             written.append(out / file_name)

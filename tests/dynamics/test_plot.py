@@ -33,17 +33,20 @@ def tick_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_plot_writes_three_pngs_per_underlying(tick_file: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_writes_five_pngs_per_underlying(tick_file: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Smiles, term structure, dynamics, and (the replayed surfaces carry them) the
+    constant-maturity views and the variance index."""
     out = tmp_path / "img"
     assert main([str(tick_file), "--out", str(out), "--min-move", "0.0005"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["dynamics_ETH.png", "smiles_ETH.png", "term_ETH.png"]
+    assert names == ["dynamics_ETH.png", "index_ETH.png", "smiles_ETH.png", "tenors_ETH.png",
+                     "term_ETH.png"]
     for png in out.iterdir():
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC)
         assert len(data) > 20_000  # axes, curves and labels, not an empty canvas
-    assert capsys.readouterr().out.count("wrote ") == 3
+    assert capsys.readouterr().out.count("wrote ") == 5
 
 
 def test_plot_of_an_underlying_not_in_the_file_writes_nothing(tick_file: Path,
@@ -102,7 +105,8 @@ def _messages(*series: list[SurfaceUpdate]) -> list[tuple[bytes, bytes]]:
 
 @pytest.fixture(scope="module")
 def surface_topic(kafka_bootstrap: str) -> str:
-    """A topic holding 6 BTC and 2 ETH surfaces from Deribit and 2 BTC from OKX."""
+    """A topic holding 6 BTC and 2 ETH surfaces from Deribit and 2 BTC from OKX (with no
+    tenor views or variance index: their two pictures are left out)."""
     topic = f"plot.surface.{uuid.uuid4().hex[:8]}"
     asyncio.run(_publish(kafka_bootstrap, topic, _messages(
         _published("BTC", 6), _published("ETH", 2), _published("BTC", 2, venue="okx"))))
@@ -191,3 +195,59 @@ def test_an_ssr_panel_without_estimates_says_why_and_lists_no_undrawn_line() -> 
         "no SSR estimate: at most 3 observations, 10 needed\n"
         "(a smaller --min-move counts smaller moves)"]
     assert beta_ax.get_legend() is None  # 3 observations: no beta is drawn either
+
+
+# -- what the pictures show --------------------------------------------------------------
+
+def _with_views(surface: SurfaceUpdate) -> SurfaceUpdate:
+    from streamer.core.tenors import TenorView
+    from streamer.types import VarianceIndex
+
+    views = [TenorView(tenor_days=d, t=d / 365, forward=100_000.0, atm_vol=0.5 + 0.001 * d,
+                       atm_skew=-0.1, rr25=-0.04, bf25=0.01, rr10=-0.07, bf10=0.03,
+                       delta_vols={"10P": 0.6, "25P": 0.55, "ATM": 0.5 + 0.001 * d,
+                                   "25C": 0.51, "10C": 0.56}, extrapolated=d > 180)
+             for d in (7.0, 30.0, 365.0)]
+    index = VarianceIndex(tenor_days=30.0, vol=0.58, near_expiry="a", next_expiry="b",
+                          n_strikes=40, model_vol=0.6)
+    slices = [msgspec.structs.replace(s, atm_vol_se=0.004) for s in surface.slices]
+    return msgspec.structs.replace(surface, tenors=views, variance_index=index, slices=slices)
+
+
+def test_the_tenor_views_are_drawn_as_published() -> None:
+    """The ATM line by tenor, the extrapolated tenor marked, and the delta grid's cells
+    are the published numbers (in %)."""
+    from matplotlib.figure import Figure
+
+    from streamer.plot import _tenors
+
+    surface = _with_views(make_surface())
+    fig = Figure()
+    _tenors(fig, surface, surface)
+    atm_ax, _, grid_ax = fig.axes[:3]
+    last = atm_ax.get_lines()[1]
+    assert list(last.get_xdata()) == [7.0, 30.0, 365.0]
+    assert list(last.get_ydata()) == pytest.approx([50.7, 53.0, 86.5])
+    assert list(atm_ax.get_lines()[2].get_xdata()) == [365.0]  # the extrapolated one
+    cells = grid_ax.get_images()[0].get_array()
+    assert cells[1].tolist() == pytest.approx([60.0, 55.0, 53.0, 51.0, 56.0])
+
+
+def test_the_smiles_carry_the_atm_error_bar_and_the_index_its_series() -> None:
+    from matplotlib.figure import Figure
+
+    from streamer.config import load_config
+    from streamer.plot import _index, _smiles
+
+    surface = _with_views(make_surface())
+    fig = Figure()
+    _smiles(fig, surface, None, load_config(None, env={}))
+    bars = [c for c in fig.axes[0].containers if c.has_yerr]
+    assert len(bars) == 1
+    segment = bars[0].lines[2][0].get_segments()[0]
+    assert segment[1][1] - segment[0][1] == pytest.approx(2 * 100 * 1.96 * 0.004)
+    fig = Figure()
+    _index(fig, [surface, surface])
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["variance index, market quotes", "the same on the fitted smiles",
+                      "30-day ATM vol"]  # no DVOL in these surfaces: not in the legend
