@@ -121,7 +121,7 @@ class Metrics:
 #: the quote filters' reasons (core.quotes.QuoteReject), the decoders' and sessions'.
 REJECT_REASONS = (*(r.label for r in QuoteReject if r is not QuoteReject.OK),
                   "malformed", "unexpected_message", "unsubscribed_channel", "expired",
-                  "subscribe_rejected", "rate_limited")
+                  "subscribe_rejected", "rate_limited", "instrument_cap")
 FALLBACK_REASONS = ("fit_failed", "rmse_too_high")
 SLICE_STATUSES = ("warm", "cold", "fallback", "stale")
 ARBITRAGE_KINDS = ("butterfly", "calendar")

@@ -63,13 +63,15 @@ def make_session(venue: VenueConfig, url: str, sink: QuoteSink, **extra: Any) ->
             common[name] = value
     if venue.name == "deribit":
         return DeribitSession(url, venue.currencies, sink, interval=venue.interval,
-                              refresh_instruments_s=venue.refresh_instruments_s, **common)
+                              refresh_instruments_s=venue.refresh_instruments_s,
+                              max_instruments=venue.max_instruments, **common)
     if venue.name == "okx":
         return OkxSession(url, venue.currencies, sink, **common)
     if venue.name == "bybit":
         rest = venue.rest_url or bybit_protocol.DEFAULT_REST_URL
         return BybitSession(url, venue.currencies, sink, rest_url=rest,
-                            refresh_instruments_s=venue.refresh_instruments_s, **common)
+                            refresh_instruments_s=venue.refresh_instruments_s,
+                            max_instruments=venue.max_instruments, **common)
     if venue.name == "binance":
         return BinanceSession(url, venue.currencies, sink, **common)
     raise ConfigError(f"venues: unknown venue {venue.name!r}")

@@ -82,7 +82,7 @@ def all_channels(capture: list[Row]) -> set[str]:
 @contextlib.asynccontextmanager
 async def running(path: Path, faults: Faults = NO_FAULTS, *, loop: bool = False,
                   speed: float = SPEED, heartbeat_s: int = 10, subscribe_batch: int = 250,
-                  refresh_s: float = 600.0,
+                  refresh_s: float = 600.0, max_instruments: int = 5_000,
                   backoff: Callable[[], Iterator[float]] | None = None,
                   rate_limited_delay_s: float = RATE_LIMITED_DELAY_S,
                   make_sink: Callable[[ReplayServer], RecordingSink] = lambda _: RecordingSink(),
@@ -94,6 +94,7 @@ async def running(path: Path, faults: Faults = NO_FAULTS, *, loop: bool = False,
     session = DeribitSession(server.url, list(CURRENCIES), sink, heartbeat_s=heartbeat_s,
                              subscribe_batch=subscribe_batch, interval="raw",
                              requests_per_s=1000.0, refresh_instruments_s=refresh_s,
+                             max_instruments=max_instruments,
                              rng=random.Random(0), backoff=backoff,
                              rate_limited_delay_s=rate_limited_delay_s)
     task = asyncio.create_task(session.run())

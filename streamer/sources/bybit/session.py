@@ -31,6 +31,7 @@ from streamer.sources.base import QuoteSink
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder, Subscribed
 from streamer.sources.decoded import Decoded
+from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
 from streamer.sources.pending import REQUEST_TIMEOUT_S
 from streamer.sources.ws_session import WebsocketSession
 
@@ -55,6 +56,7 @@ class BybitSession(WebsocketSession):
                  rest_url: str = protocol.DEFAULT_REST_URL, heartbeat_s: float = 20.0,
                  subscribe_batch: int = 100, requests_per_s: float = 5.0,
                  refresh_instruments_s: float = 600.0,
+                 max_instruments: int = DEFAULT_MAX_INSTRUMENTS,
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None) -> None:
@@ -67,7 +69,8 @@ class BybitSession(WebsocketSession):
         self.refresh_s = refresh_instruments_s
         self._subscribed: set[str] = set()  # confirmed on this connection
         self._refused: set[str] = set()  # in failTopics since the last refresh
-        self._listed: dict[str, set[str]] = {}  # base coin -> symbols last listed
+        self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
+                                max_instruments=max_instruments, logger=log)
         self.pongs = 0
 
     def reset(self) -> None:
@@ -95,13 +98,8 @@ class BybitSession(WebsocketSession):
 
     async def _instruments(self) -> set[str]:
         for coin in self.currencies:
-            names = await self._coin_instruments(coin)
-            if names or not self._listed.get(coin):
-                self._listed[coin] = names
-            else:  # one empty answer must not unsubscribe a whole coin
-                log.warning("%s: no %s options listed; keeping the %d known", VENUE, coin,
-                            len(self._listed[coin]))
-        return set().union(*self._listed.values())
+            self._listed.update(coin, await self._coin_instruments(coin))
+        return self._listed.names()
 
     async def _coin_instruments(self, coin: str) -> set[str]:
         """The live options of one base coin, over the list's pages."""

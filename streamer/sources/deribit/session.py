@@ -42,6 +42,7 @@ from streamer.sources.deribit.protocol import (
     volatility_index_channel,
 )
 from streamer.sources.deribit.schema import PlatformStatus
+from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
 from streamer.sources.ws_session import RateLimited, WebsocketSession
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class DeribitSession(WebsocketSession):
     def __init__(self, url: str, currencies: Sequence[str], sink: QuoteSink, *,
                  heartbeat_s: int = 10, subscribe_batch: int = 250, interval: str = "100ms",
                  requests_per_s: float = 3.0, refresh_instruments_s: float = 600.0,
+                 max_instruments: int = DEFAULT_MAX_INSTRUMENTS,
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None,
@@ -75,7 +77,8 @@ class DeribitSession(WebsocketSession):
         self.refresh_s = refresh_instruments_s
         self.rate_limited_delay_s = rate_limited_delay_s
         self._locks = protocol.PlatformLocks(self.currencies)
-        self._listed: dict[str, set[str]] = {}  # currency -> instruments last listed
+        self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
+                                max_instruments=max_instruments, logger=log)
         self._subscribed: set[str] = set()  # confirmed on this connection
         self._refused: set[str] = set()  # not confirmed twice on this connection
         self._rate_limited = False  # this (or the last) connection was told 10028
@@ -158,14 +161,9 @@ class DeribitSession(WebsocketSession):
         for currency in self.currencies:
             request = partial(protocol.get_instruments_request, currency)
             result = await self.requests.ask(ws, request)
-            names = protocol.instrument_names(result)
-            if names or not self._listed.get(currency):
-                self._listed[currency] = names
-            else:  # one empty answer must not unsubscribe a whole currency
-                log.warning("%s: no %s options listed; keeping the %d known", VENUE, currency,
-                            len(self._listed[currency]))
+            self._listed.update(currency, protocol.instrument_names(result))
             await asyncio.sleep(self.request_gap_s)
-        return set().union(*self._listed.values())
+        return self._listed.names()
 
     def _tickers(self, instruments: Iterable[str]) -> list[str]:
         return sorted(protocol.ticker_channel(n, self.interval) for n in instruments)
