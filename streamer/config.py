@@ -94,7 +94,7 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
 
     model: ModelName = "svi"
     models: dict[str, ModelName] = msgspec.field(default_factory=dict)
-    min_quotes: int = 6
+    min_quotes: int = 5
     min_quotes_reduced: int = 4
     max_rel_spread: float = 1.0
     stale_after_ms: int = 120_000

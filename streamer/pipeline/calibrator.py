@@ -290,7 +290,7 @@ class SurfaceCalibrator:
                   previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
         """Warm from ``previous`` when there is one; cold when not or when warm fails."""
         least = (self.config.min_quotes_reduced if getattr(self.model, "reduced_slices", False)
-                 else self.config.min_quotes)
+                 else max(self.config.min_quotes, getattr(self.model, "min_slice_quotes", 0)))
         usable = [s for s in snaps if s.n_quotes >= least]
         if not usable:
             return self._keep(snaps, previous, previous_rmse, previous_fits, "too_few_quotes")

@@ -264,6 +264,10 @@ class HestonModel(_VarianceFromVol):
 
     name: str = "heston"
     costly_vol: bool = True  # each call prices by quadrature: evaluate on grids, not points
+    #: Quotes an expiry needs to join the fit, whatever calibration.min_quotes says: on the
+    #: real hourly chains, 5-quote expiries hours away joining the one parameter set moved
+    #: the worst published ATM error from 8.6 to 15.3 vol points.
+    min_slice_quotes: int = 6
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],

@@ -61,3 +61,34 @@ def test_a_surface_no_expiry_of_which_fits_is_refused_whole() -> None:
         snaps, None, float("nan"), {})
     assert outcome.fits == {}
     assert outcome.fallback_reason == "rmse_too_high"
+
+
+def test_a_surface_model_leaves_out_the_expiries_under_its_own_quote_minimum() -> None:
+    """calibration.min_quotes is 5 (SVI's parameter count); Heston's one parameter set
+    takes expiries of 6 quotes or more: a 5-quote expiry hours away is not fitted into it."""
+    import dataclasses
+
+    from streamer.pipeline.models import HestonModel
+
+    seen: list[int] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Recording(SSVIModel):
+        reduced_slices: bool = False
+        min_slice_quotes: int = HestonModel.min_slice_quotes
+
+        def calibrate_surface(self, k, iv, t, weights, previous, **kw):  # type: ignore[no-untyped-def]
+            seen.extend(kk.size for kk in k)
+            return super().calibrate_surface(k, iv, t, weights, previous, **kw)
+
+    snaps = _snaps(zigzag=0.0)
+    short = snaps[0]
+    snaps[0] = SliceSnapshot(expiry_ts_ms=short.expiry_ts_ms, t=short.t, forward=1.0,
+                             forward_method="parity", k=short.k[5:10], iv=short.iv[5:10],
+                             bid_iv=short.bid_iv[5:10], ask_iv=short.ask_iv[5:10],
+                             weights=short.weights[5:10])
+    assert CalibrationConfig().min_quotes == 5
+    outcome = SurfaceCalibrator(Recording(), CalibrationConfig()).calibrate(
+        snaps, None, float("nan"), {})
+    assert seen == [15, 15, 15]
+    assert sorted(outcome.fits) == [2, 3, 4]
