@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.core.models.ssvi import SSVISlice, slice_derivatives
-from streamer.core.models.svi import SVIParams, derivatives
+from streamer.core.models.svi import SVIParams
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -31,9 +31,22 @@ def durrleman_g(k: npt.ArrayLike, w: npt.ArrayLike, dw: npt.ArrayLike, d2w: npt.
 def svi_butterfly_margin(params: SVIParams, k_min: float, k_max: float, n: int = 201
                          ) -> float:
     """Minimum of ``g(k)`` over ``[k_min, k_max]``; ``>= 0`` means butterfly-free there."""
-    k = np.linspace(k_min, k_max, n)
-    w, dw, d2w = derivatives(k, params)
-    return float(np.min(durrleman_g(k, w, dw, d2w)))
+    return float(svi_butterfly_margins([params], np.array([k_min]), np.array([k_max]), n)[0])
+
+
+def svi_butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max: FloatArray,
+                          n: int = 201) -> FloatArray:
+    """:func:`svi_butterfly_margin` of many slices, each over its own range, in one pass."""
+    k = np.linspace(k_min, k_max, n, axis=1)
+    a, b, rho, m, sigma = (np.array([getattr(p, f) for p in params], np.float64)[:, None]
+                           for f in ("a", "b", "rho", "m", "sigma"))
+    x = k - m
+    root = np.sqrt(x * x + sigma * sigma)
+    w = a + b * (rho * x + root)
+    dw = b * (rho + x / root)
+    d2w = b * sigma * sigma / root**3
+    result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
+    return result
 
 
 def svi_butterfly_free(params: SVIParams, k_min: float, k_max: float, n: int = 201) -> bool:

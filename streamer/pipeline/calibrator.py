@@ -12,7 +12,7 @@ import numpy.typing as npt
 from scipy.interpolate import CubicSpline
 
 from streamer.config import CalibrationConfig
-from streamer.core.median import median
+from streamer.core.median import row_median
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors_many
@@ -53,16 +53,31 @@ def spread_stats(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
     """
     if mid_iv.size == 0:
         return SpreadStats()
+    return spread_stats_rows(model_iv[None, :], mid_iv[None, :], bid_iv[None, :],
+                             ask_iv[None, :], np.ones((1, mid_iv.size), bool))[0]
+
+
+def spread_stats_rows(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
+                      ask_iv: FloatArray, quoted: npt.NDArray[np.bool_]) -> list[SpreadStats]:
+    """:func:`spread_stats` of many slices at once, padded to rows (``quoted`` False for
+    padding; a row with no quote gets the NaN stats)."""
     bid = np.where(np.isfinite(bid_iv), bid_iv, 0.0)
     ask = np.where(np.isfinite(ask_iv), ask_iv, np.inf)
-    both = np.isfinite(bid_iv) & np.isfinite(ask_iv)
-    half = median(0.5 * (ask_iv[both] - bid_iv[both])) if both.any() else np.nan
-    err = model_iv - mid_iv
-    side = np.where(err >= 0.0, ask - mid_iv, mid_iv - bid)
-    z = err / np.maximum(side, MIN_HALF_SPREAD_VOL)
-    inside = (model_iv >= bid) & (model_iv <= ask)
-    return SpreadStats(half_spread_vol=half, rmse_half_spreads=float(np.sqrt(np.mean(z * z))),
-                       within_spread_fraction=float(np.mean(inside)))
+    both = quoted & np.isfinite(bid_iv) & np.isfinite(ask_iv)
+    half = row_median(np.where(both, 0.5 * (ask_iv - bid_iv), 0.0), both)
+    with np.errstate(invalid="ignore"):
+        err = model_iv - mid_iv
+        side = np.where(err >= 0.0, ask - mid_iv, mid_iv - bid)
+        z = np.where(quoted, err / np.maximum(side, MIN_HALF_SPREAD_VOL), 0.0)
+        inside = quoted & (model_iv >= bid) & (model_iv <= ask)
+    n = quoted.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rmse = np.sqrt((z * z).sum(axis=1) / n)
+        share = inside.sum(axis=1) / n
+    return [SpreadStats(half_spread_vol=h, rmse_half_spreads=r, within_spread_fraction=f)
+            if count else SpreadStats()
+            for h, r, f, count in zip(half.tolist(), rmse.tolist(), share.tolist(), n.tolist(),
+                                      strict=True)]
 
 
 class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
@@ -232,39 +247,77 @@ class SliceCalibrator:
         return each
 
     def slice_fits(self, published: Sequence[_Published]) -> list[SliceFit]:
-        """The published state of each slice; the smile metrics of all in one pass."""
+        """The published state of each slice: smile metrics, spread statistics, error
+        bars and butterfly margins of all of them in one pass each."""
         if not published:
             return []
         params = [p.params for p in published]
         ts = [p.snap.t for p in published]
-        metrics = smile_metrics_rows(self._vol_rows(params, ts), ts)
+        smiles = self._vol_rows(params, ts)
+        metrics = smile_metrics_rows(smiles, ts)
+        quotes = _Padded([p.snap for p in published])
+        model_iv = quotes.put([p.model_iv for p in published], smiles(quotes.k))
+        spreads = spread_stats_rows(model_iv, quotes.iv, quotes.bid_iv, quotes.ask_iv,
+                                    quotes.quoted)
+        k_ranges = [(float(p.snap.k.min()), float(p.snap.k.max())) if p.snap.n_quotes
+                    else (-0.1, 0.1) for p in published]
+        margins = self._butterfly_margins(params, ts, k_ranges)
         fresh = [p for p in published if p.kept is None and p.status in ("warm", "cold")]
         errors = dict(zip(map(id, fresh), fit_standard_errors_many(
             self.model, [p.params for p in fresh], [p.snap.t for p in fresh],
             [p.snap.k for p in fresh], [p.snap.iv for p in fresh],
             [p.snap.bid_iv for p in fresh], [p.snap.ask_iv for p in fresh]), strict=True))
-        return [self._slice_fit(p, m, errors.get(id(p))) for p, m in
-                zip(published, metrics, strict=True)]
+        return [self._slice_fit(p, m, spread, margin, k_range, errors.get(id(p)))
+                for p, m, spread, margin, k_range in zip(published, metrics, spreads, margins,
+                                                         k_ranges, strict=True)]
 
-    def _slice_fit(self, p: _Published, metrics: SmileMetrics,
+    def _butterfly_margins(self, params: list[Any], ts: list[float],
+                           k_ranges: list[tuple[float, float]]) -> list[float]:
+        many = getattr(self.model, "butterfly_margins", None)
+        if many is not None:  # one stacked pass (SVI)
+            margins: list[float] = many(params, k_ranges).tolist()
+            return margins
+        return [float(self.model.butterfly_margin(p, t, *r))
+                for p, t, r in zip(params, ts, k_ranges, strict=True)]
+
+    def _slice_fit(self, p: _Published, metrics: SmileMetrics, spread: SpreadStats,
+                   margin: float, k_range: tuple[float, float],
                    errors: tuple[float, dict[str, float]] | None) -> SliceFit:
-        snap, t = p.snap, p.snap.t
-        k_range = (float(snap.k.min()), float(snap.k.max())) if snap.n_quotes else (-0.1, 0.1)
-        margin = self.model.butterfly_margin(p.params, t, *k_range)
-        model_iv = p.model_iv
-        if model_iv is None and snap.n_quotes:
-            model_iv = self.model.vol(snap.k, t, p.params)
-        spread = (SpreadStats() if model_iv is None
-                  else spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv))
+        snap = p.snap
         if p.kept is not None:
             atm_se, params_se = p.kept.atm_vol_se, p.kept.params_se
         else:
             atm_se, params_se = errors or (float("nan"), {})
-        return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=t, forward=snap.forward,
+        return SliceFit(expiry_ts_ms=snap.expiry_ts_ms, t=snap.t, forward=snap.forward,
                         params=p.params, rmse_vol=p.rmse, n_quotes=snap.n_quotes,
                         status=p.status, metrics=metrics, butterfly_free=bool(margin >= 0.0),
-                        butterfly_margin=float(margin), k_range=k_range, spread=spread,
+                        butterfly_margin=margin, k_range=k_range, spread=spread,
                         atm_vol_se=atm_se, params_se=params_se, fit_status=p.fit_status)
+
+
+class _Padded:
+    """Several slices' quotes as rows padded to the longest (``quoted`` False beyond)."""
+
+    def __init__(self, snaps: Sequence[SliceSnapshot]) -> None:
+        width = max(1, max(s.n_quotes for s in snaps))
+        self.quoted = np.arange(width)[None, :] < np.array([s.n_quotes for s in snaps])[:, None]
+        self.k = self._rows([s.k for s in snaps], 0.0)
+        self.iv = self._rows([s.iv for s in snaps], np.nan)
+        self.bid_iv = self._rows([s.bid_iv for s in snaps], np.nan)
+        self.ask_iv = self._rows([s.ask_iv for s in snaps], np.nan)
+
+    def _rows(self, values: list[FloatArray], fill: float) -> FloatArray:
+        out = np.full(self.quoted.shape, fill)
+        out[self.quoted] = np.concatenate(values) if values else []
+        return out
+
+    def put(self, given: list[FloatArray | None], computed: FloatArray) -> FloatArray:
+        """``computed`` with each row that was ``given`` (not None) replaced by it."""
+        out = computed.copy()
+        for i, row in enumerate(given):
+            if row is not None:
+                out[i, :row.size] = row
+        return out
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):

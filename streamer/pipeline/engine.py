@@ -17,7 +17,6 @@ import msgspec
 import numpy as np
 
 from streamer.config import AnalyticsConfig, BatchConfig, CalibrationConfig, DynamicsConfig
-from streamer.core.arbitrage import calendar_margins
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher
 from streamer.pipeline.calibrator import (
@@ -380,13 +379,24 @@ def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[floa
     wings rather than the market.
     """
     result = [float("nan")] * len(fits)
+    if len(fits) < 2:
+        return result
+    grids = []
     for i in range(1, len(fits)):
         lo = max(fits[i].k_range[0], fits[i - 1].k_range[0])
         hi = min(fits[i].k_range[1], fits[i - 1].k_range[1])
         if hi <= lo:
             lo, hi = CALENDAR_FALLBACK_RANGE
-        k = np.linspace(lo, hi, CALENDAR_POINTS)
-        pair = np.array([model.total_variance(k, ts[i - 1], fits[i - 1].params),
-                         model.total_variance(k, ts[i], fits[i].params)])
-        result[i] = float(calendar_margins(pair)[1])
+        grids.append(np.linspace(lo, hi, CALENDAR_POINTS))
+    k = np.array(grids)
+    rows = getattr(model, "variance_rows", None)
+    if rows is not None:  # every pair in one stacked evaluation (SVI)
+        w_of = rows([f.params for f in fits])
+        later = np.arange(1, len(fits))
+        gaps = w_of(later, k) - w_of(later - 1, k)
+    else:
+        gaps = np.array([model.total_variance(k[i - 1], ts[i], fits[i].params)
+                         - model.total_variance(k[i - 1], ts[i - 1], fits[i - 1].params)
+                         for i in range(1, len(fits))])
+    result[1:] = gaps.min(axis=1).tolist()
     return result

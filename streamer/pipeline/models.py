@@ -17,7 +17,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy.interpolate import CubicSpline
 
-from streamer.core.arbitrage import numeric_butterfly_margin, ssvi_butterfly_margin
+from streamer.core.arbitrage import (
+    numeric_butterfly_margin,
+    ssvi_butterfly_margin,
+    svi_butterfly_margin,
+    svi_butterfly_margins,
+)
 from streamer.core.models import heston, sabr, ssvi, svi
 from streamer.core.models.fit import Fit
 
@@ -169,9 +174,13 @@ class SVIModel(_VolFromVariance):
         return vols
 
     def butterfly_margin(self, params: Any, t: float, k_min: float, k_max: float) -> float:
-        from streamer.core.arbitrage import svi_butterfly_margin
-
         return svi_butterfly_margin(params, k_min, k_max)
+
+    def butterfly_margins(self, params: Sequence[Any], k_ranges: Sequence[tuple[float, float]]
+                          ) -> FloatArray:
+        """:meth:`butterfly_margin` of many slices in one pass."""
+        lo, hi = np.array(k_ranges, np.float64).reshape(-1, 2).T
+        return svi_butterfly_margins(params, lo, hi)
 
     def to_dict(self, params: Any) -> dict[str, float]:
         result: dict[str, float] = params.as_dict()

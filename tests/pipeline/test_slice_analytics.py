@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -67,7 +68,10 @@ def test_a_fitted_slice_knows_which_quotes_it_misses() -> None:
     assert fit.spread.within_spread_fraction == pytest.approx(1.0 - outside.mean())
     assert fit.spread.half_spread_vol == pytest.approx(1.1 * 0.006)
     model_iv = calibrator.model.vol(snap.k, T, fit.params)
-    assert fit.spread == spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv)
+    alone = spread_stats(model_iv, snap.iv, snap.bid_iv, snap.ask_iv)
+    # the slice's own state comes from one stacked evaluation of every slice: to rounding
+    assert msgspec.structs.astuple(fit.spread) == pytest.approx(
+        msgspec.structs.astuple(alone), rel=1e-12)
     # Markov: the share of |z| > 1 is at most the mean of z^2.
     assert 1.0 - fit.spread.within_spread_fraction <= fit.spread.rmse_half_spreads ** 2
     metrics = smile_metrics(lambda k: calibrator.model.vol(k, T, fit.params), T)
@@ -95,3 +99,42 @@ def test_a_kept_fit_is_measured_against_the_new_quotes() -> None:
     assert kept.fit.spread.within_spread_fraction == 0.0
     assert kept.fit.spread.rmse_half_spreads > 5.0
     assert kept.fit.params == first.params
+
+
+def test_spread_stats_of_padded_rows_are_each_rows_own() -> None:
+    """Slices of different sizes in one call (padding NaN, ``quoted`` False): each row's
+    statistics are those of its quotes alone, and a row of no quotes gets the NaN ones."""
+    from streamer.pipeline.calibrator import spread_stats_rows
+
+    rng = np.random.default_rng(4)
+    sizes = [7, 3, 0, 11]
+    width = max(sizes)
+    rows = {name: np.full((len(sizes), width), np.nan) for name in ("model", "mid", "bid", "ask")}
+    alone = []
+    for i, n in enumerate(sizes):
+        mid = rng.uniform(0.4, 0.6, n)
+        bid = np.where(rng.random(n) < 0.2, np.nan, mid - rng.uniform(0.001, 0.02, n))
+        ask = np.where(rng.random(n) < 0.2, np.nan, mid + rng.uniform(0.001, 0.02, n))
+        model = mid + rng.normal(0.0, 0.01, n)
+        for name, values in zip(rows, (model, mid, bid, ask), strict=True):
+            rows[name][i, :n] = values
+        alone.append(spread_stats(model, mid, bid, ask))
+    quoted = np.arange(width)[None, :] < np.array(sizes)[:, None]
+    together = spread_stats_rows(rows["model"], rows["mid"], rows["bid"], rows["ask"], quoted)
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_allclose(msgspec.structs.astuple(got), msgspec.structs.astuple(want),
+                                   rtol=1e-14)
+    assert together[2] == SpreadStats()
+
+
+def test_svi_butterfly_margins_in_one_pass_are_each_slices_own() -> None:
+    from streamer.core.arbitrage import svi_butterfly_margin, svi_butterfly_margins
+    from streamer.core.models.svi import SVIParams
+
+    slices = [(SVIParams(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153), -1.5, 1.5),
+              (SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18), -0.8, 0.6),
+              (SVIParams(a=0.001, b=0.02, rho=-0.1, m=0.0, sigma=0.05), -0.1, 0.12)]
+    lo, hi = (np.array([s[i] for s in slices]) for i in (1, 2))
+    together = svi_butterfly_margins([p for p, _, _ in slices], lo, hi)
+    assert together.tolist() == [svi_butterfly_margin(p, a, b) for p, a, b in slices]
+    assert together[0] < 0.0 < together[1]  # Gatheral & Jacquier's arbitrage example first
