@@ -99,6 +99,9 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     max_rel_spread: float = 1.0
     stale_after_ms: int = 120_000
     max_rmse_vol: float = 0.05
+    #: A fit whose ATM vol is further than this (decimal vol) and than the half spread
+    #: from the quotes' own ATM is refused (``atm_off_market``).
+    max_atm_error_vol: Annotated[float, msgspec.Meta(gt=0.0)] = 0.03
     rmse_jump_factor: float = 4.0
     budget_ms: float = 100.0
     surface_budget_ms: float = 1500.0

@@ -122,7 +122,7 @@ class Metrics:
 REJECT_REASONS = (*(r.label for r in QuoteReject if r is not QuoteReject.OK),
                   "malformed", "unexpected_message", "unsubscribed_channel", "expired",
                   "subscribe_rejected", "rate_limited", "instrument_cap")
-FALLBACK_REASONS = ("fit_failed", "rmse_too_high")
+FALLBACK_REASONS = ("fit_failed", "rmse_too_high", "atm_off_market")
 SLICE_STATUSES = ("warm", "cold", "fallback", "stale")
 ARBITRAGE_KINDS = ("butterfly", "calendar")
 KAFKA_ERRORS = ("ack_timeout",)

@@ -104,6 +104,33 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     fit_status: FitStatus = "converged"
 
 
+#: The fallback reason of a fit whose ATM vol is off the quotes' (SliceCalibrator.off_market).
+ATM_OFF_MARKET = "atm_off_market"
+
+
+def market_atm(snap: SliceSnapshot) -> tuple[float, float] | None:
+    """The market's own ATM vol and half spread at the money: linear in k between the
+    quotes either side of k = 0, of the venue's marks where both have one (Deribit's),
+    else of the band centres (mid IVs where a side is missing); None when the quotes do
+    not reach both sides of the money."""
+    k = snap.k
+    if not (k.size and k.min() <= 0.0 <= k.max()):
+        return None
+    left = int(np.argmax(np.where(k <= 0.0, k, -np.inf)))
+    right = int(np.argmin(np.where(k >= 0.0, k, np.inf)))
+    both = np.isfinite(snap.bid_iv) & np.isfinite(snap.ask_iv)
+    centre = np.where(both, 0.5 * (snap.bid_iv + snap.ask_iv), snap.iv)
+    half = np.where(both, 0.5 * (snap.ask_iv - snap.bid_iv), np.nan)
+    marks = snap.mark_iv
+    if marks.size == k.size and np.isfinite(marks[[left, right]]).all():
+        centre = marks
+    if k[right] == k[left]:
+        return float(centre[left]), float(half[left])
+    w = -k[left] / (k[right] - k[left])
+    return (float((1 - w) * centre[left] + w * centre[right]),
+            float((1 - w) * half[left] + w * half[right]))
+
+
 def is_refusal(reason: str) -> bool:
     """A fallback reason that means a fit was made and refused (``too_few_quotes``: none
     was tried)."""
@@ -177,6 +204,8 @@ class SliceCalibrator:
         if not self.acceptable(fit.ok, fit.rmse_vol, previous):
             reason = "fit_failed" if not fit.ok else "rmse_too_high"
             return self.keep(previous, snap, "fallback", reason)
+        if self.off_market(snap, fit.params):
+            return self.keep(previous, snap, "fallback", ATM_OFF_MARKET)
         return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
 
     def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> _Decision:
@@ -190,6 +219,8 @@ class SliceCalibrator:
         if not self.acceptable(fit.ok, fit.rmse_vol, previous):
             return self.keep(previous, snap, "fallback",
                              "fit_failed" if not fit.ok else "rmse_too_high")
+        if self.off_market(snap, fit.params):
+            return self.keep(previous, snap, "fallback", ATM_OFF_MARKET)
         return _Published(snap, fit.params, fit.rmse_vol, "cold"), None
 
     def acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
@@ -201,10 +232,23 @@ class SliceCalibrator:
             limit = max(limit, self.config.rmse_jump_factor * previous.rmse_vol)
         return rmse <= limit
 
+    def off_market(self, snap: SliceSnapshot, params: Any) -> bool:
+        """Whether a fit's ATM vol is further from the quotes' own ATM than
+        ``calibration.max_atm_error_vol`` and than the half spread there: a vol the
+        market is not showing (Heston a day out was 9 vol points off, in band nowhere)."""
+        market = market_atm(snap)
+        if market is None:
+            return False
+        atm, half = market
+        model_atm = float(self.model.vol(np.zeros(1), snap.t, params)[0])
+        limit = max(self.config.max_atm_error_vol, half if np.isfinite(half) else 0.0)
+        return not abs(model_atm - atm) <= limit  # NaN: off the market too
+
     def keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
              reason: str) -> _Decision:
-        """Last good parameters, re-evaluated at the new time; None if there are none."""
-        if previous is None:
+        """Last good parameters, re-evaluated at the new time; None if there are none, or
+        if they are off the market the quotes now show (never published)."""
+        if previous is None or self.off_market(snap, previous.params):
             return None, reason
         rmse = previous.rmse_vol
         model_iv = None
@@ -369,18 +413,23 @@ class SurfaceCalibrator:
                 decisions.append(self._slices.keep(previous_fit, snap, "fallback",
                                                    "rmse_too_high"))
                 continue
+            if self._slices.off_market(snap, params):
+                decisions.append(self._slices.keep(previous_fit, snap, "fallback",
+                                                   ATM_OFF_MARKET))
+                continue
             decisions.append((_Published(snap, params, rmse, status, model_iv,
                                          fit_status=fit.status), None))
-        refused = sum(reason is not None for _, reason in decisions)
+        reasons = [reason for _, reason in decisions if reason is not None]
+        refused = len(reasons)
         if refused == len(usable):
-            return self._keep(snaps, previous, previous_rmse, previous_fits, "rmse_too_high")
+            return self._keep(snaps, previous, previous_rmse, previous_fits, reasons[0])
         fits = {o.fit.expiry_ts_ms: o.fit for o in self._slices.outcomes(decisions)
                 if o.fit is not None}
         # A surface accepted only in part leaves the acceptance limit where it was: its RMSE
         # must not let the next surface through whole (rmse_jump_factor).
         return SurfaceOutcome(fits=fits, params=fit.params,
                               rmse_vol=previous_rmse if refused else fit.rmse_vol,
-                              fallback_reason="rmse_too_high" if refused else None)
+                              fallback_reason=reasons[0] if refused else None)
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         # A fit that runs past its budget stops at its best point so far (Heston); the

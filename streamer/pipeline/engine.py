@@ -305,11 +305,13 @@ class Engine:
                 ) -> None:
         if outcome.fallback_reason is not None:
             self._report.fallbacks[(name, outcome.fallback_reason)] += 1
-        if outcome.fit is not None:
-            state.fits[expiry] = outcome.fit
-            self._report.slices[(name, outcome.fit.status)] += 1
-            if not outcome.fit.butterfly_free:
-                self._report.arbitrage[(name, "butterfly")] += 1
+        if outcome.fit is None:  # nothing to publish for it, not even its last fit
+            state.fits.pop(expiry, None)
+            return
+        state.fits[expiry] = outcome.fit
+        self._report.slices[(name, outcome.fit.status)] += 1
+        if not outcome.fit.butterfly_free:
+            self._report.arbitrage[(name, "butterfly")] += 1
 
     @staticmethod
     def _seeded_fit(calibrator: SliceCalibrator, params: dict[str, float], t: float,

@@ -32,6 +32,8 @@ class SliceSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     bid_iv: FloatArray
     ask_iv: FloatArray
     weights: FloatArray
+    #: the venue's own mark IVs (Deribit's), NaN where it sends none
+    mark_iv: FloatArray = msgspec.field(default_factory=lambda: np.zeros(0))
 
     @property
     def n_quotes(self) -> int:
@@ -55,7 +57,8 @@ def _forward(strike: FloatArray, is_call: npt.NDArray[np.bool_], mid: FloatArray
 
 
 SliceBuild = tuple[SliceSnapshot | None, npt.NDArray[np.int8], list[Quote]]
-_FIELDS = attrgetter("strike", "bid_price", "ask_price", "exchange_ts_ms", "underlying_price")
+_FIELDS = attrgetter("strike", "bid_price", "ask_price", "exchange_ts_ms", "underlying_price",
+                     "mark_iv")
 _IS_CALL = attrgetter("is_call")
 
 
@@ -78,9 +81,9 @@ class _Chain:
         self.quotes = [q for _, quotes in books for q in quotes]
         bounds = np.cumsum([0] + [len(quotes) for _, quotes in books])
         self.start, self.stop = bounds[:-1], bounds[1:]
-        cols = (np.array([_FIELDS(q) for q in self.quotes], np.float64).reshape(-1, 5).T
-                if self.quotes else np.zeros((5, 0)))
-        self.strike, self.bid, self.ask, ts, self.underlying = cols
+        cols = (np.array([_FIELDS(q) for q in self.quotes], np.float64).reshape(-1, 6).T
+                if self.quotes else np.zeros((6, 0)))
+        self.strike, self.bid, self.ask, ts, self.underlying, self.mark_iv = cols
         self.ts = ts.astype(np.int64)
         self.is_call = np.array([_IS_CALL(q) for q in self.quotes], bool)
         self.mid = 0.5 * (self.bid + self.ask)
@@ -141,7 +144,8 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
             expiry_ts_ms=expiry, t=float(t_of[i]), forward=float(forward[i]),
             forward_method=methods[i], k=np.log(chain.strike[lo:hi][u] / forward[i]),
             iv=iv[lo:hi][u], bid_iv=b_iv, ask_iv=a_iv,
-            weights=fit_weights(b_iv, a_iv, vega[lo:hi][u]) if u.any() else np.zeros(0))
+            weights=fit_weights(b_iv, a_iv, vega[lo:hi][u]) if u.any() else np.zeros(0),
+            mark_iv=chain.mark_iv[lo:hi][u])
         out.append((snapshot, codes[lo:hi].copy(), quotes))
     return out
 

@@ -19,8 +19,8 @@ def _snaps(zigzag: float = 0.12) -> list[SliceSnapshot]:
     for i, t in enumerate(TIMES):
         k = np.linspace(-0.3, 0.3, 15) * np.sqrt(t / 0.1)
         iv = 0.55 - 0.15 * k + 0.4 * k * k
-        if i == BROKEN:
-            iv = iv + zigzag * (-1.0) ** np.arange(k.size)
+        if i == BROKEN:  # (the quote at the money left alone: its market ATM stays put)
+            iv = iv + zigzag * (-1.0) ** np.arange(k.size) * (np.abs(k) > 1e-9)
         out.append(SliceSnapshot(expiry_ts_ms=i + 1, t=t, forward=1.0, forward_method="parity",
                                  k=k, iv=iv, bid_iv=iv - 0.005, ask_iv=iv + 0.005,
                                  weights=np.ones(k.size)))
