@@ -1,5 +1,6 @@
 """``streamer run --speed 20`` on the bundled recording and the embedded broker, the
-engine inline on the event loop (the baseline) and on its worker thread, side by side.
+engine inline on the event loop (the baseline), on its worker thread and in its worker
+process, side by side.
 
 Each run is the real service in-process (replay server on loopback, websocket session,
 Tansu broker, Kafka producer); the figures come from its own histograms, read from its
@@ -82,7 +83,7 @@ def run(worker: str, model: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    rows = [run(worker, model) for model in MODELS for worker in ("inline", "thread")]
+    rows = [run(worker, model) for model in MODELS for worker in ("inline", "thread", "process")]
     record("pipeline_service", rows)
 
 

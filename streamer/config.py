@@ -107,8 +107,8 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fi
     surface_budget_ms: float = 1500.0
     warm_restart: bool = True
     #: Where `streamer run` cuts batches: a worker thread (the event loop never waits
-    #: for a fit) or inline on the event loop.
-    worker: Literal["thread", "inline"] = "thread"
+    #: for a fit), a worker process (nor shares its GIL), or inline on the event loop.
+    worker: Literal["thread", "inline", "process"] = "thread"
 
 
 class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):

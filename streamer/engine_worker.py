@@ -1,4 +1,4 @@
-"""An Engine's batches on a worker thread, so the event loop never waits for a fit.
+"""An Engine's batches on a worker thread or process, so the event loop never waits for a fit.
 
 The event loop only appends quotes (and venue vol indices) to an inbox: a deque, whose
 ``append`` and ``popleft`` are atomic, so no lock on that hot path. Each cut runs on
@@ -13,40 +13,52 @@ states) take the lock the cut holds; the service makes them between cuts (a UI r
 for instruments during a cut waits for it). ``inline`` runs the same cut on
 the event loop (the behaviour before the worker). An exception in a cut is raised
 again in the awaiting task: an engine failure is never silent.
+
+``process`` moves the engine into a child process of its own (spawned, not forked:
+the service has threads), off the event loop's GIL as well: a thread still shares it,
+and the Python between numpy's calls in a fit held the loop up to hundreds of
+milliseconds. The inbox then travels to the child with each cut (pickled), the updates
+come back, and every other call is a round trip to the child, in order after the cuts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import signal
 import threading
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Literal
 
 from streamer.pipeline.engine import Engine, EngineReport
 from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 
-WorkerMode = Literal["thread", "inline"]
+WorkerMode = Literal["thread", "inline", "process"]
 Cut = list[SurfaceUpdate]
 
 
 class EngineWorker:
-    """One venue's Engine behind an inbox, cut on a worker thread (or inline)."""
+    """One venue's Engine behind an inbox, cut on a worker thread (or process, or inline)."""
 
     def __init__(self, engine: Engine, mode: WorkerMode = "thread") -> None:
-        self.engine = engine
+        self.engine = engine  # in ``process`` mode, the child's copy is the live one
         self.mode: WorkerMode = mode
+        self._venue = engine.venue
         self._inbox: deque[Quote | VenueVolIndex] = deque()
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = (
-            ThreadPoolExecutor(1, thread_name_prefix=f"engine-{engine.venue}")
-            if mode == "thread" else None)
+        self._executor: Executor | None = None
+        if mode == "thread":
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{engine.venue}")
+        elif mode == "process":
+            self._executor = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_adopt,
+                initargs=(engine,))
 
     @property
     def venue(self) -> str:
         """The engine's venue."""
-        return self.engine.venue
+        return self._venue
 
     def on_quote(self, quote: Quote) -> None:
         """Queue a quote for the next cut (cheap: the loop's hot path)."""
@@ -58,63 +70,97 @@ class EngineWorker:
 
     async def on_timer(self, now_ns: int) -> Cut:
         """Cut every batch due at ``now_ns``."""
-        return await self._run(self._cut, now_ns)
+        return await self._run(now_ns, flush=False)
 
     async def flush(self, now_ns: int) -> Cut:
         """Calibrate everything pending (the end of a run)."""
-        return await self._run(self._flush, now_ns)
+        return await self._run(now_ns, flush=True)
 
     def seed(self, update: SurfaceUpdate) -> bool:
         """``Engine.seed`` between cuts."""
-        with self._lock:
-            return self.engine.seed(update)
+        result: bool = self._call("seed", update)
+        return result
 
     def instruments(self, underlying: str) -> list[Quote]:
         """``Engine.instruments`` between cuts."""
-        with self._lock:
-            return self.engine.instruments(underlying)
+        result: list[Quote] = self._call("instruments", underlying)
+        return result
 
     def drain_report(self) -> EngineReport:
         """``Engine.drain_report`` between cuts."""
-        with self._lock:
-            return self.engine.drain_report()
+        result: EngineReport = self._call("drain_report")
+        return result
 
     def seed_dynamics(self, state: DynamicsState) -> bool:
         """``Engine.seed_dynamics`` between cuts."""
-        with self._lock:
-            return self.engine.seed_dynamics(state)
+        result: bool = self._call("seed_dynamics", state)
+        return result
 
     def take_dynamics_states(self) -> list[DynamicsState]:
         """``Engine.take_dynamics_states`` between cuts."""
-        with self._lock:
-            return self.engine.take_dynamics_states()
+        result: list[DynamicsState] = self._call("take_dynamics_states")
+        return result
 
     def close(self) -> None:
-        """Stop the worker thread (waits for a cut in progress)."""
+        """Stop the worker thread or process (waits for a cut in progress)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    # -- on the worker thread ------------------------------------------------------------
-    async def _run(self, job: Callable[[int], Cut], now_ns: int) -> Cut:
+    def _call(self, name: str, *args: Any) -> Any:
+        if isinstance(self._executor, ProcessPoolExecutor):
+            return self._executor.submit(_call, name, *args).result()
+        with self._lock:
+            return getattr(self.engine, name)(*args)
+
+    async def _run(self, now_ns: int, *, flush: bool) -> Cut:
+        if isinstance(self._executor, ProcessPoolExecutor):
+            items = list(self._inbox)
+            self._inbox.clear()  # appended only on this loop: nothing arrives in between
+            return await asyncio.wrap_future(self._executor.submit(_cut, items, now_ns, flush))
         if self._executor is None:
-            return job(now_ns)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job, now_ns)
+            return self._cut(now_ns, flush)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._cut, now_ns, flush)
 
-    def _apply_inbox(self) -> None:
-        engine, inbox = self.engine, self._inbox
-        while inbox:
-            item = inbox.popleft()
-            if isinstance(item, Quote):
-                engine.on_quote(item)
-            else:
-                engine.on_vol_index(item)
-
-    def _cut(self, now_ns: int) -> Cut:
+    # -- on the worker thread ------------------------------------------------------------
+    def _cut(self, now_ns: int, flush: bool) -> Cut:
         with self._lock:
-            self._apply_inbox()
-            return self.engine.on_timer(now_ns)
+            items = []
+            while self._inbox:
+                items.append(self._inbox.popleft())
+            return _apply_and_cut(self.engine, items, now_ns, flush)
 
-    def _flush(self, now_ns: int) -> Cut:
-        with self._lock:
-            self._apply_inbox()
-            return self.engine.flush(now_ns)
+
+def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: int,
+                   flush: bool) -> Cut:
+    for item in items:
+        if isinstance(item, Quote):
+            engine.on_quote(item)
+        else:
+            engine.on_vol_index(item)
+    return engine.flush(now_ns) if flush else engine.on_timer(now_ns)
+
+
+# -- in the worker process -----------------------------------------------------------------
+_ENGINE: Engine | None = None
+
+
+def _adopt(engine: Engine) -> None:
+    # A terminal's Ctrl-C reaches the whole process group: the parent shuts down (and
+    # flushes through this child), so the child must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _ENGINE
+    _ENGINE = engine
+
+
+def _engine() -> Engine:
+    assert _ENGINE is not None, "the worker process has no engine"
+    return _ENGINE
+
+
+def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool) -> Cut:
+    return _apply_and_cut(_engine(), items, now_ns, flush)
+
+
+def _call(name: str, *args: Any) -> Any:
+    return getattr(_engine(), name)(*args)

