@@ -50,8 +50,9 @@ class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     interval: Literal["100ms", "agg2"] = "100ms"
     requests_per_s: float | None = None
     refresh_instruments_s: float = 600.0
-    #: Options subscribed per currency at most (Deribit, Bybit list them); past it the
-    #: nearest expiries are kept and the rest counted as ``instrument_cap``.
+    #: Options subscribed per currency at most (Deribit, Bybit and OKX; Binance streams
+    #: per underlying); past it the nearest expiries are kept, the rest counted as
+    #: ``instrument_cap``.
     max_instruments: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_INSTRUMENTS
     rest_url: str | None = None
 

@@ -66,7 +66,8 @@ def make_session(venue: VenueConfig, url: str, sink: QuoteSink, **extra: Any) ->
                               refresh_instruments_s=venue.refresh_instruments_s,
                               max_instruments=venue.max_instruments, **common)
     if venue.name == "okx":
-        return OkxSession(url, venue.currencies, sink, **common)
+        return OkxSession(url, venue.currencies, sink, max_instruments=venue.max_instruments,
+                          **common)
     if venue.name == "bybit":
         rest = venue.rest_url or bybit_protocol.DEFAULT_REST_URL
         return BybitSession(url, venue.currencies, sink, rest_url=rest,

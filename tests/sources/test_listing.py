@@ -66,3 +66,25 @@ async def test_a_session_subscribes_no_more_options_a_currency_than_its_cap(
     assert per_currency
     assert max(per_currency.values()) <= 2
     assert sink.rejects["instrument_cap"] == 10 - len(subscribed)
+
+
+def test_okx_follows_no_more_options_a_family_than_its_cap_and_counts_each_once() -> None:
+    """A real OKX summary lists 64 BTC options: with a cap of 10 the ten nearest expiries
+    are queued to subscribe, the other 54 counted once, not again on the next summary."""
+    from streamer.sources.okx.instruments import parse_instrument_name as okx_name
+    from streamer.sources.okx.protocol import Listed, OkxDecoder
+    from streamer.sources.okx.session import OkxSession
+    from tests.sources.venue_support import DATA
+
+    summary = (DATA / "okx_opt_summary_BTC-USD_2023-12-01T000000Z.json").read_bytes()
+    listed = OkxDecoder().decode(summary, 0).result
+    assert isinstance(listed, Listed)
+    sink = _Sink()
+    session = OkxSession("ws://127.0.0.1:1", ["BTC"], sink, max_instruments=10)  # type: ignore[arg-type]
+    session._follow(listed)
+    session._follow(listed)
+    queued = list(session._pending)
+    assert len(queued) == 10
+    expiry = {n: okx_name(n).info.expiry_ts_ms for n in listed.instruments}  # type: ignore[union-attr]
+    assert max(expiry[n] for n in queued) <= min(expiry[n] for n in set(expiry) - set(queued))
+    assert sink.rejects == Counter({INSTRUMENT_CAP: 54})

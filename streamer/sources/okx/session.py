@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from streamer.errors import VenueError
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
+from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, INSTRUMENT_CAP
 from streamer.sources.okx import instruments
 from streamer.sources.okx.protocol import PING, PONG, VENUE, Ack, Listed, OkxDecoder
 from streamer.sources.okx.schema import Arg
@@ -50,6 +51,7 @@ class OkxSession(WebsocketSession):
     def __init__(self, url: str, currencies: Sequence[str], sink: QuoteSink, *,
                  heartbeat_s: float = 20.0, subscribe_batch: int = 200,
                  requests_per_s: float = 3.0, retry_refused_s: float = 600.0,
+                 max_instruments: int = DEFAULT_MAX_INSTRUMENTS,
                  on_raw: Callable[[int, bytes], None] | None = None,
                  clock_ns: Callable[[], int] = time.time_ns,
                  rng: random.Random | None = None) -> None:
@@ -65,6 +67,8 @@ class OkxSession(WebsocketSession):
         self._pending: dict[str, None] = {}  # to subscribe, in arrival order
         self._gone: dict[str, None] = {}  # to unsubscribe
         self._expiry_ms: dict[str, int] = {}  # option -> its expiry, once listed
+        self.max_instruments = max_instruments  # per family (currency)
+        self._left_out: set[str] = set()  # listed, over the cap: counted once each
         self._exchange_ms = 0  # the latest summary stamp: OKX's clock, never ours
         self._next_expiry_ms = NEVER_MS  # the soonest expiry among ``_tickers``
         self._wake = asyncio.Event()
@@ -138,7 +142,8 @@ class OkxSession(WebsocketSession):
         once the exchange's clock passes an expiry, the options expired to go."""
         self._exchange_ms = now_ms = max(self._exchange_ms, listed.ts_ms)
         known = self._tickers.setdefault(listed.family, set())
-        new = [n for n in listed.instruments if n not in known and self._expiry(n) > now_ms]
+        new = self._within_cap(listed.family, known, [
+            n for n in listed.instruments if n not in known and self._expiry(n) > now_ms])
         if new:
             known.update(new)
             self._pending.update(dict.fromkeys(new))
@@ -146,6 +151,25 @@ class OkxSession(WebsocketSession):
         gone = self._drop_expired(now_ms) if now_ms >= self._next_expiry_ms else []
         if new or gone:
             self._wake.set()
+
+    def _within_cap(self, family: str, known: set[str], new: list[str]) -> list[str]:
+        """The new options a family has room for under ``max_instruments``, nearest expiry
+        first; each one left out is counted once as ``instrument_cap``."""
+        room = max(self.max_instruments - len(known), 0)
+        if len(new) <= room:
+            self._left_out.difference_update(new)
+            return new
+        new = sorted(new, key=lambda n: (self._expiry(n), n))
+        kept, over = new[:room], [n for n in new[room:] if n not in self._left_out]
+        self._left_out.difference_update(kept)
+        if over and not self._left_out:
+            log.warning("%s: %s lists more options than the cap of %d "
+                        "(venues[].max_instruments): subscribing the nearest expiries only",
+                        VENUE, family, self.max_instruments)
+        self._left_out.update(over)
+        for _ in over:
+            self.sink.on_reject(VENUE, INSTRUMENT_CAP)
+        return kept
 
     def _drop_expired(self, now_ms: int) -> list[str]:
         """Queue every option expired at ``now_ms`` to be unsubscribed (once per expiry)."""
