@@ -112,7 +112,8 @@ def market_atm(snap: SliceSnapshot) -> tuple[float, float] | None:
     """The market's own ATM vol and half spread at the money: linear in k between the
     quotes either side of k = 0, of the venue's marks where both have one (Deribit's),
     else of the band centres (mid IVs where a side is missing); None when the quotes do
-    not reach both sides of the money."""
+    not reach both sides of the money, or leave a gap there wider than one ATM total-vol
+    width."""
     k = snap.k
     if not (k.size and k.min() <= 0.0 <= k.max()):
         return None
@@ -127,8 +128,12 @@ def market_atm(snap: SliceSnapshot) -> tuple[float, float] | None:
     if k[right] == k[left]:
         return float(centre[left]), float(half[left])
     w = -k[left] / (k[right] - k[left])
-    return (float((1 - w) * centre[left] + w * centre[right]),
-            float((1 - w) * half[left] + w * half[right]))
+    atm = float((1 - w) * centre[left] + w * centre[right])
+    # A chord across a wide gap (a partial book) overstates a convex smile's ATM: only
+    # quotes within one ATM total-vol width of each other say where the money is.
+    if not k[right] - k[left] <= atm * np.sqrt(snap.t):
+        return None
+    return atm, float((1 - w) * half[left] + w * half[right])
 
 
 def is_refusal(reason: str) -> bool:

@@ -115,3 +115,16 @@ def test_the_venues_marks_are_the_market_atm_where_it_sends_them() -> None:
     partial = SliceSnapshot(**{**{f: getattr(snap, f) for f in snap.__struct_fields__},
                                "mark_iv": half_marked})
     assert market_atm(partial)[0] == pytest.approx(centres)  # type: ignore[index]
+
+
+def test_a_partial_book_with_a_gap_at_the_money_has_no_market_atm() -> None:
+    """Five quotes, none within a total-vol width of the money (a session's first
+    seconds): the chord across the gap is no ATM, so no fit is refused against it (the
+    bundled recording's 119-day expiry, quoted at k = -0.89 and +0.50: the chord said 65%
+    where the smile is at 52%)."""
+    k = np.array([-0.89, 0.495, 0.613, 0.667, 0.767])
+    iv = np.array([0.75, 0.6, 0.62, 0.63, 0.65])
+    gap = SliceSnapshot(expiry_ts_ms=1, t=119 / 365, forward=100.0, forward_method="parity",
+                        k=k, iv=iv, bid_iv=iv - 0.02, ask_iv=iv + 0.02, weights=np.ones(5))
+    assert market_atm(gap) is None
+    assert market_atm(_snap()) is not None
