@@ -17,8 +17,10 @@ again in the awaiting task: an engine failure is never silent.
 ``process`` moves the engine into a child process of its own (spawned, not forked:
 the service has threads), off the event loop's GIL as well: a thread still shares it,
 and the Python between numpy's calls in a fit held the loop up to hundreds of
-milliseconds. The inbox then travels to the child with each cut (pickled), the updates
-come back, and every other call is a round trip to the child, in order after the cuts.
+milliseconds. The inbox then travels to the child with each cut (pickled), and the updates come
+back with the engine's report, so the service's metrics after each cut cost no round
+trip, and the dynamics states are asked for only after a cut that published; the rarer
+calls (seeds, instruments) are round trips, in order after the cuts.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class EngineWorker:
         self._venue = engine.venue
         self._inbox: deque[Quote | VenueVolIndex] = deque()
         self._lock = threading.Lock()
+        self._report = EngineReport()  # process mode: what came back with the cuts
+        self._published = True  # a surface since the last take_dynamics_states
         self._executor: Executor | None = None
         if mode == "thread":
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{engine.venue}")
@@ -88,6 +92,9 @@ class EngineWorker:
 
     def drain_report(self) -> EngineReport:
         """``Engine.drain_report`` between cuts."""
+        if isinstance(self._executor, ProcessPoolExecutor):  # came back with the cuts
+            report, self._report = self._report, EngineReport()
+            return report
         result: EngineReport = self._call("drain_report")
         return result
 
@@ -98,6 +105,9 @@ class EngineWorker:
 
     def take_dynamics_states(self) -> list[DynamicsState]:
         """``Engine.take_dynamics_states`` between cuts."""
+        if isinstance(self._executor, ProcessPoolExecutor) and not self._published:
+            return []  # no surface since the last call: no new observation either
+        self._published = False
         result: list[DynamicsState] = self._call("take_dynamics_states")
         return result
 
@@ -116,7 +126,11 @@ class EngineWorker:
         if isinstance(self._executor, ProcessPoolExecutor):
             items = list(self._inbox)
             self._inbox.clear()  # appended only on this loop: nothing arrives in between
-            return await asyncio.wrap_future(self._executor.submit(_cut, items, now_ns, flush))
+            updates, report = await asyncio.wrap_future(
+                self._executor.submit(_cut, items, now_ns, flush))
+            self._report.add(report)
+            self._published = self._published or bool(updates)
+            return updates
         if self._executor is None:
             return self._cut(now_ns, flush)
         return await asyncio.get_running_loop().run_in_executor(
@@ -158,8 +172,10 @@ def _engine() -> Engine:
     return _ENGINE
 
 
-def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool) -> Cut:
-    return _apply_and_cut(_engine(), items, now_ns, flush)
+def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool
+         ) -> tuple[Cut, EngineReport]:
+    engine = _engine()
+    return _apply_and_cut(engine, items, now_ns, flush), engine.drain_report()
 
 
 def _call(name: str, *args: Any) -> Any:

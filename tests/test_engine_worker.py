@@ -136,3 +136,41 @@ async def test_a_process_worker_cuts_in_its_own_process_and_answers_between_cuts
     finally:
         worker.close()
     assert worker._executor._processes in (None, {})  # type: ignore[union-attr]
+
+
+async def test_a_process_worker_reports_what_a_thread_worker_reports() -> None:
+    """The report comes back with the cuts (no call to the child for it) and the dynamics
+    states are asked for after a cut that published: the same counts and the same
+    states as the thread worker's own calls."""
+    import msgspec
+
+    reports, states = [], []
+    for mode in ("thread", "process"):
+        worker = EngineWorker(_engine(), mode)  # type: ignore[arg-type]
+        try:
+            await _run(worker, 900)
+            report = worker.drain_report()
+            reports.append((report.slices, report.rejects, report.fallbacks,
+                            len(report.calibration_seconds)))
+            states.append([msgspec.json.encode(s) for s in worker.take_dynamics_states()])
+        finally:
+            worker.close()
+    assert reports[0] == reports[1]
+    assert reports[0][3] > 0
+    assert states[0] == states[1]
+
+
+def test_reports_add_up() -> None:
+    from collections import Counter
+
+    from streamer.pipeline.engine import EngineReport
+
+    first = EngineReport(slices=Counter({("BTC", "warm"): 2}), deferred_slices=1,
+                         calibration_seconds=[(("svi", "BTC"), 0.01)], rmse={"BTC": (1.0, 0.5)})
+    first.add(EngineReport(slices=Counter({("BTC", "warm"): 3, ("ETH", "cold"): 1}),
+                           deferred_slices=2, calibration_seconds=[(("svi", "ETH"), 0.02)],
+                           rmse={"BTC": (2.0, 1.0)}))
+    assert first.slices == Counter({("BTC", "warm"): 5, ("ETH", "cold"): 1})
+    assert first.deferred_slices == 3
+    assert len(first.calibration_seconds) == 2
+    assert first.rmse == {"BTC": (2.0, 1.0)}  # the later one

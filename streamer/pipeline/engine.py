@@ -61,6 +61,15 @@ class EngineReport:
     rmse: dict[str, tuple[float, float]] = field(default_factory=dict)
     deferred_slices: int = 0
 
+    def add(self, later: EngineReport) -> None:
+        """Take in a later report (one drained after this one)."""
+        for mine, theirs in ((self.rejects, later.rejects), (self.fallbacks, later.fallbacks),
+                             (self.slices, later.slices), (self.arbitrage, later.arbitrage)):
+            mine.update(theirs)
+        self.calibration_seconds += later.calibration_seconds
+        self.rmse.update(later.rmse)
+        self.deferred_slices += later.deferred_slices
+
 
 @dataclass
 class _Underlying:
