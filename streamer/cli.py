@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
-    sub.add_parser("plot", help="smiles, term structure and dynamics as PNGs (see plot --help)")
+    sub.add_parser("plot", help="smiles, term structure, tenor views, variance index and "
+                   "dynamics as PNGs (see plot --help)")
     sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
                                     "moneyness (see backtest --help)")
 
