@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.models.ssvi import SSVISlice, slice_derivatives
-from streamer.core.models.svi import SVIParams
+from streamer.core.models.svi import SVIParams, derivatives_rows, stack
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,13 +38,7 @@ def svi_butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max:
                           n: int = 201) -> FloatArray:
     """:func:`svi_butterfly_margin` of many slices, each over its own range, in one pass."""
     k = np.linspace(k_min, k_max, n, axis=1)
-    a, b, rho, m, sigma = (np.array([getattr(p, f) for p in params], np.float64)[:, None]
-                           for f in ("a", "b", "rho", "m", "sigma"))
-    x = k - m
-    root = np.sqrt(x * x + sigma * sigma)
-    w = a + b * (rho * x + root)
-    dw = b * (rho + x / root)
-    d2w = b * sigma * sigma / root**3
+    w, dw, d2w = derivatives_rows(k, stack(params))
     result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
     return result
 

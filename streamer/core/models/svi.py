@@ -86,11 +86,20 @@ def implied_vol(k: npt.ArrayLike, t: float, p: SVIParams) -> FloatArray:
 
 def derivatives(k: npt.ArrayLike, p: SVIParams) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``w``, ``dw/dk`` and ``d2w/dk2`` at ``k``."""
-    x = np.asarray(k, np.float64) - p.m
-    root = np.sqrt(x * x + p.sigma * p.sigma)
-    w = p.a + p.b * (p.rho * x + root)
-    dw = p.b * (p.rho + x / root)
-    d2w = p.b * p.sigma * p.sigma / root**3
+    w, dw, d2w = derivatives_rows(np.asarray(k, np.float64)[None, :], stack([p]))
+    return w[0], dw[0], d2w[0]
+
+
+def derivatives_rows(k: FloatArray, stacked: FloatArray
+                     ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`derivatives` of slice ``i`` (row ``i`` of :func:`stack`) at the
+    log-moneyness of row ``i`` of ``k``."""
+    a, b, rho, m, sigma = (stacked[:, j] for j in range(5))
+    x = k - m
+    root = np.sqrt(x * x + sigma * sigma)
+    w = a + b * (rho * x + root)
+    dw = b * (rho + x / root)
+    d2w = b * sigma * sigma / root**3
     return w, dw, d2w
 
 
@@ -437,8 +446,7 @@ def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver)
     res = levenberg_marquardt(
         _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
         select=lambda rows: _residual_fn(problems.rows(rows)))
-    r, _ = _residual_fn(problems)(res.theta)
-    cost = np.where(np.isfinite(_rmse(problems, res.theta)), (r * r).sum(axis=1), np.inf)
+    cost = _cost_at(problems, res.theta)
     n = chain.k.shape[0]
     best = np.zeros(n, np.int64)
     for i in range(n):
