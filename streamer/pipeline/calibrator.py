@@ -206,11 +206,8 @@ class SliceCalibrator:
             fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None,
                                   bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
             status = "cold"
-        if not self.acceptable(fit.ok, fit.rmse_vol, previous):
-            reason = "fit_failed" if not fit.ok else "rmse_too_high"
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
             return self.keep(previous, snap, "fallback", reason)
-        if self.off_market(snap, fit.params):
-            return self.keep(previous, snap, "fallback", ATM_OFF_MARKET)
         return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
 
     def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> _Decision:
@@ -221,11 +218,8 @@ class SliceCalibrator:
         if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
             return self.keep(previous, snap, "stale", "too_few_quotes")
         fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
-        if not self.acceptable(fit.ok, fit.rmse_vol, previous):
-            return self.keep(previous, snap, "fallback",
-                             "fit_failed" if not fit.ok else "rmse_too_high")
-        if self.off_market(snap, fit.params):
-            return self.keep(previous, snap, "fallback", ATM_OFF_MARKET)
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
+            return self.keep(previous, snap, "fallback", reason)
         return _Published(snap, fit.params, fit.rmse_vol, "cold"), None
 
     def acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
@@ -236,6 +230,16 @@ class SliceCalibrator:
         if previous is not None and previous.status in ("warm", "cold"):
             limit = max(limit, self.config.rmse_jump_factor * previous.rmse_vol)
         return rmse <= limit
+
+    def refusal(self, snap: SliceSnapshot, params: Any, previous: SliceFit | None,
+                ok: bool = True, rmse: float | None = None) -> str | None:
+        """Why a fit may not be published (None: it may): it failed, its RMSE is over the
+        limits (checked when ``rmse`` is given), or its ATM is off the market."""
+        if rmse is not None and not self.acceptable(ok, rmse, previous):
+            return "fit_failed" if not ok else "rmse_too_high"
+        if self.off_market(snap, params):
+            return ATM_OFF_MARKET
+        return None
 
     def off_market(self, snap: SliceSnapshot, params: Any) -> bool:
         """Whether a fit's ATM vol is further from the quotes' own ATM than
@@ -414,16 +418,13 @@ class SurfaceCalibrator:
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
             previous_fit = previous_fits.get(snap.expiry_ts_ms)
-            if not whole and not self._slices.acceptable(True, rmse, previous_fit):
-                decisions.append(self._slices.keep(previous_fit, snap, "fallback",
-                                                   "rmse_too_high"))
-                continue
-            if self._slices.off_market(snap, params):
-                decisions.append(self._slices.keep(previous_fit, snap, "fallback",
-                                                   ATM_OFF_MARKET))
-                continue
-            decisions.append((_Published(snap, params, rmse, status, model_iv,
-                                         fit_status=fit.status), None))
+            # a surface within its limit is not judged by its expiries' RMSEs
+            reason = self._slices.refusal(snap, params, previous_fit,
+                                          rmse=None if whole else rmse)
+            decisions.append(
+                self._slices.keep(previous_fit, snap, "fallback", reason) if reason is not None
+                else (_Published(snap, params, rmse, status, model_iv, fit_status=fit.status),
+                      None))
         reasons = [reason for _, reason in decisions if reason is not None]
         refused = len(reasons)
         if refused == len(usable):
