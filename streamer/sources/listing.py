@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from streamer.config import DEFAULT_MAX_INSTRUMENTS
 from streamer.sources.base import QuoteSink
@@ -20,7 +20,7 @@ from streamer.sources.decoded import InstrumentInfo
 
 #: The reject reason of a listed option left out by the cap.
 INSTRUMENT_CAP = "instrument_cap"
-__all__ = ["DEFAULT_MAX_INSTRUMENTS", "INSTRUMENT_CAP", "Listings"]
+__all__ = ["DEFAULT_MAX_INSTRUMENTS", "INSTRUMENT_CAP", "Listings", "nearest_first"]
 
 
 class Listings:
@@ -51,7 +51,7 @@ class Listings:
         return set().union(*self._listed.values())
 
     def _capped_to(self, currency: str, names: set[str]) -> set[str]:
-        kept = sorted(names, key=self._nearest)[: self.max_instruments]
+        kept = nearest_first(names, self.parse)[: self.max_instruments]
         for _ in range(len(names) - len(kept)):
             self.sink.on_reject(self.venue, INSTRUMENT_CAP)
         if currency not in self._capped:
@@ -61,8 +61,15 @@ class Listings:
                              "only", self.venue, len(names), currency, self.max_instruments)
         return set(kept)
 
-    def _nearest(self, name: str) -> tuple[float, float, str]:
-        info = self.parse(name)
+
+
+def nearest_first(names: Iterable[str], parse: Callable[[str], InstrumentInfo | None]
+                  ) -> list[str]:
+    """Options in the order a cap keeps them: nearest expiry first, then by strike (names
+    that do not parse last)."""
+    def nearest(name: str) -> tuple[float, float, str]:
+        info = parse(name)
         if info is None:
             return math.inf, math.inf, name
         return float(info.expiry_ts_ms), info.strike, name
+    return sorted(names, key=nearest)

@@ -31,8 +31,8 @@ from websockets.asyncio.client import ClientConnection
 
 from streamer.errors import VenueError
 from streamer.sources.base import QuoteSink
-from streamer.sources.decoded import Decoded
-from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, INSTRUMENT_CAP
+from streamer.sources.decoded import Decoded, InstrumentInfo
+from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, INSTRUMENT_CAP, nearest_first
 from streamer.sources.okx import instruments
 from streamer.sources.okx.protocol import PING, PONG, VENUE, Ack, Listed, OkxDecoder
 from streamer.sources.okx.schema import Arg
@@ -153,13 +153,14 @@ class OkxSession(WebsocketSession):
             self._wake.set()
 
     def _within_cap(self, family: str, known: set[str], new: list[str]) -> list[str]:
-        """The new options a family has room for under ``max_instruments``, nearest expiry
-        first; each one left out is counted once as ``instrument_cap``."""
+        """The new options a family has room for under ``max_instruments``, in the order
+        every venue's cap keeps them (``nearest_first``); each one left out is counted once
+        as ``instrument_cap``."""
         room = max(self.max_instruments - len(known), 0)
         if len(new) <= room:
             self._left_out.difference_update(new)
             return new
-        new = sorted(new, key=lambda n: (self._expiry(n), n))
+        new = nearest_first(new, _info)
         kept, over = new[:room], [n for n in new[room:] if n not in self._left_out]
         self._left_out.difference_update(kept)
         if over and not self._left_out:
@@ -231,3 +232,8 @@ class OkxSession(WebsocketSession):
 
 class _Refused(VenueError):
     """OKX refused the one channel asked for."""
+
+
+def _info(name: str) -> InstrumentInfo | None:
+    inst = instruments.parse_instrument_name(name)
+    return None if inst is None else inst.info
