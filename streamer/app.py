@@ -152,7 +152,7 @@ class Service:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
-                self._publish(await self._flush_engines())
+                self._publish(await self._cut_engines(flush=True))
             if self.mode == "ingest":  # no quote may arrive after the last flush
                 await _cancel_all(sources)
             # Deliver before the sources stop: a calibrator leaving its group hands its
@@ -261,7 +261,7 @@ class Service:
 
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
-        options = self.engine_for(update.venue).instruments(update.underlying)
+        options = self.engine_for(update.venue).published_instruments(update.underlying) or []
         for greeks in instrument_greeks(Surface(update), options):
             self.greeks_sink.add(greeks)
 
@@ -366,15 +366,19 @@ class Service:
     async def _timer_loop(self) -> None:
         while True:
             await asyncio.sleep(TIMER_PERIOD_S)
-            now_ns = time.time_ns()
-            # Off the event loop: ingest, heartbeats and Kafka go on during the fits.
-            updates = [u for worker in list(self.engines.values())
-                       for u in await worker.on_timer(now_ns)]
-            self._publish(updates)
+            self._publish(await self._cut_engines(flush=False))
 
-    async def _flush_engines(self) -> list[SurfaceUpdate]:
+    async def _cut_engines(self, *, flush: bool) -> list[SurfaceUpdate]:
+        """Every engine's due batches (all pending ones when ``flush``), cut off the event
+        loop: ingest, heartbeats and Kafka go on during the fits."""
         now_ns = time.time_ns()
-        return [u for worker in list(self.engines.values()) for u in await worker.flush(now_ns)]
+        # The greeks and the live page read the instruments behind each surface.
+        keep = self.greeks_sink is not None or bool(self.ui.clients)
+        updates: list[SurfaceUpdate] = []
+        for worker in list(self.engines.values()):
+            worker.keep_instruments = keep
+            updates += await (worker.flush(now_ns) if flush else worker.on_timer(now_ns))
+        return updates
 
     def _publish(self, updates: list[SurfaceUpdate]) -> None:
         for engine in self.engines.values():
@@ -436,9 +440,10 @@ class Service:
         self.ui.publish(update, receive_s)
 
     def _ui_quotes(self, update: SurfaceUpdate) -> list[Quote] | None:
-        """The chain book's latest quotes behind a surface, for the page's bid/ask bars."""
+        """The chain book's quotes behind a surface, for the page's bid/ask bars (as its
+        cut kept them: the page never waits for the next cut)."""
         engine = self.engines.get(update.venue)
-        return None if engine is None else engine.instruments(update.underlying)
+        return None if engine is None else engine.published_instruments(update.underlying)
 
     def _on_quotes_sent(self, n: int) -> None:
         self._sent_quotes += n

@@ -9,8 +9,11 @@ the GIL in its heavy parts, and the interpreter switches threads every few
 milliseconds in between.
 
 The other engine calls of the service (seeds, instruments, the report, dynamics
-states) take the lock the cut holds; the service makes them between cuts (a UI request
-for instruments during a cut waits for it). ``inline`` runs the same cut on
+states) take the lock the cut holds; the service makes them between cuts. What is
+read while the next cut may be running (the live page's bid/ask bars, the greeks)
+comes from ``published_instruments``: the instruments each cut kept beside its
+surfaces while ``keep_instruments`` is set, read without the lock, so the event loop
+never waits for a fit to draw a page. ``inline`` runs the same cut on
 the event loop (the behaviour before the worker). An exception in a cut is raised
 again in the awaiting task: an engine failure is never silent.
 
@@ -38,6 +41,7 @@ from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 
 WorkerMode = Literal["thread", "inline", "process"]
 Cut = list[SurfaceUpdate]
+Kept = dict[str, list[Quote]]  # by underlying: the instruments behind its surface of a cut
 
 
 class EngineWorker:
@@ -51,6 +55,9 @@ class EngineWorker:
         self._lock = threading.Lock()
         self._report = EngineReport()  # process mode: what came back with the cuts
         self._published = True  # a surface since the last take_dynamics_states
+        #: Keep, with each cut, the instruments behind each surface it computes.
+        self.keep_instruments = False
+        self._kept: dict[str, list[Quote]] = {}
         self._executor: Executor | None = None
         if mode == "thread":
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{engine.venue}")
@@ -90,6 +97,11 @@ class EngineWorker:
         result: list[Quote] = self._call("instruments", underlying)
         return result
 
+    def published_instruments(self, underlying: str) -> list[Quote] | None:
+        """The instruments behind the underlying's latest surface, as its cut kept them
+        (None when no cut kept any); never waits for a cut in progress."""
+        return self._kept.get(underlying)
+
     def drain_report(self) -> EngineReport:
         """``Engine.drain_report`` between cuts."""
         if isinstance(self._executor, ProcessPoolExecutor):  # came back with the cuts
@@ -126,33 +138,37 @@ class EngineWorker:
         if isinstance(self._executor, ProcessPoolExecutor):
             items = list(self._inbox)
             self._inbox.clear()  # appended only on this loop: nothing arrives in between
-            updates, report = await asyncio.wrap_future(
-                self._executor.submit(_cut, items, now_ns, flush))
+            updates, kept, report = await asyncio.wrap_future(
+                self._executor.submit(_cut, items, now_ns, flush, self.keep_instruments))
             self._report.add(report)
             self._published = self._published or bool(updates)
-            return updates
-        if self._executor is None:
-            return self._cut(now_ns, flush)
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._cut, now_ns, flush)
+        elif self._executor is None:
+            updates, kept = self._cut(now_ns, flush, self.keep_instruments)
+        else:
+            updates, kept = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._cut, now_ns, flush, self.keep_instruments)
+        self._kept.update(kept)
+        return updates
 
     # -- on the worker thread ------------------------------------------------------------
-    def _cut(self, now_ns: int, flush: bool) -> Cut:
+    def _cut(self, now_ns: int, flush: bool, keep: bool) -> tuple[Cut, Kept]:
         with self._lock:
             items = []
             while self._inbox:
                 items.append(self._inbox.popleft())
-            return _apply_and_cut(self.engine, items, now_ns, flush)
+            return _apply_and_cut(self.engine, items, now_ns, flush, keep)
 
 
 def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: int,
-                   flush: bool) -> Cut:
+                   flush: bool, keep: bool) -> tuple[Cut, Kept]:
     for item in items:
         if isinstance(item, Quote):
             engine.on_quote(item)
         else:
             engine.on_vol_index(item)
-    return engine.flush(now_ns) if flush else engine.on_timer(now_ns)
+    updates = engine.flush(now_ns) if flush else engine.on_timer(now_ns)
+    kept = {u.underlying: engine.instruments(u.underlying) for u in updates} if keep else {}
+    return updates, kept
 
 
 # -- in the worker process -----------------------------------------------------------------
@@ -172,10 +188,10 @@ def _engine() -> Engine:
     return _ENGINE
 
 
-def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool
-         ) -> tuple[Cut, EngineReport]:
+def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool, keep: bool
+         ) -> tuple[Cut, Kept, EngineReport]:
     engine = _engine()
-    return _apply_and_cut(engine, items, now_ns, flush), engine.drain_report()
+    return (*_apply_and_cut(engine, items, now_ns, flush, keep), engine.drain_report())
 
 
 def _call(name: str, *args: Any) -> Any:

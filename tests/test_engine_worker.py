@@ -3,10 +3,12 @@ a clean shutdown. The engine is the real one, fed the head of the bundled record
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 
 import pytest
+from msgspec.json import encode
 
 from streamer.config import load_config
 from streamer.engine_worker import EngineWorker
@@ -174,3 +176,59 @@ def test_reports_add_up() -> None:
     assert first.deferred_slices == 3
     assert len(first.calibration_seconds) == 2
     assert first.rmse == {"BTC": (2.0, 1.0)}  # the later one
+
+
+class _BlockingEngine(Engine):
+    """Its timer cuts wait for ``release``: a long fit in progress."""
+
+    def __init__(self) -> None:
+        config = load_config(None, env={})
+        super().__init__("deribit", config.calibration, config.batch)
+        self.release = threading.Event()
+        self.cutting = threading.Event()
+
+    def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
+        self.cutting.set()
+        assert self.release.wait(30)
+        return super().on_timer(now_ns)
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+async def test_the_instruments_behind_a_surface_are_kept_with_its_cut(mode: str) -> None:
+    """What the live page and the greeks read: the book behind each surface as its own cut
+    left it, only while asked for, and the same in a child process."""
+    worker = EngineWorker(_engine(), mode)  # type: ignore[arg-type]
+    try:
+        assert not await _run(worker, 300) or worker.published_instruments("BTC") is None
+        worker.keep_instruments = True
+        assert await _run(worker, 600)
+        kept = worker.published_instruments("BTC")
+        assert kept
+        assert all(q.underlying == "BTC" for q in kept)
+        now = worker.instruments("BTC")  # no quote since that cut: the same book
+        assert [encode(q) for q in kept] == [encode(q) for q in now]
+    finally:
+        worker.close()
+
+
+async def test_the_kept_instruments_are_read_while_a_cut_runs() -> None:
+    """The event loop never waits for a fit to draw the page (``instruments`` takes the
+    cut's lock, and would wait for the whole fit)."""
+    engine = _BlockingEngine()
+    worker = EngineWorker(engine, "thread")
+    worker.keep_instruments = True
+    decoder = DeribitDecoder()
+    lines = list(itertools.islice(read_tickfile(bundled_sample()), 600))
+    try:
+        for line in lines:
+            for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
+                worker.on_quote(quote)
+        await worker.flush(lines[-1].received_ts_ns)
+        cut = asyncio.ensure_future(worker.on_timer(lines[-1].received_ts_ns + 10**9))
+        assert await asyncio.to_thread(engine.cutting.wait, 30)
+        assert worker.published_instruments("BTC")  # answered while the cut holds its lock
+        engine.release.set()
+        await cut
+    finally:
+        engine.release.set()
+        worker.close()

@@ -1,10 +1,15 @@
 """The latest surface per key and the browsers following them, conflated per key.
 
 ``SurfaceHub.publish`` is called for every delivered surface and never blocks: it
-stores the surface and marks its key pending on every connected client. A client
-writes its pending keys when its socket drains; a key marked again before that is
-written once, with the newest surface (``Client.conflated`` counts the skipped ones).
-So a slow browser sees fewer surfaces, never older ones, and never slows the publisher.
+stores the surface, marks its key pending on every connected client, and schedules
+one ``flush`` on the event loop. The flush frames each new surface once and writes the
+same bytes straight to every client whose socket keeps up: no task of a client wakes
+for a surface, so twenty browsers cost twenty socket writes. A client whose socket
+is backed up (past its transport's high-water mark) is skipped and woken instead:
+its own task waits for the socket to drain, then writes its pending keys; a key
+marked again before that is written once, with the newest surface
+(``Client.conflated`` counts the skipped ones). So a slow browser sees fewer surfaces,
+never older ones, and never slows the publisher.
 """
 
 from __future__ import annotations
@@ -28,25 +33,31 @@ QuotesSource = Callable[[SurfaceUpdate], "list[Quote] | None"]
 
 
 class Client:
-    """One /ui/events reader: the keys it has not been sent the newest surface of."""
+    """One /ui/events reader: its socket, and the keys it has not been sent the newest
+    surface of. ``wake`` calls its own task (a backed-up socket, a closed one, the end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
         self.pending: dict[str, None] = {}
         self.wake = asyncio.Event()
         self.conflated = 0
+
+    def backed_up(self) -> bool:
+        """The socket is past its high-water mark, or closing: the client's task writes."""
+        transport = self.writer.transport
+        return (transport.is_closing() or transport.get_write_buffer_size()
+                > transport.get_write_buffer_limits()[1])
 
     def offer(self, key: str) -> None:
         """Mark ``key`` as having a newer surface than the one last sent."""
         if key in self.pending:
             self.conflated += 1
         self.pending[key] = None
-        self.wake.set()
 
     def take(self) -> list[str]:
         """The pending keys, oldest first; clears them."""
         keys = list(self.pending)
         self.pending.clear()
-        self.wake.clear()
         return keys
 
 
@@ -64,6 +75,7 @@ class SurfaceHub:
         self._curves: dict[str, tuple[int, bytes]] = {}
         self._frames: dict[str, tuple[int, bytes]] = {}
         self._health_json: tuple[float, bytes] = (-1.0, b"")
+        self._flush_due = False
         #: tick→publish seconds of the last ``window`` delivered surfaces (health event)
         self.latencies_s: deque[float] = deque(maxlen=window)
 
@@ -74,10 +86,30 @@ class SurfaceHub:
             self.latencies_s.append(latency_s)
         for client in self.clients:
             client.offer(update.key)
+        if self.clients and not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
-    def subscribe(self) -> Client:
+    def flush(self) -> None:
+        """Write every client's pending surfaces, or wake its task when its socket is
+        backed up (it writes them once the socket drains)."""
+        self._flush_due = False
+        for client in self.clients:
+            if client.backed_up():
+                client.wake.set()
+            else:
+                self.write_pending(client)
+
+    def write_pending(self, client: Client) -> None:
+        """The client's pending keys, newest surface of each, framed once for all."""
+        for key in client.take():
+            frames = self.frames(key)
+            if frames is not None:
+                client.writer.write(frames)
+
+    def subscribe(self, writer: asyncio.StreamWriter) -> Client:
         """A new client, with every known key pending (it starts from the latest)."""
-        client = Client()
+        client = Client(writer)
         for key in sorted(self.latest):
             client.offer(key)
         self.clients.add(client)

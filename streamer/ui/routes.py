@@ -77,34 +77,32 @@ def ui_route(hub: SurfaceHub, health_period_s: float = HEALTH_PERIOD_S) -> Route
 
 async def stream_events(hub: SurfaceHub, writer: asyncio.StreamWriter,
                         health_period_s: float) -> None:
-    """Write the event stream until the reader goes away or the hub closes."""
-    client = hub.subscribe()
+    """Write the event stream until the reader goes away or the hub closes.
+
+    The hub writes each surface to this socket itself while it keeps up; this task
+    wakes for the health event, a backed-up socket (a slow reader waits in ``drain``
+    while its keys conflate) and the end.
+    """
+    writer.write(SSE_HEAD + b"retry: 1000\n\n")
+    writer.write(sse_frame("health", hub.health_json()))
+    client = hub.subscribe(writer)
     loop = asyncio.get_running_loop()
     try:
-        writer.write(SSE_HEAD + b"retry: 1000\n\n")
-        writer.write(sse_frame("health", hub.health_json()))
-        await writer.drain()
+        hub.write_pending(client)  # the latest surface of every key
         next_health = loop.time() + health_period_s
-        while not hub.closed:
-            await _wait(client, next_health - loop.time())
-            _write_pending(hub, client, writer)
+        while not hub.closed and not writer.transport.is_closing():
+            await writer.drain()
+            hub.write_pending(client)
             if loop.time() >= next_health:
                 writer.write(sse_frame("health", hub.health_json()))
                 next_health = loop.time() + health_period_s
-            await writer.drain()  # a slow reader waits here while its keys conflate
+            await _wait(client, next_health - loop.time())
     finally:
         hub.unsubscribe(client)
 
 
 async def _wait(client: Client, timeout_s: float) -> None:
-    if timeout_s <= 0:
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(client.wake.wait(), timeout_s)
-
-
-def _write_pending(hub: SurfaceHub, client: Client, writer: asyncio.StreamWriter) -> None:
-    for key in client.take():
-        frames = hub.frames(key)
-        if frames is not None:
-            writer.write(frames)
+    if timeout_s > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.wake.wait(), timeout_s)
+    client.wake.clear()

@@ -185,3 +185,23 @@ async def test_a_reader_that_goes_away_is_forgotten(server: Running) -> None:
         if not server.hub.clients:
             break
     assert server.hub.clients == set()
+
+
+async def test_the_hub_writes_a_reader_that_keeps_up_without_waking_its_task(
+        server: Running) -> None:
+    """Twenty browsers cost twenty socket writes per surface, not twenty task wake-ups."""
+    reader, writer, _, _ = await request_head(server.port, "/ui/events")
+    try:
+        assert (await next_event(reader)).event == "health"
+        (client,) = server.hub.clients
+        woken: list[bool] = []
+        wake = client.wake.set
+        client.wake.set = lambda: (woken.append(True), wake())[-1]  # type: ignore[method-assign]
+        for seq in range(1, 6):
+            server.hub.publish(surface(seq))
+            event = await asyncio.wait_for(next_event(reader), 10)
+            assert (event.event, event.id) == ("surface", f"deribit:BTC@{seq}")
+            assert (await next_event(reader)).event == "curves"
+        assert woken == []
+    finally:
+        await close(writer)
