@@ -32,7 +32,7 @@ from streamer.engine_worker import EngineWorker
 from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
-from streamer.kafka_client import ensure_topics
+from streamer.kafka_client import ensure_topics, unreachable
 from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
@@ -87,7 +87,7 @@ class Service:
         self.quiet = quiet
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
-        self._replays = ReplayServers(config.replay)
+        self._replays = ReplayServers(config.replay, config.tickfile)
         self._replayed = {v.name for v in config.venues if v.url == REPLAY}
         self.metrics.declare([v.name for v in config.venues],
                              [c for v in config.venues for c in v.currencies])
@@ -126,7 +126,10 @@ class Service:
             if self.mode != "run" and self.config.kafka.create_topics:
                 # Before subscribing: a broker may auto-create a missing topic with the
                 # wrong partition count on the first metadata request.
-                await ensure_topics(self.config.kafka, bootstrap)
+                try:
+                    await ensure_topics(self.config.kafka, bootstrap)
+                except (KafkaError, OSError) as exc:
+                    raise unreachable(bootstrap, exc) from exc
             if self.mode == "ingest":
                 self.ticks_sink = ticks_sink(
                     self.config.kafka, bootstrap, on_error=self._on_kafka_error,
@@ -147,7 +150,7 @@ class Service:
             if not self.quiet:
                 tasks.append(asyncio.create_task(self._progress_loop(), name="progress"))
             tasks.append(asyncio.create_task(self._loop_lag_monitor(), name="loop-lag"))
-            await self._wait_for_end()
+            await self._wait_for_end(sources)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -161,6 +164,8 @@ class Service:
             await _cancel_all(sources)
             if self.mode != "ingest" and self.config.sink == "kafka":
                 log.info("%s", closing_hint(self.config.kafka, bootstrap, self.progress.published))
+        except BrokerError as exc:  # unreachable at start: said in the closing line
+            self._failure = exc
         finally:
             await self._shutdown(http)
         problem = self._problem()
@@ -321,16 +326,20 @@ class Service:
             feed = EngineFeed(self.engine_for, self.metrics, self.health, self.progress)
         return venue.name, make_session(venue, resolve_url(venue), feed)
 
-    async def _wait_for_end(self) -> None:
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait())]
+    async def _wait_for_end(self, sources: list[asyncio.Task[None]]) -> None:
+        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait()),
+                                          asyncio.create_task(_broker_failure(sources))]
         if self._replays.finite:
             grace_s = max(0.5, 2 * self.config.batch.interval_ms / 1000)
             waits.append(asyncio.create_task(self._replays.drained(grace_s)))
         if self.duration_s is not None:
             waits.append(asyncio.create_task(asyncio.sleep(self.duration_s)))
-        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+        for task in done:
+            if isinstance(failure := task.exception(), BrokerError):
+                self._failure = failure  # a source lost its broker: the run ends, said why
 
     async def _stop_sinks(self) -> None:
         sinks: list[Any] = [self.sink, self.ticks_sink, self.greeks_sink, self.dynamics_sink]
@@ -457,6 +466,18 @@ class Service:
     def _on_kafka_error(self, reason: str) -> None:
         self.metrics.kafka_errors_total.labels(reason=reason).inc()
         self.health.set_broker(False)
+
+
+async def _broker_failure(sources: list[asyncio.Task[None]]) -> None:
+    """Raise the first ``BrokerError`` a source ends with (the ticks topic's consumer that
+    cannot reach its broker); wait for ever while none does."""
+    running = set(sources)
+    while running:
+        done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and isinstance(task.exception(), BrokerError):
+                task.result()
+    await asyncio.Event().wait()
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

@@ -212,8 +212,27 @@ def plot(report: BacktestReport, out: Path) -> Path:
     return target
 
 
+USAGE = """Which delta hedges a recording best.
+
+The file is replayed exactly as `streamer replay` does. Between every two consecutive
+surfaces of an underlying, options at a grid of standardised moneyness on every expiry
+fitted in both are hedged with each delta rule:
+
+  black76           the Black-76 delta at the strike's own implied vol: the
+                    sticky-strike delta (the strike's vol does not move with the forward)
+  sticky_moneyness  the vol at each log-moneyness ln(K/F) stays
+  measured_ssr      the strike's vol moves by (SSR - 1) x the smile's slope per unit
+                    of ln F, with the SSR the surface itself publishes, where it does
+
+It reports the variance of the hedging errors per tenor and moneyness bucket and
+overall, and which rule leaves the least. Exit 0 with a report, 1 when the file gave
+nothing to hedge (fewer than two fitted surfaces of an underlying), 2 for a missing
+file or a bad configuration.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamer backtest", description=__doc__,
+    parser = argparse.ArgumentParser(prog="streamer backtest", description=USAGE,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path, help="tick file (as streamer replay reads)")
     parser.add_argument("--config", type=Path, help="config.yaml (default: built-in defaults)")

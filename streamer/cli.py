@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,23 +39,39 @@ published to Kafka or printed as JSON lines.
 exit codes: 0 done, 1 runtime failure, 2 bad configuration or arguments."""
 
 
+def _command(sub: Any, name: str, help: str, description: str | None = None
+             ) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts by saying what it does (its one-line help
+    as a sentence, unless it has a longer description)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description or f"{help[0].upper()}{help[1:]}.")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="ingest, calibrate and publish (one process)")
+    run = _command(sub, "run", help="ingest, calibrate and publish (one process)")
     _add_service_options(run, venues=True, calibrates=True)
-    ingest = sub.add_parser(
-        "ingest", help="split mode, first half: venues' quotes to the Kafka ticks topic")
+    ingest = _command(
+        sub, "ingest", help="split mode, first half: venues' quotes to the Kafka ticks topic",
+        description="Split mode, first half: read the configured venues and send every "
+                    "quote to the Kafka ticks topic (kafka.ticks_topic), keyed by "
+                    "venue:underlying, for `streamer calibrate` to fit.")
     _add_service_options(ingest, venues=True, calibrates=False)
-    calibrate = sub.add_parser(
-        "calibrate", help="split mode, second half: quotes from the ticks topic to surfaces "
-                          "(run as many as you like: they share the work)")
+    calibrate = _command(
+        sub, "calibrate", help="split mode, second half: quotes from the ticks topic to surfaces "
+                          "(run as many as you like: they share the work)",
+        description="Split mode, second half: a member of the consumer group "
+                    "kafka.group_id over the ticks topic; calibrates the underlyings it is "
+                    "assigned and publishes their surfaces. Run as many as you like: "
+                    "Kafka shares the underlyings among them and moves them when one stops.")
     _add_service_options(calibrate, venues=False, calibrates=True)
 
-    replay = sub.add_parser("replay", help="replay a tick file as fast as possible")
+    replay = _command(sub, "replay", help="replay a tick file as fast as possible")
     replay.add_argument("file", type=Path, help="tick file (.ndjson or .ndjson.gz), or "
                                                 "`bundled` for the shipped sample")
     _add_config(replay)
@@ -67,10 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                              "deribit)")
     _add_quiet(replay)
 
-    sub.add_parser("serve-replay", help="serve a tick file over websocket, with faults "
+    _command(sub, "serve-replay", help="serve a tick file over websocket, with faults "
                                         "(see serve-replay --help)")
 
-    record = sub.add_parser("record", help="record a venue's raw messages to a tick file")
+    record = _command(sub, "record", help="record a venue's raw messages to a tick file")
     _add_config(record)
     record.add_argument("--venue", default="deribit",
                         choices=["deribit", "okx", "bybit", "binance"],
@@ -87,15 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--rotate-s", type=float, metavar="SECONDS",
                         help="start a new file this often (default 3600)")
 
-    sub.add_parser("synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
+    _command(sub, "synth", help="generate a synthetic Deribit, OKX, Bybit or Binance "
                                  "recording (see synth --help)")
-    sub.add_parser("plot", help="smiles, term structure, tenor views, variance index and "
+    _command(sub, "plot", help="smiles, term structure, tenor views, variance index and "
                    "dynamics as PNGs (see plot --help)")
-    sub.add_parser("backtest", help="which delta rule hedges a recording best, by tenor and "
+    _command(sub, "backtest", help="which delta rule hedges a recording best, by tenor and "
                                     "moneyness (see backtest --help)")
 
-    view = sub.add_parser("view", help="the live web page of a deployment, from its surface "
-                                       "topic alone")
+    view = _command(sub, "view", help="the live web page of a deployment, from its surface "
+                                       "topic alone",
+                          description="Serve the live page (/ui, /ui/events, /surface/KEY) "
+                                      "of any running deployment, from its surface topic "
+                                      "alone: the latest surface of every key first, then "
+                                      "each new one.")
     _add_config(view)
     view.add_argument("--bootstrap", required=True, metavar="HOST:PORT",
                       help="the Kafka brokers holding the surface topic")
@@ -106,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, help="override metrics.port (0 = any free)")
     view.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of a published message "
+    schema = _command(sub, "schema", help="print the JSON Schema of a published message "
                                            "or of config.yaml")
     schema.add_argument("what", choices=["surface", "config"],
                         help="surface: a vol.surface.v1 message; config: config.yaml")

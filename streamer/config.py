@@ -83,6 +83,10 @@ class TickFileConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_field
     max_line_bytes: Annotated[int, msgspec.Meta(ge=1024)] = DEFAULT_MAX_LINE_BYTES
 
 
+#: The built-in limits (where no config is at hand: serve-replay).
+TICKFILE_DEFAULTS = TickFileConfig()
+
+
 class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """When the calibrator cuts a batch of quotes."""
 
@@ -138,8 +142,10 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     #: Stop (and a replay's back-pressure) gives up after this long without an acknowledgement.
     flush_timeout_ms: int = 10_000
     #: Split mode: a dead calibrator's partitions move after this long (consumer group).
-    session_timeout_ms: int = 6_000
-    heartbeat_interval_ms: int = 1_000
+    session_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 6_000
+    heartbeat_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 1_000
+    #: Split mode: how long a rebalance waits for the members to rejoin.
+    rebalance_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 6_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username_env: str = "STREAMER_KAFKA_USERNAME"

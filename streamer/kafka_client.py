@@ -23,6 +23,8 @@ from streamer.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+GROUP_FETCH_WAIT_MS = 20
+
 
 class BrokerRefused(BrokerError):
     """The broker or its topics cannot serve this config: retrying will not help."""
@@ -67,12 +69,34 @@ def consumer_options(config: KafkaConfig, bootstrap: str) -> dict[str, Any]:
     return {k: producer[k] for k in keys if k in producer}
 
 
+def group_options(config: KafkaConfig, bootstrap: str, group_id: str) -> dict[str, Any]:
+    """A consumer group member's options: a dead member's partitions move once its
+    session times out and the survivors have rejoined, within the configured times."""
+    return {**consumer_options(config, bootstrap), "group_id": group_id,
+            "auto_offset_reset": "earliest", "enable_auto_commit": True,
+            # Ticks are wanted as they come: the broker's default wait for more data
+            # (500 ms a fetch) would be the split pipeline's latency floor.
+            "fetch_max_wait_ms": GROUP_FETCH_WAIT_MS,
+            "session_timeout_ms": config.session_timeout_ms,
+            "heartbeat_interval_ms": config.heartbeat_interval_ms,
+            "rebalance_timeout_ms": config.rebalance_timeout_ms}
+
+
+def unreachable(bootstrap: str, exc: BaseException) -> BrokerError:
+    """One line for a broker we could not reach, naming the setting that points at it."""
+    detail = str(exc) or type(exc).__name__
+    return BrokerError(f"cannot reach Kafka at {bootstrap} ({detail}); check "
+                       "kafka.bootstrap_servers (STREAMER_KAFKA__BOOTSTRAP_SERVERS)")
+
+
 async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
     """Create the surface and dynamics (compacted) and ticks topics when absent; check them
     when present.
 
     Returns the mismatches found on existing topics (each also logged as a warning):
     a partition count other than configured, or a surface topic that is not compacted.
+    Raises aiokafka's errors (or OSError) when the broker cannot be reached: the sinks
+    retry those; a command that cannot go on without it says so with ``unreachable``.
     """
     admin = AIOKafkaAdminClient(**consumer_options(config, bootstrap))
     await admin.start()

@@ -121,11 +121,15 @@ class Metrics:
 #: the quote filters' reasons (core.quotes.QuoteReject), the decoders' and sessions'.
 REJECT_REASONS = (*(r.label for r in QuoteReject if r is not QuoteReject.OK),
                   "malformed", "unexpected_message", "unsubscribed_channel", "expired",
-                  "subscribe_rejected", "rate_limited", "instrument_cap")
-FALLBACK_REASONS = ("fit_failed", "rmse_too_high", "atm_off_market")
+                  "subscribe_rejected", "rate_limited", "instrument_cap", "negative_price",
+                  "no_underlying_price", "not_option", "combo", "unknown_instrument",
+                  "bad_volatility_index", "stream_silent")
+FALLBACK_REASONS = ("fit_failed", "rmse_too_high", "atm_off_market", "too_few_quotes")
 SLICE_STATUSES = ("warm", "cold", "fallback", "stale")
 ARBITRAGE_KINDS = ("butterfly", "calendar")
-KAFKA_ERRORS = ("ack_timeout",)
+#: Kafka errors are labelled with aiokafka's error name: the ones a broker outage raises.
+KAFKA_ERRORS = ("ack_timeout", "KafkaConnectionError", "KafkaTimeoutError",
+                "RequestTimedOutError", "NotLeaderForPartitionError")
 
 #: Every metric family name as exposed (counters with their ``_total`` suffix).
 METRIC_NAMES = frozenset({

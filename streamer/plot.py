@@ -35,7 +35,7 @@ import msgspec
 import numpy as np
 
 from streamer.client import read_history
-from streamer.config import AppConfig, DynamicsConfig, load_config
+from streamer.config import AppConfig, DynamicsConfig, TickFileConfig, load_config
 from streamer.core.tenors import DELTA_KEYS
 from streamer.errors import BrokerError
 from streamer.kafka_client import consumer_options
@@ -116,10 +116,11 @@ async def _from_kafka(bootstrap: str, config: AppConfig, keys: list[str] | None,
                               **options)
 
 
-def _final_books(path: Path, venue: str) -> dict[str, ChainBook]:
+def _final_books(path: Path, venue: str, limits: TickFileConfig) -> dict[str, ChainBook]:
     """Every underlying's latest quotes at the end of the file (the last surface's inputs)."""
     decoder, books = DeribitDecoder(), dict[str, ChainBook]()
-    for line in read_tickfile(path):
+    for line in read_tickfile(path, max_bad_share=limits.max_bad_share,
+                              max_line_bytes=limits.max_line_bytes):
         for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
             books.setdefault(quote.underlying, ChainBook(venue, quote.underlying)).update(quote)
     return books
@@ -411,7 +412,7 @@ def main(argv: list[str]) -> int:
         source = str(path)
         updates = [u for u in asyncio.run(_replay(path, config))
                    if not args.key or u.key in args.key]
-        books = _final_books(path, config.venues[0].name)
+        books = _final_books(path, config.venues[0].name, config.tickfile)
     if not updates:
         print(f"streamer plot: no surface from {source}", file=sys.stderr)
         return 1

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from streamer.config import VenueConfig
 from streamer.sources.registry import LIVE, make_session, resolve_url
+from streamer.summary import closing_line
 from streamer.tickfile import TickFileWriter
 from streamer.types import Quote, VenueVolIndex
 
@@ -72,14 +75,14 @@ class _CountingSink:
 
     def __init__(self) -> None:
         self.quotes = 0
-        self.rejects = 0
+        self.rejects = Counter[str]()
         self.up = False
 
     def on_quote(self, quote: Quote) -> None:
         self.quotes += 1
 
     def on_reject(self, venue: str, reason: str) -> None:
-        self.rejects += 1
+        self.rejects[reason] += 1
 
     def on_reconnect(self, venue: str) -> None:
         """The session logs its own reconnects (with the delay)."""
@@ -114,9 +117,11 @@ async def record(url: str | None, currencies: Sequence[str], out: Path, *,
     finally:
         recorder.close()
     where = ", ".join(map(str, recorder.files)) or "no file"
+    problem = None
     if counts.quotes == 0:
-        why = getattr(session, "last_error", None) or f"no quote arrived from {config.url}"
-        log.error("recorded nothing (%s); %s", where, why)
-        return 1
-    log.info("recorded %d quotes (%d rejected) into %s", counts.quotes, counts.rejects, where)
-    return 0
+        problem = getattr(session, "last_error", None) or f"no quote arrived from {config.url}"
+        log.error("recorded nothing (%s); %s", where, problem)
+    print(closing_line("record", read=f"{counts.quotes} quotes from {venue}",
+                       rejected=counts.rejects, published=f"raw messages to {where}",
+                       problem=problem), file=sys.stderr, flush=True)
+    return 1 if problem else 0

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import msgspec
 
-from streamer.config import BUNDLED, ReplayConfig, VenueConfig, VenueName
+from streamer.config import (
+    BUNDLED,
+    TICKFILE_DEFAULTS,
+    ReplayConfig,
+    TickFileConfig,
+    VenueConfig,
+    VenueName,
+)
 from streamer.devtools.replay import ReplayServer
 from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
@@ -63,8 +70,10 @@ def generate_bundled(venue: VenueName, directory: Path) -> Path:
 class ReplayServers:
     """The replay servers of one run: started per venue entry, stopped together."""
 
-    def __init__(self, config: ReplayConfig) -> None:
+    def __init__(self, config: ReplayConfig, tickfile: TickFileConfig = TICKFILE_DEFAULTS
+                 ) -> None:
         self.config = config
+        self.tickfile = tickfile
         self.servers: list[ReplayServer] = []
         self._generated: dict[str, Path] = {}
         self._tmp: Path | None = None
@@ -81,7 +90,7 @@ class ReplayServers:
         """
         path = await self._recording(venue.name)
         server = ReplayServer(path, venue=venue.name, speed=self.config.speed,
-                              loop=self.config.loop)
+                              loop=self.config.loop, tickfile=self.tickfile)
         self.servers.append(server)  # stop() is safe on a server that failed to start
         await server.start()
         log.info("replay server for %s on %s (speed ×%g)", venue.name, server.url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from streamer.tickfile import read_tickfile
 pytestmark = pytest.mark.integration
 
 
-async def test_recording_the_replay_server_gives_a_replayable_tick_file(tmp_path: Path) -> None:
+async def test_recording_the_replay_server_gives_a_replayable_tick_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server = ReplayServer(bundled_sample(), speed=20.0)
     await server.start()
     out = tmp_path / "ticks.ndjson.gz"
@@ -25,6 +27,11 @@ async def test_recording_the_replay_server_gives_a_replayable_tick_file(tmp_path
         assert await record(server.url, ["BTC"], out, duration_s=3.0) == 0
     finally:
         await server.stop()
+    # One closing line, as every command's: what was read, rejected by reason, where it went.
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("streamer record:")]
+    assert re.fullmatch(rf"streamer record: read \d+ quotes from deribit; rejected \d+"
+                        rf"( \([a-z_]+ \d+(, [a-z_]+ \d+)*\))?; published raw messages to "
+                        rf"{re.escape(str(out))}", line), line
     lines = list(read_tickfile(out))
     assert len(lines) > 100
     stamps = [line.received_ts_ns for line in lines]
@@ -60,7 +67,8 @@ async def test_a_recording_past_its_size_rotates_into_files_that_replay_in_order
     ("ws://127.0.0.1:{port}/ws/api/v2", "127.0.0.1:{port} refused the connection"),
 ])
 async def test_recording_with_no_connection_names_the_host_exits_1_and_leaves_no_file(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str, names: str) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+        url: str, names: str) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -75,3 +83,4 @@ async def test_recording_with_no_connection_names_the_host_exits_1_and_leaves_no
     assert messages[-1].endswith(f", for {url}")
     assert not [m for m in messages if "disconnected" in m or "connection lost" in m]
     assert any(m.startswith(f"deribit: {names}") for m in messages)
+    assert "; FAILED: " + names in capsys.readouterr().err

@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
 from streamer.kafka_client import BrokerRefused, TopicMismatch, start_producer
+from streamer.sinks.acks import ACK_POLL_S, AckDeadline, Clock
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.tasks import cancel_and_wait
@@ -42,15 +43,11 @@ log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
-#: How often an in-flight batch is checked against the ack deadline.
-ACK_POLL_S = 0.25
 #: Ordered mode: updates queued before ``drain`` makes the producer wait.
 MAX_QUEUED = 1024
-ACK_TIMEOUT = "ack_timeout"
 #: Send errors no retry can cure: the surface is dropped and counted, its key goes on.
 UNSENDABLE = (MessageSizeTooLargeError,)
 
-Clock = Callable[[], float]
 
 
 class KafkaSink:
@@ -78,8 +75,8 @@ class KafkaSink:
         self._failing = False
         self._seq: dict[str, int] = {}
         self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
-        self._in_flight_since: float | None = None
-        self._overdue_reported = False
+        self._acks = AckDeadline(config.ack_deadline_ms, "surfaces", self.bootstrap,
+                                 self._count_error, clock)
         self._gave_up = False
         self.failure: BrokerError | None = None
         self.conflated = 0
@@ -102,9 +99,7 @@ class KafkaSink:
     @property
     def overdue(self) -> bool:
         """True while a send has waited longer than ``kafka.ack_deadline_ms``."""
-        since = self._in_flight_since
-        return since is not None and \
-            self._clock() - since > self.config.ack_deadline_ms / 1000
+        return self._acks.overdue
 
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""
@@ -225,7 +220,7 @@ class KafkaSink:
         for update in batch:
             next_seq[update.key] = next_seq.get(update.key, 0) + 1
             stamped.append(msgspec.structs.replace(update, seq=next_seq[update.key]))
-        self._in_flight, self._in_flight_since = [u.key for u in batch], self._clock()
+        self._in_flight = [u.key for u in batch]
         started = time.perf_counter()
         try:
             results = await self._send_all(producer, stamped)
@@ -233,8 +228,7 @@ class KafkaSink:
             self._requeue(batch)
             raise
         finally:
-            self._in_flight, self._in_flight_since = [], None
-            self._overdue_reported = False
+            self._in_flight = []
         if self._on_send_seconds is not None:
             self._on_send_seconds(time.perf_counter() - started)
         self._settle(batch, stamped, results)
@@ -258,27 +252,15 @@ class KafkaSink:
         acks = asyncio.gather(*futures.values(), return_exceptions=True)
         # Retrieved even when the sender is cancelled at stop: no "never retrieved" noise.
         acks.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            while not acks.done():
-                await asyncio.wait([acks], timeout=ACK_POLL_S)
-                self.check_ack_deadline()
-        except BaseException:
-            acks.cancel()
-            raise
+        await self._acks.wait(acks, len(futures))
         for i, ack in zip(futures, acks.result(), strict=True):
             results[i] = ack if isinstance(ack, BaseException) else None
         return results
 
-    def check_ack_deadline(self) -> None:
-        """Report a send waiting past ``kafka.ack_deadline_ms`` (once per batch)."""
-        if self.overdue and not self._overdue_reported:
-            self._overdue_reported = True
-            self.errors += 1
-            if self._on_error is not None:
-                self._on_error(ACK_TIMEOUT)
-            log.warning("Kafka at %s has not acknowledged %d surfaces for more than %d ms "
-                        "(kafka.ack_deadline_ms)", self.bootstrap, len(self._in_flight),
-                        self.config.ack_deadline_ms)
+    def _count_error(self, reason: str) -> None:
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error(reason)
 
     def _settle(self, batch: list[SurfaceUpdate], stamped: list[SurfaceUpdate],
                 results: list[BaseException | None]) -> None:
@@ -316,25 +298,19 @@ class KafkaSink:
 
     def _drop_unsendable(self, update: SurfaceUpdate, exc: BaseException) -> None:
         self.lost += 1
-        self.errors += 1
-        if self._on_error is not None:
-            self._on_error(type(exc).__name__)
+        self._count_error(type(exc).__name__)
         log.error("surface %s seq %d dropped: %s", update.key, update.seq, exc)
 
     def _stop_publishing(self, exc: BrokerRefused) -> None:
         self.failure = exc
-        self.errors += 1
-        if self._on_error is not None:
-            self._on_error(type(exc).__name__)
+        self._count_error(type(exc).__name__)
         log.error("%s; stopped publishing", exc)
         if self._on_failure is not None:
             self._on_failure(exc)
 
     def _report_failure(self, exc: BaseException) -> None:
-        self.errors += 1
         reason = type(exc).__name__
-        if self._on_error is not None:
-            self._on_error(reason)
+        self._count_error(reason)
         if not self._failing:  # once per burst, not per message
             what = "queueing every surface" if self.ordered else \
                 "keeping the latest surface per key"

@@ -23,6 +23,7 @@ from streamer.types import DynamicsState, SurfaceUpdate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+READ_BACK_FETCH_WAIT_MS = 10
 
 
 async def latest_surfaces(config: KafkaConfig, bootstrap: str, *, timeout_s: float = 10.0
@@ -50,7 +51,10 @@ async def latest_by_key(config: KafkaConfig, bootstrap: str, topic: str,
     Raises ``KafkaError`` when the broker cannot be reached; the consumer is closed
     whatever failed (also when it failed to start).
     """
+    # A read to the end wants every fetch answered at once: the broker's default wait
+    # for more data (500 ms a fetch) was most of a takeover's read-back.
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=READ_BACK_FETCH_WAIT_MS,
                                 **consumer_options(config, bootstrap))
     try:
         await consumer.start()

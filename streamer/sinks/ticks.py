@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,7 @@ from aiokafka.errors import KafkaError
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
 from streamer.kafka_client import BrokerRefused, start_producer
+from streamer.sinks.acks import AckDeadline, Clock
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.tasks import cancel_and_wait
@@ -55,13 +57,15 @@ class KafkaRecordSink(Generic[T]):
                  header: tuple[str, bytes], on_error: OnError | None = None,
                  on_sent: Callable[[int], None] | None = None,
                  on_failure: Callable[[BrokerError], None] | None = None,
-                 max_buffered: int = 200_000) -> None:
+                 max_buffered: int = 200_000, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers
         self.topic, self._key_of, self._encode, self._header = topic, key_of, encode, header
         self._on_error = on_error
         self._on_sent = on_sent
         self._on_failure = on_failure
+        self._acks = AckDeadline(config.ack_deadline_ms, f"records for {topic}",
+                                 bootstrap_servers, self._count_error, clock)
         self._buffer: deque[T] = deque(maxlen=max_buffered)
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -71,6 +75,11 @@ class KafkaRecordSink(Generic[T]):
         self.sent = 0
         self.dropped = 0
         self.errors = 0
+
+    @property
+    def overdue(self) -> bool:
+        """True while a batch has waited longer than ``kafka.ack_deadline_ms``."""
+        return self._acks.overdue
 
     @property
     def pending(self) -> int:
@@ -141,7 +150,9 @@ class KafkaRecordSink(Generic[T]):
             futures = [await producer.send(
                 self.topic, key=self._key_of(r).encode(), value=self._encode(r),
                 headers=[self._header]) for r in batch]
-            await asyncio.gather(*futures)
+            acks = asyncio.gather(*futures)
+            await self._acks.wait(acks, len(batch))
+            acks.result()  # raises what failed the batch
         except BaseException:
             self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
             raise
@@ -151,11 +162,14 @@ class KafkaRecordSink(Generic[T]):
         if self._on_sent is not None:
             self._on_sent(len(batch))
 
-    def _report_failure(self, exc: BaseException) -> None:
+    def _count_error(self, reason: str) -> None:
         self.errors += 1
-        reason = type(exc).__name__
         if self._on_error is not None:
             self._on_error(reason)
+
+    def _report_failure(self, exc: BaseException) -> None:
+        reason = type(exc).__name__
+        self._count_error(reason)
         if not self._failing and self.failure is None:  # once per burst, not per message
             log.warning("Kafka at %s unreachable (%s: %s); buffering %s records and retrying",
                         self.bootstrap, reason, exc, self.topic)

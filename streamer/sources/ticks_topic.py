@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import consumer_options
+from streamer.kafka_client import group_options, unreachable
 from streamer.sources.base import QuoteSink
 from streamer.types import Quote
 
@@ -63,14 +64,13 @@ class TicksConsumer:
         self.ready.set()
 
     async def run(self) -> None:
-        """Consume until cancelled; reconnecting is aiokafka's."""
-        consumer = AIOKafkaConsumer(
-            group_id=self.group_id, auto_offset_reset="earliest", enable_auto_commit=True,
-            **consumer_options(self.config, self.bootstrap))
+        """Consume until cancelled; reconnecting is aiokafka's once started. A broker
+        that cannot be reached at start raises ``BrokerError`` naming it."""
+        consumer = AIOKafkaConsumer(**group_options(self.config, self.bootstrap, self.group_id))
         consumer.subscribe([self.config.ticks_topic], listener=_LogAssignments(self))
-        await consumer.start()
-        self.sink.on_connected(VENUE, True)
         try:
+            await _start(consumer, self.bootstrap)
+            self.sink.on_connected(VENUE, True)
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 await self.ready.wait()
@@ -88,3 +88,10 @@ class TicksConsumer:
             self.sink.on_reject(VENUE, "malformed")
             return
         self.sink.on_quote(quote)
+
+
+async def _start(consumer: AIOKafkaConsumer, bootstrap: str) -> None:
+    try:
+        await consumer.start()
+    except (KafkaError, OSError) as exc:
+        raise unreachable(bootstrap, exc) from exc

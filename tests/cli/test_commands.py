@@ -52,11 +52,15 @@ def test_help_lists_every_command_and_names_nothing_internal() -> None:
         assert f"\n    {command}" in top, top
     internal = ("``", "MemorySink", "replay_file", "DynamicsTracker", "read_history",
                 "synth_market", "synth_updates", "synth_deribit", "half_spread_vol",
-                "AppConfig", "SurfaceUpdate")
-    for command in ("", "run", "replay", "record", "plot", "synth", "schema"):
+                "AppConfig", "SurfaceUpdate", "core.hedging", "replay_servers")
+    for command in ("", "run", "ingest", "calibrate", "replay", "serve-replay", "record",
+                    "plot", "synth", "schema", "backtest", "view"):
         text = streamer(*([command] if command else []), "--help").stdout
         assert text, command
         assert not [name for name in internal if name in text], (command, text)
+        if command:  # each command says what it does, not only its options
+            after_usage = text.split("\n\n")[1]
+            assert not after_usage.startswith(("positional arguments:", "options:")), command
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -56,6 +56,26 @@ def test_run_against_an_unreachable_broker_exits_1_and_says_so() -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("command", "create_topics"), [
+    ("ingest", "true"), ("calibrate", "true"), ("calibrate", "false")])
+def test_split_mode_against_an_unreachable_broker_is_one_closing_line_exit_1(
+        command: str, create_topics: str) -> None:
+    """Checking the topics at start (or, when it does not, the ticks consumer) cannot
+    reach the broker: no traceback, the closing line names the address and the setting."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        streamer(command, "--duration", "60", "--quiet"), cwd=ROOT, capture_output=True,
+        text=True, timeout=300,
+        env=run_env(STREAMER_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+                    STREAMER_KAFKA__CREATE_TOPICS=create_topics,
+                    STREAMER_KAFKA__REQUEST_TIMEOUT_MS="1000"))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = closing(proc.stderr, command)
+    assert f"FAILED: cannot reach Kafka at {bootstrap}" in line
+    assert "kafka.bootstrap_servers" in line
+    assert "Traceback" not in proc.stderr
+
+
 async def test_ingest_into_tansu_falls_back_from_the_idempotent_producer_and_sends(
         kafka_bootstrap: str, unique_topic: Topic) -> None:
     topic = unique_topic("ticks")

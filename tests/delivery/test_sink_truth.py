@@ -19,8 +19,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streamer.config import KafkaConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.kafka_client import TopicMismatch
+from streamer.sinks.acks import ACK_TIMEOUT
 from streamer.sinks.codec import decode_surface
-from streamer.sinks.kafka import ACK_TIMEOUT, KafkaSink
+from streamer.sinks.kafka import KafkaSink
+from streamer.sinks.ticks import ticks_sink
+from streamer.types import Quote
 from tests.delivery.kafka_read import read_topic
 from tests.sinks.surfaces import make_surface
 from tests.sinks.test_kafka_sink import Recorder, wait_until
@@ -87,6 +90,42 @@ async def test_a_frozen_broker_is_reported_past_the_ack_deadline_and_cleared_on_
         assert recorder.errors == [ACK_TIMEOUT]  # once per batch, not per check
     finally:
         await sink.stop()
+
+
+async def test_a_frozen_broker_is_reported_by_the_ticks_sink_past_the_ack_deadline(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    """``streamer ingest``'s sink: the same deadline, the same one report per batch."""
+    config = _config(own_broker.bootstrap_servers, unique_topic, request_timeout_ms=600_000,
+                     ack_deadline_ms=5000)
+    clock, recorder = FakeClock(), Recorder()
+    sink = ticks_sink(config, config.bootstrap_servers, on_error=recorder.on_error,
+                      clock=clock)
+    await sink.start()
+    try:
+        sink.add(make_quote(101.0))
+        await wait_until(lambda: sink.sent == 1, "first send acknowledged")
+        assert own_broker.pid is not None
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        sink.add(make_quote(102.0))
+        await wait_until(lambda: sink.pending == 1 and not sink._buffer, "the batch in flight")
+        clock.now += 4.9
+        await asyncio.sleep(0.6)  # a few ack checks (ACK_POLL_S) run
+        assert (recorder.errors, sink.overdue) == ([], False)
+        clock.now += 0.2
+        await wait_until(lambda: ACK_TIMEOUT in recorder.errors, "the overdue ack reported")
+        assert sink.overdue
+        assert sink.errors == 1
+        os.kill(own_broker.pid, signal.SIGCONT)
+        await wait_until(lambda: sink.sent == 2, "sent once the broker thaws")
+        assert not sink.overdue
+        assert recorder.errors == [ACK_TIMEOUT]
+    finally:
+        await sink.stop()
+
+
+def make_quote(strike: float) -> Quote:
+    return Quote("deribit", "BTC", f"BTC-27DEC24-{strike:.0f}-C", 1_735_286_400_000, strike,
+                 True, 0.01, 0.02, 100.0, 100.0, 1_733_000_000_000, 1)
 
 
 async def test_a_send_failing_for_one_key_advances_its_neighbours_seq_without_duplicates(

@@ -227,3 +227,22 @@ def test_every_labelled_counter_is_at_zero_from_start_for_its_known_labels() -> 
     ]
     for key in zero:
         assert samples[key] == 0.0, key
+
+
+def test_every_reason_the_code_counts_is_declared_at_zero() -> None:
+    """Each reject or fallback reason written as a literal where quotes and fits are
+    judged (decoders, sessions, calibrator) is among the labels declared at start."""
+    import re
+    from pathlib import Path
+
+    import streamer
+    from streamer.metrics import FALLBACK_REASONS, REJECT_REASONS, SLICE_STATUSES
+
+    root = Path(streamer.__file__).parent
+    pattern = re.compile(r'(?:return|append\(|reject\([^,()]*,|reason =|keep\([^)]*,) *"([a-z_]+)"')
+    found = {m for folder in ("sources", "pipeline")
+             for path in (root / folder).rglob("*.py")
+             for m in pattern.findall(path.read_text())}
+    assert {"stream_silent", "no_underlying_price", "too_few_quotes"} <= found  # it scans
+    # (the calibrator's keep(previous, snap, <status>, <reason>) names a status too)
+    assert found - set(REJECT_REASONS) - set(FALLBACK_REASONS) - set(SLICE_STATUSES) == set()

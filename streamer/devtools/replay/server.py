@@ -22,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from streamer.config import TICKFILE_DEFAULTS, TickFileConfig
 from streamer.devtools.replay.binance import BinanceReplay
 from streamer.devtools.replay.bybit import BybitReplay
 from streamer.devtools.replay.deribit import DeribitReplay
@@ -45,11 +46,13 @@ class ReplayServer:
     def __init__(self, path: str | Path, *, venue: str = "deribit", host: str = "127.0.0.1",
                  port: int = 0, speed: float = 1.0, loop: bool = False,
                  faults: Faults = NO_FAULTS, ping_interval_s: float | None = None,
-                 pong_timeout_s: float | None = None) -> None:
+                 pong_timeout_s: float | None = None,
+                 tickfile: TickFileConfig = TICKFILE_DEFAULTS) -> None:
         if venue not in VENUES:
             raise ValueError(f"the replay server speaks {sorted(VENUES)}, not {venue!r}")
         self.path, self.host, self._port = Path(path), host, port
         self.faults = faults
+        self.tickfile = tickfile
         self.stats = ReplayStats()
         self.timeline = Timeline(speed, loop, faults)
         self.venue = VENUES[venue](self)
@@ -95,7 +98,8 @@ class ReplayServer:
 
     async def start(self) -> None:
         """Load the file and start listening."""
-        self._ticks = await asyncio.to_thread(load_ticks, self.path, self.venue.key_of)
+        self._ticks = await asyncio.to_thread(load_ticks, self.path, self.venue.key_of,
+                                             self.tickfile)
         keys = {tick.key for tick in self._ticks}
         self.venue.load(keys)
         self._known = {i for i in map(self.venue.instrument_of, keys) if i is not None}

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from streamer.config import TICKFILE_DEFAULTS, TickFileConfig
 from streamer.devtools.replay.faults import Faults
 from streamer.tickfile import read_tickfile
 
@@ -30,10 +31,13 @@ class Tick(NamedTuple):
     key: str
 
 
-def load_ticks(path: Path, key_of: Callable[[bytes], str]) -> list[Tick]:
-    """Every line of a tick file with its key (blocking: run it in a thread)."""
+def load_ticks(path: Path, key_of: Callable[[bytes], str],
+               limits: TickFileConfig = TICKFILE_DEFAULTS) -> list[Tick]:
+    """Every good line of a tick file with its key, bad ones skipped within ``limits``
+    (blocking: run it in a thread)."""
     return [Tick(line.received_ts_ns, line.raw, key_of(line.raw))
-            for line in read_tickfile(path)]
+            for line in read_tickfile(path, max_bad_share=limits.max_bad_share,
+                                      max_line_bytes=limits.max_line_bytes)]
 
 
 #: The exchange-time fields of the venues' data messages (ms since the epoch, 13 digits,
