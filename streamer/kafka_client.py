@@ -7,6 +7,7 @@ environment); ``ensure_topics`` creates the surface and ticks topics when absent
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -175,6 +176,28 @@ async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProduce
             log.warning("%s; continuing without it (set kafka.enable_idempotence: false "
                         "to skip the attempt)", reason)
         return await _started({**options, "enable_idempotence": False})
+
+
+#: Closing a producer waits at most this long: a frozen broker answers nothing, and a
+#: shutdown (Ctrl-C) must not wait for aiokafka's request timeout.
+CLOSE_TIMEOUT_S = 2.0
+
+
+async def close_producer(producer: AIOKafkaProducer | None) -> None:
+    """Stop a producer whatever state it and its broker are in, within CLOSE_TIMEOUT_S
+    (what is unsent by then has been counted by the sink already)."""
+    if producer is None:
+        return
+    try:
+        await asyncio.wait_for(producer.stop(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("Kafka did not answer the producer's close within %.0f s; closed anyway",
+                    CLOSE_TIMEOUT_S)
+        # Its connections are closed by hand: their pending requests fail, their sockets go.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.client.close(), CLOSE_TIMEOUT_S)
+    except Exception as exc:
+        log.debug("closing the producer: %s", exc)
 
 
 async def _started(options: dict[str, Any]) -> AIOKafkaProducer:

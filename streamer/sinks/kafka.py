@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import BrokerRefused, TopicMismatch, start_producer
+from streamer.kafka_client import BrokerRefused, TopicMismatch, close_producer, start_producer
 from streamer.sinks.acks import ACK_POLL_S, AckDeadline, Clock
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
@@ -164,9 +164,7 @@ class KafkaSink:
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+        await close_producer(producer)
 
     async def _send_loop(self) -> None:
         delay = BACKOFF_INITIAL_S

@@ -12,7 +12,6 @@ are dropped and counted: consumers only need the latest) and sending resumes on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -25,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import BrokerRefused, start_producer
+from streamer.kafka_client import BrokerRefused, close_producer, start_producer
 from streamer.sinks.acks import AckDeadline, Clock
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
@@ -107,10 +106,8 @@ class KafkaRecordSink(Generic[T]):
             await cancel_and_wait(self._sender)
         if self.pending:
             log.warning("stopping with %d records for %s unsent", self.pending, self.topic)
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-            self._producer = None
+        producer, self._producer = self._producer, None
+        await close_producer(producer)
 
     async def _send_loop(self) -> None:
         delay = BACKOFF_INITIAL_S
@@ -136,9 +133,7 @@ class KafkaRecordSink(Generic[T]):
             except (KafkaError, OSError) as exc:
                 self._report_failure(exc)
                 producer, self._producer = self._producer, None
-                if producer is not None:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
+                await close_producer(producer)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 

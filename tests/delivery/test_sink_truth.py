@@ -22,7 +22,7 @@ from streamer.kafka_client import TopicMismatch
 from streamer.sinks.acks import ACK_TIMEOUT
 from streamer.sinks.codec import decode_surface
 from streamer.sinks.kafka import KafkaSink
-from streamer.sinks.ticks import ticks_sink
+from streamer.sinks.ticks import KafkaRecordSink, ticks_sink
 from streamer.types import Quote
 from tests.delivery.kafka_read import read_topic
 from tests.sinks.surfaces import make_surface
@@ -121,6 +121,36 @@ async def test_a_frozen_broker_is_reported_by_the_ticks_sink_past_the_ack_deadli
         assert recorder.errors == [ACK_TIMEOUT]
     finally:
         await sink.stop()
+
+
+@pytest.mark.parametrize("which", ["surfaces", "ticks"])
+async def test_stopping_against_a_frozen_broker_does_not_wait_for_the_request_timeout(
+        own_broker: EmbeddedBroker, unique_topic: Topic, which: str) -> None:
+    """Ctrl-C while the broker is frozen: the sink flushes for ``flush_timeout_ms`` and
+    closes its producer within ``CLOSE_TIMEOUT_S``, not aiokafka's request timeout (here
+    ten minutes: a stop that waited for it would fail the generous bound below)."""
+    config = _config(own_broker.bootstrap_servers, unique_topic, request_timeout_ms=600_000,
+                     flush_timeout_ms=500)
+    sink: KafkaSink | KafkaRecordSink[Quote]
+    if which == "surfaces":
+        sink = KafkaSink(config)
+        await sink.start()
+        sink.publish(make_surface(spot=101.0))
+        await wait_until(lambda: sink.delivered == 1, "first delivery")
+    else:
+        sink = ticks_sink(config, config.bootstrap_servers)
+        await sink.start()
+        sink.add(make_quote(101.0))
+        await wait_until(lambda: sink.sent == 1, "first send acknowledged")
+    assert own_broker.pid is not None
+    os.kill(own_broker.pid, signal.SIGSTOP)
+    if isinstance(sink, KafkaSink):
+        sink.publish(make_surface(spot=102.0))
+    else:
+        sink.add(make_quote(102.0))
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(sink.stop(), 60)
+    assert sink.pending == 1  # counted as unsent, not claimed sent
 
 
 def make_quote(strike: float) -> Quote:
