@@ -123,7 +123,7 @@ class Service:
                 log.info("metrics on http://%s:%d/metrics", self.config.metrics.host, http.port)
                 log.info("live view on http://%s:%d/ui", self.config.metrics.host, http.port)
             bootstrap = self._bootstrap_servers = await self._bootstrap()
-            if self.mode != "run" and self.config.kafka.create_topics:
+            if self.mode != "run":
                 # Before subscribing: a broker may auto-create a missing topic with the
                 # wrong partition count on the first metadata request.
                 try:

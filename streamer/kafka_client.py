@@ -91,8 +91,8 @@ def unreachable(bootstrap: str, exc: BaseException) -> BrokerError:
 
 
 async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
-    """Create the surface and dynamics (compacted) and ticks topics when absent; check them
-    when present.
+    """Create the surface and dynamics (compacted) and ticks topics when absent (unless
+    ``kafka.create_topics`` is off); check them when present.
 
     Returns the mismatches found on existing topics (each also logged as a warning):
     a partition count other than configured, or a surface topic that is not compacted.
@@ -113,7 +113,7 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
                                    config.topic_replication_factor,
                                    topic_configs={"cleanup.policy": "compact"}))
         missing = [t for t in wanted if t.name not in existing]
-        if missing:
+        if missing and config.create_topics:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
             log.info("created topics %s", ", ".join(t.name for t in missing))
@@ -155,10 +155,10 @@ async def start_producer(config: KafkaConfig, bootstrap: str) -> AIOKafkaProduce
 
     Raises ``TopicMismatch`` when an existing topic differs from the config.
     """
-    if config.create_topics:
-        mismatches = await ensure_topics(config, bootstrap)
-        if mismatches:
-            raise TopicMismatch("; ".join(mismatches))
+    # Checked whether or not we create them: one key, one partition, always.
+    mismatches = await ensure_topics(config, bootstrap)
+    if mismatches:
+        raise TopicMismatch("; ".join(mismatches))
     options = producer_options(config, bootstrap)
     try:
         return await _started(options)

@@ -190,9 +190,11 @@ async def test_a_send_failing_for_one_key_advances_its_neighbours_seq_without_du
     assert [spot for _, spot in seqs[b"deribit:ETH"]] == [3000.0]
 
 
+@pytest.mark.parametrize("create_topics", [True, False])
 async def test_an_existing_topic_with_other_partitions_stops_publishing_with_a_clear_error(
-        kafka_bootstrap: str, unique_topic: Topic) -> None:
-    config = _config(kafka_bootstrap, unique_topic)
+        kafka_bootstrap: str, unique_topic: Topic, create_topics: bool) -> None:
+    """Checked whether or not the service creates topics (ops may create them)."""
+    config = _config(kafka_bootstrap, unique_topic, create_topics=create_topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:  # what a replaced broker auto-creates: 4 partitions, cleanup.policy=delete
