@@ -2,7 +2,7 @@
 
 The capture loops at speed 10 (one pass every 3 s), so quotes flow the whole time.
 The run takes about 29 s of wall-clock time (14 drops): the intervals are the
-spec's and the session's own backoff (0.5 s, reset by every connection that
+spec's and the session's own backoff (0.1 s, reset by every connection that
 streamed) is left as it is in production.
 """
 

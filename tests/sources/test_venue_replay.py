@@ -26,6 +26,7 @@ from streamer.devtools.replay import Faults, ReplayServer
 from streamer.devtools.replay.bybit import BybitReplay
 from streamer.devtools.replay.okx import OkxReplay
 from streamer.errors import VenueError
+from streamer.sources.base import RECONNECT_INITIAL_S
 from streamer.sources.bybit import protocol as bybit_protocol
 from streamer.sources.okx.session import OkxSession
 from tests.sources.deribit_replay import comparable
@@ -126,8 +127,9 @@ async def test_refused_subscribe_is_counted_and_retried_after_a_growing_backoff(
         assert sink.quotes == []
         assert server.stats.subscriptions == Counter()
     gaps = [later - earlier for earlier, later in itertools.pairwise(opened)]
-    # The session's backoff: 0.5 s doubling, ±20 % jitter; a crash loop would be faster.
-    assert all(gap >= 0.4 * 2**i for i, gap in enumerate(gaps)), gaps
+    # The session's backoff: RECONNECT_INITIAL_S doubling, ±20 % jitter; a crash loop
+    # would be faster.
+    assert all(gap >= 0.8 * RECONNECT_INITIAL_S * 2**i for i, gap in enumerate(gaps)), gaps
     assert len(opened) <= 4
 
 

@@ -51,7 +51,7 @@ async def test_rate_limited_subscribes_are_counted_logged_and_retried_after_a_gr
     assert [first.closed_by, second.closed_by] == ["rate_limit", "rate_limit"]
     assert first.rate_limited_at is not None
     assert second.rate_limited_at is not None
-    # The cooldown, not the 0.5 s backoff: one window, then twice that.
+    # The cooldown, not the 0.1 s backoff: one window, then twice that.
     assert second.opened_at - first.rate_limited_at >= RATE_LIMIT_COOLDOWN_S
     assert third.opened_at - second.rate_limited_at >= 2 * RATE_LIMIT_COOLDOWN_S
     assert third.requested == Counter(dict.fromkeys(file.keys, 1))

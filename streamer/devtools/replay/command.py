@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamer.config import load_config
+from streamer.config import TICKFILE_DEFAULTS, TickFileConfig, load_config
 from streamer.devtools.replay.faults import Faults
 from streamer.devtools.replay.server import NO_FAULTS, VENUES, ReplayServer
 from streamer.errors import ConfigError, StreamerError
@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0,
                         help="pace, a multiple of recorded time (default: %(default)s)")
     parser.add_argument("--loop", action="store_true", help="start again at the end")
+    parser.add_argument("--config", type=Path,
+                        help="config.yaml whose log and tickfile settings apply (bad lines "
+                             "skipped up to tickfile.max_bad_share; default: built-in, with "
+                             "STREAMER_* overrides)")
     parser.add_argument("--ping-interval-s", type=float, metavar="SECONDS",
                         help="websocket ping to each client this often (default: the venue's "
                              "own: Binance every 300 s, the others none; 0: none)")
@@ -123,11 +127,12 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 async def serve_replay(path: str | Path, *, venue: str = "deribit", host: str = "127.0.0.1",
                        port: int = 8765, speed: float = 1.0, loop: bool = False,
                        faults: Faults = NO_FAULTS, ping_interval_s: float | None = None,
-                       pong_timeout_s: float | None = None) -> None:
+                       pong_timeout_s: float | None = None,
+                       tickfile: TickFileConfig = TICKFILE_DEFAULTS) -> None:
     """Serve until cancelled (or the end of the file, without ``loop``)."""
     server = ReplayServer(path, venue=venue, host=host, port=port, speed=speed, loop=loop,
                           faults=faults, ping_interval_s=ping_interval_s,
-                          pong_timeout_s=pong_timeout_s)
+                          pong_timeout_s=pong_timeout_s, tickfile=tickfile)
     await server.start()
     rest = f", REST on {server.http_url}" if venue == "bybit" else ""
     print(f"serving {path} as {venue} on {server.url}{rest} (speed ×{speed:g})", flush=True)
@@ -150,7 +155,7 @@ def main(argv: Sequence[str]) -> int:
     """``streamer serve-replay FILE [options]``; exit 0 done, 1 failed, 2 bad config."""
     args = parser().parse_args(argv)
     try:
-        config = load_config(None)  # only the log settings (environment overrides)
+        config = load_config(args.config)  # the log and tickfile settings
     except ConfigError as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2
@@ -162,7 +167,7 @@ def main(argv: Sequence[str]) -> int:
         asyncio.run(serve_replay(
             args.file, venue=args.venue, host=args.host, port=args.port, speed=args.speed,
             loop=args.loop, faults=faults_from_args(args), ping_interval_s=args.ping_interval_s,
-            pong_timeout_s=args.pong_timeout_s))
+            pong_timeout_s=args.pong_timeout_s, tickfile=config.tickfile))
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
