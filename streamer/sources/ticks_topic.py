@@ -4,6 +4,11 @@ Kafka assigns the topic's partitions (and so the underlyings keyed into them) to
 the group's members and moves them when a member joins or leaves; this process
 calibrates whatever it is assigned. Offsets are committed automatically, so a
 member taking over a partition continues where the previous owner stopped.
+
+The session timeout sets how soon a dead member's partitions move. A broker may refuse
+it (Kafka's ``group.min.session.timeout.ms`` is 6 s unless lowered): the member then
+joins with Kafka's default minimum, says so once, and refuses to start only when that
+is refused too.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from streamer.config import KafkaConfig
+from streamer.errors import BrokerError
 from streamer.kafka_client import group_options, unreachable
 from streamer.sources.base import QuoteSink
 from streamer.types import Quote
@@ -24,6 +30,8 @@ from streamer.types import Quote
 log = logging.getLogger(__name__)
 
 VENUE = "kafka"
+#: Kafka's default ``group.min.session.timeout.ms``: what a stock broker accepts.
+KAFKA_MIN_SESSION_TIMEOUT_MS = 6_000
 _decoder = msgspec.msgpack.Decoder(Quote)
 
 
@@ -65,9 +73,31 @@ class TicksConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; reconnecting is aiokafka's once started. A broker
-        that cannot be reached at start raises ``BrokerError`` naming it."""
-        consumer = AIOKafkaConsumer(**group_options(self.config, self.bootstrap, self.group_id))
-        consumer.subscribe([self.config.ticks_topic], listener=_LogAssignments(self))
+        that cannot be reached at start, or that refuses every session timeout we can
+        offer, raises ``BrokerError`` naming it."""
+        config = self.config
+        while True:
+            try:
+                await self._consume(config)
+            except InvalidSessionTimeoutError:
+                config = self._session_fallback(config)
+
+    def _session_fallback(self, config: KafkaConfig) -> KafkaConfig:
+        refused = config.session_timeout_ms
+        if refused >= KAFKA_MIN_SESSION_TIMEOUT_MS:
+            raise BrokerError(
+                f"the broker at {self.bootstrap} refuses a consumer-group session of "
+                f"{refused} ms; set kafka.session_timeout_ms (STREAMER_KAFKA__SESSION_TIMEOUT_MS) "
+                "within its group.min.session.timeout.ms and group.max.session.timeout.ms")
+        log.warning("the broker at %s refuses kafka.session_timeout_ms=%d (below its "
+                    "group.min.session.timeout.ms): joining with %d ms, so a dead member's "
+                    "partitions move %.0f s later", self.bootstrap, refused,
+                    KAFKA_MIN_SESSION_TIMEOUT_MS, (KAFKA_MIN_SESSION_TIMEOUT_MS - refused) / 1e3)
+        return msgspec.structs.replace(config, session_timeout_ms=KAFKA_MIN_SESSION_TIMEOUT_MS)
+
+    async def _consume(self, config: KafkaConfig) -> None:
+        consumer = AIOKafkaConsumer(**group_options(config, self.bootstrap, self.group_id))
+        consumer.subscribe([config.ticks_topic], listener=_LogAssignments(self))
         try:
             await _start(consumer, self.bootstrap)
             self.sink.on_connected(VENUE, True)
@@ -93,5 +123,7 @@ class TicksConsumer:
 async def _start(consumer: AIOKafkaConsumer, bootstrap: str) -> None:
     try:
         await consumer.start()
+    except InvalidSessionTimeoutError:
+        raise
     except (KafkaError, OSError) as exc:
         raise unreachable(bootstrap, exc) from exc
