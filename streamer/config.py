@@ -192,11 +192,21 @@ class DynamicsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_field
     tenor_days: float = 30.0
     #: Tenors of ``Dynamics.by_expiry``; empty for none.
     bucket_days: tuple[float, ...] = (7.0, 30.0, 90.0, 180.0)
-    window: int = 400
-    min_move: float = 0.002
-    #: A move larger than this between two surfaces is a data error or a gap: restart.
-    max_move: float = 0.25
-    min_skew: float = 0.03
+    #: Each tenor pools the instruments whose expiry is within this factor of it
+    #: (4: a 30-day estimate from the 7.5- to 120-day expiries).
+    pool_ratio: Annotated[float, msgspec.Meta(ge=1.0)] = 4.0
+    #: Instruments within this many ATM standard deviations (|k| <= n sigma sqrt(t)).
+    moneyness_sd: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    #: Observations lose half their weight in this much exchange time.
+    half_life_s: Annotated[float, msgspec.Meta(gt=0.0)] = 1800.0
+    #: An instrument's observation waits until its forward has moved this much (log).
+    min_move: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    #: A larger move between two quotes of an instrument is a data error or a gap.
+    max_move: Annotated[float, msgspec.Meta(gt=0.0)] = 0.25
+    #: Two quotes of an instrument further apart than this make no observation.
+    max_gap_s: Annotated[float, msgspec.Meta(gt=0.0)] = 300.0
+    #: An implied vol that moved more than this between two quotes is a bad quote.
+    max_iv_move: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
     min_obs: int = 30
     max_ci_halfwidth: float = 0.5
     #: Slices in these states carry a fresh fit; fallback and stale ones are skipped.

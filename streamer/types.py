@@ -67,11 +67,11 @@ class VenueVolIndex(msgspec.Struct, frozen=True, kw_only=True):
 class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
     """Smile-dynamics estimates at the reference tenor (docs/dynamics.md).
 
-    ``spot_vol_beta`` is d sigma_ATM / d ln S (``r2`` and ``n_obs`` belong to its
-    regression); ``ssr`` the skew stickiness ratio with its 95% interval
-    ``ssr_low``..``ssr_high`` from ``ssr_n_obs`` observations (those with a skew away
-    from zero); ``fixed_strike_beta`` is d sigma(K fixed) / d ln S at the money,
-    ``(ssr - 1) * atm_skew``, finite where the SSR is not. ``by_expiry`` repeats the
+    ``ssr`` is the skew stickiness ratio with its 95% interval ``ssr_low``..``ssr_high``,
+    from the fixed-strike regression of ``n_obs`` instrument observations (decayed
+    count; ``ssr_n_obs`` the same) with R² ``r2``; ``spot_vol_beta`` is
+    d sigma_ATM / d ln S, ``ssr * atm_skew``; ``fixed_strike_beta`` is
+    d sigma(K fixed) / d ln S at the money, ``(ssr - 1) * atm_skew``. ``by_expiry`` repeats the
     estimates at other tenors (``tenor_days``), each with an empty ``by_expiry``.
     """
 
@@ -91,18 +91,29 @@ class Dynamics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TenorDynamicsState(msgspec.Struct, frozen=True, kw_only=True):
-    """The smile-dynamics estimator's memory at one tenor: its anchor surface (ATM vol,
-    skew, log forward; NaN before the first) and its observations, oldest first."""
+    """The smile-dynamics estimator's memory at one tenor: the weighted sums of its
+    fixed-strike regression (``core.dynamics.FixedStrikeSums``) as of ``updated_ts_ms``."""
 
     tenor_days: float
-    anchor_vol: float = float("nan")
-    anchor_skew: float = float("nan")
-    anchor_log_forward: float = float("nan")
-    dlnf: list[float] = msgspec.field(default_factory=list)
-    dvol: list[float] = msgspec.field(default_factory=list)
-    skew: list[float] = msgspec.field(default_factory=list)
-    #: observations ever taken (the window keeps the last ``len(dlnf)``)
+    sxx: float = 0.0
+    sxy: float = 0.0
+    syy: float = 0.0
+    #: observations in the sums (decayed)
+    n: float = 0.0
+    #: observations ever taken
     count: int = 0
+    updated_ts_ms: int = 0
+
+
+class InstrumentMark(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """An instrument's last counted quote: the start of its next observation."""
+
+    instrument: str
+    iv: float
+    log_forward: float
+    #: variance of ``iv`` (its bid/ask half spread in vol, squared)
+    variance: float
+    exchange_ts_ms: int
 
 
 class DynamicsState(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,6 +127,7 @@ class DynamicsState(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     exchange_ts_ms: int
     tenors: list[TenorDynamicsState] = msgspec.field(default_factory=list)
+    instruments: list[InstrumentMark] = msgspec.field(default_factory=list)
 
     @property
     def key(self) -> str:

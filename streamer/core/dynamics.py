@@ -1,20 +1,24 @@
-"""Smile dynamics: the ATM point at a fixed tenor, spot-vol regressions, SSR, smile deltas.
+"""Smile dynamics: the ATM point at a fixed tenor, the fixed-strike regression, SSR, deltas.
 
 Notation (docs/dynamics.md has the derivations): ``k = ln(K/F)``; ``sigma_ATM`` the
-implied vol at ``k = 0``; ``skew = d sigma / d k`` at ``k = 0``. Over a pair of surfaces
-``i`` the ATM vol moves by ``dvol_i`` while the log forward moves by ``dlnf_i``.
+implied vol at ``k = 0``; ``skew = d sigma / d k`` at ``k = 0``.
 
-- Spot-vol beta: the OLS slope of ``dvol`` on ``dlnf``, ``beta = d sigma_ATM / d ln S``.
-- Skew stickiness ratio (Bergomi 2009, "Smile dynamics IV"; Bergomi 2016, *Stochastic
-  Volatility Modeling*, ch. 2): ``SSR = beta / skew``, estimated as the OLS slope of
-  ``dvol`` on ``skew * dlnf`` over the pairs whose skew is away from zero. 1 under
-  sticky strike, 0 under sticky moneyness, about 2 for local vol at short maturities.
-- Fixed-strike beta: ``d sigma(K fixed) / d ln S = beta - skew = (SSR - 1) * skew``, the
-  OLS slope of ``dvol - skew * dlnf`` on ``dlnf``; finite where the SSR is not.
+An *observation* is one instrument requoted: its implied vol (each quote at its own
+forward) moved by ``dvol_i`` at fixed strike while its forward moved by ``dlnf_i``; the
+fitted smile's slope at its strike is ``slope_i``. When the smile moves as
+``sigma(k + SSR ln(S/S0))`` (Bergomi 2009, "Smile dynamics IV"; Bergomi 2016,
+*Stochastic Volatility Modeling*, ch. 2), to first order
 
-Every regression has an intercept (it absorbs slow drifts such as the roll-down of a
-fixed-expiry smile) and is refitted once without the pairs whose residual exceeds
-``TRIM`` robust standard deviations (a failed fit, a stale slice). Nothing is clipped.
+    dvol_i = (SSR - 1) * slope_i * dlnf_i + noise_i,
+
+so the fixed-strike coefficient ``b = SSR - 1`` is the weighted least-squares slope of
+``dvol`` on ``x = slope * dlnf`` through the origin, each observation weighted by the
+inverse variance of its IV change (from the quotes' bid/ask half spreads). SSR is 1
+under sticky strike, 0 under sticky moneyness, about 2 for local vol at short
+maturities. At the money: spot-vol beta ``d sigma_ATM / d ln S = SSR * skew`` and
+fixed-strike beta ``d sigma(K fixed) / d ln S = (SSR - 1) * skew``, finite where the
+skew crosses zero. The regression keeps only its weighted sums, so a rolling window is
+an exponential decay and the memory is five numbers.
 """
 
 from __future__ import annotations
@@ -25,14 +29,11 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core import black76
-from streamer.core.median import median
 
 FloatArray = npt.NDArray[np.float64]
 RegimeName = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
 
 Z_95 = 1.959963984540054
-TRIM = 4.0
-_MAD_TO_SD = 1.482602218505602
 #: The SSR each regime implies (Bergomi 2016, ch. 2): the classifier picks the nearest.
 REGIME_SSR: dict[RegimeName, float] = {"sticky_moneyness": 0.0, "sticky_strike": 1.0,
                                        "local_vol": 2.0}
@@ -46,24 +47,73 @@ class AtmPoint(NamedTuple):
     log_forward: float
 
 
-class Regression(NamedTuple):
-    """OLS of y on x with an intercept; NaN slope when there are fewer than 3 points."""
+class FixedStrikeSums(NamedTuple):
+    """Weighted sums of the fixed-strike regression (weights: 1 / variance of each
+    observation); ``n`` counts observations (decayed, so not always whole)."""
 
-    slope: float
-    intercept: float
-    stderr: float
+    sxx: float = 0.0
+    sxy: float = 0.0
+    syy: float = 0.0
+    n: float = 0.0
+    taken: int = 0  # observations ever added (not decayed)
+
+    def decayed(self, factor: float) -> FixedStrikeSums:
+        """Every past observation's weight times ``factor`` (0 < factor <= 1)."""
+        return FixedStrikeSums(self.sxx * factor, self.sxy * factor, self.syy * factor,
+                               self.n * factor, self.taken)
+
+    def plus(self, x: npt.ArrayLike, y: npt.ArrayLike, variance: npt.ArrayLike
+             ) -> FixedStrikeSums:
+        """These sums with observations ``(x, y)`` of the given variances added."""
+        xa, ya = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+        w = 1.0 / np.asarray(variance, np.float64).ravel()
+        return FixedStrikeSums(self.sxx + float(w @ (xa * xa)), self.sxy + float(w @ (xa * ya)),
+                               self.syy + float(w @ (ya * ya)), self.n + xa.size,
+                               self.taken + xa.size)
+
+
+class FixedStrikeFit(NamedTuple):
+    """The SSR from a fixed-strike regression, its ``z`` interval and the fit's R²."""
+
+    ssr: float
+    ssr_low: float
+    ssr_high: float
     r2: float
     n: int
 
 
-class DynamicsEstimate(NamedTuple):
-    """Spot-vol beta, SSR (its regression) with a confidence interval, fixed-strike beta."""
+def fixed_strike_fit(sums: FixedStrikeSums, *, z: float = Z_95) -> FixedStrikeFit:
+    """SSR = 1 + the WLS slope of ``dvol`` on ``slope * dlnf`` (through the origin).
 
-    beta: Regression
-    ssr: Regression
-    ssr_low: float
-    ssr_high: float
-    fixed_strike_beta: float
+    The standard error scales the weights by the residuals' own variance (the half
+    spreads set the relative noise of observations, not its level); the interval is
+    widened to Student t. NaN with fewer than 3 observations or no spread in ``x``.
+    """
+    n = round(sums.n)
+    if sums.n < 3 or not sums.sxx > 0:
+        return FixedStrikeFit(np.nan, np.nan, np.nan, np.nan, n)
+    b = sums.sxy / sums.sxx
+    rss = max(sums.syy - b * sums.sxy, 0.0)
+    stderr = float(np.sqrt(rss / (sums.n - 1.0) / sums.sxx))
+    half = _t_quantile(z, max(n - 1, 1)) * stderr
+    r2 = 1.0 - rss / sums.syy if sums.syy > 0 else np.nan
+    ssr = 1.0 + b
+    return FixedStrikeFit(float(ssr), float(ssr - half), float(ssr + half), float(r2), n)
+
+
+def classify_regime(ssr: float, low: float, high: float, n: int, *, min_obs: int,
+                    max_halfwidth: float) -> RegimeName:
+    """The regime whose SSR (0, 1, 2) is nearest, when the estimate is precise enough.
+
+    ``unknown`` with fewer than ``min_obs`` observations, an interval wider than
+    ``2 * max_halfwidth``, or an SSR more than 0.5 from every regime's value.
+    """
+    if n < min_obs or not (np.isfinite(ssr) and np.isfinite(low) and np.isfinite(high)):
+        return "unknown"
+    if (high - low) / 2.0 > max_halfwidth:
+        return "unknown"
+    name, value = min(REGIME_SSR.items(), key=lambda item: abs(item[1] - ssr))
+    return name if abs(value - ssr) <= 0.5 else "unknown"
 
 
 class SmileDeltas(NamedTuple):
@@ -131,90 +181,6 @@ def atm_at_tenor(t: npt.ArrayLike, atm_vol: npt.ArrayLike, atm_skew: npt.ArrayLi
 def _t_quantile(z: float, dof: int) -> float:
     """Student-t quantile from the normal one (Cornish–Fisher; < 0.2% off for dof >= 5)."""
     return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof * dof)
-
-
-def _plain_ols(x: FloatArray, y: FloatArray) -> tuple[Regression, FloatArray]:
-    n = x.size
-    if n < 3:
-        return Regression(np.nan, np.nan, np.nan, np.nan, int(n)), np.zeros(n)
-    xm, ym = x.sum() / n, y.sum() / n
-    dx, dy = x - xm, y - ym
-    sxx, syy = float(dx @ dx), float(dy @ dy)
-    if sxx <= 0.0:
-        return Regression(np.nan, float(ym), np.nan, np.nan, int(n)), y - ym
-    slope = float(dx @ dy / sxx)
-    intercept = float(ym - slope * xm)
-    resid = y - intercept - slope * x
-    rss = float(resid @ resid)
-    stderr = float(np.sqrt(rss / (n - 2) / sxx))
-    r2 = 1.0 - rss / syy if syy > 0 else np.nan
-    return Regression(slope, intercept, stderr, float(r2), int(n)), resid
-
-
-def ols(x: npt.ArrayLike, y: npt.ArrayLike, *, trim: float = TRIM) -> Regression:
-    """OLS of ``y`` on ``x`` with an intercept, refitted once without outliers.
-
-    Pairs with a non-finite entry are dropped. After the first fit, pairs whose
-    residual exceeds ``trim`` times the residuals' MAD-based standard deviation are
-    dropped and the fit repeated (``trim <= 0`` keeps every pair).
-    """
-    xa, ya = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-    keep = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[keep], ya[keep]
-    first, resid = _plain_ols(xa, ya)
-    if trim <= 0 or not np.isfinite(first.slope):
-        return first
-    # The residuals of a fit with an intercept are centred: their MAD is about 0.
-    scale = _MAD_TO_SD * median(np.abs(resid))
-    inliers = np.abs(resid) <= trim * scale
-    if scale <= 0 or inliers.all():
-        return first
-    return _plain_ols(xa[inliers], ya[inliers])[0]
-
-
-def estimate_dynamics(dlnf: npt.ArrayLike, dvol: npt.ArrayLike, skew: npt.ArrayLike, *,
-                      min_skew: float, z: float = Z_95) -> DynamicsEstimate:
-    """Spot-vol beta, SSR with its ``z`` confidence interval, and fixed-strike beta.
-
-    Parameters
-    ----------
-    dlnf, dvol, skew : array_like, shape (n,)
-        Per pair of surfaces: change of the log forward, change of the ATM vol
-        (decimal), and the ATM skew over the pair (e.g. the mean of its two ends).
-    min_skew : float
-        Pairs with ``|skew| < min_skew`` carry no information on the SSR (it is
-        ``beta / skew``) and are left out of its regression only.
-    z : float
-        Normal quantile of the interval (1.96: 95%); widened to Student t.
-    """
-    x = np.asarray(dlnf, np.float64).ravel()
-    y = np.asarray(dvol, np.float64).ravel()
-    s = np.asarray(skew, np.float64).ravel()
-    beta = ols(x, y)
-    steep = np.abs(s) >= min_skew
-    ssr = ols(s[steep] * x[steep], y[steep])
-    fixed = ols(x, y - s * x).slope
-    if ssr.n >= 3 and np.isfinite(ssr.stderr):
-        half = _t_quantile(z, max(ssr.n - 2, 1)) * ssr.stderr
-        low, high = ssr.slope - half, ssr.slope + half
-    else:
-        low = high = np.nan
-    return DynamicsEstimate(beta, ssr, float(low), float(high), float(fixed))
-
-
-def classify_regime(ssr: float, low: float, high: float, n: int, *, min_obs: int,
-                    max_halfwidth: float) -> RegimeName:
-    """The regime whose SSR (0, 1, 2) is nearest, when the estimate is precise enough.
-
-    ``unknown`` with fewer than ``min_obs`` observations, an interval wider than
-    ``2 * max_halfwidth``, or an SSR more than 0.5 from every regime's value.
-    """
-    if n < min_obs or not (np.isfinite(ssr) and np.isfinite(low) and np.isfinite(high)):
-        return "unknown"
-    if (high - low) / 2.0 > max_halfwidth:
-        return "unknown"
-    name, value = min(REGIME_SSR.items(), key=lambda item: abs(item[1] - ssr))
-    return name if abs(value - ssr) <= 0.5 else "unknown"
 
 
 def fixed_strike_dvol(slope: npt.ArrayLike, ssr: npt.ArrayLike) -> FloatArray:

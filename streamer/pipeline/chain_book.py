@@ -15,6 +15,7 @@ class ChainBook:
         self.underlying = underlying
         self._by_expiry: dict[int, dict[str, Quote]] = defaultdict(dict)
         self.dirty: set[int] = set()
+        self._new: dict[str, Quote] = {}
         self.newest_exchange_ts_ms = 0
         self.newest_received_ts_ns = 0
         self.index_price = float("nan")
@@ -22,6 +23,7 @@ class ChainBook:
     def update(self, quote: Quote) -> None:
         """Store a quote (an older one for the same instrument is replaced)."""
         self._by_expiry[quote.expiry_ts_ms][quote.instrument] = quote
+        self._new[quote.instrument] = quote
         self.dirty.add(quote.expiry_ts_ms)
         if quote.exchange_ts_ms >= self.newest_exchange_ts_ms:
             self.newest_exchange_ts_ms = quote.exchange_ts_ms
@@ -49,6 +51,12 @@ class ChainBook:
         dirty = sorted(self.dirty)
         self.dirty.clear()
         return dirty
+
+    def take_new(self) -> list[Quote]:
+        """The latest quote of each instrument updated since the previous call; clears."""
+        new = list(self._new.values())
+        self._new.clear()
+        return new
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._by_expiry.values())

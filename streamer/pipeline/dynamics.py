@@ -1,164 +1,268 @@
-"""Online smile-dynamics estimates per ``venue:underlying``, fed by published surfaces.
+"""Online smile-dynamics estimates per ``venue:underlying``, fed by instruments' requotes.
 
-Each surface gives, at every tracked tenor, the ATM vol, skew and log forward
-interpolated between its expiries (``core.dynamics.atm_at_tenor``). An *observation*
-is the change from an anchor surface to the current one, taken once the log forward
-has moved at least ``min_move`` since the anchor; the current surface then becomes the
-anchor. Sampling by spot move rather than by update keeps the fit noise of the ATM vol
-(fractions of a vol point) from swamping the signal (skew x move), and a quiet market
-adds no observations, only waiting. The estimates use the last ``window`` observations.
+An *observation* is one instrument quoted again: how far its implied vol moved at its
+fixed strike while its own forward moved, beside the slope of the expiry's fitted
+smile at its strike (``core.dynamics``). Each quote is inverted at the forward it
+was quoted against (Deribit's ``underlying_price``), so a slice fitted to quotes of
+several ages, which mixes forwards and drags the fitted smile toward sticky strike,
+does not enter the estimate; the fits give only the slopes. Near the money
+(``moneyness_sd``), out of the money, every requote of every instrument counts, so a
+7-minute recording gives thousands of observations where the ATM point of one tenor
+gave a handful.
 
-The log forward at the tenor, not the index, is the spot variable: the smile is
-centred on that forward, so a slice fitted to quotes a few seconds old is compared
-with the forward of those same quotes. Over an observation d ln F = d ln S as long
-as the basis is steady.
+Each tenor (the reference and the ``bucket_days``) pools the instruments whose expiry
+lies within ``pool_ratio`` of it; its regression keeps weighted sums that decay with
+``half_life_s`` of exchange time (deterministic in replay). The ATM vol and skew that
+turn the SSR into betas come from the surface at the tenor, interpolated between its
+expiries (``core.dynamics.atm_at_tenors``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from streamer.config import DynamicsConfig
-from streamer.core.dynamics import AtmPoint, atm_at_tenors, classify_regime, estimate_dynamics
-from streamer.types import Dynamics, DynamicsState, SurfaceUpdate, TenorDynamicsState
+from streamer.core.dynamics import (
+    FixedStrikeFit,
+    FixedStrikeSums,
+    atm_at_tenors,
+    classify_regime,
+    fixed_strike_fit,
+)
+from streamer.core.implied_vol import implied_vol
+from streamer.types import (
+    Dynamics,
+    DynamicsState,
+    InstrumentMark,
+    Quote,
+    SurfaceUpdate,
+    TenorDynamicsState,
+)
 
 DAYS_PER_YEAR = 365.0
+YEAR_MS = DAYS_PER_YEAR * 86_400_000.0
+SLOPE_STEP = 1e-3  # central difference in k for the fitted smile's slope
+FloatArray = npt.NDArray[np.float64]
 
 
-class _TenorState:
-    """Anchor and the last ``window`` observations at one tenor (a ring buffer: OLS
-    does not care about order)."""
+class FittedSmile(NamedTuple):
+    """An expiry's fresh fit, as the marks need it: ``vol(k)`` through ``model``."""
 
-    def __init__(self, window: int) -> None:
-        self.anchor: AtmPoint | None = None
-        self.obs = np.empty((3, window))  # rows: d ln F, d sigma_ATM, mean skew
-        self.count = 0
-        self.last: Dynamics | None = None
+    expiry_ts_ms: int
+    t: float
+    forward: float
+    atm_vol: float
+    params: Any
 
-    def observe(self, point: AtmPoint, min_move: float, max_move: float) -> bool:
-        """Add an observation when the forward has moved enough; True when one was added."""
-        if self.anchor is None:
-            self.anchor = point
-            return False
-        move = point.log_forward - self.anchor.log_forward
-        if abs(move) > max_move:
-            self.anchor = point
-            return False
-        if abs(move) < min_move:
-            return False
-        self.obs[:, self.count % self.obs.shape[1]] = (
-            move, point.vol - self.anchor.vol, 0.5 * (point.skew + self.anchor.skew))
-        self.count += 1
-        self.anchor = point
-        return True
 
-    def window(self) -> npt.NDArray[np.float64]:
-        """The stored observations, shape (3, n)."""
-        return self.obs[:, :min(self.count, self.obs.shape[1])]
+class InstrumentMarks(NamedTuple):
+    """One batch's new quotes near the money, each inverted at its own forward."""
 
-    def oldest_first(self) -> npt.NDArray[np.float64]:
-        """The stored observations in the order they were taken."""
-        size = self.obs.shape[1]
-        if self.count <= size:
-            return self.window()
-        return np.roll(self.obs, -(self.count % size), axis=1)
+    instrument: list[str]
+    exchange_ts_ms: npt.NDArray[np.int64]
+    t: FloatArray  # years to expiry
+    log_forward: FloatArray
+    iv: FloatArray
+    variance: FloatArray  # of iv: the bid/ask half spread in vol, squared
+    slope: FloatArray  # d sigma / d k of the expiry's fitted smile at the quote's k
 
-    def to_state(self, days: float) -> TenorDynamicsState:
-        """This tenor's memory as a message."""
-        anchor = self.anchor or AtmPoint(float("nan"), float("nan"), float("nan"))
-        dlnf, dvol, skew = (row.tolist() for row in self.oldest_first())
-        return TenorDynamicsState(tenor_days=days, anchor_vol=anchor.vol,
-                                  anchor_skew=anchor.skew,
-                                  anchor_log_forward=anchor.log_forward, dlnf=dlnf,
-                                  dvol=dvol, skew=skew, count=self.count)
 
-    @classmethod
-    def from_state(cls, state: TenorDynamicsState, window: int) -> _TenorState:
-        """A tenor restored from its message; the last ``window`` observations kept."""
-        restored = cls(window)
-        rows = np.array([state.dlnf, state.dvol, state.skew], np.float64).reshape(3, -1)
-        rows = rows[:, -window:]
-        n = rows.shape[1]
-        restored.obs[:, :n] = rows  # oldest first, so a full ring next overwrites column 0
-        restored.count = n if n < window else -(-max(state.count, n) // window) * window
-        if np.isfinite(state.anchor_log_forward):
-            restored.anchor = AtmPoint(state.anchor_vol, state.anchor_skew,
-                                       state.anchor_log_forward)
-        return restored
+NO_MARKS = InstrumentMarks([], np.zeros(0, np.int64), *(np.zeros(0) for _ in range(5)))
+
+
+def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], model: Any,
+                     moneyness_sd: float) -> InstrumentMarks:
+    """The marks of ``quotes`` (one underlying's, received since the last batch).
+
+    Kept: two-sided, out of the money, within ``moneyness_sd`` ATM standard deviations,
+    of an expiry in ``smiles``, with finite mid, bid and ask vols. ``model`` evaluates
+    the smiles (``vol(k, t, params)``).
+    """
+    by_expiry = {s.expiry_ts_ms: s for s in smiles}
+    kept = [q for q in quotes if q.expiry_ts_ms in by_expiry and 0 < q.bid_price < q.ask_price]
+    if not kept:
+        return NO_MARKS
+    rows = np.array([(q.strike, q.bid_price, q.ask_price, q.underlying_price,
+                      by_expiry[q.expiry_ts_ms].forward, by_expiry[q.expiry_ts_ms].atm_vol,
+                      q.expiry_ts_ms - q.exchange_ts_ms, q.is_call) for q in kept], np.float64)
+    strike, bid, ask, own_f, fit_f, atm, ms_left, is_call = rows.T
+    forward = np.where(np.isfinite(own_f) & (own_f > 0), own_f, fit_f)
+    t = ms_left / YEAR_MS
+    k = np.log(strike / forward)
+    calls = is_call > 0.5
+    near = ((k >= 0) == calls) & (t > 0) & (np.abs(k) <= moneyness_sd * atm * np.sqrt(t))
+    if not near.any():
+        return NO_MARKS
+    idx = np.flatnonzero(near)
+    n = idx.size
+    vols = implied_vol(np.concatenate([0.5 * (bid[idx] + ask[idx]), bid[idx], ask[idx]]),
+                       np.tile(forward[idx], 3), np.tile(strike[idx], 3), np.tile(t[idx], 3),
+                       np.tile(calls[idx], 3))
+    iv, bid_iv, ask_iv = vols[:n], vols[n:2 * n], vols[2 * n:]
+    slope = _slopes([kept[i].expiry_ts_ms for i in idx], k[idx], by_expiry, model)
+    ok = np.isfinite(iv) & np.isfinite(bid_iv) & np.isfinite(ask_iv) & np.isfinite(slope) & \
+        (ask_iv > bid_iv)
+    take = idx[ok]
+    return InstrumentMarks([kept[i].instrument for i in take],
+                           np.array([kept[i].exchange_ts_ms for i in take], np.int64),
+                           t[take], np.log(forward[take]), iv[ok],
+                           (0.5 * (ask_iv[ok] - bid_iv[ok])) ** 2, slope[ok])
+
+
+def _slopes(expiries: list[int], k: FloatArray, smiles: dict[int, FittedSmile],
+            model: Any) -> FloatArray:
+    """``d sigma / d k`` of each quote's fitted smile at its ``k`` (one call per expiry)."""
+    slope = np.full(k.size, np.nan)
+    expiry = np.array(expiries, np.int64)
+    for e in np.unique(expiry).tolist():
+        rows = np.flatnonzero(expiry == e)
+        smile = smiles[e]
+        vols = model.vol(np.concatenate([k[rows] + SLOPE_STEP, k[rows] - SLOPE_STEP]),
+                         smile.t, smile.params)
+        slope[rows] = (vols[:rows.size] - vols[rows.size:]) / (2 * SLOPE_STEP)
+    return slope
+
+
+class _Observations(NamedTuple):
+    t_days: FloatArray
+    x: FloatArray  # slope * d ln F
+    y: FloatArray  # d sigma at fixed strike
+    variance: FloatArray
+
+
+class _Key:
+    """One ``venue:underlying``: its instruments' last counted quotes and its tenors' sums."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, InstrumentMark] = {}
+        self.sums: dict[float, FixedStrikeSums] = {}
+        self.updated_ts_ms: dict[float, int] = {}
+        self.fits: dict[float, FixedStrikeFit] = {}
+
+    def observe(self, marks: InstrumentMarks, cfg: DynamicsConfig) -> _Observations:
+        """The observations ``marks`` complete; each mark becomes its instrument's start."""
+        rows = []
+        max_gap_ms = cfg.max_gap_s * 1000.0
+        for i, name in enumerate(marks.instrument):
+            ts = int(marks.exchange_ts_ms[i])
+            log_f, iv, var = (float(marks.log_forward[i]), float(marks.iv[i]),
+                              float(marks.variance[i]))
+            prev = self.marks.get(name)
+            if prev is not None and ts <= prev.exchange_ts_ms:
+                continue  # the same quote again (or an older one)
+            move = 0.0 if prev is None else log_f - prev.log_forward
+            fresh_start = (prev is None or ts - prev.exchange_ts_ms > max_gap_ms
+                           or abs(move) > cfg.max_move or abs(iv - prev.iv) > cfg.max_iv_move)
+            if not fresh_start and abs(move) < cfg.min_move:
+                continue  # keep the start: the move is still too small to count
+            if not fresh_start and prev is not None:
+                rows.append((DAYS_PER_YEAR * float(marks.t[i]), float(marks.slope[i]) * move,
+                             iv - prev.iv, var + prev.variance))
+            self.marks[name] = InstrumentMark(instrument=name, iv=iv, log_forward=log_f,
+                                              variance=var, exchange_ts_ms=ts)
+        table = np.array(rows, np.float64).reshape(-1, 4).T
+        return _Observations(*table)
+
+    def add(self, days: float, obs: _Observations, now_ms: int, cfg: DynamicsConfig) -> bool:
+        """Decay the tenor's sums to ``now_ms`` and add its pool's observations; True
+        when any was added."""
+        sums = self.sums.get(days, FixedStrikeSums())
+        since = self.updated_ts_ms.get(days, now_ms)
+        if now_ms > since:
+            sums = sums.decayed(0.5 ** ((now_ms - since) / (cfg.half_life_s * 1000.0)))
+        pool = (obs.t_days >= days / cfg.pool_ratio) & (obs.t_days <= days * cfg.pool_ratio)
+        if pool.any():
+            sums = sums.plus(obs.x[pool], obs.y[pool], obs.variance[pool])
+        self.sums[days] = sums
+        self.updated_ts_ms[days] = max(now_ms, since)
+        return bool(pool.any())
 
 
 class DynamicsTracker:
-    """Rolling spot-vol beta, SSR and regime for every ``venue:underlying``."""
+    """Rolling SSR, betas and regime for every ``venue:underlying``."""
 
     def __init__(self, config: DynamicsConfig | None = None) -> None:
         self.config = config or DynamicsConfig()
-        self._states: dict[str, dict[float, _TenorState]] = {}
+        self._keys: dict[str, _Key] = {}
+
+    @property
+    def tenors(self) -> list[float]:
+        """The reference tenor and the buckets, days, without repeats."""
+        return list(dict.fromkeys((self.config.tenor_days, *self.config.bucket_days)))
 
     def reset(self, key: str | None = None) -> None:
         """Forget one key's history (``venue:underlying``), or every key's."""
         if key is None:
-            self._states.clear()
+            self._keys.clear()
         else:
-            self._states.pop(key, None)
+            self._keys.pop(key, None)
 
     def state(self, surface: SurfaceUpdate) -> DynamicsState | None:
         """The memory of ``surface``'s key as of that surface (None before its first)."""
-        states = self._states.get(surface.key)
-        if not states:
+        key = self._keys.get(surface.key)
+        if key is None or not key.sums:
             return None
+        tenors = [TenorDynamicsState(tenor_days=days, sxx=s.sxx, sxy=s.sxy, syy=s.syy, n=s.n,
+                                     count=s.taken, updated_ts_ms=key.updated_ts_ms[days])
+                  for days, s in sorted(key.sums.items())]
         return DynamicsState(venue=surface.venue, underlying=surface.underlying,
                              seq=surface.seq, exchange_ts_ms=surface.exchange_ts_ms,
-                             tenors=[s.to_state(days) for days, s in sorted(states.items())])
+                             tenors=tenors,
+                             instruments=[key.marks[n] for n in sorted(key.marks)])
 
     def restore(self, state: DynamicsState) -> None:
         """Continue a key from its published memory (after a restart or a rebalance).
 
         Tenors no longer configured are ignored; the next surface's estimate uses the
-        restored observations.
+        restored sums, and each instrument's next quote completes an observation.
         """
-        tenors = {self.config.tenor_days, *self.config.bucket_days}
-        self._states[state.key] = {
-            s.tenor_days: _TenorState.from_state(s, self.config.window)
-            for s in state.tenors if s.tenor_days in tenors}
+        key = _Key()
+        wanted = set(self.tenors)
+        for t in state.tenors:
+            if t.tenor_days in wanted:
+                key.sums[t.tenor_days] = FixedStrikeSums(t.sxx, t.sxy, t.syy, t.n, t.count)
+                key.updated_ts_ms[t.tenor_days] = t.updated_ts_ms
+        key.marks = {m.instrument: m for m in state.instruments}
+        self._keys[state.key] = key
 
-    def update(self, surface: SurfaceUpdate) -> Dynamics | None:
-        """Feed one surface; the estimates at the reference tenor with ``by_expiry`` buckets.
+    def update(self, surface: SurfaceUpdate, marks: InstrumentMarks = NO_MARKS
+               ) -> Dynamics | None:
+        """Feed one surface and the marks of its batch; the estimates at the reference
+        tenor with ``by_expiry`` buckets.
 
         None when the surface's usable expiries do not bracket the reference tenor.
         """
         cfg = self.config
-        states = self._states.setdefault(surface.key, {})
+        key = self._keys.setdefault(surface.key, _Key())
+        obs = key.observe(marks, cfg)
         rows = [(s.t, s.atm_vol, s.atm_skew, s.forward) for s in surface.slices
                 if s.status in cfg.statuses]
         table = np.array(rows, np.float64).reshape(-1, 4)
-        tenors = list(dict.fromkeys((cfg.tenor_days, *cfg.bucket_days)))
-        vols, skews, log_fs = atm_at_tenors(table[:, 0], table[:, 1], table[:, 2], table[:, 3],
-                                            np.array(tenors) / DAYS_PER_YEAR)
+        tenors = self.tenors
+        vols, skews, _ = atm_at_tenors(table[:, 0], table[:, 1], table[:, 2], table[:, 3],
+                                       np.array(tenors) / DAYS_PER_YEAR)
         out: dict[float, Dynamics] = {}
-        for days, vol, skew, log_f in zip(tenors, vols, skews, log_fs, strict=True):
-            if not np.isfinite(vol):
-                continue
-            point = AtmPoint(float(vol), float(skew), float(log_f))
-            state = states.setdefault(days, _TenorState(cfg.window))
-            if state.observe(point, cfg.min_move, cfg.max_move) or state.last is None:
-                state.last = self._estimate(state, days)
-            out[days] = msgspec.structs.replace(state.last, atm_vol=point.vol,
-                                                atm_skew=point.skew)
+        for days, vol, skew in zip(tenors, vols, skews, strict=True):
+            if key.add(days, obs, surface.exchange_ts_ms, cfg) or days not in key.fits:
+                key.fits[days] = fixed_strike_fit(key.sums[days])
+            if np.isfinite(vol):
+                out[days] = self._dynamics(key.fits[days], days, float(vol), float(skew))
         main = out.get(cfg.tenor_days)
         if main is None:
             return None
         buckets = [out[d] for d in cfg.bucket_days if d in out]
         return msgspec.structs.replace(main, by_expiry=buckets)
 
-    def _estimate(self, state: _TenorState, days: float) -> Dynamics:
+    def _dynamics(self, fit: FixedStrikeFit, days: float, vol: float, skew: float) -> Dynamics:
         cfg = self.config
-        dlnf, dvol, skew = state.window()
-        est = estimate_dynamics(dlnf, dvol, skew, min_skew=cfg.min_skew)
-        regime = classify_regime(est.ssr.slope, est.ssr_low, est.ssr_high, est.ssr.n,
+        regime = classify_regime(fit.ssr, fit.ssr_low, fit.ssr_high, fit.n,
                                  min_obs=cfg.min_obs, max_halfwidth=cfg.max_ci_halfwidth)
-        return Dynamics(ssr=est.ssr.slope, spot_vol_beta=est.beta.slope, r2=est.beta.r2,
-                        n_obs=est.beta.n, regime=regime, tenor_days=days,
-                        fixed_strike_beta=est.fixed_strike_beta, ssr_low=est.ssr_low,
-                        ssr_high=est.ssr_high, ssr_n_obs=est.ssr.n)
+        return Dynamics(ssr=fit.ssr, spot_vol_beta=fit.ssr * skew, r2=fit.r2, n_obs=fit.n,
+                        regime=regime, tenor_days=days,
+                        fixed_strike_beta=(fit.ssr - 1.0) * skew, ssr_low=fit.ssr_low,
+                        ssr_high=fit.ssr_high, ssr_n_obs=fit.n, atm_vol=vol, atm_skew=skew)

@@ -26,7 +26,7 @@ from streamer.pipeline.calibrator import (
     SurfaceCalibrator,
 )
 from streamer.pipeline.chain_book import ChainBook
-from streamer.pipeline.dynamics import DynamicsTracker
+from streamer.pipeline.dynamics import DynamicsTracker, FittedSmile, instrument_marks
 from streamer.pipeline.models import (
     BatchSliceModel,
     SliceEvaluator,
@@ -183,8 +183,7 @@ class Engine:
 
     def take_dynamics_states(self) -> list[DynamicsState]:
         """The dynamics memory of every underlying that took new observations since the
-        last call (what ``vol.dynamics.v1`` publishes: rarely, since an observation
-        needs the forward to move ``dynamics.min_move``)."""
+        last call (what ``vol.dynamics.v1`` publishes, latest per key)."""
         states = []
         for name, surface in sorted(self._last_surface.items()):
             state = self._dynamics.state(surface)
@@ -378,7 +377,12 @@ class Engine:
                 model, [(e, state.book.quotes(e)) for e in state.book.expiries()],
                 {s.expiry_ts_ms: s for s in fitted}, now_ms, state.vol_index))
         self._last_surface[name] = update
-        return msgspec.structs.replace(update, dynamics=self._dynamics.update(update))
+        marks = instrument_marks(
+            state.book.take_new(),
+            [FittedSmile(f.expiry_ts_ms, t, f.forward, f.metrics.atm_vol, f.params)
+             for f, t in zip(fits, ts, strict=True) if f.status in self._dynamics.config.statuses],
+            model, self._dynamics.config.moneyness_sd)
+        return msgspec.structs.replace(update, dynamics=self._dynamics.update(update, marks))
 
 
 def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[float]

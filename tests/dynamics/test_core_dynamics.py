@@ -17,12 +17,12 @@ import pytest
 
 from streamer.core import black76
 from streamer.core.dynamics import (
+    FixedStrikeSums,
     atm_at_tenor,
     atm_at_tenors,
     classify_regime,
-    estimate_dynamics,
     fixed_strike_dvol,
-    ols,
+    fixed_strike_fit,
     smile_adjusted_delta,
     smile_deltas,
 )
@@ -71,89 +71,73 @@ def test_tenor_interpolation_does_not_depend_on_the_order_of_the_slices() -> Non
     assert a == b
 
 
-# -- regressions ---------------------------------------------------------------------------------
+# -- the fixed-strike regression ----------------------------------------------------------------
 
 
-def test_ols_recovers_a_known_line_with_its_standard_error() -> None:
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=2000)
-    y = 0.7 - 1.3 * x + rng.normal(0.0, 0.5, x.size)
-    fit = ols(x, y, trim=0)
-    assert fit.slope == pytest.approx(-1.3, abs=4 * 0.5 / math.sqrt(x.size))
-    assert fit.intercept == pytest.approx(0.7, abs=0.05)
-    assert fit.stderr == pytest.approx(0.5 / math.sqrt(x.size), rel=0.1)
-    assert fit.r2 == pytest.approx(1.3**2 / (1.3**2 + 0.25), abs=0.03)
-    assert fit.n == x.size
-
-
-def test_ols_drops_gross_outliers_but_keeps_everything_else() -> None:
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=500)
-    x[:5] = 3.0
-    y = 2.0 * x + rng.normal(0.0, 0.1, x.size)
-    y[:5] += 5.0  # five failed fits, where they hurt most
-    assert ols(x, y, trim=0).slope > 2.1
-    robust = ols(x, y)
-    assert robust.slope == pytest.approx(2.0, abs=0.03)
-    assert robust.n == 495
-
-
-def test_ols_needs_three_points_and_spread_in_x() -> None:
-    assert math.isnan(ols([1.0, 2.0], [1.0, 2.0]).slope)
-    assert math.isnan(ols([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]).slope)
-    assert math.isnan(ols([1.0, np.nan, 2.0], [1.0, 2.0, np.nan]).slope)
-
-
-# -- SSR, beta and fixed-strike beta -------------------------------------------------------------
-
-
-def _pairs(ssr: float, skew: np.ndarray, noise: float, seed: int
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _requotes(ssr: float, slope: np.ndarray, sd: np.ndarray, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """x = slope * dlnf and the fixed-strike vol change of a smile moving with ``ssr``."""
     rng = np.random.default_rng(seed)
-    dlnf = rng.choice([-1.0, 1.0], skew.size) * rng.uniform(0.002, 0.006, skew.size)
-    return dlnf, ssr * skew * dlnf + rng.normal(0.0, noise, skew.size)
+    dlnf = rng.normal(0.0, 0.0004, slope.size)
+    x = slope * dlnf
+    return x, (ssr - 1.0) * x + rng.normal(0.0, sd)
 
 
 @pytest.mark.parametrize("ssr", [0.0, 1.0, 2.0, 1.4])
-def test_ssr_and_betas_on_pairs_from_known_dynamics(ssr: float) -> None:
-    skew = np.full(800, -0.35)
-    dlnf, dvol = _pairs(ssr, skew, 0.0005, seed=int(10 * ssr))
-    est = estimate_dynamics(dlnf, dvol, skew, min_skew=0.03)
-    assert est.ssr.slope == pytest.approx(ssr, abs=0.1)
-    assert est.ssr_low < ssr < est.ssr_high
-    assert est.beta.slope == pytest.approx(ssr * -0.35, abs=0.04)
-    assert est.fixed_strike_beta == pytest.approx((ssr - 1.0) * -0.35, abs=0.04)
+def test_the_ssr_of_requotes_from_known_dynamics_with_an_honest_interval(ssr: float) -> None:
+    rng = np.random.default_rng(int(10 * ssr))
+    slope = rng.uniform(-1.5, -0.1, 20_000)  # short expiries steep, long ones flat
+    sd = rng.uniform(0.0002, 0.002, slope.size)  # tick-rounded mids: the noise varies
+    x, y = _requotes(ssr, slope, sd, seed=int(10 * ssr) + 1)
+    fit = fixed_strike_fit(FixedStrikeSums().plus(x, y, sd**2))
+    # WLS with the true variances: se = 1 / sqrt(sum x^2 / sd^2), the interval 1.96 se.
+    se = 1.0 / math.sqrt(float(np.sum(x * x / sd**2)))
+    assert fit.ssr == pytest.approx(ssr, abs=4 * se)
+    assert (fit.ssr_high - fit.ssr_low) / 2 == pytest.approx(1.96 * se, rel=0.05)
+    assert fit.n == x.size
 
 
-def test_a_skew_through_zero_leaves_the_ssr_right_and_the_fixed_strike_beta_finite() -> None:
-    # Crypto skews change sign: SSR = beta / skew blows up near zero, the pairs with a flat
-    # skew are left out of its regression, and beta - skew stays finite throughout.
-    skew = np.linspace(-0.3, 0.3, 1001)
-    dlnf, dvol = _pairs(2.0, skew, 0.0003, seed=5)
-    est = estimate_dynamics(dlnf, dvol, skew, min_skew=0.05)
-    assert est.ssr.n == int(np.sum(np.abs(skew) >= 0.05))
-    assert est.ssr.slope == pytest.approx(2.0, abs=0.15)
-    assert math.isfinite(est.fixed_strike_beta)
-    # beta - skew averaged with weights dlnf^2: (SSR - 1) * <skew> = 0 here, by symmetry.
-    assert est.fixed_strike_beta == pytest.approx(0.0, abs=0.02)
+def test_weights_by_noise_beat_equal_weights() -> None:
+    # Half the requotes 10x noisier: weighted, they hardly matter; unweighted they dominate.
+    slope = np.full(4000, -0.5)
+    sd = np.where(np.arange(4000) % 2 == 0, 0.0002, 0.002)
+    spread = []
+    for variance in (sd**2, np.ones_like(sd)):
+        ssrs = [fixed_strike_fit(FixedStrikeSums().plus(*_requotes(1.0, slope, sd, seed),
+                                                        variance)).ssr for seed in range(30)]
+        spread.append(float(np.std(ssrs)))
+    weighted, equal = spread
+    assert weighted < 0.6 * equal
+
+
+def test_sums_added_in_pieces_and_decayed_are_one_weighted_fit() -> None:
+    slope = np.full(600, -0.4)
+    sd = np.full(600, 0.001)
+    x, y = _requotes(2.0, slope, sd, seed=9)
+    whole = FixedStrikeSums().plus(x, y, sd**2)
+    pieces = FixedStrikeSums().plus(x[:300], y[:300], sd[:300] ** 2).decayed(0.5).plus(
+        x[300:], y[300:], sd[300:] ** 2)
+    assert pieces.taken == whole.taken == 600
+    assert pieces.n == pytest.approx(450.0)
+    # Decay by 1/2 is the same as doubling the older observations' variances.
+    halved = np.concatenate([2 * sd[:300] ** 2, sd[300:] ** 2])
+    assert pieces.sxy / pieces.sxx == pytest.approx(
+        float(np.sum(x * y / halved) / np.sum(x * x / halved)), rel=1e-12)
+
+
+def test_the_fit_needs_three_observations_and_spread_in_x() -> None:
+    assert math.isnan(fixed_strike_fit(FixedStrikeSums().plus([0.1, 0.2], [0.0, 0.1],
+                                                               [1.0, 1.0])).ssr)
+    assert math.isnan(fixed_strike_fit(FixedStrikeSums().plus([0.0] * 5, [0.1] * 5,
+                                                               [1.0] * 5)).ssr)
+    assert math.isnan(fixed_strike_fit(FixedStrikeSums()).ssr_low)
 
 
 def test_the_ssr_is_never_clipped() -> None:
-    # A skew of 0.001 with ATM vol moving like a skew of 0.3: the SSR is 300, and says so.
-    rng = np.random.default_rng(6)
-    dlnf = rng.uniform(-0.01, 0.01, 200)
-    est = estimate_dynamics(dlnf, 0.3 * dlnf, np.full(200, 0.001), min_skew=0.0)
-    assert est.ssr.slope == pytest.approx(300.0, rel=1e-6)
-    assert est.fixed_strike_beta == pytest.approx(0.3 - 0.001, rel=1e-9)
-
-
-def test_flat_skews_only_give_no_ssr_but_still_a_beta() -> None:
-    dlnf, dvol = _pairs(1.0, np.full(100, 0.01), 0.0001, seed=7)
-    est = estimate_dynamics(dlnf, dvol, np.full(100, 0.01), min_skew=0.03)
-    assert est.ssr.n == 0
-    assert math.isnan(est.ssr.slope)
-    assert math.isnan(est.ssr_low)
-    assert math.isfinite(est.beta.slope)
+    # A fixed strike's vol moving 300x its smile slope times the move: SSR 301, and says so.
+    x = np.linspace(-0.001, 0.001, 200)
+    fit = fixed_strike_fit(FixedStrikeSums().plus(x, 300.0 * x, np.ones_like(x)))
+    assert fit.ssr == pytest.approx(301.0, rel=1e-9)
 
 
 @pytest.mark.parametrize(("ssr", "low", "high", "n", "expected"), [

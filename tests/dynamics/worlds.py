@@ -29,12 +29,14 @@ import numpy.typing as npt
 
 from streamer.core.models.heston import HestonParams, implied_vols
 from streamer.devtools.synth_market import SPECS, atm_total_variance, ssvi_as_raw_svi
+from streamer.pipeline.dynamics import InstrumentMarks
 from streamer.types import SliceUpdate, SurfaceUpdate
 
 FloatArray = npt.NDArray[np.float64]
 YEAR_S = 365.0 * 86_400.0
 START_MS = 1_732_881_600_000
 H = 1e-3  # finite-difference step in k
+STRIKES_SD = (-0.9, -0.45, 0.0, 0.45, 0.9)  # requoted instruments, in ATM standard deviations
 
 
 @dataclass(frozen=True)
@@ -96,21 +98,56 @@ def translation_world(ssr: float, *, n: int = 10_080, dt_s: float = 60.0, seed: 
                       annual_vol: float = 0.55, rho: float = -0.22,
                       noise: Noise = Noise()) -> list[SurfaceUpdate]:
     """Surfaces whose smiles translate with ``ssr * ln(S/S0)`` (weekly expiries, rolling)."""
+    return [s for s, _ in translation_requotes(ssr, n=n, dt_s=dt_s, seed=seed,
+                                               annual_vol=annual_vol, rho=rho, noise=noise)]
+
+
+def translation_requotes(ssr: float, *, n: int = 10_080, dt_s: float = 60.0, seed: int = 1,
+                         annual_vol: float = 0.55, rho: float = -0.22, noise: Noise = Noise(),
+                         iv_noise: float = 0.002, strikes_sd: tuple[float, ...] = STRIKES_SD
+                         ) -> list[tuple[SurfaceUpdate, InstrumentMarks]]:
+    """:func:`translation_world`'s surfaces, each with its batch's requotes: every
+    instrument (fixed strikes at ``strikes_sd`` ATM standard deviations of the first
+    forward, per expiry) requoted at every surface at its true vol plus ``iv_noise``,
+    with the true smile's slope at its strike."""
     rng = np.random.default_rng(seed)
     spec = SPECS["BTC"]
     spot = spot_path(n, dt_s, annual_vol, rng, spec.spot)
     shift = ssr * np.log(spot / spec.spot)
     expiry_days = np.arange(1.0, 200.0, 7.0)
     elapsed_y = np.arange(n) * dt_s / YEAR_S
+    params = [ssvi_as_raw_svi(atm_total_variance(spec, d / 365.0), rho, spec.eta, spec.gamma)
+              for d in expiry_days]
+    t = np.maximum(expiry_days[None, :] / 365.0 - elapsed_y[:, None], 1e-6)
     vols = np.empty((n, expiry_days.size))
     skews = np.empty_like(vols)
-    for j, d in enumerate(expiry_days):
-        t0 = d / 365.0
-        p = ssvi_as_raw_svi(atm_total_variance(spec, t0), rho, spec.eta, spec.gamma)
-        t = np.maximum(t0 - elapsed_y, 1e-6)  # total variance fixed per expiry, as in synth
-        up, mid, down = (_svi_vol(shift + dk, 1.0, p) / np.sqrt(t) for dk in (H, 0.0, -H))
+    for j, p in enumerate(params):
+        # total variance fixed per expiry, as in synth
+        up, mid, down = (_svi_vol(shift + dk, 1.0, p) / np.sqrt(t[:, j]) for dk in (H, 0.0, -H))
         vols[:, j], skews[:, j] = mid, (up - down) / (2 * H)
-    return _surfaces(spot, dt_s, expiry_days, vols, skews, spec.basis, noise, rng, rolling=True)
+    surfaces = _surfaces(spot, dt_s, expiry_days, vols, skews, spec.basis, noise, rng,
+                         rolling=True)
+    log_k0 = np.log(spec.spot) + spec.basis * expiry_days[:, None] / 365.0 + np.outer(
+        vols[0] * np.sqrt(expiry_days / 365.0), strikes_sd)  # ln K, (expiry, strike)
+    out = []
+    for i, surface in enumerate(surfaces):
+        live = np.flatnonzero(t[i] > 1e-6)
+        log_f = np.log(spot[i]) + spec.basis * t[i, live]
+        k = log_k0[live] - log_f[:, None]
+        root_t = np.sqrt(t[i, live])[:, None]
+        x = shift[i] + k
+        smile = [np.stack([_svi_vol(x[a] + dk, 1.0, params[j]) for dk in (H, 0.0, -H)])
+                 for a, j in enumerate(live)]
+        iv = np.array([v[1] for v in smile]) / root_t
+        slope = np.array([(v[0] - v[2]) / (2 * H) for v in smile]) / root_t
+        names = [f"{int(expiry_days[j])}d-{m}" for j in live for m in range(len(strikes_sd))]
+        size = iv.size
+        out.append((surface, InstrumentMarks(
+            names, np.full(size, surface.exchange_ts_ms, np.int64),
+            np.repeat(t[i, live], len(strikes_sd)), np.repeat(log_f, len(strikes_sd)),
+            iv.ravel() + rng.normal(0.0, iv_noise, size), np.full(size, iv_noise**2),
+            slope.ravel())))
+    return out
 
 
 @dataclass(frozen=True)
