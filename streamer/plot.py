@@ -3,9 +3,10 @@
 The file is replayed exactly as ``streamer replay`` does (``app.replay_file`` into a
 ``MemorySink``). With ``--from-kafka BOOTSTRAP`` instead of a file, the surfaces are
 those the surface topic holds, read to its end (``client.read_history``; ``--key``
-picks ``<venue>:<underlying>`` keys). Smile dynamics come from the surfaces'
-``dynamics`` field or, when the engine did not fill it, from a ``DynamicsTracker`` run
-over them. Per underlying (``<venue>_<U>`` when several venues publish it):
+picks ``<venue>:<underlying>`` keys). Smile dynamics are the surfaces' ``dynamics``
+field: the replay's engine estimates them from the quotes (``--min-move`` reaches it),
+the surface topic carries the publisher's. Per underlying (``<venue>_<U>`` when several
+venues publish it):
 
 - ``smiles_<U>.png``: every expiry of the last surface, the market's bid-ask IV of
   each quote used in the fit as a bar (mid as a dot) and the fitted smile; from
@@ -40,7 +41,6 @@ from streamer.core.tenors import DELTA_KEYS
 from streamer.errors import BrokerError
 from streamer.kafka_client import consumer_options
 from streamer.pipeline.chain_book import ChainBook
-from streamer.pipeline.dynamics import DynamicsTracker
 from streamer.pipeline.models import model_for
 from streamer.pipeline.snapshot import build_slice
 from streamer.sources.deribit.protocol import DeribitDecoder
@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", choices=["svi", "ssvi", "sabr", "heston"])
     parser.add_argument("--underlying", action="append", help="only these (repeatable)")
     parser.add_argument("--min-move", type=float,
-                        help="dynamics: the smallest log-forward move that makes an "
-                             f"observation (default: dynamics.min_move, "
-                             f"{DynamicsConfig().min_move})")
+                        help="dynamics: how far (log) an instrument's forward must move "
+                             "between two of its quotes to make an observation (default: "
+                             f"dynamics.min_move, {DynamicsConfig().min_move:g}: every "
+                             "requote); a tick file only")
     return parser
 
 
@@ -126,14 +127,9 @@ def _final_books(path: Path, venue: str, limits: TickFileConfig) -> dict[str, Ch
     return books
 
 
-def _with_dynamics(updates: list[SurfaceUpdate], config: DynamicsConfig,
-                   recompute: bool) -> list[Dynamics | None]:
-    """The surfaces' own dynamics, or (``recompute``, or where they carry none) a
-    tracker's run over them with ``config``."""
-    tracker = DynamicsTracker(config)
-    computed = [tracker.update(u) for u in updates]
-    return [u.dynamics if u.dynamics is not None and not recompute else d
-            for u, d in zip(updates, computed, strict=True)]
+def _with_dynamics(updates: list[SurfaceUpdate]) -> list[Dynamics | None]:
+    """The surfaces' own dynamics (estimated from the quotes, which only the replay has)."""
+    return [u.dynamics for u in updates]
 
 
 def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: AppConfig) -> None:
@@ -228,7 +224,7 @@ def _dynamics(fig: Figure, updates: list[SurfaceUpdate], dyn: list[Dynamics | No
     else:  # say why the panel is empty, rather than a legend of lines never drawn
         most = max((d.ssr_n_obs for _, d in pairs), default=0)
         ssr_ax.text(0.5, 0.5, f"no SSR estimate: at most {most} observations, {MIN_DRAWN_OBS} "
-                    "needed\n(a smaller --min-move counts smaller moves)",
+                    "needed\n(requotes near the money of instruments whose forward moved)",
                     transform=ssr_ax.transAxes, ha="center", va="center", fontsize=9)
     for level, name in REGIME_LINES:
         ssr_ax.axhline(level, color="tab:gray", lw=0.7, ls=":")
@@ -335,13 +331,8 @@ def _clock(ts_ms: int) -> str:
 
 
 def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: AppConfig,
-           out: Path, *, recompute_dynamics: bool = False,
-           underlyings: list[str] | None = None) -> list[Path]:
-    """Write the PNGs of every underlying in ``updates``; returns their paths.
-
-    The dynamics are the surfaces' own unless ``recompute_dynamics`` (or they carry
-    none): then a tracker with ``config.dynamics`` runs over them.
-    """
+           out: Path, *, underlyings: list[str] | None = None) -> list[Path]:
+    """Write the PNGs of every underlying in ``updates``; returns their paths."""
     from matplotlib.figure import Figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +350,7 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
         fig_smiles, fig_term, fig_dyn = figures.values()
         _smiles(fig_smiles, mine[-1], books.get(underlying), config)
         _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
-        _dynamics(fig_dyn, mine, _with_dynamics(mine, config.dynamics, recompute_dynamics))
+        _dynamics(fig_dyn, mine, _with_dynamics(mine))
         if mine[-1].tenors:  # surfaces from before the tenor views have none
             figures[f"tenors_{name}.png"] = Figure(figsize=(8, 10), layout="constrained")
             _tenors(figures[f"tenors_{name}.png"], mine[0], mine[-1])
@@ -397,7 +388,11 @@ def main(argv: list[str]) -> int:
     replace = msgspec.structs.replace
     if args.model:
         config = replace(config, calibration=replace(config.calibration, model=args.model))
-    if args.min_move is not None:  # the replay's engine estimates with it, as the tracker does
+    if args.min_move is not None and path is None:
+        print("streamer plot: --min-move re-estimates the dynamics from quotes, and the "
+              "surface topic carries none: plot the tick file instead", file=sys.stderr)
+        return 2
+    if args.min_move is not None:  # the replay's engine estimates with it
         config = replace(config, dynamics=replace(config.dynamics, min_move=args.min_move))
     books: dict[str, ChainBook] = {}
     if path is None:
@@ -416,9 +411,6 @@ def main(argv: list[str]) -> int:
     if not updates:
         print(f"streamer plot: no surface from {source}", file=sys.stderr)
         return 1
-    # From Kafka the dynamics were estimated by the publisher: --min-move re-estimates them.
-    recompute = path is None and args.min_move is not None
-    for written in render(updates, books, config, args.out, recompute_dynamics=recompute,
-                          underlyings=args.underlying):
+    for written in render(updates, books, config, args.out, underlyings=args.underlying):
         print(f"wrote {written}")
     return 0

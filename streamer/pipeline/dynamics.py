@@ -136,37 +136,67 @@ class _Observations(NamedTuple):
 
 
 class _Key:
-    """One ``venue:underlying``: its instruments' last counted quotes and its tenors' sums."""
+    """One ``venue:underlying``: its instruments' last counted quotes (columns indexed by
+    instrument) and its tenors' sums."""
 
     def __init__(self) -> None:
-        self.marks: dict[str, InstrumentMark] = {}
+        self.index: dict[str, int] = {}
+        self.iv = np.zeros(0)
+        self.log_forward = np.zeros(0)
+        self.variance = np.zeros(0)
+        self.ts_ms = np.zeros(0, np.int64)  # 0: no quote yet
         self.sums: dict[float, FixedStrikeSums] = {}
         self.updated_ts_ms: dict[float, int] = {}
         self.fits: dict[float, FixedStrikeFit] = {}
 
+    def columns(self, names: list[str]) -> npt.NDArray[np.intp]:
+        """The column of each instrument, new ones appended."""
+        index = self.index
+        for name in names:
+            if name not in index:
+                index[name] = len(index)
+        grow = len(index) - self.iv.size
+        if grow > 0:
+            self.iv, self.log_forward, self.variance = (
+                np.concatenate([col, np.zeros(grow)])
+                for col in (self.iv, self.log_forward, self.variance))
+            self.ts_ms = np.concatenate([self.ts_ms, np.zeros(grow, np.int64)])
+        return np.array([index[n] for n in names], np.intp)
+
     def observe(self, marks: InstrumentMarks, cfg: DynamicsConfig) -> _Observations:
-        """The observations ``marks`` complete; each mark becomes its instrument's start."""
-        rows = []
-        max_gap_ms = cfg.max_gap_s * 1000.0
-        for i, name in enumerate(marks.instrument):
-            ts = int(marks.exchange_ts_ms[i])
-            log_f, iv, var = (float(marks.log_forward[i]), float(marks.iv[i]),
-                              float(marks.variance[i]))
-            prev = self.marks.get(name)
-            if prev is not None and ts <= prev.exchange_ts_ms:
-                continue  # the same quote again (or an older one)
-            move = 0.0 if prev is None else log_f - prev.log_forward
-            fresh_start = (prev is None or ts - prev.exchange_ts_ms > max_gap_ms
-                           or abs(move) > cfg.max_move or abs(iv - prev.iv) > cfg.max_iv_move)
-            if not fresh_start and abs(move) < cfg.min_move:
-                continue  # keep the start: the move is still too small to count
-            if not fresh_start and prev is not None:
-                rows.append((DAYS_PER_YEAR * float(marks.t[i]), float(marks.slope[i]) * move,
-                             iv - prev.iv, var + prev.variance))
-            self.marks[name] = InstrumentMark(instrument=name, iv=iv, log_forward=log_f,
-                                              variance=var, exchange_ts_ms=ts)
-        table = np.array(rows, np.float64).reshape(-1, 4).T
-        return _Observations(*table)
+        """The observations ``marks`` complete; a mark that completes one, or cannot
+        (a first quote, a gap, a jump), becomes its instrument's start."""
+        col = self.columns(marks.instrument)
+        prev_ts = self.ts_ms[col]
+        move = marks.log_forward - self.log_forward[col]
+        div = marks.iv - self.iv[col]
+        newer = marks.exchange_ts_ms > prev_ts
+        restart = ((prev_ts == 0) | (marks.exchange_ts_ms - prev_ts > cfg.max_gap_s * 1000.0)
+                   | (np.abs(move) > cfg.max_move) | (np.abs(div) > cfg.max_iv_move))
+        counted = newer & ~restart & (np.abs(move) >= cfg.min_move)
+        obs = _Observations(DAYS_PER_YEAR * marks.t[counted], marks.slope[counted] * move[counted],
+                            div[counted], marks.variance[counted] + self.variance[col[counted]])
+        moved = newer & (restart | counted)
+        at = col[moved]
+        self.iv[at], self.log_forward[at] = marks.iv[moved], marks.log_forward[moved]
+        self.variance[at], self.ts_ms[at] = marks.variance[moved], marks.exchange_ts_ms[moved]
+        return obs
+
+    def marks_state(self) -> list[InstrumentMark]:
+        """Every instrument's start, by name."""
+        return [InstrumentMark(instrument=name, iv=float(self.iv[i]),
+                               log_forward=float(self.log_forward[i]),
+                               variance=float(self.variance[i]),
+                               exchange_ts_ms=int(self.ts_ms[i]))
+                for name, i in sorted(self.index.items()) if self.ts_ms[i] > 0]
+
+    def restore_marks(self, marks: list[InstrumentMark]) -> None:
+        """Starts from a published state."""
+        col = self.columns([m.instrument for m in marks])
+        self.iv[col] = [m.iv for m in marks]
+        self.log_forward[col] = [m.log_forward for m in marks]
+        self.variance[col] = [m.variance for m in marks]
+        self.ts_ms[col] = [m.exchange_ts_ms for m in marks]
 
     def add(self, days: float, obs: _Observations, now_ms: int, cfg: DynamicsConfig) -> bool:
         """Decay the tenor's sums to ``now_ms`` and add its pool's observations; True
@@ -212,8 +242,7 @@ class DynamicsTracker:
                   for days, s in sorted(key.sums.items())]
         return DynamicsState(venue=surface.venue, underlying=surface.underlying,
                              seq=surface.seq, exchange_ts_ms=surface.exchange_ts_ms,
-                             tenors=tenors,
-                             instruments=[key.marks[n] for n in sorted(key.marks)])
+                             tenors=tenors, instruments=key.marks_state())
 
     def restore(self, state: DynamicsState) -> None:
         """Continue a key from its published memory (after a restart or a rebalance).
@@ -227,7 +256,7 @@ class DynamicsTracker:
             if t.tenor_days in wanted:
                 key.sums[t.tenor_days] = FixedStrikeSums(t.sxx, t.sxy, t.syy, t.n, t.count)
                 key.updated_ts_ms[t.tenor_days] = t.updated_ts_ms
-        key.marks = {m.instrument: m for m in state.instruments}
+        key.restore_marks(state.instruments)
         self._keys[state.key] = key
 
     def update(self, surface: SurfaceUpdate, marks: InstrumentMarks = NO_MARKS

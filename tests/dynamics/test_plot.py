@@ -179,6 +179,13 @@ def test_min_move_reaches_the_replays_own_dynamics_estimates(tick_file: Path,
     assert pictures[0] != pictures[1]
 
 
+def test_min_move_from_kafka_is_refused_the_topic_has_no_quotes_to_re_estimate_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--from-kafka", "127.0.0.1:1", "--min-move", "0.001",
+                 "--out", str(tmp_path)]) == 2
+    assert "--min-move re-estimates the dynamics from quotes" in capsys.readouterr().err
+
+
 def test_an_ssr_panel_without_estimates_says_why_and_lists_no_undrawn_line() -> None:
     from matplotlib.figure import Figure
 
@@ -193,7 +200,7 @@ def test_an_ssr_panel_without_estimates_says_why_and_lists_no_undrawn_line() -> 
     assert ssr_ax.get_legend() is None
     assert [t.get_text() for t in ssr_ax.texts if "no SSR estimate" in t.get_text()] == [
         "no SSR estimate: at most 3 observations, 10 needed\n"
-        "(a smaller --min-move counts smaller moves)"]
+        "(requotes near the money of instruments whose forward moved)"]
     assert beta_ax.get_legend() is None  # 3 observations: no beta is drawn either
 
 
