@@ -184,6 +184,9 @@ class Service:
         if self.mode == "run" and not self.progress.published:
             return "no surface published" + (f" ({where} unreachable)"
                                              if self.config.sink == "kafka" else "")
+        if self.mode == "calibrate" and self.progress.ticks and not self.progress.published:
+            # a member given no quotes is a standby; one that read some and fit none failed
+            return f"no surface published from {self.progress.ticks} quotes read"
         return None
 
     def _closing_line(self, problem: str | None) -> str:

@@ -155,3 +155,52 @@ def test_ctrl_c_in_a_terminal_flushes_to_the_embedded_broker_and_exits_0(
     assert "unsent" not in text
     assert "unreachable" not in text
     assert "Traceback" not in text
+
+
+async def test_calibrate_that_read_quotes_but_published_no_surface_exits_1(
+        kafka_bootstrap: str, unique_topic: Topic) -> None:
+    """A member given nothing (a standby) did its job; one that read quotes and could
+    fit none of them did not, and says so."""
+    import msgspec
+    from aiokafka import AIOKafkaProducer
+
+    from streamer.types import Quote
+
+    env = run_env(STREAMER_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
+                  STREAMER_KAFKA__ENABLE_IDEMPOTENCE="false",
+                  STREAMER_KAFKA__TICKS_TOPIC=unique_topic("ticks"),
+                  STREAMER_KAFKA__SURFACE_TOPIC=unique_topic("surface"),
+                  STREAMER_KAFKA__DYNAMICS_TOPIC=unique_topic("dynamics"))
+
+    def calibrate() -> subprocess.CompletedProcess[str]:
+        # a group of its own each time: no departed member for the broker to wait on
+        return subprocess.run(streamer("calibrate", "--duration", "10", "--quiet"), cwd=ROOT,
+                              capture_output=True, text=True, timeout=300,
+                              env=dict(env, STREAMER_KAFKA__GROUP_ID=unique_topic("group")))
+
+    standby = calibrate()  # also creates the topics with the configured partitions
+    assert standby.returncode == 0, standby.stderr[-3000:]
+    assert "FAILED" not in closing(standby.stderr, "calibrate")
+
+    now_ms = int(time.time() * 1000)
+    crossed = [Quote(venue="deribit", underlying="BTC", instrument=f"BTC-X-{k}-C",
+                     expiry_ts_ms=now_ms + 30 * 86_400_000, strike=float(k), is_call=True,
+                     bid_price=0.06, ask_price=0.05, underlying_price=100_000.0,
+                     index_price=100_000.0, exchange_ts_ms=now_ms, received_ts_ns=now_ms * 10**6)
+               for k in range(90_000, 112_000, 2_000)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for quote in crossed:
+            await producer.send_and_wait(env["STREAMER_KAFKA__TICKS_TOPIC"],
+                                         msgspec.msgpack.encode(quote), key=b"deribit:BTC")
+    finally:
+        await producer.stop()
+
+    failed = calibrate()
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    line = closing(failed.stderr, "calibrate")
+    assert f"read {len(crossed)} quotes" in line
+    assert "crossed" in line
+    assert "FAILED: no surface published" in line
+    assert "Traceback" not in failed.stderr
