@@ -154,6 +154,8 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     sasl_password_env: str = "STREAMER_KAFKA_PASSWORD"
     ssl_cafile: str | None = None
     create_topics: bool = True
+    #: The topics are checked again this often while publishing (a replaced broker).
+    topic_check_ms: Annotated[int, msgspec.Meta(gt=0)] = 5_000
     topic_partitions: int = 6
     topic_replication_factor: int = 1
 

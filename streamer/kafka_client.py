@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -99,6 +101,11 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
     Raises aiokafka's errors (or OSError) when the broker cannot be reached: the sinks
     retry those; a command that cannot go on without it says so with ``unreachable``.
     """
+    return (await _ensure(config, bootstrap))[1]
+
+
+async def _ensure(config: KafkaConfig, bootstrap: str) -> tuple[list[str], list[str]]:
+    """``ensure_topics``: (the topics that were missing, the mismatches)."""
     admin = AIOKafkaAdminClient(**consumer_options(config, bootstrap))
     await admin.start()
     try:
@@ -123,7 +130,49 @@ async def ensure_topics(config: KafkaConfig, bootstrap: str) -> list[str]:
         await admin.close()
     for problem in mismatches:
         log.warning("%s", problem)
-    return mismatches
+    return [t.name for t in missing], mismatches
+
+
+class TopicWatch:
+    """The topics checked again every ``kafka.topic_check_ms`` under a running producer.
+
+    A broker replaced or wiped at the same address (memory storage, a rebuilt cluster)
+    has none of them, and a producer with cached metadata goes on sending to partitions
+    nobody keeps (Tansu even acknowledges them). Missing topics are created again as
+    configured, so every key keeps its partition; a topic that came back different stops
+    publishing (``TopicMismatch``), as at start.
+    """
+
+    def __init__(self, config: KafkaConfig, bootstrap: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self._clock = clock
+        self._checked_at: float | None = None
+
+    def checked(self) -> None:
+        """The topics were just checked (``start_producer`` does)."""
+        self._checked_at = self._clock()
+
+    async def recreated(self) -> list[str]:
+        """When a check is due: the topics it had to create again (the producer's view
+        of them is stale: start a new one). Raises ``TopicMismatch``."""
+        now = self._clock()
+        if self._checked_at is not None and \
+                now - self._checked_at < self.config.topic_check_ms / 1000:
+            return []
+        created, mismatches = await _ensure(self.config, self.bootstrap)
+        self._checked_at = now
+        if created and not self.config.create_topics:
+            mismatches.append(f"topics {', '.join(created)} are gone from Kafka at "
+                              f"{self.bootstrap} and kafka.create_topics is off")
+        if mismatches:
+            raise TopicMismatch("; ".join(mismatches))
+        if created:
+            log.warning("topics %s were gone from Kafka at %s (a new or wiped broker?): "
+                        "created again with kafka.topic_partitions=%d", ", ".join(created),
+                        self.bootstrap, self.config.topic_partitions)
+        return created
 
 
 async def _mismatches(admin: AIOKafkaAdminClient, config: KafkaConfig,

@@ -32,7 +32,13 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import BrokerRefused, TopicMismatch, close_producer, start_producer
+from streamer.kafka_client import (
+    BrokerRefused,
+    TopicMismatch,
+    TopicWatch,
+    close_producer,
+    start_producer,
+)
 from streamer.sinks.acks import ACK_POLL_S, AckDeadline, Clock
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
@@ -77,6 +83,7 @@ class KafkaSink:
         self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
         self._acks = AckDeadline(config.ack_deadline_ms, "surfaces", self.bootstrap,
                                  self._count_error, clock)
+        self._topics = TopicWatch(config, self.bootstrap, clock)
         self._gave_up = False
         self.failure: BrokerError | None = None
         self.conflated = 0
@@ -173,8 +180,10 @@ class KafkaSink:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             try:
-                if self._producer is None:
+                if self._producer is None or await self._topics.recreated():
+                    await self._close_producer()  # its partitions are of the old topics
                     self._producer = await start_producer(self.config, self.bootstrap)
+                    self._topics.checked()
                 await self._check_partitions(self._producer)
                 await self._send_pending(self._producer)
                 delay = BACKOFF_INITIAL_S

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import BrokerRefused, close_producer, start_producer
+from streamer.kafka_client import BrokerRefused, TopicWatch, close_producer, start_producer
 from streamer.sinks.acks import AckDeadline, Clock
 from streamer.sinks.base import OnError
 from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
@@ -65,6 +65,7 @@ class KafkaRecordSink(Generic[T]):
         self._on_failure = on_failure
         self._acks = AckDeadline(config.ack_deadline_ms, f"records for {topic}",
                                  bootstrap_servers, self._count_error, clock)
+        self._topics = TopicWatch(config, bootstrap_servers, clock)
         self._buffer: deque[T] = deque(maxlen=max_buffered)
         self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -116,8 +117,11 @@ class KafkaRecordSink(Generic[T]):
             if not self._buffer:
                 continue
             try:
-                if self._producer is None:
+                if self._producer is None or await self._topics.recreated():
+                    producer, self._producer = self._producer, None
+                    await close_producer(producer)  # its partitions are of the old topics
                     self._producer = await start_producer(self.config, self.bootstrap)
+                    self._topics.checked()
                 await self._send_buffered(self._producer)
                 delay = BACKOFF_INITIAL_S
                 if self._failing:

@@ -220,3 +220,84 @@ async def test_an_existing_topic_with_other_partitions_stops_publishing_with_a_c
     assert sink.delivered == 0
     assert recorder.errors == ["TopicMismatch"]
     assert await read_topic(kafka_bootstrap, config.surface_topic) == []
+
+
+async def test_a_broker_replaced_at_the_same_address_gets_the_topics_back_as_configured(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    """The broker killed and a new one started on its port (memory storage: no topics).
+    The producer's cached metadata would go on sending to partitions nobody keeps (Tansu
+    acknowledges them); the topic check every ``kafka.topic_check_ms`` creates the topics
+    again as configured, so each key stays in one partition and its seq goes on."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
+    clock = FakeClock()
+    sink = KafkaSink(config, clock=clock)
+    await sink.start()
+    try:
+        for underlying in ("BTC", "ETH"):
+            sink.publish(make_surface(underlying=underlying))
+        await wait_until(lambda: sink.delivered == 2, "delivered to the first broker")
+        own_broker.restart()
+        clock.now += 5.1  # the next round checks the topics
+        for underlying in ("BTC", "ETH"):
+            sink.publish(make_surface(underlying=underlying, spot=101.0))
+        await wait_until(lambda: sink.delivered == 4, "delivered to the new broker")
+    finally:
+        await sink.stop()
+    records = await read_topic(config.bootstrap_servers, config.surface_topic)
+    partitions = list(range(config.topic_partitions))
+    assert sorted((r.key, r.partition, decode_surface(r.value).seq) for r in records) == sorted(
+        (key, DefaultPartitioner()(key, partitions, partitions), 2)
+        for key in (b"deribit:BTC", b"deribit:ETH"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([config.surface_topic])
+        assert len(described["partitions"]) == config.topic_partitions
+    finally:
+        await admin.close()
+
+
+async def test_a_topic_back_with_other_partitions_after_a_broker_change_stops_publishing(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
+    clock = FakeClock()
+    sink = KafkaSink(config, clock=clock)
+    await sink.start()
+    try:
+        sink.publish(make_surface())
+        await wait_until(lambda: sink.delivered == 1, "delivered to the first broker")
+        own_broker.restart()
+        admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
+        await admin.start()
+        try:  # someone else made it first, with the broker's idea of a partition count
+            await admin.create_topics([NewTopic(config.surface_topic, 5, 1)])
+        finally:
+            await admin.close()
+        clock.now += 5.1
+        sink.publish(make_surface(spot=101.0))
+        await wait_until(lambda: sink.failure is not None, "publishing stopped")
+        assert isinstance(sink.failure, TopicMismatch)
+        assert "has 5 partitions, the config says 3" in str(sink.failure)
+    finally:
+        await sink.stop()
+
+
+async def test_topics_gone_while_kafka_create_topics_is_off_stop_the_watch(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    from streamer.kafka_client import TopicWatch, ensure_topics
+
+    config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
+    assert await ensure_topics(config, config.bootstrap_servers) == []  # made by "operators"
+    clock = FakeClock()
+    watch = TopicWatch(msgspec.structs.replace(config, create_topics=False),
+                       config.bootstrap_servers, clock)
+    watch.checked()
+    assert await watch.recreated() == []  # not due
+    clock.now += 5.1
+    assert await watch.recreated() == []  # due, all present
+    own_broker.restart()
+    clock.now += 5.1
+    with pytest.raises(TopicMismatch, match=r"kafka\.create_topics is off"):
+        await watch.recreated()
