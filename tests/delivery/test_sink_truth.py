@@ -301,3 +301,23 @@ async def test_topics_gone_while_kafka_create_topics_is_off_stop_the_watch(
     clock.now += 5.1
     with pytest.raises(TopicMismatch, match=r"kafka\.create_topics is off"):
         await watch.recreated()
+
+
+async def test_the_ticks_sink_gets_its_topic_back_from_a_replaced_broker(
+        own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
+    """``streamer ingest``'s sink: the same check, the same recovery."""
+    config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
+    clock = FakeClock()
+    sink = ticks_sink(config, config.bootstrap_servers, clock=clock)
+    await sink.start()
+    try:
+        sink.add(make_quote(101.0))
+        await wait_until(lambda: sink.sent == 1, "sent to the first broker")
+        own_broker.restart()
+        clock.now += 5.1
+        sink.add(make_quote(102.0))
+        await wait_until(lambda: sink.sent == 2, "sent to the new broker")
+    finally:
+        await sink.stop()
+    records = await read_topic(config.bootstrap_servers, config.ticks_topic)
+    assert [msgspec.msgpack.decode(r.value, type=Quote).strike for r in records] == [102.0]
