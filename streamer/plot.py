@@ -127,11 +127,6 @@ def _final_books(path: Path, venue: str, limits: TickFileConfig) -> dict[str, Ch
     return books
 
 
-def _with_dynamics(updates: list[SurfaceUpdate]) -> list[Dynamics | None]:
-    """The surfaces' own dynamics (estimated from the quotes, which only the replay has)."""
-    return [u.dynamics for u in updates]
-
-
 def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: AppConfig) -> None:
     model = model_for(last.model)
     cols = 4
@@ -350,7 +345,7 @@ def render(updates: list[SurfaceUpdate], books: dict[str, ChainBook], config: Ap
         fig_smiles, fig_term, fig_dyn = figures.values()
         _smiles(fig_smiles, mine[-1], books.get(underlying), config)
         _term(fig_term, mine[0], mine[-1], DynamicsConfig().tenor_days)
-        _dynamics(fig_dyn, mine, _with_dynamics(mine))
+        _dynamics(fig_dyn, mine, [u.dynamics for u in mine])
         if mine[-1].tenors:  # surfaces from before the tenor views have none
             figures[f"tenors_{name}.png"] = Figure(figsize=(8, 10), layout="constrained")
             _tenors(figures[f"tenors_{name}.png"], mine[0], mine[-1])

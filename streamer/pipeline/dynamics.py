@@ -35,6 +35,7 @@ from streamer.core.dynamics import (
     fixed_strike_fit,
 )
 from streamer.core.implied_vol import implied_vol
+from streamer.pipeline.snapshot import YEAR_MS
 from streamer.types import (
     Dynamics,
     DynamicsState,
@@ -45,7 +46,6 @@ from streamer.types import (
 )
 
 DAYS_PER_YEAR = 365.0
-YEAR_MS = DAYS_PER_YEAR * 86_400_000.0
 SLOPE_STEP = 1e-3  # central difference in k for the fitted smile's slope
 FloatArray = npt.NDArray[np.float64]
 

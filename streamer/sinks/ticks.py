@@ -107,6 +107,9 @@ class KafkaRecordSink(Generic[T]):
             await cancel_and_wait(self._sender)
         if self.pending:
             log.warning("stopping with %d records for %s unsent", self.pending, self.topic)
+        await self._close_producer()
+
+    async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
         await close_producer(producer)
 
@@ -118,8 +121,7 @@ class KafkaRecordSink(Generic[T]):
                 continue
             try:
                 if self._producer is None or await self._topics.recreated():
-                    producer, self._producer = self._producer, None
-                    await close_producer(producer)  # its partitions are of the old topics
+                    await self._close_producer()  # its partitions are of the old topics
                     self._producer = await start_producer(self.config, self.bootstrap)
                     self._topics.checked()
                 await self._send_buffered(self._producer)
@@ -136,8 +138,7 @@ class KafkaRecordSink(Generic[T]):
                 return
             except (KafkaError, OSError) as exc:
                 self._report_failure(exc)
-                producer, self._producer = self._producer, None
-                await close_producer(producer)
+                await self._close_producer()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
 
