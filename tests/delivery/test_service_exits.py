@@ -114,14 +114,19 @@ def test_ingest_with_idempotence_required_on_tansu_stops_with_one_clear_line(
     assert "Traceback" not in proc.stderr
 
 
-def _published(port: int) -> float:
+def _metric(port: int, name: str) -> float:
+    """The sum of a metric's samples on /metrics (0 before the server answers)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return 0.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("streamer_surfaces_published_total"))
+               if line.startswith(name))
+
+
+def _published(port: int) -> float:
+    return _metric(port, "streamer_surfaces_published_total")
 
 
 @pytest.mark.parametrize("worker", ["thread", "process"])
@@ -172,13 +177,13 @@ async def test_calibrate_that_read_quotes_but_published_no_surface_exits_1(
                   STREAMER_KAFKA__SURFACE_TOPIC=unique_topic("surface"),
                   STREAMER_KAFKA__DYNAMICS_TOPIC=unique_topic("dynamics"))
 
-    def calibrate() -> subprocess.CompletedProcess[str]:
+    def group() -> dict[str, str]:
         # a group of its own each time: no departed member for the broker to wait on
-        return subprocess.run(streamer("calibrate", "--duration", "10", "--quiet"), cwd=ROOT,
-                              capture_output=True, text=True, timeout=300,
-                              env=dict(env, STREAMER_KAFKA__GROUP_ID=unique_topic("group")))
+        return dict(env, STREAMER_KAFKA__GROUP_ID=unique_topic("group"))
 
-    standby = calibrate()  # also creates the topics with the configured partitions
+    standby = subprocess.run(  # also creates the topics with the configured partitions
+        streamer("calibrate", "--duration", "6", "--quiet"), cwd=ROOT, capture_output=True,
+        text=True, timeout=300, env=group())
     assert standby.returncode == 0, standby.stderr[-3000:]
     assert "FAILED" not in closing(standby.stderr, "calibrate")
 
@@ -197,10 +202,27 @@ async def test_calibrate_that_read_quotes_but_published_no_surface_exits_1(
     finally:
         await producer.stop()
 
-    failed = calibrate()
-    assert failed.returncode == 1, failed.stderr[-3000:]
-    line = closing(failed.stderr, "calibrate")
+    # Stopped, as Ctrl-C would, once it has read every quote: no race with a duration.
+    port = free_port()
+    proc = subprocess.Popen(streamer("calibrate", "--quiet"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(group(), STREAMER_METRICS__PORT=str(port)))
+    try:
+        deadline = time.monotonic() + 120  # a hung member, not a slow machine, fails here
+        while _metric(port, "streamer_ticks_total") + _metric(
+                port, "streamer_ticks_rejected_total") < len(crossed):
+            assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+            assert time.monotonic() < deadline, "the quotes were never read"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, stderr[-3000:]
+    line = closing(stderr, "calibrate")
     assert f"read {len(crossed)} quotes" in line
     assert "crossed" in line
     assert "FAILED: no surface published" in line
-    assert "Traceback" not in failed.stderr
+    assert "Traceback" not in stderr
