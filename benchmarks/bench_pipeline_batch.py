@@ -47,11 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import record
 
 import streamer.pipeline.engine as engine_module
-from streamer.app import bundled_sample
 from streamer.config import load_config
 from streamer.core import smile
 from streamer.core.models.fit import Fit
 from streamer.devtools import synth_market
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.pipeline.engine import Engine
 from streamer.pipeline.models import SliceModel, SVIModel

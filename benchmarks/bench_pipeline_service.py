@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import record
 
-from streamer.app import Service
+from streamer.app.service import Service
 from streamer.config import load_config
 
 SPEED = 20.0

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import percentiles_ms, record
 
-from streamer.app import Service
+from streamer.app.service import Service
 from streamer.config import load_config
 from streamer.ui.hub import SurfaceHub
 

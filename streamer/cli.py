@@ -223,7 +223,7 @@ def _split_venue_url(text: str) -> tuple[str, str]:
 
 
 async def _cmd_service(config: AppConfig, args: argparse.Namespace) -> int:
-    from streamer.app import Service
+    from streamer.app.service import Service
 
     return await Service(config, mode=args.command, duration_s=args.duration,
                          quiet=args.quiet).run()
@@ -249,14 +249,14 @@ async def _cmd_view(config: AppConfig, args: argparse.Namespace) -> int:
 async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     from collections import Counter
 
+    from streamer.app.file_replay import ReplayStats, replay_file
+    from streamer.app.progress import ProgressBar
+    from streamer.app.summary import closing_line, reasons_text
     from streamer.devtools.embedded_broker import EmbeddedBroker
+    from streamer.devtools.replay_servers import resolve_tickfile
     from streamer.errors import BrokerError
-    from streamer.file_replay import ReplayStats, replay_file
-    from streamer.progress import ProgressBar
-    from streamer.replay_servers import resolve_tickfile
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
-    from streamer.summary import closing_line, reasons_text
 
     path = resolve_tickfile(str(args.file))
     progress = None if args.quiet else ProgressBar(f"replay {path.name}")
@@ -308,7 +308,8 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
 
 
 async def _cmd_record(config: AppConfig, args: argparse.Namespace) -> int:
-    from streamer.recorder import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, record
+    from streamer.app.record import record
+    from streamer.sinks.recorder import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES
 
     max_bytes = DEFAULT_MAX_BYTES if args.rotate_mb is None else int(args.rotate_mb * 2**20)
     max_age_s = DEFAULT_MAX_AGE_S if args.rotate_s is None else args.rotate_s
@@ -340,11 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["plot"]:
-        from streamer.plot import main as plot_main
+        from streamer.devtools.plot import main as plot_main
 
         return plot_main(argv[1:])
     if argv[:1] == ["backtest"]:
-        from streamer.backtest import main as backtest_main
+        from streamer.app.backtest import main as backtest_main
 
         return backtest_main(argv[1:])
     if argv[:1] == ["synth"]:

@@ -10,10 +10,10 @@ import threading
 import pytest
 from msgspec.json import encode
 
+from streamer.app.engine_worker import EngineWorker
 from streamer.config import load_config
-from streamer.engine_worker import EngineWorker
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.pipeline.engine import Engine
-from streamer.replay_servers import bundled_sample
 from streamer.sinks.codec import encode_surface
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile

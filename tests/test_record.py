@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer.app import bundled_sample
+from streamer.app.record import record
 from streamer.devtools.replay import ReplayServer
-from streamer.recorder import record
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile
 

@@ -9,8 +9,8 @@ from typing import Any, cast
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamer import app
-from streamer.metrics import Metrics
+from streamer.app import service as app
+from streamer.app.metrics import Metrics
 from streamer.pipeline.engine import EngineReport
 
 
@@ -28,7 +28,7 @@ def test_the_first_refusal_of_each_reason_is_logged_once_and_every_one_counted(
     registry = CollectorRegistry()
     metrics = Metrics(registry=registry)
     engine = cast(Any, _Engine({("BTC", "rmse_too_high"): 2, ("BTC", "too_few_quotes"): 5}))
-    with caplog.at_level(logging.WARNING, logger="streamer.app"):
+    with caplog.at_level(logging.WARNING, logger="streamer.app.service"):
         app.apply_report(metrics, engine)
         app.apply_report(metrics, engine)
     said = [r.getMessage() for r in caplog.records]

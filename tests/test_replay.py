@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamer.app import bundled_sample, replay_file
+from streamer.app.file_replay import replay_file
 from streamer.config import load_config
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import encode_surface
 from streamer.tickfile import TickFileWriter, read_tickfile

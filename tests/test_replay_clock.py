@@ -5,9 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from streamer.app import replay_file
+from streamer.app.file_replay import ReplayStats, replay_file
 from streamer.config import load_config
-from streamer.file_replay import ReplayStats
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import encode_surface
 from streamer.tickfile import TickFileWriter, read_tickfile

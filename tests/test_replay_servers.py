@@ -16,9 +16,9 @@ from websockets.asyncio.client import connect
 
 from streamer.config import ReplayConfig, VenueConfig, VenueName
 from streamer.devtools.replay import ReplayServer
+from streamer.devtools.replay_servers import GENERATED_DURATION_S, ReplayServers, bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
-from streamer.replay_servers import GENERATED_DURATION_S, ReplayServers, bundled_sample
 from streamer.sources.bybit.protocol import instruments_url, parse_instruments
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.errors import TickFileError
-from streamer.replay_servers import bundled_sample
 from streamer.tickfile import TickFileReader, read_tickfile
 
 

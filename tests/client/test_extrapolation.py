@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamer.app.file_replay import replay_file
 from streamer.client import Surface
 from streamer.config import load_config
 from streamer.devtools.synth import synthesise
-from streamer.file_replay import replay_file
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import decode_surface, encode_surface
 from tests.client.factory import (

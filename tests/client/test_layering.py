@@ -8,7 +8,7 @@ from tests.test_layering import _imports
 
 CLIENT = Path(__file__).parents[2] / "streamer" / "client"
 UPSTREAM = ("streamer.pipeline", "streamer.sources", "streamer.app", "streamer.cli",
-            "streamer.devtools", "streamer.metrics", "streamer.config")
+            "streamer.devtools", "streamer.config")
 
 
 def test_the_client_imports_nothing_from_the_producing_side() -> None:

@@ -35,9 +35,9 @@ import msgspec
 import pytest
 import yaml
 
+from streamer.app.metrics import METRIC_NAMES, Health, Metrics, serve_http
 from streamer.cli import _parser
 from streamer.config import ENV_PREFIX, AppConfig, KafkaConfig, MetricsConfig, load_config
-from streamer.metrics import METRIC_NAMES, Health, Metrics, serve_http
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
@@ -241,7 +241,7 @@ def test_every_alert_has_severity_summary_description_and_runbook() -> None:
 def test_fit_rmse_alerts_select_a_stat_label_streamer_sets(alert: str) -> None:
     (rule,) = [r for r in _alert_rules() if r["alert"] == alert]
     stats = set(re.findall(r'stat="([a-z]+)"', rule["expr"]))
-    app_source = (ROOT / "streamer" / "app.py").read_text()
+    app_source = (ROOT / "streamer" / "app" / "service.py").read_text()
     assert stats, rule["expr"]
     assert all(f'stat="{stat}"' in app_source for stat in stats), stats
 

@@ -11,8 +11,8 @@ import pytest
 
 from streamer.config import TickFileConfig
 from streamer.devtools.replay import ReplayServer
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.errors import StreamerError
-from streamer.replay_servers import bundled_sample
 from streamer.tickfile import TickFileWriter, read_tickfile
 
 

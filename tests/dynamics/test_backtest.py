@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from streamer.backtest import BacktestReport, main
+from streamer.app.backtest import BacktestReport, main
 from streamer.devtools.synth import main as synth_main
 
 

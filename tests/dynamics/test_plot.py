@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamer.cli import main as cli_main
 from streamer.client import read_history
+from streamer.devtools.plot import _k_range, main  # imports matplotlib only when drawing
 from streamer.devtools.synth import synthesise
-from streamer.plot import _k_range, main  # imports matplotlib only when drawing
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.types import Dynamics, SurfaceUpdate
 from tests.client.factory import NOW_MS, make_surface
@@ -189,7 +189,7 @@ def test_min_move_from_kafka_is_refused_the_topic_has_no_quotes_to_re_estimate_f
 def test_an_ssr_panel_without_estimates_says_why_and_lists_no_undrawn_line() -> None:
     from matplotlib.figure import Figure
 
-    from streamer.plot import _dynamics
+    from streamer.devtools.plot import _dynamics
 
     few = Dynamics(ssr=float("nan"), spot_vol_beta=0.1, r2=0.5, n_obs=3, regime="unknown",
                    ssr_n_obs=3)
@@ -226,7 +226,7 @@ def test_the_tenor_views_are_drawn_as_published() -> None:
     are the published numbers (in %)."""
     from matplotlib.figure import Figure
 
-    from streamer.plot import _tenors
+    from streamer.devtools.plot import _tenors
 
     surface = _with_views(make_surface())
     fig = Figure()
@@ -244,7 +244,7 @@ def test_the_smiles_carry_the_atm_error_bar_and_the_index_its_series() -> None:
     from matplotlib.figure import Figure
 
     from streamer.config import load_config
-    from streamer.plot import _index, _smiles
+    from streamer.devtools.plot import _index, _smiles
 
     surface = _with_views(make_surface())
     fig = Figure()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.app import replay_file
+from streamer.app.file_replay import replay_file
 from streamer.config import load_config
 from streamer.devtools.synth import synthesise
 from streamer.devtools.synth_market import WORLDS

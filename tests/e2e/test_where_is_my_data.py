@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.app import Service
+from streamer.app.service import Service
 from streamer.client import SurfaceSubscriber
 from streamer.config import load_config
 from streamer.devtools.embedded_broker import free_port
@@ -38,7 +38,7 @@ async def test_the_run_says_where_to_subscribe_and_the_readme_client_reads_it(
                       f"replay: {{speed: 3, file: {recording}}}\n"
                       "venues: [{name: deribit, url: replay, currencies: [BTC]}]\n")
     service = Service(load_config(config, env={}), duration_s=60, quiet=True)
-    caplog.set_level(logging.INFO, logger="streamer.app")
+    caplog.set_level(logging.INFO, logger="streamer.app.service")
     run = asyncio.create_task(service.run())
     while not any(KCAT.search(r.getMessage()) for r in caplog.records):  # what a user waits for
         assert not run.done(), caplog.text[-3000:]

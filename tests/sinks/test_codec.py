@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.app import bundled_sample, replay_file
+from streamer.app.file_replay import replay_file
 from streamer.config import load_config
+from streamer.devtools.replay_servers import bundled_sample
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import (
     SCHEMA_HEADER,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from streamer.metrics import Health, Metrics, serve_http
+from streamer.app.metrics import Health, Metrics, serve_http
 from streamer.sinks.codec import decode_surface, encode_surface
 from streamer.types import SurfaceUpdate
 from streamer.ui.hub import SurfaceHub

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from streamer.app import Service
+from streamer.app.service import Service
 from streamer.config import load_config
 from streamer.sinks.codec import decode_surface
 from tests.ui.loopback import get, next_event, request_head

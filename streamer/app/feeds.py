@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from streamer.metrics import Health, Metrics
-from streamer.progress import Progress
+from streamer.app.metrics import Health, Metrics
+from streamer.app.progress import Progress
 from streamer.sinks.ticks import KafkaRecordSink
 from streamer.types import Quote, VenueVolIndex
 

@@ -161,7 +161,7 @@ def backtest(updates: list[SurfaceUpdate], path: Path, model: str) -> BacktestRe
 
 
 async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
-    from streamer.file_replay import replay_file
+    from streamer.app.file_replay import replay_file
     from streamer.sinks.base import MemorySink
 
     sink = MemorySink()

@@ -24,22 +24,23 @@ from typing import Any, Literal, Protocol, TextIO
 import msgspec
 from aiokafka.errors import KafkaError
 
+from streamer.app.engine_worker import EngineWorker
+from streamer.app.feeds import EngineFeed, TicksFeed
+from streamer.app.file_replay import replay_file as replay_file
+from streamer.app.metrics import Health, Metrics, serve_http
+from streamer.app.progress import Progress
+from streamer.app.summary import closing_line
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.engine_worker import EngineWorker
+from streamer.devtools.replay_servers import ReplayServers
+from streamer.devtools.replay_servers import bundled_sample as bundled_sample
+from streamer.devtools.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.errors import BrokerError, ConfigError
-from streamer.feeds import EngineFeed, TicksFeed
-from streamer.file_replay import replay_file as replay_file
 from streamer.kafka_client import ensure_topics, unreachable
-from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
-from streamer.progress import Progress
-from streamer.replay_servers import ReplayServers
-from streamer.replay_servers import bundled_sample as bundled_sample
-from streamer.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
@@ -47,7 +48,6 @@ from streamer.sinks.surface_reader import latest_dynamics_states, latest_surface
 from streamer.sinks.ticks import KafkaRecordSink, dynamics_sink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
-from streamer.summary import closing_line
 from streamer.types import DynamicsState, InstrumentGreeks, Quote, SurfaceUpdate
 from streamer.ui.health import ServiceHealth
 from streamer.ui.hub import SurfaceHub

@@ -99,8 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
-    from streamer.app import replay_file
-    from streamer.progress import ProgressBar
+    from streamer.app.file_replay import replay_file
+    from streamer.app.progress import ProgressBar
     from streamer.sinks.base import MemorySink
 
     sink = MemorySink()
@@ -371,7 +371,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         print("streamer plot needs matplotlib: pip install 'streamer[plot]'", file=sys.stderr)
         return 2
-    from streamer.app import resolve_tickfile
+    from streamer.devtools.replay_servers import resolve_tickfile
     from streamer.errors import ConfigError
 
     try:
