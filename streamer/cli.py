@@ -250,13 +250,13 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     from collections import Counter
 
     from streamer.app.file_replay import ReplayStats, replay_file
-    from streamer.app.progress import ProgressBar
     from streamer.app.summary import closing_line, reasons_text
     from streamer.devtools.embedded_broker import EmbeddedBroker
     from streamer.devtools.replay_servers import resolve_tickfile
     from streamer.errors import BrokerError
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
+    from streamer.telemetry.progress import ProgressBar
 
     path = resolve_tickfile(str(args.file))
     progress = None if args.quiet else ProgressBar(f"replay {path.name}")

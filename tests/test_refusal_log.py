@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamer.app import service as app
-from streamer.app.metrics import Metrics
 from streamer.pipeline.engine import EngineReport
+from streamer.telemetry.metrics import Metrics
 
 
 class _Engine:

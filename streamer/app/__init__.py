@@ -1,2 +1,2 @@
 """The app layer: the service's modes, its feeds, file replay, the record and backtest
-commands, progress and closing lines, metrics (DESIGN.md layer 4)."""
+commands and their closing lines (DESIGN.md layer 4)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from streamer.app.metrics import Health, Metrics
-from streamer.app.progress import Progress
 from streamer.sinks.ticks import KafkaRecordSink
+from streamer.telemetry.metrics import Health, Metrics
+from streamer.telemetry.progress import Progress
 from streamer.types import Quote, VenueVolIndex
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import msgspec
 
-from streamer.app.progress import ProgressBar
 from streamer.config import AppConfig
 from streamer.errors import ConfigError
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
 from streamer.sinks.base import BackPressured, Sink
 from streamer.sources.registry import guess_venue, make_decoder
+from streamer.telemetry.progress import ProgressBar
 from streamer.tickfile import TickFileReader
 from streamer.types import SurfaceUpdate
 

@@ -2,11 +2,11 @@
 
 ``Service`` is ``streamer run``: it owns the real parts' lifecycles (embedded
 broker, replay servers, metrics endpoint, websocket sessions, producer) and the
-two periodic tasks (batch timer, progress line). ``replay_file`` is ``streamer
-replay`` (``file_replay``): the same decoder and engine driven by the file's own
-clock. The sources' quote sinks are in ``feeds``, the replay servers of ``url:
-replay`` in ``replay_servers``; ``replay_file``, ``bundled_sample`` and
-``resolve_tickfile`` are re-exported here, where their callers have always found them.
+two periodic tasks (batch timer, progress line). ``streamer replay`` is
+:mod:`streamer.app.file_replay`: the same decoder and engine driven by the file's own
+clock. The sources' quote sinks are in ``feeds``. The stand-ins (the embedded broker,
+the replay servers of ``url: replay``) live in :mod:`streamer.devtools` and are
+imported only when the config asks for one, so a production config never loads them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from typing import Any, Literal, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 import msgspec
 from aiokafka.errors import KafkaError
@@ -27,16 +27,10 @@ from aiokafka.errors import KafkaError
 from streamer.app.engine_worker import EngineWorker
 from streamer.app.feeds import EngineFeed, TicksFeed
 from streamer.app.file_replay import replay_file as replay_file
-from streamer.app.metrics import Health, Metrics, serve_http
-from streamer.app.progress import Progress
 from streamer.app.summary import closing_line
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
-from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.devtools.replay_servers import ReplayServers
-from streamer.devtools.replay_servers import bundled_sample as bundled_sample
-from streamer.devtools.replay_servers import resolve_tickfile as resolve_tickfile
 from streamer.errors import BrokerError, ConfigError
 from streamer.kafka_client import ensure_topics, unreachable
 from streamer.pipeline.calibrator import is_refusal
@@ -48,6 +42,8 @@ from streamer.sinks.surface_reader import latest_dynamics_states, latest_surface
 from streamer.sinks.ticks import KafkaRecordSink, dynamics_sink, greeks_sink, ticks_sink
 from streamer.sources.registry import make_session, resolve_url
 from streamer.sources.ticks_topic import TicksConsumer
+from streamer.telemetry.metrics import Health, Metrics, serve_http
+from streamer.telemetry.progress import Progress
 from streamer.types import DynamicsState, InstrumentGreeks, Quote, SurfaceUpdate
 from streamer.ui.health import ServiceHealth
 from streamer.ui.hub import SurfaceHub
@@ -60,6 +56,10 @@ class Source(Protocol):
     """A running producer of quotes (a venue session or the ticks consumer)."""
 
     async def run(self) -> None: ...
+
+if TYPE_CHECKING:  # the stand-ins are imported where the config starts one
+    from streamer.devtools.embedded_broker import EmbeddedBroker
+    from streamer.devtools.replay_servers import ReplayServers
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Service:
         self.quiet = quiet
         self._stop = asyncio.Event()
         self._broker: EmbeddedBroker | None = None
-        self._replays = ReplayServers(config.replay, config.tickfile)
+        self._replays: ReplayServers | None = None
         self._replayed = {v.name for v in config.venues if v.url == REPLAY}
         self.metrics.declare([v.name for v in config.venues],
                              [c for v in config.venues for c in v.currencies])
@@ -232,6 +232,8 @@ class Service:
             return self.config.kafka.bootstrap_servers
         # The documented address (README: localhost:9092) when it is free, else any port.
         port = self.config.kafka.embedded_port
+        from streamer.devtools.embedded_broker import EmbeddedBroker
+
         self._broker = EmbeddedBroker(port=port if port and _port_free(port) else 0)
         bootstrap = await asyncio.to_thread(self._broker.start)
         log.info("embedded Kafka-compatible broker (Tansu) on %s", bootstrap)
@@ -321,6 +323,10 @@ class Service:
 
     async def _start_venue(self, venue: VenueConfig) -> tuple[str, Source]:
         if venue.url == REPLAY:
+            if self._replays is None:
+                from streamer.devtools.replay_servers import ReplayServers
+
+                self._replays = ReplayServers(self.config.replay, self.config.tickfile)
             venue = await self._replays.start(venue)  # now pointed at its server
         feed: EngineFeed
         if self.ticks_sink is not None:
@@ -332,7 +338,7 @@ class Service:
     async def _wait_for_end(self, sources: list[asyncio.Task[None]]) -> None:
         waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._stop.wait()),
                                           asyncio.create_task(_broker_failure(sources))]
-        if self._replays.finite:
+        if self._replays is not None and self._replays.finite:
             grace_s = max(0.5, 2 * self.config.batch.interval_ms / 1000)
             waits.append(asyncio.create_task(self._replays.drained(grace_s)))
         if self.duration_s is not None:
@@ -357,7 +363,8 @@ class Service:
         await self._stop_sinks()
         for worker in self.engines.values():
             await asyncio.to_thread(worker.close)
-        await self._replays.stop()
+        if self._replays is not None:
+            await self._replays.stop()
         self.ui.close()  # ends the event streams, or closing the server would wait on them
         if http is not None:
             await http.close()  # type: ignore[attr-defined]

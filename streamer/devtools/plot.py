@@ -100,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _replay(path: Path, config: AppConfig) -> list[SurfaceUpdate]:
     from streamer.app.file_replay import replay_file
-    from streamer.app.progress import ProgressBar
     from streamer.sinks.base import MemorySink
+    from streamer.telemetry.progress import ProgressBar
 
     sink = MemorySink()
     await replay_file(path, config, sink, progress=ProgressBar(f"replay {path.name}"))

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamer.app.metrics import Health, Metrics
-from streamer.app.progress import Progress
+from streamer.telemetry.metrics import Health, Metrics
+from streamer.telemetry.progress import Progress
 
 
 class ServiceHealth:

@@ -1,6 +1,6 @@
 """``GET /ui``, ``GET /ui/events`` (Server-Sent Events) and ``GET /surface/{key}``.
 
-Served by the metrics endpoint's HTTP server (``streamer.app.metrics.serve_http``, same
+Served by the metrics endpoint's HTTP server (``streamer.telemetry.metrics.serve_http``, same
 host and port), which hands every request to :func:`ui_route` first.
 
 The event stream: on connect, the latest surface of every key, then one ``surface``

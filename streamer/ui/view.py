@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamer.app.metrics import Health, HttpServerHandle, Metrics, serve_http
 from streamer.client.subscriber import SurfaceSubscriber
 from streamer.config import AppConfig
 from streamer.kafka_client import consumer_options
+from streamer.telemetry.metrics import Health, HttpServerHandle, Metrics, serve_http
 from streamer.types import SurfaceUpdate
 from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streamer.app.progress import ProgressBar
 from streamer.app.service import Service
 from streamer.config import load_config
 from streamer.devtools.synth import synthesise
+from streamer.telemetry.progress import ProgressBar
 
 
 def _counter_total(service: Service, name: str) -> float:

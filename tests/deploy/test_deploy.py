@@ -35,9 +35,9 @@ import msgspec
 import pytest
 import yaml
 
-from streamer.app.metrics import METRIC_NAMES, Health, Metrics, serve_http
 from streamer.cli import _parser
 from streamer.config import ENV_PREFIX, AppConfig, KafkaConfig, MetricsConfig, load_config
+from streamer.telemetry.metrics import METRIC_NAMES, Health, Metrics, serve_http
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"

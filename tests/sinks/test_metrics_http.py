@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer import __version__
-from streamer.app.metrics import METRIC_NAMES, Health, HttpServerHandle, Metrics, serve_http
+from streamer.telemetry.metrics import METRIC_NAMES, Health, HttpServerHandle, Metrics, serve_http
 
 
 async def request(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -236,7 +236,7 @@ def test_every_reason_the_code_counts_is_declared_at_zero() -> None:
     from pathlib import Path
 
     import streamer
-    from streamer.app.metrics import FALLBACK_REASONS, REJECT_REASONS, SLICE_STATUSES
+    from streamer.telemetry.metrics import FALLBACK_REASONS, REJECT_REASONS, SLICE_STATUSES
 
     root = Path(streamer.__file__).parent
     pattern = re.compile(r'(?:return|append\(|reject\([^,()]*,|reason =|keep\([^)]*,) *"([a-z_]+)"')

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from streamer.app.metrics import Health, Metrics, serve_http
 from streamer.sinks.codec import decode_surface, encode_surface
+from streamer.telemetry.metrics import Health, Metrics, serve_http
 from streamer.types import SurfaceUpdate
 from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route
