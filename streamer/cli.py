@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,11 +21,6 @@ from streamer import __version__
 from streamer.config import AppConfig, VenueConfig, load_config
 from streamer.errors import ConfigError, StreamerError
 from streamer.logs import setup_logging
-
-# Calibration does many tiny matrix products: BLAS worker threads only contend with the
-# event loop for the cores (measured 20x slower at random on 2 cores). Set before numpy
-# loads; an explicit setting in the environment wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 log = logging.getLogger("streamer")
 
