@@ -1,6 +1,6 @@
 """The offline pipeline: the bundled recording through decoder, engine and an in-memory sink.
 
-The loop is ``streamer.app.replay_file``'s, run synchronously so that each batch
+The loop is ``streamer.app.file_replay.replay_file``'s, run synchronously so that each batch
 can be timed (the first ``N_LINES`` lines, read into memory first; the default
 ``AppConfig``). Two runs on the same lines:
 

@@ -26,7 +26,6 @@ from aiokafka.errors import KafkaError
 
 from streamer.app.engine_worker import EngineWorker
 from streamer.app.feeds import EngineFeed, TicksFeed
-from streamer.app.file_replay import replay_file as replay_file
 from streamer.app.summary import closing_line
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
