@@ -1,6 +1,6 @@
 """``streamer plot FILE --out DIR``: pictures of a replayed tick file (needs ``[plot]``).
 
-The file is replayed exactly as ``streamer replay`` does (``streamer.app.file_replay.replay_file`` into a
+The file is replayed exactly as ``streamer replay`` does (``app.file_replay.replay_file`` into a
 ``MemorySink``). With ``--from-kafka BOOTSTRAP`` instead of a file, the surfaces are
 those the surface topic holds, read to its end (``client.read_history``; ``--key``
 picks ``<venue>:<underlying>`` keys). Smile dynamics are the surfaces' ``dynamics``
