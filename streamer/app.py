@@ -22,7 +22,6 @@ from collections import Counter
 from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
-from aiokafka.errors import KafkaError
 
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
@@ -32,7 +31,8 @@ from streamer.engine_worker import EngineWorker
 from streamer.errors import BrokerError, ConfigError
 from streamer.feeds import EngineFeed, TicksFeed
 from streamer.file_replay import replay_file as replay_file
-from streamer.kafka_client import ensure_topics, unreachable
+from streamer.kafka.admin import ensure_topics
+from streamer.kafka.errors import unreachable
 from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
@@ -128,7 +128,7 @@ class Service:
                 # wrong partition count on the first metadata request.
                 try:
                     await ensure_topics(self.config.kafka, bootstrap)
-                except (KafkaError, OSError) as exc:
+                except BrokerError as exc:
                     raise unreachable(bootstrap, exc) from exc
             if self.mode == "ingest":
                 self.ticks_sink = ticks_sink(
@@ -279,7 +279,7 @@ class Service:
             return
         try:
             latest = await latest_surfaces(self.config.kafka, bootstrap)
-        except (KafkaError, OSError) as exc:
+        except BrokerError as exc:
             log.warning("could not read back %s (%s); starting cold",
                         self.config.kafka.surface_topic, exc)
             return
@@ -298,7 +298,7 @@ class Service:
         """Continue the smile-dynamics estimates from their published memory."""
         try:
             states = await latest_dynamics_states(self.config.kafka, bootstrap)
-        except (KafkaError, OSError) as exc:
+        except BrokerError as exc:
             log.warning("could not read back %s (%s); smile dynamics start over",
                         self.config.kafka.dynamics_topic, exc)
             return

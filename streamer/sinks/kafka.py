@@ -27,19 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import (
-    BrokerRefused,
-    TopicMismatch,
-    TopicWatch,
-    close_producer,
-    start_producer,
-)
-from streamer.sinks.acks import ACK_POLL_S, AckDeadline, Clock
+from streamer.kafka.acks import ACK_POLL_S, Clock
+from streamer.kafka.errors import TopicMismatch, Unsendable
+from streamer.kafka.producer import Producer, partition_count
+from streamer.kafka.sender import Backoff, Sender, Sleep, kafka_backoff
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.tasks import cancel_and_wait
@@ -47,13 +41,8 @@ from streamer.types import SurfaceUpdate
 
 log = logging.getLogger(__name__)
 
-BACKOFF_INITIAL_S = 0.2
-BACKOFF_MAX_S = 5.0
 #: Ordered mode: updates queued before ``drain`` makes the producer wait.
 MAX_QUEUED = 1024
-#: Send errors no retry can cure: the surface is dropped and counted, its key goes on.
-UNSENDABLE = (MessageSizeTooLargeError,)
-
 
 
 class KafkaSink:
@@ -63,29 +52,28 @@ class KafkaSink:
                  on_delivered: OnDelivered | None = None, on_error: OnError | None = None,
                  on_send_seconds: Any = None, ordered: bool = False,
                  on_failure: Callable[[BrokerError], None] | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, backoff: Backoff = kafka_backoff,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers or config.bootstrap_servers
         self.ordered = ordered
         self._on_delivered = on_delivered
         self._on_error = on_error
         self._on_send_seconds = on_send_seconds
-        self._on_failure = on_failure
         self._clock = clock
         self._latest: dict[str, SurfaceUpdate] = {}  # live mode
         self._queue: deque[SurfaceUpdate] = deque()  # ordered mode
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever the sender finishes a round
-        self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._failing = False
         self._seq: dict[str, int] = {}
         self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
-        self._acks = AckDeadline(config.ack_deadline_ms, "surfaces", self.bootstrap,
-                                 self._count_error, clock)
-        self._topics = TopicWatch(config, self.bootstrap, clock)
+        while_down = "queueing every surface" if ordered else \
+            "keeping the latest surface per key"
+        self._kafka = Sender(config, self.bootstrap, what="surfaces", while_down=while_down,
+                             stopped="stopped publishing", on_error=self._count_error,
+                             on_failure=on_failure, clock=clock, backoff=backoff, sleep=sleep)
         self._gave_up = False
-        self.failure: BrokerError | None = None
         self.conflated = 0
         self.delivered = 0
         self.lost = 0
@@ -106,11 +94,18 @@ class KafkaSink:
     @property
     def overdue(self) -> bool:
         """True while a send has waited longer than ``kafka.ack_deadline_ms``."""
-        return self._acks.overdue
+        return self._kafka.acks.overdue
+
+    @property
+    def failure(self) -> BrokerError | None:
+        """What stopped publishing for good (a topic or broker refusing the config)."""
+        return self._kafka.failure
 
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""
-        self._sender = asyncio.create_task(self._send_loop(), name="kafka-sender")
+        self._sender = asyncio.create_task(
+            self._kafka.run(self._wait_for_work, self._send_round, self._progress.set),
+            name="kafka-sender")
 
     def resume(self, latest: dict[str, SurfaceUpdate]) -> None:
         """Continue each key's ``seq`` after the latest already on the topic."""
@@ -167,43 +162,20 @@ class KafkaSink:
                         self.pending, self.bootstrap)
         if self._sender is not None:
             await cancel_and_wait(self._sender)
-        await self._close_producer()
+        await self._kafka.producer.close()
 
-    async def _close_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        await close_producer(producer)
+    async def _wait_for_work(self) -> None:
+        if not (self._latest or self._queue):
+            self._wakeup.clear()
+            await self._wakeup.wait()
 
-    async def _send_loop(self) -> None:
-        delay = BACKOFF_INITIAL_S
-        while True:
-            if not (self._latest or self._queue):
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            try:
-                if self._producer is None or await self._topics.recreated():
-                    await self._close_producer()  # its partitions are of the old topics
-                    self._producer = await start_producer(self.config, self.bootstrap)
-                    self._topics.checked()
-                await self._check_partitions(self._producer)
-                await self._send_pending(self._producer)
-                delay = BACKOFF_INITIAL_S
-                if self._failing:
-                    log.info("Kafka reachable again at %s", self.bootstrap)
-                    self._failing = False
-            except BrokerRefused as exc:
-                self._stop_publishing(exc)
-                return
-            except (KafkaError, OSError) as exc:
-                self._report_failure(exc)
-                await self._close_producer()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
-            finally:
-                self._progress.set()
+    async def _send_round(self, producer: Producer) -> None:
+        await self._check_partitions(producer)
+        await self._send_pending(producer)
 
-    async def _check_partitions(self, producer: AIOKafkaProducer) -> None:
+    async def _check_partitions(self, producer: Producer) -> None:
         """The producer's view of the topic: a changed partition count moves keys."""
-        count = len(await producer.partitions_for(self.config.surface_topic))
+        count = await partition_count(producer, self.config.surface_topic)
         if count != self.config.topic_partitions:
             raise TopicMismatch(
                 f"topic {self.config.surface_topic} at {self.bootstrap} now has {count} "
@@ -218,7 +190,7 @@ class KafkaSink:
         batch, self._latest = list(self._latest.values()), {}
         return batch
 
-    async def _send_pending(self, producer: AIOKafkaProducer) -> None:
+    async def _send_pending(self, producer: Producer) -> None:
         batch = self._take_batch()
         # seq is stamped here, per key, on what is actually sent: consumers see it
         # strictly increasing without gaps, conflated surfaces never take a number.
@@ -240,29 +212,13 @@ class KafkaSink:
             self._on_send_seconds(time.perf_counter() - started)
         self._settle(batch, stamped, results)
 
-    async def _send_all(self, producer: AIOKafkaProducer, stamped: list[SurfaceUpdate]
-                        ) -> list[BaseException | None]:
+    async def _send_all(self, producer: Producer, stamped: list[SurfaceUpdate]
+                        ) -> list[BrokerError | None]:
         """Send every update; per update, None when acknowledged or what failed it."""
-        futures: dict[int, asyncio.Future[Any]] = {}
-        results: list[BaseException | None] = [None] * len(stamped)
-        for i, update in enumerate(stamped):
-            try:
-                futures[i] = await producer.send(
-                    self.config.surface_topic, key=update.key.encode(),
-                    value=encode_surface(update, self.config.value_format),
-                    headers=[SCHEMA_HEADER])
-            except UNSENDABLE as exc:
-                results[i] = exc  # this one never will be; the others go on
-            except (KafkaError, OSError) as exc:
-                results[i:] = [exc] * (len(stamped) - i)  # this one and every later one
-                break
-        acks = asyncio.gather(*futures.values(), return_exceptions=True)
-        # Retrieved even when the sender is cancelled at stop: no "never retrieved" noise.
-        acks.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self._acks.wait(acks, len(futures))
-        for i, ack in zip(futures, acks.result(), strict=True):
-            results[i] = ack if isinstance(ack, BaseException) else None
-        return results
+        fmt = self.config.value_format
+        return await self._kafka.send(
+            producer, self.config.surface_topic,
+            [(u.key.encode(), encode_surface(u, fmt)) for u in stamped], SCHEMA_HEADER)
 
     def _count_error(self, reason: str) -> None:
         self.errors += 1
@@ -270,7 +226,7 @@ class KafkaSink:
             self._on_error(reason)
 
     def _settle(self, batch: list[SurfaceUpdate], stamped: list[SurfaceUpdate],
-                results: list[BaseException | None]) -> None:
+                results: list[BrokerError | None]) -> None:
         """Per key: successes advance its seq; unsent updates after its last success retry."""
         last_ok = {u.key: i for i, (u, r) in enumerate(zip(stamped, results, strict=True))
                    if r is None}
@@ -283,7 +239,7 @@ class KafkaSink:
                 self.delivered += 1
                 if self._on_delivered is not None:
                     self._on_delivered(update, ack_ns)
-            elif isinstance(result, UNSENDABLE):
+            elif isinstance(result, Unsendable):
                 self._drop_unsendable(update, result)
             elif i < last_ok.get(update.key, -1):
                 self.lost += 1  # a later surface of its key is already on the topic
@@ -291,7 +247,7 @@ class KafkaSink:
                 retry.append(original)
         self._requeue(retry)
         first = next((r for r in results
-                      if r is not None and not isinstance(r, UNSENDABLE)), None)
+                      if r is not None and not isinstance(r, Unsendable)), None)
         if first is not None:
             raise first
 
@@ -303,24 +259,7 @@ class KafkaSink:
             for update in updates:
                 self._latest.setdefault(update.key, update)
 
-    def _drop_unsendable(self, update: SurfaceUpdate, exc: BaseException) -> None:
+    def _drop_unsendable(self, update: SurfaceUpdate, exc: Unsendable) -> None:
         self.lost += 1
-        self._count_error(type(exc).__name__)
+        self._count_error(exc.reason)
         log.error("surface %s seq %d dropped: %s", update.key, update.seq, exc)
-
-    def _stop_publishing(self, exc: BrokerRefused) -> None:
-        self.failure = exc
-        self._count_error(type(exc).__name__)
-        log.error("%s; stopped publishing", exc)
-        if self._on_failure is not None:
-            self._on_failure(exc)
-
-    def _report_failure(self, exc: BaseException) -> None:
-        reason = type(exc).__name__
-        self._count_error(reason)
-        if not self._failing:  # once per burst, not per message
-            what = "queueing every surface" if self.ordered else \
-                "keeping the latest surface per key"
-            log.warning("Kafka at %s unreachable (%s: %s); %s and retrying",
-                        self.bootstrap, reason, exc, what)
-            self._failing = True

@@ -23,7 +23,8 @@ from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import group_options, unreachable
+from streamer.kafka.errors import unreachable
+from streamer.kafka.options import group_options
 from streamer.sources.base import QuoteSink
 from streamer.types import Quote
 

@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamer.config import KafkaConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.kafka_client import TopicMismatch
-from streamer.sinks.acks import ACK_TIMEOUT
+from streamer.kafka.acks import ACK_TIMEOUT
+from streamer.kafka.errors import TopicMismatch
 from streamer.sinks.codec import decode_surface
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.ticks import KafkaRecordSink, ticks_sink
@@ -286,7 +286,7 @@ async def test_a_topic_back_with_other_partitions_after_a_broker_change_stops_pu
 
 async def test_topics_gone_while_kafka_create_topics_is_off_stop_the_watch(
         own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
-    from streamer.kafka_client import TopicWatch, ensure_topics
+    from streamer.kafka.admin import TopicWatch, ensure_topics
 
     config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
     assert await ensure_topics(config, config.bootstrap_servers) == []  # made by "operators"

@@ -17,7 +17,7 @@ from aiokafka.errors import InvalidSessionTimeoutError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import group_options
+from streamer.kafka.options import group_options
 from streamer.sources import ticks_topic
 from streamer.sources.ticks_topic import KAFKA_MIN_SESSION_TIMEOUT_MS, TicksConsumer
 
