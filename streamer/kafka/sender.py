@@ -46,15 +46,16 @@ class Sender:
     ``what`` names the records in the ack warning, ``while_down`` says what the sink does
     while the broker is away, ``stopped`` what it does once refused; ``on_error`` is told
     the reason of every counted error, ``on_failure`` the refusal that stopped it.
+    ``backoff``, ``sleep`` and ``producer`` are there for tests (and ``clock``).
     """
 
     def __init__(self, config: KafkaConfig, bootstrap: str, *, what: str, while_down: str,
                  stopped: str, on_error: OnError,
                  on_failure: Callable[[BrokerError], None] | None = None,
                  clock: Clock = time.monotonic, backoff: Backoff = kafka_backoff,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, producer: ProducerSlot | None = None) -> None:
         self.bootstrap = bootstrap
-        self.producer = ProducerSlot(config, bootstrap, clock)
+        self.producer = producer or ProducerSlot(config, bootstrap, clock)
         self.acks = AckDeadline(config.ack_deadline_ms, what, bootstrap, on_error, clock)
         self._while_down, self._stopped = while_down, stopped
         self._on_error, self._on_failure = on_error, on_failure
