@@ -1,4 +1,4 @@
-"""Publish surfaces to Kafka with aiokafka: keyed, one key on one partition, in order.
+"""Publish surfaces to Kafka: keyed, one key on one partition, in order.
 
 Two modes. Live (``ordered=False``, ``streamer run``): ``publish`` records the update
 as the latest pending one for its key (an older pending update of that key is
@@ -7,13 +7,14 @@ conflated: counted, not sent), so the engine never waits for the broker. Ordered
 producer of the updates awaits ``drain`` (back-pressure), so a replay delivers every
 surface it computes.
 
-A sender task sends what is pending, waits for the acknowledgements and reports each
-delivery. Sends are per key: a success advances that key's ``seq`` whatever its
+A sender task (``streamer.kafka.sender``) sends what is pending, waits for the
+acknowledgements and reports each delivery. The sink owns the published ``seq``
+(``TopicSeq``). Sends are per key: a success advances that key's ``seq`` whatever its
 neighbours did; a failure puts only that key's unsent updates back. A send not
 acknowledged within ``kafka.ack_deadline_ms`` (a frozen broker) is reported as an
 ``ack_timeout`` error. A topic whose partition count or cleanup policy is not the
 configured one stops publishing (``failure``): a key must stay on one partition.
-When the broker is unreachable the sender reconnects with capped backoff.
+When the broker is unreachable the sender reconnects with capped, jittered backoff.
 """
 
 from __future__ import annotations
@@ -45,6 +46,39 @@ log = logging.getLogger(__name__)
 MAX_QUEUED = 1024
 
 
+class TopicSeq:
+    """The one owner of the published ``seq``: +1 per surface of a key on the topic.
+
+    The engine numbers every surface it computes, but the topic does not get every one:
+    live, a newer surface of a key replaces the pending one (conflation), and a surface
+    the broker will never take is dropped. So the number consumers see is given here,
+    on what is sent, and advanced only by what was acknowledged: gapless and strictly
+    increasing per key. A calibrator starting warm, or taking a key over from another
+    member in split mode, continues it from the latest surface on the topic (``resume``).
+    """
+
+    def __init__(self) -> None:
+        self._acked: dict[str, int] = {}
+
+    def resume(self, latest: dict[str, SurfaceUpdate]) -> None:
+        """Continue each key after the latest surface already on the topic."""
+        for key, update in latest.items():
+            self.acknowledged(key, update.seq)
+
+    def stamped(self, batch: list[SurfaceUpdate]) -> list[SurfaceUpdate]:
+        """``batch`` numbered in order after each key's last acknowledged surface."""
+        following = dict(self._acked)
+        stamped = []
+        for update in batch:
+            following[update.key] = following.get(update.key, 0) + 1
+            stamped.append(msgspec.structs.replace(update, seq=following[update.key]))
+        return stamped
+
+    def acknowledged(self, key: str, seq: int) -> None:
+        """Surface ``seq`` of ``key`` is on the topic."""
+        self._acked[key] = max(self._acked.get(key, 0), seq)
+
+
 class KafkaSink:
     """The Kafka surface publisher (see the module docstring)."""
 
@@ -66,7 +100,7 @@ class KafkaSink:
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever the sender finishes a round
         self._sender: asyncio.Task[None] | None = None
-        self._seq: dict[str, int] = {}
+        self._seq = TopicSeq()
         self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
         while_down = "queueing every surface" if ordered else \
             "keeping the latest surface per key"
@@ -109,8 +143,7 @@ class KafkaSink:
 
     def resume(self, latest: dict[str, SurfaceUpdate]) -> None:
         """Continue each key's ``seq`` after the latest already on the topic."""
-        for key, update in latest.items():
-            self._seq[key] = max(self._seq.get(key, 0), update.seq)
+        self._seq.resume(latest)
 
     def publish(self, update: SurfaceUpdate) -> None:
         """Hand an update over; never blocks, never raises (see the module docstring)."""
@@ -192,13 +225,8 @@ class KafkaSink:
 
     async def _send_pending(self, producer: Producer) -> None:
         batch = self._take_batch()
-        # seq is stamped here, per key, on what is actually sent: consumers see it
-        # strictly increasing without gaps, conflated surfaces never take a number.
-        next_seq = dict(self._seq)
-        stamped = []
-        for update in batch:
-            next_seq[update.key] = next_seq.get(update.key, 0) + 1
-            stamped.append(msgspec.structs.replace(update, seq=next_seq[update.key]))
+        # Numbered on what is actually sent: conflated surfaces never take a number.
+        stamped = self._seq.stamped(batch)
         self._in_flight = [u.key for u in batch]
         started = time.perf_counter()
         try:
@@ -235,7 +263,7 @@ class KafkaSink:
         for i, (original, update, result) in enumerate(zip(batch, stamped, results,
                                                            strict=True)):
             if result is None:
-                self._seq[update.key] = max(self._seq.get(update.key, 0), update.seq)
+                self._seq.acknowledged(update.key, update.seq)
                 self.delivered += 1
                 if self._on_delivered is not None:
                     self._on_delivered(update, ack_ns)
