@@ -7,6 +7,7 @@
 - ``acks``      the deadline a sent batch is acknowledged within
 - ``sender``    the send loop every Kafka sink runs (jittered backoff, reconnects)
 - ``reader``    reading a topic from its beginning to its end at start
+- ``group``     a consumer-group member (``streamer calibrate``'s ticks)
 
 The surface codec stays in ``streamer.sinks.codec``: it is the wire format of every
 sink and the UI stream, not of Kafka alone.

@@ -7,7 +7,8 @@ Hierarchy (under ``streamer.errors.BrokerError``)::
     │   └── Unsendable      one record the broker will never take (too large); the
     │                       others go on
     └── BrokerRefused       the broker or its topics cannot serve this config; fatal
-        └── TopicMismatch   an existing topic's partitions or cleanup policy differ
+        ├── TopicMismatch   an existing topic's partitions or cleanup policy differ
+        └── SessionTimeoutRefused  a consumer group's session timeout is refused
 
 ``BrokerFailed`` keeps the client's message and names its error in ``reason`` (the
 label an error counter uses, e.g. ``KafkaConnectionError``); the original stays the
@@ -47,6 +48,11 @@ class BrokerRefused(BrokerError):
 class TopicMismatch(BrokerRefused):
     """An existing topic's partitions or cleanup policy differ from the config: a key
     would move to another partition (or the latest surface would not be kept)."""
+
+
+class SessionTimeoutRefused(BrokerRefused):
+    """The broker refuses the consumer group's session timeout (outside its
+    ``group.min.session.timeout.ms`` .. ``group.max.session.timeout.ms``)."""
 
 
 #: What the Kafka client raises when the broker is down, slow or refusing.
