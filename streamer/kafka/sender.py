@@ -106,3 +106,19 @@ class Sender:
         log.error("%s; %s", exc, self._stopped)
         if self._on_failure is not None:
             self._on_failure(exc)
+
+
+class SendsWithSender:
+    """What a sink running a ``Sender`` (its ``_kafka``) shows of it."""
+
+    _kafka: Sender
+
+    @property
+    def overdue(self) -> bool:
+        """True while a send has waited longer than ``kafka.ack_deadline_ms``."""
+        return self._kafka.acks.overdue
+
+    @property
+    def failure(self) -> BrokerError | None:
+        """What stopped sending for good (a topic or broker refusing the config)."""
+        return self._kafka.failure

@@ -34,7 +34,7 @@ from streamer.errors import BrokerError
 from streamer.kafka.acks import ACK_POLL_S, Clock
 from streamer.kafka.errors import TopicMismatch, Unsendable
 from streamer.kafka.producer import Producer, partition_count
-from streamer.kafka.sender import Backoff, Sender, Sleep, kafka_backoff
+from streamer.kafka.sender import Backoff, Sender, SendsWithSender, Sleep, kafka_backoff
 from streamer.sinks.base import OnDelivered, OnError
 from streamer.sinks.codec import SCHEMA_HEADER, encode_surface
 from streamer.tasks import cancel_and_wait
@@ -79,7 +79,7 @@ class TopicSeq:
         self._acked[key] = max(self._acked.get(key, 0), seq)
 
 
-class KafkaSink:
+class KafkaSink(SendsWithSender):
     """The Kafka surface publisher (see the module docstring)."""
 
     def __init__(self, config: KafkaConfig, *, bootstrap_servers: str | None = None,
@@ -124,16 +124,6 @@ class KafkaSink:
     def in_flight(self) -> int:
         """Updates sent and awaiting their acknowledgement."""
         return len(self._in_flight)
-
-    @property
-    def overdue(self) -> bool:
-        """True while a send has waited longer than ``kafka.ack_deadline_ms``."""
-        return self._kafka.acks.overdue
-
-    @property
-    def failure(self) -> BrokerError | None:
-        """What stopped publishing for good (a topic or broker refusing the config)."""
-        return self._kafka.failure
 
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""

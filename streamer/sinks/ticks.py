@@ -24,7 +24,7 @@ from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
 from streamer.kafka.acks import Clock
 from streamer.kafka.producer import Producer
-from streamer.kafka.sender import Backoff, Sender, Sleep, kafka_backoff
+from streamer.kafka.sender import Backoff, Sender, SendsWithSender, Sleep, kafka_backoff
 from streamer.sinks.base import OnError
 from streamer.tasks import cancel_and_wait
 from streamer.types import DynamicsState, InstrumentGreeks, Quote
@@ -46,7 +46,7 @@ def encode_quote(quote: Quote) -> bytes:
     return _msgpack.encode(quote)
 
 
-class KafkaRecordSink(Generic[T]):
+class KafkaRecordSink(SendsWithSender, Generic[T]):
     """Buffers records and sends them in batches to one topic."""
 
     def __init__(self, config: KafkaConfig, bootstrap_servers: str, *, topic: str,
@@ -71,16 +71,6 @@ class KafkaRecordSink(Generic[T]):
         self.sent = 0
         self.dropped = 0
         self.errors = 0
-
-    @property
-    def overdue(self) -> bool:
-        """True while a batch has waited longer than ``kafka.ack_deadline_ms``."""
-        return self._kafka.acks.overdue
-
-    @property
-    def failure(self) -> BrokerError | None:
-        """What stopped sending for good (a topic or broker refusing the config)."""
-        return self._kafka.failure
 
     @property
     def pending(self) -> int:
