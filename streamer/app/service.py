@@ -22,16 +22,17 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 import msgspec
-from aiokafka.errors import KafkaError
 
 from streamer.app.engine_worker import EngineWorker
 from streamer.app.feeds import EngineFeed, TicksFeed
+from streamer.app.file_replay import replay_file as replay_file
 from streamer.app.summary import closing_line
 from streamer.client.greeks import instrument_greeks
 from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.errors import BrokerError, ConfigError
-from streamer.kafka_client import ensure_topics, unreachable
+from streamer.kafka.admin import ensure_topics
+from streamer.kafka.errors import unreachable
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
 from streamer.sinks.base import Sink
@@ -127,7 +128,7 @@ class Service:
                 # wrong partition count on the first metadata request.
                 try:
                     await ensure_topics(self.config.kafka, bootstrap)
-                except (KafkaError, OSError) as exc:
+                except BrokerError as exc:
                     raise unreachable(bootstrap, exc) from exc
             if self.mode == "ingest":
                 self.ticks_sink = ticks_sink(
@@ -280,7 +281,7 @@ class Service:
             return
         try:
             latest = await latest_surfaces(self.config.kafka, bootstrap)
-        except (KafkaError, OSError) as exc:
+        except BrokerError as exc:
             log.warning("could not read back %s (%s); starting cold",
                         self.config.kafka.surface_topic, exc)
             return
@@ -299,7 +300,7 @@ class Service:
         """Continue the smile-dynamics estimates from their published memory."""
         try:
             states = await latest_dynamics_states(self.config.kafka, bootstrap)
-        except (KafkaError, OSError) as exc:
+        except BrokerError as exc:
             log.warning("could not read back %s (%s); smile dynamics start over",
                         self.config.kafka.dynamics_topic, exc)
             return

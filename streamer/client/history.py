@@ -24,16 +24,21 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from streamer.errors import BrokerError
+from streamer.kafka.errors import broker_errors
+from streamer.kafka.reader import (
+    Consumer,
+    before_end,
+    from_beginning,
+    started_consumer,
+    to_end,
+    topic_exists,
+)
 from streamer.sinks.codec import Format, decode_surface
 from streamer.types import SCHEMA_NAME, SurfaceUpdate
 
 log = logging.getLogger(__name__)
-
-POLL_MS = 200
 
 
 async def read_history(bootstrap_servers: str, keys: Iterable[str] | None = None,
@@ -60,51 +65,32 @@ async def read_history(bootstrap_servers: str, keys: Iterable[str] | None = None
     wanted = None if keys is None else {k.encode() for k in keys}
     options: dict[str, Any] = {"enable_auto_commit": False, **kafka_kwargs,
                                "bootstrap_servers": bootstrap_servers}
-    consumer = AIOKafkaConsumer(**options)
-    try:
-        await consumer.start()
-        found = await asyncio.wait_for(_read(consumer, topic, wanted, value_format), timeout_s)
-    except KafkaError as exc:
-        raise BrokerError(f"reading {topic} from {bootstrap_servers} failed: {exc!r}") from exc
-    except TimeoutError as exc:
-        raise BrokerError(f"reading {topic} took over {timeout_s:g} s") from exc
-    finally:
-        await consumer.stop()
+    with broker_errors(lambda exc: f"reading {topic} from {bootstrap_servers} failed: "
+                                   f"{exc!r}"):
+        async with started_consumer(options) as consumer:
+            try:
+                found = await asyncio.wait_for(
+                    _read(consumer, topic, wanted, value_format), timeout_s)
+            except TimeoutError as exc:
+                raise BrokerError(f"reading {topic} took over {timeout_s:g} s") from exc
     return sorted(found, key=lambda u: u.exchange_ts_ms)
 
 
-async def _read(consumer: AIOKafkaConsumer, topic: str, wanted: set[bytes] | None,
+async def _read(consumer: Consumer, topic: str, wanted: set[bytes] | None,
                 value_format: Format) -> list[SurfaceUpdate]:
-    if topic not in await consumer.topics():  # asking for every topic never creates one
+    if not await topic_exists(consumer, topic):
         raise BrokerError(f"topic {topic} does not exist")
-    partitions = [TopicPartition(topic, p)
-                  for p in sorted(consumer.partitions_for_topic(topic) or ())]
-    consumer.assign(partitions)
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-    # Explicit offsets, as the subscriber: seek_to_beginning's lazy reset sometimes
-    # never fetched from Tansu.
-    for tp, offset in (await consumer.beginning_offsets(partitions)).items():
-        consumer.seek(tp, offset)
+    ends = await from_beginning(consumer, topic)
     found: list[SurfaceUpdate] = []
-    while await _behind(consumer, ends):
-        batches = await consumer.getmany(timeout_ms=POLL_MS)
-        for tp, records in batches.items():
-            for record in records:
-                if record.offset >= ends[tp] or record.key is None or record.value is None:
-                    continue
-                if wanted is not None and record.key not in wanted:
-                    continue
-                try:
-                    found.append(decode_surface(record.value, value_format))
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    log.warning("skipping an undecodable surface %s@%d/%d: %s", record.key,
-                                record.partition, record.offset, exc)
+    async for records in to_end(consumer, ends):
+        for record in records:
+            if not before_end(record, ends) or record.key is None or record.value is None:
+                continue
+            if wanted is not None and record.key not in wanted:
+                continue
+            try:
+                found.append(decode_surface(record.value, value_format))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("skipping an undecodable surface %s@%d/%d: %s", record.key,
+                            record.partition, record.offset, exc)
     return found
-
-
-async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    """True while some partition's position is before its end offset at the start."""
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return True
-    return False

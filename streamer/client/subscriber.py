@@ -29,17 +29,25 @@ from types import TracebackType
 from typing import Any, Self
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from streamer.client.surface import Surface
 from streamer.errors import BrokerError
+from streamer.kafka.errors import broker_errors
+from streamer.kafka.reader import (
+    Consumer,
+    Ends,
+    Record,
+    behind,
+    fetch,
+    from_beginning,
+    partition_ids,
+    topic_exists,
+)
 from streamer.sinks.codec import Format
 from streamer.types import SCHEMA_NAME
 
 log = logging.getLogger(__name__)
 
-POLL_MS = 200
 TOPIC_POLL_S = 0.5
 
 
@@ -74,8 +82,8 @@ class SurfaceSubscriber:
         options: dict[str, Any] = {"enable_auto_commit": False, "auto_offset_reset": "earliest"}
         options.update(kafka_kwargs)
         self._options = {"bootstrap_servers": bootstrap_servers, **options}
-        self._consumer: Any = None
-        self._ends: dict[Any, int] = {}
+        self._consumer: Consumer | None = None
+        self._ends: Ends = {}
         self._caught_up = False
         self._ready: deque[Surface] = deque()
         self.latest: dict[str, Surface] = {}
@@ -85,20 +93,12 @@ class SurfaceSubscriber:
         """Connect, wait for the topic, assign every partition and seek to the beginning."""
         if self._consumer is not None:
             raise RuntimeError("SurfaceSubscriber is already started")
-        consumer = self._consumer = AIOKafkaConsumer(**self._options)
+        consumer = self._consumer = Consumer(**self._options)
         try:
-            await consumer.start()
-            partitions = await self._partitions()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            # Explicit offsets: seek_to_beginning's lazy reset sometimes never fetched
-            # from Tansu (no records for 10 s in 4 of 15 trials); this never missed.
-            for tp, offset in (await consumer.beginning_offsets(tps)).items():
-                consumer.seek(tp, offset)
-            self._ends = await consumer.end_offsets(tps)
-        except KafkaError as exc:
-            await self.stop()
-            raise BrokerError(f"cannot subscribe to {self.topic}: {exc!r}") from exc
+            with broker_errors(lambda exc: f"cannot subscribe to {self.topic}: {exc!r}"):
+                await consumer.start()
+                partitions = await self._partitions(consumer)
+                self._ends = await from_beginning(consumer, self.topic, partitions)
         except BaseException:
             await self.stop()
             raise
@@ -121,51 +121,36 @@ class SurfaceSubscriber:
         return self
 
     async def __anext__(self) -> Surface:
-        if self._consumer is None:
+        consumer = self._consumer
+        if consumer is None:
             raise RuntimeError("SurfaceSubscriber is not started: use `async with`")
-        try:
+        with broker_errors(lambda exc: f"consuming {self.topic} failed: {exc!r}"):
             if not self._caught_up:
-                await self._catch_up()
+                await self._catch_up(consumer)
             while not self._ready:
-                self._ready.extend(self._fold(await self._fetch()).values())
-        except KafkaError as exc:
-            raise BrokerError(f"consuming {self.topic} failed: {exc!r}") from exc
+                self._ready.extend(self._fold(await fetch(consumer)).values())
         return self._ready.popleft()
 
-    async def _partitions(self) -> set[int]:
+    async def _partitions(self, consumer: Consumer) -> set[int]:
         """Partition ids of the topic, once it exists (a metadata request for every
         topic never auto-creates one; asking for this topic alone might)."""
         loop = asyncio.get_running_loop()
         deadline = None if self._topic_timeout_s is None else loop.time() + self._topic_timeout_s
-        while self.topic not in await self._consumer.topics():
+        while not await topic_exists(consumer, self.topic):
             if deadline is not None and loop.time() > deadline:
                 raise BrokerError(f"topic {self.topic} does not exist")
             await asyncio.sleep(TOPIC_POLL_S)
-        self._consumer.assign([TopicPartition(self.topic, 0)])  # tracks the topic's metadata
-        while (partitions := self._consumer.partitions_for_topic(self.topic)) is None:
-            await asyncio.sleep(0.01)
-        result: set[int] = partitions
-        return result
+        return await partition_ids(consumer, self.topic)
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, consumer: Consumer) -> None:
         """Read up to the start-time end offsets; queue the latest surface per key."""
-        while not await self._at_ends():
-            self._fold(await self._fetch())
+        while await behind(consumer, self._ends):
+            self._fold(await fetch(consumer))
         order = self.keys if self.keys is not None else sorted(self.latest)
         self._ready.extend(self.latest[k] for k in order if k in self.latest)
         self._caught_up = True
 
-    async def _at_ends(self) -> bool:
-        for tp, end in self._ends.items():
-            if await self._consumer.position(tp) < end:
-                return False
-        return True
-
-    async def _fetch(self) -> list[Any]:
-        batches = await self._consumer.getmany(timeout_ms=POLL_MS)
-        return [record for records in batches.values() for record in records]
-
-    def _fold(self, records: list[Any]) -> dict[str, Surface]:
+    def _fold(self, records: list[Record]) -> dict[str, Surface]:
         """Decode the wanted records; the newest surface per key, in arrival order."""
         newest: dict[str, Surface] = {}
         for record in records:

@@ -14,16 +14,24 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import consumer_options
+from streamer.kafka.errors import broker_errors
+from streamer.kafka.options import consumer_options
+from streamer.kafka.reader import (
+    Consumer,
+    from_beginning,
+    started_consumer,
+    to_end,
+    topic_exists,
+)
 from streamer.sinks.codec import decode_dynamics_state, decode_surface
 from streamer.types import DynamicsState, SurfaceUpdate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 READ_BACK_FETCH_WAIT_MS = 10
+READ_BACK_POLL_MS = 500
 
 
 async def latest_surfaces(config: KafkaConfig, bootstrap: str, *, timeout_s: float = 10.0
@@ -48,56 +56,40 @@ async def latest_by_key(config: KafkaConfig, bootstrap: str, topic: str,
                         ) -> dict[str, T]:
     """Latest decodable value per key of ``topic``, read to its end at the start.
 
-    Raises ``KafkaError`` when the broker cannot be reached; the consumer is closed
+    Raises ``BrokerFailed`` when the broker cannot be reached; the consumer is closed
     whatever failed (also when it failed to start).
     """
     # A read to the end wants every fetch answered at once: the broker's default wait
     # for more data (500 ms a fetch) was most of a takeover's read-back.
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=READ_BACK_FETCH_WAIT_MS,
-                                **consumer_options(config, bootstrap))
-    try:
-        await consumer.start()
-        return await asyncio.wait_for(_read_to_end(consumer, topic, decode), timeout_s)
-    except TimeoutError:
-        log.warning("reading back %s took over %.0fs; starting cold", topic, timeout_s)
-        return {}
-    finally:
-        await consumer.stop()
+    options = {"enable_auto_commit": False, "group_id": None,
+               "fetch_max_wait_ms": READ_BACK_FETCH_WAIT_MS,
+               **consumer_options(config, bootstrap)}
+    with broker_errors():
+        async with started_consumer(options) as consumer:
+            try:
+                return await asyncio.wait_for(_read_to_end(consumer, topic, decode),
+                                              timeout_s)
+            except TimeoutError:
+                log.warning("reading back %s took over %.0fs; starting cold", topic,
+                            timeout_s)
+                return {}
 
 
-async def _read_to_end(consumer: AIOKafkaConsumer, topic: str, decode: Callable[[bytes], T]
+async def _read_to_end(consumer: Consumer, topic: str, decode: Callable[[bytes], T]
                        ) -> dict[str, T]:
-    if topic not in await consumer.topics():
+    if not await topic_exists(consumer, topic):
         log.info("no topic %s to warm-start from", topic)
         return {}
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                           or ())]
-    consumer.assign(partitions)
-    end = await consumer.end_offsets(partitions)
-    log.info("reading back %d records from %s", sum(end.values()), topic)
-    # Explicit offsets: seek_to_beginning's lazy reset sometimes never fetched
-    # from Tansu (no records for 10 s in 4 of 15 trials); this never missed.
-    for tp, offset in (await consumer.beginning_offsets(partitions)).items():
-        consumer.seek(tp, offset)
+    ends = await from_beginning(consumer, topic)
+    log.info("reading back %d records from %s", sum(ends.values()), topic)
     latest: dict[str, T] = {}
-    while await _behind(consumer, end):
-        batch = await consumer.getmany(timeout_ms=500)
-        for records in batch.values():
-            for record in records:
-                if record.key is None or record.value is None:
-                    continue
-                try:
-                    latest[record.key.decode()] = decode(record.value)
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                    log.warning("skipping an undecodable record of %s at offset %d", topic,
-                                record.offset)
+    async for records in to_end(consumer, ends, READ_BACK_POLL_MS):
+        for record in records:
+            if record.key is None or record.value is None:
+                continue
+            try:
+                latest[record.key.decode()] = decode(record.value)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                log.warning("skipping an undecodable record of %s at offset %d", topic,
+                            record.offset)
     return latest
-
-
-async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
-    """True while some partition's position is before its end offset at the start."""
-    for tp, offset in end.items():
-        if await consumer.position(tp) < offset:
-            return True
-    return False

@@ -19,15 +19,13 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import BrokerRefused, TopicWatch, close_producer, start_producer
-from streamer.sinks.acks import AckDeadline, Clock
+from streamer.kafka.acks import Clock
+from streamer.kafka.producer import Producer
+from streamer.kafka.sender import Backoff, Sender, SendsWithSender, Sleep, kafka_backoff
 from streamer.sinks.base import OnError
-from streamer.sinks.kafka import BACKOFF_INITIAL_S, BACKOFF_MAX_S
 from streamer.tasks import cancel_and_wait
 from streamer.types import DynamicsState, InstrumentGreeks, Quote
 
@@ -48,7 +46,7 @@ def encode_quote(quote: Quote) -> bytes:
     return _msgpack.encode(quote)
 
 
-class KafkaRecordSink(Generic[T]):
+class KafkaRecordSink(SendsWithSender, Generic[T]):
     """Buffers records and sends them in batches to one topic."""
 
     def __init__(self, config: KafkaConfig, bootstrap_servers: str, *, topic: str,
@@ -56,30 +54,23 @@ class KafkaRecordSink(Generic[T]):
                  header: tuple[str, bytes], on_error: OnError | None = None,
                  on_sent: Callable[[int], None] | None = None,
                  on_failure: Callable[[BrokerError], None] | None = None,
-                 max_buffered: int = 200_000, clock: Clock = time.monotonic) -> None:
+                 max_buffered: int = 200_000, clock: Clock = time.monotonic,
+                 backoff: Backoff = kafka_backoff, sleep: Sleep = asyncio.sleep) -> None:
         self.config = config
         self.bootstrap = bootstrap_servers
         self.topic, self._key_of, self._encode, self._header = topic, key_of, encode, header
         self._on_error = on_error
         self._on_sent = on_sent
-        self._on_failure = on_failure
-        self._acks = AckDeadline(config.ack_deadline_ms, f"records for {topic}",
-                                 bootstrap_servers, self._count_error, clock)
-        self._topics = TopicWatch(config, bootstrap_servers, clock)
+        self._kafka = Sender(config, bootstrap_servers, what=f"records for {topic}",
+                             while_down=f"buffering {topic} records",
+                             stopped=f"stopped sending to {topic}", on_error=self._count_error,
+                             on_failure=on_failure, clock=clock, backoff=backoff, sleep=sleep)
         self._buffer: deque[T] = deque(maxlen=max_buffered)
-        self._producer: AIOKafkaProducer | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._failing = False
-        self.failure: BrokerError | None = None
         self._in_flight = 0
         self.sent = 0
         self.dropped = 0
         self.errors = 0
-
-    @property
-    def overdue(self) -> bool:
-        """True while a batch has waited longer than ``kafka.ack_deadline_ms``."""
-        return self._acks.overdue
 
     @property
     def pending(self) -> int:
@@ -94,7 +85,8 @@ class KafkaRecordSink(Generic[T]):
 
     async def start(self) -> None:
         """Start the sender; connecting happens there, with retries."""
-        self._sender = asyncio.create_task(self._send_loop(), name=f"sender-{self.topic}")
+        self._sender = asyncio.create_task(
+            self._kafka.run(self._wait_for_work, self._send_buffered), name=f"sender-{self.topic}")
 
     async def stop(self) -> None:
         """Send what is buffered (within ``kafka.flush_timeout_ms``), then close."""
@@ -107,52 +99,24 @@ class KafkaRecordSink(Generic[T]):
             await cancel_and_wait(self._sender)
         if self.pending:
             log.warning("stopping with %d records for %s unsent", self.pending, self.topic)
-        await self._close_producer()
+        await self._kafka.producer.close()
 
-    async def _close_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        await close_producer(producer)
-
-    async def _send_loop(self) -> None:
-        delay = BACKOFF_INITIAL_S
-        while True:
+    async def _wait_for_work(self) -> None:
+        """Records are sent every SEND_PERIOD_S, in batches: many quotes, few round trips."""
+        await asyncio.sleep(SEND_PERIOD_S)
+        while not self._buffer:
             await asyncio.sleep(SEND_PERIOD_S)
-            if not self._buffer:
-                continue
-            try:
-                if self._producer is None or await self._topics.recreated():
-                    await self._close_producer()  # its partitions are of the old topics
-                    self._producer = await start_producer(self.config, self.bootstrap)
-                    self._topics.checked()
-                await self._send_buffered(self._producer)
-                delay = BACKOFF_INITIAL_S
-                if self._failing:
-                    log.info("Kafka reachable again at %s", self.bootstrap)
-                    self._failing = False
-            except BrokerRefused as exc:
-                self.failure = exc
-                self._report_failure(exc)
-                log.error("%s; stopped sending to %s", exc, self.topic)
-                if self._on_failure is not None:
-                    self._on_failure(exc)
-                return
-            except (KafkaError, OSError) as exc:
-                self._report_failure(exc)
-                await self._close_producer()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
 
-    async def _send_buffered(self, producer: AIOKafkaProducer) -> None:
+    async def _send_buffered(self, producer: Producer) -> None:
         batch = list(self._buffer)
         self._buffer.clear()
         self._in_flight = len(batch)
         try:
-            futures = [await producer.send(
-                self.topic, key=self._key_of(r).encode(), value=self._encode(r),
-                headers=[self._header]) for r in batch]
-            acks = asyncio.gather(*futures)
-            await self._acks.wait(acks, len(batch))
-            acks.result()  # raises what failed the batch
+            results = await self._kafka.send(
+                producer, self.topic, [(self._key_of(r).encode(), self._encode(r)) for r in batch],
+                self._header)
+            if (failed := next((r for r in results if r is not None), None)) is not None:
+                raise failed  # the whole batch again: a ticks consumer takes duplicates
         except BaseException:
             self._buffer.extendleft(reversed(batch))  # keep order; maxlen drops the oldest
             raise
@@ -166,14 +130,6 @@ class KafkaRecordSink(Generic[T]):
         self.errors += 1
         if self._on_error is not None:
             self._on_error(reason)
-
-    def _report_failure(self, exc: BaseException) -> None:
-        reason = type(exc).__name__
-        self._count_error(reason)
-        if not self._failing and self.failure is None:  # once per burst, not per message
-            log.warning("Kafka at %s unreachable (%s: %s); buffering %s records and retrying",
-                        self.bootstrap, reason, exc, self.topic)
-            self._failing = True
 
 
 def ticks_sink(config: KafkaConfig, bootstrap: str, **callbacks: Any) -> KafkaRecordSink[Quote]:

@@ -1,15 +1,14 @@
 """What every venue session shares: the QuoteSink it feeds and the reconnect policy.
 
 The reconnect policy is two small pure parts, as in the websockets library: a
-delay generator (capped exponential backoff with jitter) and a retryable-or-fatal
-check.
+delay generator (``streamer.tasks.backoff_delays``, capped exponential backoff with
+jitter) and a retryable-or-fatal check (``is_retryable``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
@@ -46,25 +45,6 @@ class QuoteSink(Protocol):
 
     def on_connected(self, venue: str, connected: bool) -> None:
         """The session is subscribed and streaming (True) or down (False)."""
-
-
-#: The first reconnect's delay. A connection that streamed resets the backoff to it, so a
-#: venue that drops every few seconds (a restart, a flapping gateway) costs a tenth of a
-#: second of data each time, not half a second (bench_flapping_venue.py: 58% of a clean
-#: run's surfaces at 0.5 s, 72% at 0.1 s, drops every 3 s); a venue that refuses every
-#: connection still sees the delay double to its cap within nine attempts.
-RECONNECT_INITIAL_S = 0.1
-
-
-def backoff_delays(initial_s: float = RECONNECT_INITIAL_S, max_s: float = 30.0,
-                   factor: float = 2.0,
-                   jitter: float = 0.2, rng: random.Random | None = None) -> Iterator[float]:
-    """Capped exponential delays, each spread by ±``jitter`` (a fraction) at random."""
-    rand = rng or random.Random()
-    delay = initial_s
-    while True:
-        yield delay * (1.0 + jitter * (2.0 * rand.random() - 1.0))
-        delay = min(delay * factor, max_s)
 
 
 def is_retryable(exc: BaseException) -> bool:

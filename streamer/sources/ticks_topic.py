@@ -18,12 +18,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import group_options, unreachable
+from streamer.kafka.errors import SessionTimeoutRefused
+from streamer.kafka.group import GroupMember
 from streamer.sources.base import QuoteSink
 from streamer.types import Quote
 
@@ -33,25 +32,6 @@ VENUE = "kafka"
 #: Kafka's default ``group.min.session.timeout.ms``: what a stock broker accepts.
 KAFKA_MIN_SESSION_TIMEOUT_MS = 6_000
 _decoder = msgspec.msgpack.Decoder(Quote)
-
-
-class _LogAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: TicksConsumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if revoked:
-            log.info("revoked partitions %s", sorted(tp.partition for tp in revoked))
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.owner.assigned = sorted(tp.partition for tp in assigned)
-        log.info("assigned partitions %s", self.owner.assigned)
-        self.owner.ready.clear()
-        try:
-            if self.owner.on_assigned is not None:
-                await self.owner.on_assigned()
-        finally:
-            self.owner.ready.set()
 
 
 class TicksConsumer:
@@ -79,7 +59,7 @@ class TicksConsumer:
         while True:
             try:
                 await self._consume(config)
-            except InvalidSessionTimeoutError:
+            except SessionTimeoutRefused:
                 config = self._session_fallback(config)
 
     def _session_fallback(self, config: KafkaConfig) -> KafkaConfig:
@@ -96,20 +76,29 @@ class TicksConsumer:
         return msgspec.structs.replace(config, session_timeout_ms=KAFKA_MIN_SESSION_TIMEOUT_MS)
 
     async def _consume(self, config: KafkaConfig) -> None:
-        consumer = AIOKafkaConsumer(**group_options(config, self.bootstrap, self.group_id))
-        consumer.subscribe([config.ticks_topic], listener=_LogAssignments(self))
+        member = GroupMember(config, self.bootstrap, self.group_id, config.ticks_topic,
+                             on_assigned=self._assigned, on_revoked=_log_revoked)
         try:
-            await _start(consumer, self.bootstrap)
+            await member.start()
             self.sink.on_connected(VENUE, True)
             while True:
-                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                values = await member.fetch()
                 await self.ready.wait()
-                for records in batch.values():
-                    for record in records:
-                        self._feed(record.value)
+                for value in values:
+                    self._feed(value)
         finally:
             self.sink.on_connected(VENUE, False)
-            await asyncio.shield(consumer.stop())
+            await member.stop()
+
+    async def _assigned(self, partitions: list[int]) -> None:
+        self.assigned = partitions
+        log.info("assigned partitions %s", self.assigned)
+        self.ready.clear()
+        try:
+            if self.on_assigned is not None:
+                await self.on_assigned()
+        finally:
+            self.ready.set()
 
     def _feed(self, value: bytes | None) -> None:
         try:
@@ -120,10 +109,6 @@ class TicksConsumer:
         self.sink.on_quote(quote)
 
 
-async def _start(consumer: AIOKafkaConsumer, bootstrap: str) -> None:
-    try:
-        await consumer.start()
-    except InvalidSessionTimeoutError:
-        raise
-    except (KafkaError, OSError) as exc:
-        raise unreachable(bootstrap, exc) from exc
+def _log_revoked(partitions: list[int]) -> None:
+    if partitions:
+        log.info("revoked partitions %s", partitions)

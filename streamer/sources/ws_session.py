@@ -37,7 +37,6 @@ from streamer.errors import VenueDisconnected, VenueError
 from streamer.sources.base import (
     RATE_LIMITED,
     QuoteSink,
-    backoff_delays,
     deliver_frame,
     race_reader,
     reconnect_forever,
@@ -45,7 +44,7 @@ from streamer.sources.base import (
 )
 from streamer.sources.decoded import Decoded
 from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
-from streamer.tasks import cancel_and_wait
+from streamer.tasks import backoff_delays, cancel_and_wait
 
 CLOSE_TIMEOUT_S = 1.0
 # The venues' rate windows are a second (OKX: 3 subscribe requests/s per IP; Binance:

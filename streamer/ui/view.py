@@ -18,7 +18,7 @@ from typing import Any
 
 from streamer.client.subscriber import SurfaceSubscriber
 from streamer.config import AppConfig
-from streamer.kafka_client import consumer_options
+from streamer.kafka.options import consumer_options
 from streamer.telemetry.metrics import Health, HttpServerHandle, Metrics, serve_http
 from streamer.types import SurfaceUpdate
 from streamer.ui.hub import SurfaceHub

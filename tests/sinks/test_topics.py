@@ -8,7 +8,7 @@ import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamer.config import KafkaConfig
-from streamer.kafka_client import ensure_topics
+from streamer.kafka.admin import ensure_topics
 
 
 def _config(bootstrap: str, stem: str) -> KafkaConfig:

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from streamer.devtools.replay import Faults, ReplayServer
-from streamer.sources.base import backoff_delays
 from streamer.sources.deribit import session as session_module
 from streamer.sources.deribit.protocol import DeribitDecoder, PlatformLocks
 from streamer.sources.deribit.schema import PlatformState, PlatformStatus
+from streamer.tasks import backoff_delays
 from tests.sources.deribit_replay import RecordingSink, all_channels, running, wait_until
 from tests.sources.golden import Row, write_capture_tickfile
 

@@ -17,8 +17,8 @@ from aiokafka.errors import InvalidSessionTimeoutError
 
 from streamer.config import KafkaConfig
 from streamer.errors import BrokerError
-from streamer.kafka_client import group_options
-from streamer.sources import ticks_topic
+from streamer.kafka import group
+from streamer.kafka.options import group_options
 from streamer.sources.ticks_topic import KAFKA_MIN_SESSION_TIMEOUT_MS, TicksConsumer
 
 
@@ -86,7 +86,7 @@ class _Sink:
 async def test_a_broker_refusing_the_short_session_is_joined_with_kafkas_floor(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, floor_ms: int) -> None:
     broker = _SessionFloorBroker(floor_ms)
-    monkeypatch.setattr(ticks_topic, "AIOKafkaConsumer", broker.consumer)
+    monkeypatch.setattr(group, "AIOKafkaConsumer", broker.consumer)
     member = TicksConsumer(KafkaConfig(session_timeout_ms=4_000), "127.0.0.1:9", _Sink())
     with pytest.raises(asyncio.CancelledError):
         await member.run()
@@ -97,7 +97,7 @@ async def test_a_broker_refusing_the_short_session_is_joined_with_kafkas_floor(
 async def test_a_broker_refusing_kafkas_floor_too_stops_the_member_naming_the_setting(
         monkeypatch: pytest.MonkeyPatch) -> None:
     broker = _SessionFloorBroker(30_000)
-    monkeypatch.setattr(ticks_topic, "AIOKafkaConsumer", broker.consumer)
+    monkeypatch.setattr(group, "AIOKafkaConsumer", broker.consumer)
     sink = _Sink()
     member = TicksConsumer(KafkaConfig(session_timeout_ms=4_000), "127.0.0.1:9", sink)
     with pytest.raises(BrokerError, match=r"kafka\.session_timeout_ms"):

@@ -26,9 +26,9 @@ from streamer.devtools.replay import Faults, ReplayServer
 from streamer.devtools.replay.bybit import BybitReplay
 from streamer.devtools.replay.okx import OkxReplay
 from streamer.errors import VenueError
-from streamer.sources.base import RECONNECT_INITIAL_S
 from streamer.sources.bybit import protocol as bybit_protocol
 from streamer.sources.okx.session import OkxSession
+from streamer.tasks import RECONNECT_INITIAL_S
 from tests.sources.deribit_replay import comparable
 from tests.sources.venue_replay import (
     HEARTBEAT_S,

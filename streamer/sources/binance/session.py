@@ -32,12 +32,12 @@ from functools import partial
 from websockets.asyncio.client import ClientConnection
 
 from streamer.errors import ConfigError, VenueDisconnected, VenueError
-from streamer.sources.base import QuoteSink, backoff_delays, race_reader
+from streamer.sources.base import QuoteSink, race_reader
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
 from streamer.sources.decoded import Decoded
 from streamer.sources.ws_session import WebsocketSession
-from streamer.tasks import cancel_and_wait
+from streamer.tasks import backoff_delays, cancel_and_wait
 
 log = logging.getLogger(__name__)
 

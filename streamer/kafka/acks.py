@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamer.sinks.base import OnError
-
 log = logging.getLogger(__name__)
 
 #: How often an in-flight batch is checked against the ack deadline.
@@ -22,6 +20,8 @@ ACK_POLL_S = 0.25
 ACK_TIMEOUT = "ack_timeout"
 
 Clock = Callable[[], float]
+#: Told the reason of each counted error (``ack_timeout`` here).
+OnError = Callable[[str], None]
 
 
 class AckDeadline:
