@@ -24,8 +24,6 @@ from typing import Any, Literal, Protocol, TextIO
 import msgspec
 from aiokafka.errors import KafkaError
 
-from streamer.client.greeks import instrument_greeks
-from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.devtools.embedded_broker import EmbeddedBroker
 from streamer.engine_worker import EngineWorker
@@ -36,6 +34,7 @@ from streamer.kafka_client import ensure_topics, unreachable
 from streamer.metrics import Health, Metrics, serve_http
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
+from streamer.pipeline.greeks import instrument_greeks
 from streamer.progress import Progress
 from streamer.replay_servers import ReplayServers
 from streamer.replay_servers import bundled_sample as bundled_sample
@@ -270,7 +269,7 @@ class Service:
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
         options = self.engine_for(update.venue).published_instruments(update.underlying) or []
-        for greeks in instrument_greeks(Surface(update), options):
+        for greeks in instrument_greeks(update, options):
             self.greeks_sink.add(greeks)
 
     async def _warm_start(self, bootstrap: str) -> None:
