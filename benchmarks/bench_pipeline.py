@@ -39,8 +39,9 @@ from harness import percentiles_ms, record
 import streamer.pipeline.engine as engine_module
 from streamer.config import AppConfig, load_config
 from streamer.core.models.fit import Fit
+from streamer.core.models.protocol import SliceModel
+from streamer.core.models.svi import SVIModel
 from streamer.pipeline.engine import Engine
-from streamer.pipeline.models import SliceModel, SVIModel
 from streamer.sinks.base import MemorySink
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import TickLine, read_tickfile

@@ -50,11 +50,12 @@ import streamer.pipeline.engine as engine_module
 from streamer.config import load_config
 from streamer.core import smile
 from streamer.core.models.fit import Fit
+from streamer.core.models.protocol import SliceModel
+from streamer.core.models.svi import SVIModel
 from streamer.devtools import synth_market
 from streamer.devtools.replay_servers import bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.pipeline.engine import Engine
-from streamer.pipeline.models import SliceModel, SVIModel
 from streamer.pipeline.snapshot import SliceSnapshot, build_slice, count_rejects
 from streamer.sources.registry import make_decoder
 from streamer.tickfile import TickLine, read_tickfile

@@ -25,16 +25,14 @@ import msgspec
 
 from streamer.app.engine_worker import EngineWorker
 from streamer.app.feeds import EngineFeed, TicksFeed
-from streamer.app.file_replay import replay_file as replay_file
 from streamer.app.summary import closing_line
-from streamer.client.greeks import instrument_greeks
-from streamer.client.surface import Surface
 from streamer.config import REPLAY, AppConfig, KafkaConfig, VenueConfig
 from streamer.errors import BrokerError, ConfigError
 from streamer.kafka.admin import ensure_topics
 from streamer.kafka.errors import unreachable
 from streamer.pipeline.calibrator import is_refusal
 from streamer.pipeline.engine import Engine
+from streamer.pipeline.greeks import instrument_greeks
 from streamer.sinks.base import Sink
 from streamer.sinks.kafka import KafkaSink
 from streamer.sinks.stdout import StdoutSink
@@ -272,7 +270,7 @@ class Service:
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
         options = self.engine_for(update.venue).published_instruments(update.underlying) or []
-        for greeks in instrument_greeks(Surface(update), options):
+        for greeks in instrument_greeks(update, options):
             self.greeks_sink.add(greeks)
 
     async def _warm_start(self, bootstrap: str) -> None:

@@ -1,7 +1,7 @@
 """One published expiry made evaluable: its model's parameters parsed once, evaluated by core.
 
-Each model's smile is evaluated with the pure core functions, exactly as the
-calibrator evaluated it before publishing (``streamer.pipeline.models``):
+Each model's smile is evaluated by its core model object (the registry's, without
+evaluation shortcuts), exactly as the calibrator evaluated it before publishing:
 
 ====== ============================ ===============================================
 model  slice ``params``             evaluated with
@@ -18,66 +18,16 @@ heston ``v0 kappa theta sigma rho`` ``heston.implied_vols(k, t)`` (surface ``par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.models import heston, sabr, ssvi, svi
+from streamer.core.surface import SurfaceSlice
 from streamer.types import ModelName, SliceUpdate
 
 FloatArray = npt.NDArray[np.float64]
-_Eval = Callable[[FloatArray, float, Any], FloatArray]
-
-
-def _sqrt_w_over_t(w: FloatArray, t: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
-    return result
-
-
-def _svi_vol(k: FloatArray, t: float, p: Any) -> FloatArray:
-    return _sqrt_w_over_t(svi.total_variance(k, p), t)
-
-
-def _svi_w(k: FloatArray, t: float, p: Any) -> FloatArray:
-    return svi.total_variance(k, p)
-
-
-def _ssvi_vol(k: FloatArray, t: float, p: Any) -> FloatArray:
-    return _sqrt_w_over_t(ssvi.slice_total_variance(k, p), t)
-
-
-def _ssvi_w(k: FloatArray, t: float, p: Any) -> FloatArray:
-    return ssvi.slice_total_variance(k, p)
-
-
-def _sabr_vol(k: FloatArray, t: float, p: Any) -> FloatArray:
-    return sabr.implied_vol(1.0, np.exp(k), t, p)
-
-
-def _heston_vol(k: FloatArray, t: float, p: Any) -> FloatArray:
-    if k.size == 0:
-        return np.empty(k.shape)
-    return heston.implied_vols(k, t, p)
-
-
-def _w_from(vol: _Eval) -> _Eval:
-    def w(k: FloatArray, t: float, p: Any) -> FloatArray:
-        v = vol(k, t, p)
-        result: FloatArray = v * v * t
-        return result
-    return w
-
-
-# model -> (parse params, implied vol of k, total variance of k)
-_MODELS: dict[str, tuple[Callable[[dict[str, float]], Any], _Eval, _Eval]] = {
-    "svi": (svi.SVIParams.from_dict, _svi_vol, _svi_w),
-    "ssvi": (ssvi.SSVISlice.from_dict, _ssvi_vol, _ssvi_w),
-    "sabr": (sabr.SABRParams.from_dict, _sabr_vol, _w_from(_sabr_vol)),
-    "heston": (heston.HestonParams.from_dict, _heston_vol, _w_from(_heston_vol)),
-}
 
 
 class Slice:
@@ -92,23 +42,13 @@ class Slice:
                  surface_params: Mapping[str, float] | None = None) -> None:
         self.update = update
         self.model = model
-        parse, self._vol, self._w = _MODELS[model]
-        raw = dict(update.params)
-        if model == "heston" and not raw and surface_params:
-            raw = dict(surface_params)  # one parameter set for the whole surface
-        self.params: Any = None
-        self.problem: str | None = None
-        if not (np.isfinite(update.t) and update.t > 0):
-            self.problem = f"t = {update.t}: expired or undefined"
-        elif not (np.isfinite(update.forward) and update.forward > 0):
-            self.problem = f"forward = {update.forward}"
-        elif not all(np.isfinite(v) for v in raw.values()):
-            self.problem = "non-finite parameter"
-        else:
-            try:
-                self.params = parse(raw)
-            except KeyError as exc:
-                self.problem = f"missing {model} parameter {exc.args[0]!r}"
+        #: The core slice the surface interpolates between.
+        self.node = SurfaceSlice(model, update.params, expiry_ts_ms=update.expiry_ts_ms,
+                                 t=update.t, forward=update.forward,
+                                 k_range=(update.k_min, update.k_max),
+                                 surface_params=surface_params)
+        self.params: Any = self.node.params
+        self.problem: str | None = self.node.problem
 
     def __repr__(self) -> str:
         state = "usable" if self.usable else f"unusable: {self.problem}"
@@ -167,11 +107,15 @@ class Slice:
         -------
         ndarray of float64, the shape of ``k``; NaN where the model has no value.
         """
-        return self._w(self._k(k), self.t, self._checked_params())
+        kk = self._k(k)
+        self._check()
+        return self.node.total_variance(kk)
 
     def vol_k(self, k: npt.ArrayLike) -> FloatArray:
         """Decimal implied vol at log-moneyness ``k`` (any shape; result has its shape)."""
-        return self._vol(self._k(k), self.t, self._checked_params())
+        kk = self._k(k)
+        self._check()
+        return self.node.vol_k(kk)
 
     def vol(self, strike: npt.ArrayLike) -> FloatArray:
         """Decimal implied vol at absolute strikes (any shape, > 0), with the slice forward."""
@@ -180,10 +124,9 @@ class Slice:
             raise ValueError("strikes must be finite and positive")
         return self.vol_k(np.log(K / self.forward))
 
-    def _checked_params(self) -> Any:
+    def _check(self) -> None:
         if self.problem is not None:
             raise ValueError(f"slice {self.expiry} is not usable: {self.problem}")
-        return self.params
 
     @staticmethod
     def _k(k: npt.ArrayLike) -> FloatArray:

@@ -5,23 +5,11 @@ Times. ``t`` is in years (ACT/365, seconds-exact) from the surface's
 expiry is given as an ``int`` (epoch ms), an ISO-8601 ``str`` or a ``float`` (``t``
 in years); numpy arrays follow their dtype (integer: epoch ms, float: years).
 
-Forward ``F(t)``. Log-linear in ``t`` through ``(0, spot)`` and each usable slice's
-``(t_i, F_i)``, exact at the nodes; before the first slice without a spot: flat
-``F_1``; after the last: the last segment's carry rate continues.
-
-Total variance ``w(k, t)`` at fixed log-moneyness ``k = ln(K / F(t))``:
-
-- at a slice expiry: that slice's model, exactly;
-- between slices ``t_i < t < t_j``: linear in ``t`` between ``w_i(k)`` and ``w_j(k)``.
-  When each pair of neighbouring slices is calendar-free (``w_i(k) <= w_j(k)``) the
-  result is non-decreasing in ``t`` at every ``k``;
-- before the first slice: ``w_1(k) t / t_1`` (each k keeps the first slice's vol);
-- after the last slice: ``w_n(k) + (t - t_n) w_n(0) / t_n`` (the smile's shape is
-  kept and variance keeps accruing at the last slice's ATM variance rate).
-
-The same rules hold for every model, Heston included (whose parameters define every
-``t``): between expiries the published slices are the surface, which keeps SVI, SABR,
-SSVI and Heston surfaces comparable and each evaluation to two slice evaluations.
+Forward ``F(t)`` and total variance ``w(k, t)`` between and beyond the expiries follow
+the rules of :mod:`streamer.core.surface` (the interpolation lives there, shared with the
+service's greeks): log-linear forwards through the spot and the slices' forwards, total
+variance linear in ``t`` at fixed ``k = ln(K / F(t))`` between slices, each k's vol kept
+before the first slice and the ATM variance rate continued after the last.
 
 Slices that cannot be evaluated (see :class:`Slice`) are skipped; a surface without
 any usable slice raises ``ValueError`` on evaluation.
@@ -44,14 +32,13 @@ tenor bucket nearest the expiry (:meth:`Surface.ssr`).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.client.slices import FloatArray, Slice
-from streamer.core.dynamics import fixed_strike_dvol, smile_adjusted_delta
+from streamer.core.models.protocol import vol_from_variance
+from streamer.core.surface import InterpolatedSurface, SmileDynamics, nearest_ssr
 from streamer.sinks.codec import Format, decode_surface
 from streamer.types import ModelName, SurfaceUpdate
 
@@ -59,10 +46,6 @@ YEAR_MS = 365.0 * 86_400_000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Expiry = int | float | str | npt.ArrayLike
-SmileDynamics = Literal["measured", "sticky_strike", "sticky_moneyness"]
-DAYS_PER_YEAR = 365.0
-#: Step in k of the central difference for the smile slope d sigma / d k.
-SLOPE_STEP = 1e-5
 
 
 class Surface:
@@ -73,13 +56,9 @@ class Surface:
         built = [Slice(s, update.model, update.params) for s in update.slices]
         self.slices: tuple[Slice, ...] = tuple(sorted(built, key=lambda s: s.expiry_ts_ms))
         self._nodes = sorted((s for s in self.slices if s.usable), key=lambda s: s.t)
-        self._ts = np.array([s.t for s in self._nodes], np.float64)
         self._node_ms = {s.expiry_ts_ms: s.t for s in self._nodes}
-        fwd = [(s.t, s.forward) for s in self._nodes]
-        if np.isfinite(update.spot) and update.spot > 0:
-            fwd.insert(0, (0.0, update.spot))
-        self._fwd_t = np.array([t for t, _ in fwd], np.float64)
-        self._fwd = np.array([f for _, f in fwd], np.float64)
+        self._surface = InterpolatedSurface([s.node for s in self.slices], update.spot,
+                                            f"{update.key} seq {update.seq}")
 
     @classmethod
     def decode(cls, data: bytes, fmt: Format = "json") -> Surface:
@@ -186,7 +165,7 @@ class Surface:
         if not np.all(np.isfinite(kk)):
             raise ValueError("log-moneyness must be finite")
         kk, tt = np.broadcast_arrays(kk, self.years(expiry))
-        return self._w(kk, tt)
+        return self._surface.total_variance(kk, tt)
 
     def vol(self, strike: npt.ArrayLike, expiry: Expiry, *, extrapolate: bool = True
             ) -> FloatArray:
@@ -211,11 +190,9 @@ class Surface:
             raise ValueError("strikes must be finite and positive")
         K, t = np.broadcast_arrays(K, self.years(expiry))
         k = np.log(K / self._forward(t))
-        w = self._w(k, t)
-        with np.errstate(invalid="ignore"):
-            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
+        result = vol_from_variance(self._surface.total_variance(k, t), t)
         if not extrapolate:
-            result = np.where(self._outside(k, t), np.nan, result)
+            result = np.where(self._surface.outside(k, t), np.nan, result)
         return result
 
     def quoted_range(self, expiry: Expiry) -> tuple[FloatArray, FloatArray]:
@@ -225,7 +202,7 @@ class Surface:
         the last slice that slice's. NaN where a slice's range is not published.
         """
         t = np.asarray(self.years(expiry), np.float64)
-        lo, hi = self._k_bounds(t)
+        lo, hi = self._surface.k_bounds(t)
         f = self._forward(t)
         return f * np.exp(lo), f * np.exp(hi)
 
@@ -236,25 +213,7 @@ class Surface:
         if not np.all(np.isfinite(K) & (K > 0)):
             raise ValueError("strikes must be finite and positive")
         K, t = np.broadcast_arrays(K, self.years(expiry))
-        return self._outside(np.log(K / self._forward(t)), t)
-
-    def _outside(self, k: FloatArray, t: FloatArray) -> npt.NDArray[np.bool_]:
-        lo, hi = self._k_bounds(t)
-        out: npt.NDArray[np.bool_] = (k < lo) | (k > hi)  # False against a NaN bound
-        return out
-
-    def _k_bounds(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Quoted log-moneyness range at ``t``: both neighbours' where they meet."""
-        self._require_nodes()
-        lows = np.array([s.k_range[0] for s in self._nodes])
-        highs = np.array([s.k_range[1] for s in self._nodes])
-        right = np.clip(np.searchsorted(self._ts, t, side="left"), 0, len(self._nodes) - 1)
-        left = np.clip(right - 1, 0, None)
-        at_node = np.isin(t, self._ts) | (t <= self._ts[0]) | (t >= self._ts[-1])
-        left = np.where(at_node, right, left)
-        lo: FloatArray = np.fmax(lows[left], lows[right])
-        hi: FloatArray = np.fmin(highs[left], highs[right])
-        return lo, hi
+        return self._surface.outside(np.log(K / self._forward(t)), t)
 
     def delta(self, strike: npt.ArrayLike, expiry: Expiry, is_call: npt.ArrayLike,
               dynamics: SmileDynamics = "measured") -> FloatArray:
@@ -288,16 +247,9 @@ class Surface:
         if dynamics not in ("measured", "sticky_strike", "sticky_moneyness"):
             raise ValueError(f"unknown smile dynamics {dynamics!r}")
         K, t, call = np.broadcast_arrays(K, self.years(expiry), np.asarray(is_call, bool))
-        F = self._forward(t)
-        k = np.log(K / F)
-        vol, slope = self._vol_and_slope(k, t)
-        if dynamics == "sticky_strike":
-            dvol_dlnf = np.zeros(k.shape)
-        elif dynamics == "sticky_moneyness":
-            dvol_dlnf = -slope
-        else:
-            dvol_dlnf = fixed_strike_dvol(slope, self._ssr(t))
-        return smile_adjusted_delta(F, K, t, vol, call, dvol_dlnf)
+        self._surface.require_nodes()  # before the SSR: no usable slice is the first problem
+        ssr = self._ssr(t) if dynamics == "measured" else None
+        return self._surface.delta(K, t, call, dynamics, ssr)
 
     def ssr(self, expiry: Expiry) -> FloatArray:
         """The skew stickiness ratio :meth:`delta` uses for ``dynamics="measured"``.
@@ -319,71 +271,11 @@ class Surface:
 
     def _ssr(self, t: FloatArray) -> FloatArray:
         dyn = self.update.dynamics
-        estimates = [] if dyn is None else [
-            d for d in (dyn, *dyn.by_expiry) if np.isfinite(d.ssr) and d.tenor_days > 0]
-        if not estimates:
-            raise ValueError(f"{self.key} seq {self.seq} publishes no measured SSR: use "
-                             "dynamics='sticky_strike' or 'sticky_moneyness'")
-        log_days = np.log([d.tenor_days for d in estimates])
-        values = np.array([d.ssr for d in estimates], np.float64)
-        distance = np.abs(np.log(t * DAYS_PER_YEAR)[..., None] - log_days)
-        result: FloatArray = values[np.argmin(distance, axis=-1)]
-        return result
-
-    def _vol_and_slope(self, k: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Implied vol and ``d vol / d k`` at fixed ``t`` (central difference in ``k``)."""
-        def vol_at(kk: FloatArray) -> FloatArray:
-            w = self._w(kk, t)
-            with np.errstate(invalid="ignore"):
-                result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) / t)
-            return result
-
-        slope: FloatArray = (vol_at(k + SLOPE_STEP) - vol_at(k - SLOPE_STEP)) / (2 * SLOPE_STEP)
-        return vol_at(k), slope
-
-    def _require_nodes(self) -> None:
-        if not self._nodes:
-            raise ValueError(f"{self.key} seq {self.seq} has no usable slice "
-                             f"({[s.problem for s in self.slices]})")
+        estimates = [] if dyn is None else [(d.tenor_days, d.ssr) for d in (dyn, *dyn.by_expiry)]
+        return nearest_ssr(t, estimates, self._surface.label)
 
     def _forward(self, t: FloatArray) -> FloatArray:
-        self._require_nodes()
-        nt, lf = self._fwd_t, np.log(self._fwd)
-        x = np.interp(t, nt, lf)
-        if nt.size > 1:
-            rate = (lf[-1] - lf[-2]) / (nt[-1] - nt[-2])
-            x = np.where(t > nt[-1], lf[-1] + rate * (t - nt[-1]), x)
-        f = np.exp(x)
-        at = np.clip(np.searchsorted(nt, t), 0, nt.size - 1)
-        result: FloatArray = np.where(nt[at] == t, self._fwd[at], f)  # exact at the nodes
-        return result
-
-    @cached_property
-    def _atm_rate(self) -> float:
-        last = self._nodes[-1]
-        return float(last.total_variance(np.zeros(1))[0]) / last.t
-
-    def _w(self, k: FloatArray, t: FloatArray) -> FloatArray:
-        self._require_nodes()
-        ts, n = self._ts, len(self._nodes)
-        out = np.full(k.shape, np.nan)
-        segment = np.searchsorted(ts, t, side="left")  # t == t_i falls in segment i
-        for i in np.unique(segment):
-            m = segment == i
-            kk, tt = k[m], t[m]
-            if i == 0:
-                out[m] = self._nodes[0].total_variance(kk) * (tt / ts[0])
-            elif i == n:
-                out[m] = self._nodes[-1].total_variance(kk) + (tt - ts[-1]) * self._atm_rate
-            else:
-                lam = (tt - ts[i - 1]) / (ts[i] - ts[i - 1])
-                hi = self._nodes[i].total_variance(kk)
-                lo = self._nodes[i - 1].total_variance(kk)
-                # lo + lam (hi - lo), clipped to [lo, hi]: no rounding step against the
-                # direction of travel, so calendar-free slices stay monotone to the last bit
-                between = np.clip(lo + lam * (hi - lo), np.fmin(lo, hi), np.fmax(lo, hi))
-                out[m] = np.where(lam == 1.0, hi, between)
-        return out
+        return self._surface.forward(t)
 
 
 def _iso_ms(expiry: str) -> int:

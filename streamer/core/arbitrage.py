@@ -1,14 +1,16 @@
-"""Static-arbitrage checks on fitted smiles: butterfly (Durrleman) and calendar."""
+"""Static-arbitrage checks on fitted smiles: butterfly (Durrleman) and calendar.
+
+Model-free: the closed-form margins of SVI and SSVI slices live with their models
+(:func:`streamer.core.models.svi.butterfly_margin`,
+:func:`streamer.core.models.ssvi.slice_butterfly_margin`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-
-from streamer.core.models.ssvi import SSVISlice, slice_derivatives
-from streamer.core.models.svi import SVIParams, derivatives_rows, stack
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -26,26 +28,6 @@ def durrleman_g(k: npt.ArrayLike, w: npt.ArrayLike, dw: npt.ArrayLike, d2w: npt.
         g: FloatArray = (1.0 - kk * d1 / (2.0 * ww)) ** 2 - 0.25 * d1 * d1 * (
             1.0 / ww + 0.25) + 0.5 * d2
     return np.where(ww > 0, g, -np.inf)
-
-
-def svi_butterfly_margin(params: SVIParams, k_min: float, k_max: float, n: int = 201
-                         ) -> float:
-    """Minimum of ``g(k)`` over ``[k_min, k_max]``; ``>= 0`` means butterfly-free there."""
-    return float(svi_butterfly_margins([params], np.array([k_min]), np.array([k_max]), n)[0])
-
-
-def svi_butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max: FloatArray,
-                          n: int = 201) -> FloatArray:
-    """:func:`svi_butterfly_margin` of many slices, each over its own range, in one pass."""
-    k = np.linspace(k_min, k_max, n, axis=1)
-    w, dw, d2w = derivatives_rows(k, stack(params))
-    result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
-    return result
-
-
-def svi_butterfly_free(params: SVIParams, k_min: float, k_max: float, n: int = 201) -> bool:
-    """True when Durrleman's ``g >= 0`` on the grid."""
-    return svi_butterfly_margin(params, k_min, k_max, n) >= 0.0
 
 
 def calendar_margins(total_variance: npt.ArrayLike) -> FloatArray:
@@ -85,10 +67,3 @@ def numeric_butterfly_margin(total_variance: Callable[[FloatArray], FloatArray],
     d2w = (w_plus - 2.0 * w_mid + w_minus) / (h * h)
     g = durrleman_g(k, w_mid, dw, d2w)
     return float(np.min(np.where(np.isfinite(g), g, -np.inf)))
-
-
-def ssvi_butterfly_margin(s: SSVISlice, k_min: float, k_max: float, n: int = 201) -> float:
-    """Minimum of ``g(k)`` of one SSVI slice over ``[k_min, k_max]``."""
-    k = np.linspace(k_min, k_max, n)
-    w, dw, d2w = slice_derivatives(k, s)
-    return float(np.min(durrleman_g(k, w, dw, d2w)))

@@ -37,11 +37,11 @@ import numpy as np
 
 from streamer.client import read_history
 from streamer.config import AppConfig, DynamicsConfig, TickFileConfig, load_config
+from streamer.core.models.registry import model_for
 from streamer.core.tenors import DELTA_KEYS
 from streamer.errors import BrokerError
 from streamer.kafka.options import consumer_options
 from streamer.pipeline.chain_book import ChainBook
-from streamer.pipeline.models import model_for
 from streamer.pipeline.snapshot import build_slice
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ from streamer.config import AnalyticsConfig
 from streamer.core import black76
 from streamer.core.fit_errors import errors_from_jacobians, standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
+from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIParams
 from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
@@ -28,7 +29,6 @@ from streamer.core.variance_index import (
     expiry_variance,
     interpolated_vol,
 )
-from streamer.pipeline.models import SliceEvaluator
 from streamer.types import Quote, VarianceIndex, VenueVolIndex
 
 FloatArray = npt.NDArray[np.float64]
@@ -92,7 +92,7 @@ class SurfaceAnalytics:
         forwards = [s.forward for s in slices]
         days = list(self.config.tenor_days)
         t = [self.clock.years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
-        rows = getattr(model, "variance_rows", None)
+        rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
         return tenor_views(days, t, [d * DAY_MS / YEAR_MS for d in days], ts, forwards, ws,
                            None if rows is None else rows([s.params for s in slices]))
 
@@ -119,7 +119,7 @@ class SurfaceAnalytics:
     @staticmethod
     def _w_of_k(model: SliceEvaluator, s: FittedSlice) -> VarianceOfK:
         """The slice's total variance; through a spline for models costly to evaluate."""
-        if not getattr(model, "costly_vol", False):
+        if not model.costly_vol:
             return lambda k: model.total_variance(np.asarray(k, np.float64), s.t, s.params)
         atm = float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
         half = _SPLINE_WIDTHS * max(atm, 0.01) if np.isfinite(atm) else 1.0
@@ -219,11 +219,11 @@ def fit_standard_errors_many(model: SliceEvaluator, params: Sequence[Any],
     model has it analytically (SVI), central differences slice by slice otherwise."""
     if not params:
         return []
-    if getattr(model, "costly_vol", False):
+    if model.costly_vol:
         return [(float("nan"), {}) for _ in params]
     halves = [_half_spreads(*quotes) for quotes in zip(iv, bid_iv, ask_iv, strict=True)]
     names = list(model.to_dict(params[0]))
-    rows = getattr(model, "vol_jacobian_rows", None)
+    rows = cast(BatchSliceModel, model).vol_jacobian_rows if model.batched else None
     if rows is not None:
         width = max(kk.size for kk in k) + 1
         points = np.zeros((len(k), width))  # padding at k = 0: a finite row, weight 0

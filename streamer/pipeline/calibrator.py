@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -14,9 +14,14 @@ from scipy.interpolate import CubicSpline
 from streamer.config import CalibrationConfig
 from streamer.core.median import row_median
 from streamer.core.models.fit import Fit, FitStatus
+from streamer.core.models.protocol import (
+    BatchSliceModel,
+    SliceEvaluator,
+    SliceModel,
+    SurfaceModel,
+)
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors_many
-from streamer.pipeline.models import SliceEvaluator, SurfaceModel
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
 
@@ -196,8 +201,8 @@ class SliceCalibrator:
                 first_try: Fit[Any] | None) -> _Decision:
         if snap.n_quotes < self.config.min_quotes:
             return self._reduced(snap, previous)
-        model = self.model
-        assert hasattr(model, "calibrate"), f"{model.name} is not a per-slice model"
+        assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
+        model = cast(SliceModel, self.model)
         prev_params = previous.params if previous is not None else None
         fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params,
                                            bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
@@ -214,7 +219,8 @@ class SliceCalibrator:
         """A slice with too few quotes for the model: a reduced (3-parameter) fit from
         ``min_quotes_reduced`` quotes (an expiry hours away often shows only 4-5), else
         the last fit kept stale, with the reason."""
-        reduced = getattr(self.model, "calibrate_reduced", None)
+        reduced = (cast(SliceModel, self.model).calibrate_reduced if self.model.has_reduced
+                   else None)
         if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
             return self.keep(previous, snap, "stale", "too_few_quotes")
         fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
@@ -276,7 +282,7 @@ class SliceCalibrator:
         vols: a cubic extrapolated out to the delta solver's search range (|k| <= 3)
         turns negative or explodes, and the 25/10-delta strikes then came out wrong
         (RR of -36 on a one-day Heston slice)."""
-        if not getattr(self.model, "costly_vol", False):
+        if not self.model.costly_vol:
             return lambda k: self.model.vol(k, t, params)
         atm_total_vol = float(self.model.vol(np.zeros(1), t, params)[0]) * np.sqrt(t)
         half_width = 6.0 * max(atm_total_vol, 0.01) if np.isfinite(atm_total_vol) else 1.0
@@ -289,7 +295,7 @@ class SliceCalibrator:
 
     def _vol_rows(self, params: Sequence[Any], ts: Sequence[float]) -> VolRows:
         """The smiles as rows: one stacked evaluation where the model has one."""
-        rows = getattr(self.model, "vol_rows", None)
+        rows = cast(BatchSliceModel, self.model).vol_rows if self.model.batched else None
         if rows is not None:
             stacked: VolRows = rows(params, ts)
             return stacked
@@ -326,7 +332,8 @@ class SliceCalibrator:
 
     def _butterfly_margins(self, params: list[Any], ts: list[float],
                            k_ranges: list[tuple[float, float]]) -> list[float]:
-        many = getattr(self.model, "butterfly_margins", None)
+        many = (cast(BatchSliceModel, self.model).butterfly_margins if self.model.batched
+                else None)
         if many is not None:  # one stacked pass (SVI)
             margins: list[float] = many(params, k_ranges).tolist()
             return margins
@@ -395,8 +402,8 @@ class SurfaceCalibrator:
     def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
                   previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
         """Warm from ``previous`` when there is one; cold when not or when warm fails."""
-        least = (self.config.min_quotes_reduced if getattr(self.model, "reduced_slices", False)
-                 else max(self.config.min_quotes, getattr(self.model, "min_slice_quotes", 0)))
+        least = (self.config.min_quotes_reduced if self.model.reduced_slices
+                 else max(self.config.min_quotes, self.model.min_slice_quotes))
         usable = [s for s in snaps if s.n_quotes >= least]
         if not usable:
             return self._keep(snaps, previous, previous_rmse, previous_fits, "too_few_quotes")

@@ -17,6 +17,13 @@ import msgspec
 import numpy as np
 
 from streamer.config import AnalyticsConfig, BatchConfig, CalibrationConfig, DynamicsConfig
+from streamer.core.models.protocol import (
+    BatchSliceModel,
+    SliceEvaluator,
+    SliceModel,
+    SurfaceModel,
+)
+from streamer.core.models.registry import model_for
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher
 from streamer.pipeline.calibrator import (
@@ -27,14 +34,6 @@ from streamer.pipeline.calibrator import (
 )
 from streamer.pipeline.chain_book import ChainBook
 from streamer.pipeline.dynamics import DynamicsTracker, FittedSmile, instrument_marks
-from streamer.pipeline.models import (
-    BatchSliceModel,
-    SliceEvaluator,
-    SliceModel,
-    SurfaceModel,
-    is_surface_model,
-    model_for,
-)
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
     build_slices,
@@ -209,7 +208,7 @@ class Engine:
             del state.fits[expiry]
         model = model_for(self.model_name(name))
         started = time.perf_counter_ns()
-        if is_surface_model(model):
+        if model.is_surface:
             self._calibrate_surface(name, state, cast(SurfaceModel, model), now_ms)
         else:
             self._calibrate_dirty(name, state, cast(SliceModel, model), now_ms)
@@ -225,8 +224,9 @@ class Engine:
         """Refit the expiries whose quotes changed (batched where the model can)."""
         calibrator = SliceCalibrator(model, self.calibration)
         dirty = state.book.take_dirty()
-        if isinstance(model, BatchSliceModel):
-            self._calibrate_batch(name, state, calibrator, model, dirty, now_ms)
+        if model.batched:
+            self._calibrate_batch(name, state, calibrator, cast(BatchSliceModel, model), dirty,
+                                  now_ms)
             return
         budget_ns = int(self.calibration.budget_ms * 1e6)
         started = time.perf_counter_ns()
@@ -404,7 +404,7 @@ def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[floa
             lo, hi = CALENDAR_FALLBACK_RANGE
         grids.append(np.linspace(lo, hi, CALENDAR_POINTS))
     k = np.array(grids)
-    rows = getattr(model, "variance_rows", None)
+    rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
     if rows is not None:  # every pair in one stacked evaluation (SVI)
         w_of = rows([f.params for f in fits])
         later = np.arange(1, len(fits))

@@ -7,7 +7,7 @@ import pytest
 
 from streamer.client import Surface
 from streamer.core.models import heston, sabr, ssvi, svi
-from streamer.pipeline.models import model_for
+from streamer.core.models.registry import model_for
 from tests.client.factory import EXPIRIES_MS, FORWARDS, TS, make_surface, svi_params
 
 K = np.linspace(-0.5, 0.4, 19)

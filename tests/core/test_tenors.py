@@ -67,8 +67,8 @@ def test_all_tenors_in_one_pass_read_the_interpolation_rule_tenor_by_tenor() -> 
     """Every case of the rule at once (before the first expiry, on one, between, after
     the last), each view equal to the smile metrics of ``total_variance_at`` at its
     tenor, whether the slices are called one by one or evaluated stacked (SVI)."""
+    from streamer.core.models.svi import SVIModel
     from streamer.core.tenors import tenor_views
-    from streamer.pipeline.models import SVIModel
 
     days = [3.0, 10.0, 25.0, 40.0, 90.0]
     t = [d / 365 for d in days]

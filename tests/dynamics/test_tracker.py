@@ -17,6 +17,7 @@ import pytest
 
 from streamer.config import DynamicsConfig
 from streamer.core import black76
+from streamer.core.models.registry import model_for
 from streamer.core.models.svi import SVIParams
 from streamer.pipeline.dynamics import (
     DynamicsTracker,
@@ -24,7 +25,6 @@ from streamer.pipeline.dynamics import (
     InstrumentMarks,
     instrument_marks,
 )
-from streamer.pipeline.models import model_for
 from streamer.pipeline.snapshot import YEAR_MS
 from streamer.types import Dynamics, Quote, SurfaceUpdate
 from tests.dynamics.worlds import translation_requotes, translation_world

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.arbitrage import numeric_butterfly_margin, svi_butterfly_margin
+from streamer.core.arbitrage import numeric_butterfly_margin
 from streamer.core.models.svi import (
     SVIParams,
     calibrate,
@@ -15,6 +15,7 @@ from streamer.core.models.svi import (
     implied_vol,
     total_variance,
 )
+from streamer.core.models.svi import butterfly_margin as svi_butterfly_margin
 
 TRUE = SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18)
 

@@ -13,8 +13,8 @@ import pytest
 from streamer.config import CalibrationConfig
 from streamer.core.models import svi
 from streamer.core.models.fit import Fit
+from streamer.core.models.svi import SVIModel
 from streamer.pipeline.calibrator import ATM_OFF_MARKET, SliceCalibrator, market_atm
-from streamer.pipeline.models import SVIModel
 from streamer.pipeline.snapshot import SliceSnapshot
 
 T = 2 / 365

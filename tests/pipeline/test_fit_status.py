@@ -6,8 +6,8 @@ import numpy as np
 
 from streamer.config import CalibrationConfig
 from streamer.core.models import svi
+from streamer.core.models.svi import SVIModel
 from streamer.pipeline.calibrator import SliceCalibrator
-from streamer.pipeline.models import SVIModel
 from streamer.pipeline.snapshot import SliceSnapshot
 
 TRUTH = svi.SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18)

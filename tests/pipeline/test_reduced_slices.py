@@ -7,8 +7,9 @@ import pytest
 
 from streamer.config import CalibrationConfig
 from streamer.core.models import svi
+from streamer.core.models.sabr import SABRModel
+from streamer.core.models.svi import SVIModel
 from streamer.pipeline.calibrator import SliceCalibrator
-from streamer.pipeline.models import SABRModel, SVIModel
 from streamer.pipeline.snapshot import SliceSnapshot
 
 T = 0.25 / 365  # six hours

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from streamer.config import CalibrationConfig
+from streamer.core.models.registry import model_for
 from streamer.core.smile import smile_metrics
 from streamer.pipeline.calibrator import SliceCalibrator, SpreadStats, spread_stats
-from streamer.pipeline.models import model_for
 from streamer.pipeline.snapshot import SliceSnapshot
 
 NAN = float("nan")
@@ -128,8 +128,9 @@ def test_spread_stats_of_padded_rows_are_each_rows_own() -> None:
 
 
 def test_svi_butterfly_margins_in_one_pass_are_each_slices_own() -> None:
-    from streamer.core.arbitrage import svi_butterfly_margin, svi_butterfly_margins
     from streamer.core.models.svi import SVIParams
+    from streamer.core.models.svi import butterfly_margin as svi_butterfly_margin
+    from streamer.core.models.svi import butterfly_margins as svi_butterfly_margins
 
     slices = [(SVIParams(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153), -1.5, 1.5),
               (SVIParams(a=0.02, b=0.12, rho=-0.35, m=0.03, sigma=0.18), -0.8, 0.6),

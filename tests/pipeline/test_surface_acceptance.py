@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from streamer.config import CalibrationConfig
+from streamer.core.models.ssvi import SSVIModel
 from streamer.pipeline.calibrator import SurfaceCalibrator
-from streamer.pipeline.models import SSVIModel
 from streamer.pipeline.snapshot import SliceSnapshot
 
 TIMES = (0.02, 0.1, 0.3, 0.6)
@@ -68,7 +68,7 @@ def test_a_surface_model_leaves_out_the_expiries_under_its_own_quote_minimum() -
     takes expiries of 6 quotes or more: a 5-quote expiry hours away is not fitted into it."""
     import dataclasses
 
-    from streamer.pipeline.models import HestonModel
+    from streamer.core.models.heston import HestonModel
 
     seen: list[int] = []
 

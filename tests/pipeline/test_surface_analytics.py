@@ -152,8 +152,8 @@ def test_an_expiry_without_a_market_variance_leaves_the_index_to_its_neighbours(
     """The 20-day expiry quotes calls only (no put-call pair, no forward): the 30-day
     index is bracketed by the 7- and 45-day expiries, as the VIX rule on the usable
     expiries gives it."""
+    from streamer.core.models.svi import SVIModel
     from streamer.pipeline.analytics import SurfaceAnalytics
-    from streamer.pipeline.models import SVIModel
 
     books: dict[int, list[Quote]] = {}
     for q in _quotes():

@@ -6,8 +6,8 @@ import numpy as np
 
 from streamer.config import CalibrationConfig
 from streamer.core.models import heston
+from streamer.core.models.heston import HestonModel
 from streamer.pipeline.calibrator import SurfaceCalibrator
-from streamer.pipeline.models import HestonModel
 from streamer.pipeline.snapshot import SliceSnapshot
 
 TRUTH = heston.HestonParams(v0=0.36, kappa=2.0, theta=0.49, sigma=1.5, rho=-0.2)

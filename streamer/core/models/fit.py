@@ -14,8 +14,9 @@ FitStatus = Literal["converged", "max_iter", "failed"]
 class Fit(msgspec.Struct, Generic[P], frozen=True, kw_only=True):
     """Outcome of ``calibrate``.
 
-    ``rmse_vol`` is the (weighted where weights were given) root mean square of
-    model vol minus market vol over the points used, in decimal vol. ``status``
+    ``rmse_vol`` is the unweighted root mean square of model vol minus market (mid)
+    vol over the points used, in decimal vol: the weights (or the bid/ask band) shape
+    the fit, not this measure of it, so fits of different weightings compare. ``status``
     ``failed`` means ``params`` must not be used; ``max_iter`` means usable but
     not converged to tolerance.
     """

@@ -20,6 +20,7 @@ evaluation of the smile at seven parameter sets; ``nfev`` counts those evaluatio
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -28,6 +29,7 @@ import numpy.typing as npt
 from streamer.core.models import band
 from streamer.core.models.batch_lm import BatchResult, levenberg_marquardt
 from streamer.core.models.fit import Fit
+from streamer.core.models.protocol import VarianceFromVol
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -244,3 +246,34 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
                status="converged" if converged else "max_iter",
                message="" if converged else f"stopped at max_nfev={max_nfev}", nfev=nfev,
                warm=previous is not None)
+
+
+@dataclass(frozen=True)
+class SABRModel(VarianceFromVol[SABRParams]):
+    """SABR per expiry on the forward-normalised strike ``K/F = e^k`` (so ``F = 1``).
+
+    With the default ``beta = 1`` the normalisation changes nothing; for other betas
+    ``alpha`` is in units of the normalised forward.
+    """
+
+    name: str = "sabr"
+    beta: float = 1.0
+    has_reduced = True
+
+    def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
+                  previous: SABRParams | None, *, bid_iv: FloatArray | None = None,
+                  ask_iv: FloatArray | None = None) -> Fit[SABRParams]:
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return calibrate(1.0, np.exp(k), iv, t, None if banded else weights, previous,
+                         bid_iv=bid_iv, ask_iv=ask_iv, beta=self.beta)
+
+    def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
+                          weights: FloatArray) -> Fit[SABRParams]:
+        """SABR with its beta fixed has three parameters already: fitted as usual, cold."""
+        return calibrate(1.0, np.exp(k), iv, t, weights, None, beta=self.beta)
+
+    def vol(self, k: FloatArray, t: float, params: SABRParams) -> FloatArray:
+        return implied_vol(1.0, np.exp(np.asarray(k, np.float64)), t, params)
+
+    def from_dict(self, d: dict[str, float]) -> SABRParams:
+        return SABRParams.from_dict(d)

@@ -15,15 +15,18 @@ its parametrisation: ``theta`` as a cumulative sum of positive increments,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import least_squares
 
+from streamer.core.arbitrage import durrleman_g
 from streamer.core.models import band
 from streamer.core.models.fit import Fit
+from streamer.core.models.protocol import VolFromVariance
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -480,3 +483,50 @@ def _check_inputs(ks: list[FloatArray], vs: list[FloatArray], ws: list[FloatArra
     if any(int(np.sum(np.isfinite(v) & (v > 0))) < 3 for v in vs):
         return "every expiry needs >= 3 valid quotes"
     return ""
+
+
+def slice_butterfly_margin(s: SSVISlice, k_min: float, k_max: float, n: int = 201) -> float:
+    """Minimum of ``g(k)`` of one SSVI slice over ``[k_min, k_max]``."""
+    k = np.linspace(k_min, k_max, n)
+    w, dw, d2w = slice_derivatives(k, s)
+    return float(np.min(durrleman_g(k, w, dw, d2w)))
+
+
+@dataclass(frozen=True)
+class SSVIModel(VolFromVariance[SSVISlice]):
+    """An arbitrage-free eSSVI surface (Hendriks & Martini 2019: rho by expiry); each
+    expiry publishes ``theta, rho, phi``."""
+
+    name: str = "ssvi"
+    is_surface = True
+    reduced_slices: bool = True  # three parameters an expiry: slices of 4-5 quotes join
+
+    def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                          t: Sequence[float], weights: Sequence[FloatArray],
+                          previous: ESSVIParams | None, *,
+                          bid_iv: Sequence[FloatArray] | None = None,
+                          ask_iv: Sequence[FloatArray] | None = None,
+                          should_stop: Callable[[], bool] | None = None) -> Fit[ESSVIParams]:
+        # eSSVI fits in milliseconds: no early stop needed.
+        return calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+
+    def slice_params(self, params: ESSVIParams, index: int) -> SSVISlice:
+        return params.slice(index)
+
+    def surface_dict(self, params: ESSVIParams) -> dict[str, float]:
+        return params.surface_dict()
+
+    def surface_from_dict(self, d: dict[str, float]) -> ESSVIParams | None:
+        # eSSVI has no surface-wide parameters (every expiry has its own): a restart
+        # fits cold.
+        return None
+
+    def total_variance(self, k: FloatArray, t: float, params: SSVISlice) -> FloatArray:
+        return slice_total_variance(k, params)
+
+    def butterfly_margin(self, params: SSVISlice, t: float, k_min: float, k_max: float
+                         ) -> float:
+        return slice_butterfly_margin(params, k_min, k_max)
+
+    def from_dict(self, d: dict[str, float]) -> SSVISlice:
+        return SSVISlice.from_dict(d)

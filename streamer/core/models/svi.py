@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.models import band
+from streamer.core.arbitrage import durrleman_g
+from streamer.core.models import band, ssvi
 from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marquardt
 from streamer.core.models.fit import Fit, FitStatus
+from streamer.core.models.protocol import VolFromVariance
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -537,3 +540,98 @@ def calibrate(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
                            bid_ivs=None if bid_iv is None else [bid_iv],
                            ask_ivs=None if ask_iv is None else [ask_iv], pull=pull,
                            n_starts=n_starts, max_iter=max_iter, tol=tol)[0]
+
+
+def butterfly_margin(params: SVIParams, k_min: float, k_max: float, n: int = 201) -> float:
+    """Minimum of ``g(k)`` over ``[k_min, k_max]``; ``>= 0`` means butterfly-free there."""
+    return float(butterfly_margins([params], np.array([k_min]), np.array([k_max]), n)[0])
+
+
+def butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max: FloatArray,
+                      n: int = 201) -> FloatArray:
+    """:func:`butterfly_margin` of many slices, each over its own range, in one pass."""
+    k = np.linspace(k_min, k_max, n, axis=1)
+    w, dw, d2w = derivatives_rows(k, stack(params))
+    result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
+    return result
+
+
+def butterfly_free(params: SVIParams, k_min: float, k_max: float, n: int = 201) -> bool:
+    """True when Durrleman's ``g >= 0`` on the grid."""
+    return butterfly_margin(params, k_min, k_max, n) >= 0.0
+
+
+@dataclass(frozen=True)
+class SVIModel(VolFromVariance[SVIParams]):
+    """Raw SVI per expiry."""
+
+    name: str = "svi"
+    batched = True
+    has_reduced = True
+
+    def calibrate(self, k: FloatArray, iv: FloatArray, t: float, weights: FloatArray,
+                  previous: SVIParams | None, *, bid_iv: FloatArray | None = None,
+                  ask_iv: FloatArray | None = None) -> Fit[SVIParams]:
+        if bid_iv is not None or ask_iv is not None:  # the band weighs by half spreads
+            return calibrate(k, iv, t, None, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+        return calibrate(k, iv, t, weights, previous)
+
+    def calibrate_many(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
+                       t: Sequence[float], weights: Sequence[FloatArray],
+                       previous: Sequence[SVIParams | None], *,
+                       bid_iv: Sequence[FloatArray] | None = None,
+                       ask_iv: Sequence[FloatArray] | None = None) -> list[Fit[SVIParams]]:
+        banded = bid_iv is not None or ask_iv is not None  # the band weighs by half spreads
+        return list(calibrate_chain(k, iv, t, None if banded else weights, previous,
+                                    bid_ivs=bid_iv, ask_ivs=ask_iv))
+
+    def calibrate_reduced(self, k: FloatArray, iv: FloatArray, t: float,
+                          weights: FloatArray) -> Fit[SVIParams]:
+        """Too few quotes for five parameters: an SSVI slice (three), as raw SVI."""
+        fit = ssvi.fit_slice(k, iv, t, weights)
+        a, b, rho, m, sigma = fit.params.raw_svi() if fit.ok else (0.0,) * 5
+        return Fit(params=SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma),
+                   rmse_vol=fit.rmse_vol, iterations=fit.iterations, status=fit.status,
+                   message=fit.message, nfev=fit.nfev, warm=False)
+
+    def total_variance(self, k: FloatArray, t: float, params: SVIParams) -> FloatArray:
+        return total_variance(k, params)
+
+    def vol_jacobian_rows(self, k: FloatArray, t: Sequence[float], params: Sequence[SVIParams]
+                          ) -> FloatArray:
+        """``d vol / d params`` (the order of :meth:`to_dict`), analytic, of slice ``i`` at
+        the k of row ``i``: shape ``(n, m, 5)``."""
+        return vol_jacobian_rows(k, np.asarray(t, np.float64), stack(params))
+
+    def variance_rows(self, params: Sequence[SVIParams]
+                      ) -> Callable[[npt.NDArray[np.int64], FloatArray], FloatArray]:
+        """Total variance of slice ``idx[i]`` of ``params`` at the k of row ``i``."""
+        stacked = stack(params)
+        return lambda idx, k: total_variance_rows(k, stacked[idx])
+
+    def vol_rows(self, params: Sequence[SVIParams], t: Sequence[float]
+                 ) -> Callable[[FloatArray], FloatArray]:
+        """The smiles of many slices as rows: ``k`` of shape (n, m) -> vols (n, m)."""
+        stacked = stack(params)
+        inv_t = 1.0 / np.asarray(t, np.float64)[:, None]
+
+        def vols(k: FloatArray) -> FloatArray:
+            w = total_variance_rows(k, stacked)
+            # times 1/t, not over t: the stacked hot path, whose published bits this fixes
+            with np.errstate(invalid="ignore"):
+                result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * inv_t)
+            return result
+        return vols
+
+    def butterfly_margin(self, params: SVIParams, t: float, k_min: float, k_max: float
+                         ) -> float:
+        return butterfly_margin(params, k_min, k_max)
+
+    def butterfly_margins(self, params: Sequence[SVIParams],
+                          k_ranges: Sequence[tuple[float, float]]) -> FloatArray:
+        """:meth:`butterfly_margin` of many slices in one pass."""
+        lo, hi = np.array(k_ranges, np.float64).reshape(-1, 2).T
+        return butterfly_margins(params, lo, hi)
+
+    def from_dict(self, d: dict[str, float]) -> SVIParams:
+        return SVIParams.from_dict(d)
