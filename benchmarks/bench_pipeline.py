@@ -82,7 +82,9 @@ def cold_only() -> Iterator[None]:
 def replay(lines: list[TickLine], config: AppConfig) -> dict[str, Any]:
     """``replay_file`` without asyncio, timing every cut."""
     decoder = DeribitDecoder()
-    engine = Engine(config.venues[0].name, config.calibration, config.batch)
+    # the live service's time budget, so the deferred slices it reports are the live ones
+    engine = Engine(config.venues[0].name, config.calibration, config.batch,
+                    budget_clock=time.perf_counter)
     sink = MemorySink()
     ticks, now_ns = 0, 0
     cut_s: list[float] = []

@@ -66,11 +66,9 @@ async def replay_file(path: Path, config: AppConfig, sink: Sink, *,
     reader = TickFileReader(path, max_bad_share=config.tickfile.max_bad_share,
                             max_line_bytes=config.tickfile.max_line_bytes)
     decoder = make_decoder(venue)
-    # No time budget: deferring slices by wall-clock time would make two replays of
-    # the same file differ with the machine's load.
-    unbudgeted = msgspec.structs.replace(config.calibration, budget_ms=1e12,
-                                         surface_budget_ms=1e12)
-    engine = Engine(venue, unbudgeted, config.batch, config.dynamics, config.analytics)
+    # No budget clock, so no time budget: deferring slices by wall-clock time would make
+    # two replays of the same file differ with the machine's load.
+    engine = Engine(venue, config.calibration, config.batch, config.dynamics, config.analytics)
     await sink.start()
     count = quotes = 0
     now_ns = 0

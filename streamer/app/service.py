@@ -217,8 +217,11 @@ class Service:
         learns venues from ticks)."""
         worker = self.engines.get(venue)
         if worker is None:
+            # Live, the time budget runs on the machine's clock: a slow batch defers the
+            # rest of its slices to the next one instead of holding up every surface.
             engine = Engine(venue, self.config.calibration, self.config.batch,
-                            self.config.dynamics, self.config.analytics)
+                            self.config.dynamics, self.config.analytics,
+                            budget_clock=time.perf_counter)
             worker = self.engines[venue] = EngineWorker(engine, self.config.calibration.worker)
         return worker
 

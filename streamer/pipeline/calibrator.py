@@ -1,8 +1,11 @@
-"""Incremental per-slice calibration: warm start, cold retry, fallback to the last good fit."""
+"""Incremental calibration: warm start, cold retry, fallback to the last good fit.
+
+One rule (:class:`Calibrator`) for every model, with two strategies: :class:`PerExpiry`
+for slice models, :class:`WholeSurface` for surface models.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -22,6 +25,7 @@ from streamer.core.models.protocol import (
 )
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors_many
+from streamer.pipeline.deadline import Clock, Deadline
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import SliceStatus
 
@@ -109,7 +113,7 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     fit_status: FitStatus = "converged"
 
 
-#: The fallback reason of a fit whose ATM vol is off the quotes' (SliceCalibrator.off_market).
+#: The fallback reason of a fit whose ATM vol is off the quotes' (Calibrator.off_market).
 ATM_OFF_MARKET = "atm_off_market"
 
 
@@ -147,6 +151,15 @@ def is_refusal(reason: str) -> bool:
     return reason != "too_few_quotes"
 
 
+def good_rmse(previous: SliceFit | None) -> float:
+    """The RMSE a slice's new fit is measured against (:meth:`Calibrator.acceptable`):
+    that of its last fit when it was a fresh one (warm or cold), else NaN (none: a kept
+    fit raises no limit)."""
+    if previous is not None and previous.status in ("warm", "cold"):
+        return previous.rmse_vol
+    return float("nan")
+
+
 class SliceOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """A slice's new state (None when it has never been fitted) and a fallback reason."""
 
@@ -170,82 +183,60 @@ class _Published(NamedTuple):
 _Decision = tuple[_Published | None, str | None]  # what to publish, the fallback reason
 
 
-class SliceCalibrator:
-    """Fits one slice at a time against the previous good fit of the same expiry."""
+class Calibrator:
+    """The pipeline's one acceptance rule, for every model.
+
+    A fit starts warm from the last good one; when the rule refuses it (failed, or an
+    RMSE over the limits: :meth:`acceptable`), it is refitted cold; when that is refused
+    too, or its ATM is off the market (:meth:`refusal`), the expiry keeps its last good
+    fit, re-evaluated at the new time (:meth:`keep`). How the model is fitted is the
+    strategy: :class:`PerExpiry` for slice models (SVI, SABR), :class:`WholeSurface` for
+    surface models (SSVI, Heston). Both publish their expiries through :meth:`outcomes`.
+    """
 
     def __init__(self, model: SliceEvaluator, config: CalibrationConfig) -> None:
         self.model = model
         self.config = config
 
-    def calibrate(self, snap: SliceSnapshot, previous: SliceFit | None,
-                  first_try: Fit[Any] | None = None) -> SliceOutcome:
-        """Warm from ``previous`` when there is one; cold when not or when warm fails.
+    def acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
+        """Whether a fit may replace the last good one, of RMSE ``previous_rmse`` (NaN:
+        there is none): it succeeded, with an RMSE under ``max_rmse_vol`` or under
+        ``rmse_jump_factor`` times the last good RMSE."""
+        if not ok or not np.isfinite(rmse):
+            return False
+        limit = self.config.max_rmse_vol
+        if not np.isnan(previous_rmse):
+            limit = max(limit, self.config.rmse_jump_factor * previous_rmse)
+        return rmse <= limit
 
-        ``first_try`` is that first fit when it was already made (a batched fit of the
-        whole chain); the cold retry and the fallback rules are the same either way.
-        """
-        return self.calibrate_many([(snap, previous, first_try)])[0]
+    def warm_then_cold(self, fit_from: Callable[[Any | None], Fit[Any]], previous: Any | None,
+                       previous_rmse: float, first_try: Fit[Any] | None = None
+                       ) -> tuple[Fit[Any], SliceStatus]:
+        """A fit warm from the last good parameters ``previous``, refitted cold when the
+        rule refuses it; cold at once when there are none. ``fit_from(params)`` fits from
+        ``params`` (None: cold); ``first_try`` is the warm fit when already made."""
+        fit = first_try or fit_from(previous)
+        if previous is None:
+            return fit, "cold"
+        if self.acceptable(fit.ok, fit.rmse_vol, previous_rmse):
+            return fit, "warm"
+        return fit_from(None), "cold"
 
-    def calibrate_many(self, jobs: Sequence[tuple[SliceSnapshot, SliceFit | None,
-                                                  Fit[Any] | None]]) -> list[SliceOutcome]:
-        """:meth:`calibrate` of several slices; what they publish is computed in one pass."""
-        return self.outcomes([self._decide(*job) for job in jobs])
+    def refusal(self, snap: SliceSnapshot, params: Any, previous: SliceFit | None,
+                ok: bool = True, rmse: float | None = None) -> str | None:
+        """Why a slice's fit may not be published (None: it may): it failed, its RMSE is
+        over the limits (checked when ``rmse`` is given), or its ATM is off the market."""
+        if rmse is not None and not self.acceptable(ok, rmse, good_rmse(previous)):
+            return "fit_failed" if not ok else "rmse_too_high"
+        if self.off_market(snap, params):
+            return ATM_OFF_MARKET
+        return None
 
     def outcomes(self, decisions: Sequence[_Decision]) -> list[SliceOutcome]:
         """The outcomes of decided slices, their published state built together."""
         built = iter(self.slice_fits([d for d, _ in decisions if d is not None]))
         return [SliceOutcome(fit=None if d is None else next(built), fallback_reason=reason)
                 for d, reason in decisions]
-
-    def _decide(self, snap: SliceSnapshot, previous: SliceFit | None,
-                first_try: Fit[Any] | None) -> _Decision:
-        if snap.n_quotes < self.config.min_quotes:
-            return self._reduced(snap, previous)
-        assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
-        model = cast(SliceModel, self.model)
-        prev_params = previous.params if previous is not None else None
-        fit = first_try or model.calibrate(snap.k, snap.iv, snap.t, snap.weights, prev_params,
-                                           bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
-        status: SliceStatus = "warm" if prev_params is not None else "cold"
-        if not self.acceptable(fit.ok, fit.rmse_vol, previous) and prev_params is not None:
-            fit = model.calibrate(snap.k, snap.iv, snap.t, snap.weights, None,
-                                  bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
-            status = "cold"
-        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
-            return self.keep(previous, snap, "fallback", reason)
-        return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
-
-    def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> _Decision:
-        """A slice with too few quotes for the model: a reduced (3-parameter) fit from
-        ``min_quotes_reduced`` quotes (an expiry hours away often shows only 4-5), else
-        the last fit kept stale, with the reason."""
-        reduced = (cast(SliceModel, self.model).calibrate_reduced if self.model.has_reduced
-                   else None)
-        if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
-            return self.keep(previous, snap, "stale", "too_few_quotes")
-        fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
-        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
-            return self.keep(previous, snap, "fallback", reason)
-        return _Published(snap, fit.params, fit.rmse_vol, "cold"), None
-
-    def acceptable(self, ok: bool, rmse: float, previous: SliceFit | None) -> bool:
-        """Whether a fit may replace ``previous`` (the RMSE limits of the config)."""
-        if not ok or not np.isfinite(rmse):
-            return False
-        limit = self.config.max_rmse_vol
-        if previous is not None and previous.status in ("warm", "cold"):
-            limit = max(limit, self.config.rmse_jump_factor * previous.rmse_vol)
-        return rmse <= limit
-
-    def refusal(self, snap: SliceSnapshot, params: Any, previous: SliceFit | None,
-                ok: bool = True, rmse: float | None = None) -> str | None:
-        """Why a fit may not be published (None: it may): it failed, its RMSE is over the
-        limits (checked when ``rmse`` is given), or its ATM is off the market."""
-        if rmse is not None and not self.acceptable(ok, rmse, previous):
-            return "fit_failed" if not ok else "rmse_too_high"
-        if self.off_market(snap, params):
-            return ATM_OFF_MARKET
-        return None
 
     def off_market(self, snap: SliceSnapshot, params: Any) -> bool:
         """Whether a fit's ATM vol is further from the quotes' own ATM than
@@ -380,6 +371,59 @@ class _Padded:
         return out
 
 
+class PerExpiry(Calibrator):
+    """The strategy of a slice model: each expiry fitted on its own, against the last
+    good fit of that expiry."""
+
+    model: SliceModel
+
+    def __init__(self, model: SliceModel, config: CalibrationConfig) -> None:
+        super().__init__(model, config)
+
+    def calibrate(self, snap: SliceSnapshot, previous: SliceFit | None,
+                  first_try: Fit[Any] | None = None) -> SliceOutcome:
+        """Warm from ``previous`` when there is one; cold when not or when warm fails.
+
+        ``first_try`` is that first fit when it was already made (a batched fit of the
+        whole chain); the cold retry and the fallback rules are the same either way.
+        """
+        return self.calibrate_many([(snap, previous, first_try)])[0]
+
+    def calibrate_many(self, jobs: Sequence[tuple[SliceSnapshot, SliceFit | None,
+                                                  Fit[Any] | None]]) -> list[SliceOutcome]:
+        """:meth:`calibrate` of several slices; what they publish is computed in one pass."""
+        return self.outcomes([self._decide(*job) for job in jobs])
+
+    def _decide(self, snap: SliceSnapshot, previous: SliceFit | None,
+                first_try: Fit[Any] | None) -> _Decision:
+        if snap.n_quotes < self.config.min_quotes:
+            return self._reduced(snap, previous)
+        assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
+        model = self.model
+
+        def fit_from(params: Any | None) -> Fit[Any]:
+            return model.calibrate(snap.k, snap.iv, snap.t, snap.weights, params,
+                                   bid_iv=snap.bid_iv, ask_iv=snap.ask_iv)
+
+        prev_params = previous.params if previous is not None else None
+        fit, status = self.warm_then_cold(fit_from, prev_params, good_rmse(previous), first_try)
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
+            return self.keep(previous, snap, "fallback", reason)
+        return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
+
+    def _reduced(self, snap: SliceSnapshot, previous: SliceFit | None) -> _Decision:
+        """A slice with too few quotes for the model: a reduced (3-parameter) fit from
+        ``min_quotes_reduced`` quotes (an expiry hours away often shows only 4-5), else
+        the last fit kept stale, with the reason."""
+        reduced = self.model.calibrate_reduced if self.model.has_reduced else None
+        if snap.n_quotes < self.config.min_quotes_reduced or reduced is None:
+            return self.keep(previous, snap, "stale", "too_few_quotes")
+        fit = reduced(snap.k, snap.iv, snap.t, snap.weights)
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
+            return self.keep(previous, snap, "fallback", reason)
+        return _Published(snap, fit.params, fit.rmse_vol, "cold"), None
+
+
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """A surface model's new state: per-expiry slices and the surface-wide parameters."""
 
@@ -389,15 +433,17 @@ class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
     fallback_reason: str | None = None
 
 
-class SurfaceCalibrator:
-    """Fits every expiry at once (SSVI, Heston) against the previous good surface."""
+class WholeSurface(Calibrator):
+    """The strategy of a surface model: every expiry in one fit, against the last good
+    surface; then each expiry judged on its own where the whole is over the limits."""
+
+    model: SurfaceModel
 
     def __init__(self, model: SurfaceModel, config: CalibrationConfig,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.model = model
-        self.config = config
-        self.clock = clock  # seconds; the calibration budget is measured on it
-        self._slices = SliceCalibrator(model, config)  # for fallbacks and per-slice results
+                 budget_clock: Clock | None = None) -> None:
+        super().__init__(model, config)
+        #: the clock ``surface_budget_ms`` is measured on; None: no budget (replay)
+        self.budget_clock = budget_clock
 
     def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
                   previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
@@ -407,17 +453,14 @@ class SurfaceCalibrator:
         usable = [s for s in snaps if s.n_quotes >= least]
         if not usable:
             return self._keep(snaps, previous, previous_rmse, previous_fits, "too_few_quotes")
-        fit = self._fit(usable, previous)
-        status: SliceStatus = "warm" if previous is not None else "cold"
-        if not self._acceptable(fit.ok, fit.rmse_vol, previous_rmse) and previous is not None:
-            fit = self._fit(usable, None)
-            status = "cold"
+        fit, status = self.warm_then_cold(lambda params: self._fit(usable, params), previous,
+                                          previous_rmse)
         if not fit.ok or not np.isfinite(fit.rmse_vol):
             return self._keep(snaps, previous, previous_rmse, previous_fits, "fit_failed")
         # A surface over the limit is judged expiry by expiry: the expiries the model
         # cannot fit (Heston a day out) are refused on their own instead of taking the
         # whole surface down with them (on a cold start: nothing published at all).
-        whole = self._acceptable(fit.ok, fit.rmse_vol, previous_rmse)
+        whole = self.acceptable(fit.ok, fit.rmse_vol, previous_rmse)
         decisions: list[_Decision] = []
         for i, snap in enumerate(usable):
             params = self.model.slice_params(fit.params, i)
@@ -426,17 +469,16 @@ class SurfaceCalibrator:
             rmse = float(np.sqrt(np.mean(err * err)))
             previous_fit = previous_fits.get(snap.expiry_ts_ms)
             # a surface within its limit is not judged by its expiries' RMSEs
-            reason = self._slices.refusal(snap, params, previous_fit,
-                                          rmse=None if whole else rmse)
+            reason = self.refusal(snap, params, previous_fit, rmse=None if whole else rmse)
             decisions.append(
-                self._slices.keep(previous_fit, snap, "fallback", reason) if reason is not None
+                self.keep(previous_fit, snap, "fallback", reason) if reason is not None
                 else (_Published(snap, params, rmse, status, model_iv, fit_status=fit.status),
                       None))
         reasons = [reason for _, reason in decisions if reason is not None]
         refused = len(reasons)
         if refused == len(usable):
             return self._keep(snaps, previous, previous_rmse, previous_fits, reasons[0])
-        fits = {o.fit.expiry_ts_ms: o.fit for o in self._slices.outcomes(decisions)
+        fits = {o.fit.expiry_ts_ms: o.fit for o in self.outcomes(decisions)
                 if o.fit is not None}
         # A surface accepted only in part leaves the acceptance limit where it was: its RMSE
         # must not let the next surface through whole (rmse_jump_factor).
@@ -446,27 +488,21 @@ class SurfaceCalibrator:
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         # A fit that runs past its budget stops at its best point so far (Heston); the
-        # next batch warm-starts from it. Replay's budget is unbounded (deterministic).
-        deadline = self.clock() + self.config.surface_budget_ms / 1000.0
+        # next batch warm-starts from it. Without a budget clock (replay) it runs to its
+        # own tolerance: the same quotes always give the same surface.
+        deadline = Deadline.after(self.config.surface_budget_ms, self.budget_clock)
         return self.model.calibrate_surface([s.k for s in snaps], [s.iv for s in snaps],
                                             [s.t for s in snaps], [s.weights for s in snaps],
                                             previous, bid_iv=[s.bid_iv for s in snaps],
                                             ask_iv=[s.ask_iv for s in snaps],
-                                            should_stop=lambda: self.clock() > deadline)
-
-    def _acceptable(self, ok: bool, rmse: float, previous_rmse: float) -> bool:
-        if not ok or not np.isfinite(rmse):
-            return False
-        limit = self.config.max_rmse_vol
-        if np.isfinite(previous_rmse):
-            limit = max(limit, self.config.rmse_jump_factor * previous_rmse)
-        return rmse <= limit
+                                            should_stop=None if deadline is None
+                                            else deadline.passed)
 
     def _keep(self, snaps: list[SliceSnapshot], previous: Any | None, previous_rmse: float,
               previous_fits: dict[int, SliceFit], reason: str) -> SurfaceOutcome:
         """Every expiry at its last good slice, re-evaluated against the new quotes."""
-        outcomes = self._slices.outcomes([
-            self._slices.keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback", reason)
+        outcomes = self.outcomes([
+            self.keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback", reason)
             for snap in snaps])
         fits = {o.fit.expiry_ts_ms: o.fit for o in outcomes if o.fit is not None}
         return SurfaceOutcome(fits=fits, params=previous, rmse_vol=previous_rmse,

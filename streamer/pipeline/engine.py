@@ -1,8 +1,11 @@
 """The per-venue engine: quotes in, whole-surface updates out, numbers for the metrics.
 
 Time only comes in as arguments (``on_timer(now_ns)``, quote timestamps), so a
-replay of the same quotes produces the same updates. The engine measures its own
-compute time with ``perf_counter_ns`` for the metrics; that never feeds results.
+replay of the same quotes produces the same updates. The one exception is explicit:
+a live service gives the engine a ``budget_clock``, and a batch that runs past its
+time budget on it defers the rest of its slices (and a surface fit stops at its best
+point so far); without one (replay, tests) there is no budget. The engine measures its
+own compute time with ``perf_counter_ns`` for the metrics; that never feeds results.
 """
 
 from __future__ import annotations
@@ -26,13 +29,9 @@ from streamer.core.models.protocol import (
 from streamer.core.models.registry import model_for
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher
-from streamer.pipeline.calibrator import (
-    SliceCalibrator,
-    SliceFit,
-    SliceOutcome,
-    SurfaceCalibrator,
-)
+from streamer.pipeline.calibrator import PerExpiry, SliceFit, SliceOutcome, WholeSurface
 from streamer.pipeline.chain_book import ChainBook
+from streamer.pipeline.deadline import Clock, Deadline
 from streamer.pipeline.dynamics import DynamicsTracker, FittedSmile, instrument_marks
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
@@ -93,8 +92,12 @@ class Engine:
 
     def __init__(self, venue: str, calibration: CalibrationConfig, batch: BatchConfig,
                  dynamics: DynamicsConfig | None = None,
-                 analytics: AnalyticsConfig | None = None) -> None:
+                 analytics: AnalyticsConfig | None = None,
+                 budget_clock: Clock | None = None) -> None:
         self.venue = venue
+        #: the clock the time budget (``calibration.budget_ms`` and ``surface_budget_ms``)
+        #: is measured on; None: no budget, the same quotes always give the same fits
+        self.budget_clock = budget_clock
         self._analytics = SurfaceAnalytics(analytics)
         self._dynamics = DynamicsTracker(dynamics)
         self._last_surface: dict[str, SurfaceUpdate] = {}  # per underlying, for dynamics state
@@ -222,22 +225,21 @@ class Engine:
     def _calibrate_dirty(self, name: str, state: _Underlying, model: SliceModel,
                          now_ms: int) -> None:
         """Refit the expiries whose quotes changed (batched where the model can)."""
-        calibrator = SliceCalibrator(model, self.calibration)
+        calibrator = PerExpiry(model, self.calibration)
         dirty = state.book.take_dirty()
         if model.batched:
             self._calibrate_batch(name, state, calibrator, cast(BatchSliceModel, model), dirty,
                                   now_ms)
             return
-        budget_ns = int(self.calibration.budget_ms * 1e6)
-        started = time.perf_counter_ns()
+        deadline = Deadline.after(self.calibration.budget_ms, self.budget_clock)
         for i, expiry in enumerate(dirty):
-            if time.perf_counter_ns() - started > budget_ns:
+            if deadline is not None and deadline.passed():
                 state.book.dirty.update(dirty[i:])  # over budget: the rest waits for the next batch
                 self._report.deferred_slices += len(dirty) - i
                 break
             self._calibrate_expiry(name, state, calibrator, expiry, now_ms)
 
-    def _calibrate_batch(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
+    def _calibrate_batch(self, name: str, state: _Underlying, calibrator: PerExpiry,
                          model: BatchSliceModel, dirty: list[int], now_ms: int) -> None:
         """One batched fit of every changed expiry, then each slice's acceptance rules."""
         jobs = [(snap.expiry_ts_ms, snap,
@@ -262,7 +264,7 @@ class Engine:
         if state.surface_params is None and state.seeded_surface is not None:
             state.surface_params = model.surface_from_dict(state.seeded_surface)
             state.seeded_surface = None
-        outcome = SurfaceCalibrator(model, self.calibration).calibrate(
+        outcome = WholeSurface(model, self.calibration, self.budget_clock).calibrate(
             snaps, state.surface_params, state.surface_rmse, state.fits)
         if outcome.fallback_reason is not None:
             self._report.fallbacks[(name, outcome.fallback_reason)] += 1
@@ -293,7 +295,7 @@ class Engine:
                 snaps.append(snap)
         return snaps
 
-    def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: SliceCalibrator,
+    def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: PerExpiry,
                           expiry: int, now_ms: int) -> None:
         snap = self._snapshot(state, expiry, now_ms)
         if snap is None:
@@ -301,7 +303,7 @@ class Engine:
         previous = self._previous(state, calibrator, expiry, snap)
         self._record(name, state, expiry, calibrator.calibrate(snap, previous))
 
-    def _previous(self, state: _Underlying, calibrator: SliceCalibrator, expiry: int,
+    def _previous(self, state: _Underlying, calibrator: PerExpiry, expiry: int,
                   snap: SliceSnapshot) -> SliceFit | None:
         """The expiry's last fit, or one seeded from a published surface."""
         previous = state.fits.get(expiry)
@@ -322,7 +324,7 @@ class Engine:
             self._report.arbitrage[(name, "butterfly")] += 1
 
     @staticmethod
-    def _seeded_fit(calibrator: SliceCalibrator, params: dict[str, float], t: float,
+    def _seeded_fit(calibrator: PerExpiry, params: dict[str, float], t: float,
                     expiry: int) -> SliceFit | None:
         try:
             p = calibrator.model.from_dict(params)

@@ -14,7 +14,7 @@ from streamer.config import CalibrationConfig
 from streamer.core.models import svi
 from streamer.core.models.fit import Fit
 from streamer.core.models.svi import SVIModel
-from streamer.pipeline.calibrator import ATM_OFF_MARKET, SliceCalibrator, market_atm
+from streamer.pipeline.calibrator import ATM_OFF_MARKET, PerExpiry, market_atm
 from streamer.pipeline.snapshot import SliceSnapshot
 
 T = 2 / 365
@@ -57,16 +57,16 @@ def test_the_market_atm_is_the_band_centres_at_the_money() -> None:
 
 def test_a_fit_off_the_markets_atm_is_refused_and_nothing_is_published_cold() -> None:
     lift = 0.05**2 * T * 20  # several vol points at the money on a two-day expiry
-    calibrator = SliceCalibrator(_Lifted(lift=lift), CalibrationConfig(max_rmse_vol=1.0))
+    calibrator = PerExpiry(_Lifted(lift=lift), CalibrationConfig(max_rmse_vol=1.0))
     out = calibrator.calibrate(_snap(), None)
     assert out.fit is None
     assert out.fallback_reason == ATM_OFF_MARKET
 
 
 def test_a_refused_fit_keeps_the_last_one_only_while_the_market_still_shows_it() -> None:
-    good = SliceCalibrator(SVIModel(), CalibrationConfig()).calibrate(_snap(), None).fit
+    good = PerExpiry(SVIModel(), CalibrationConfig()).calibrate(_snap(), None).fit
     assert good is not None
-    lifted = SliceCalibrator(_Lifted(lift=0.05**2 * T * 20), CalibrationConfig(max_rmse_vol=1.0))
+    lifted = PerExpiry(_Lifted(lift=0.05**2 * T * 20), CalibrationConfig(max_rmse_vol=1.0))
     kept = lifted.calibrate(_snap(shift=0.002), good)  # the market barely moved
     assert kept.fallback_reason == ATM_OFF_MARKET
     assert kept.fit is not None
@@ -80,7 +80,7 @@ def test_a_wide_market_is_off_only_beyond_its_half_spread() -> None:
     lift_vp = 0.045  # 4.5 vol points above the quotes at the money
     atm = float(np.sqrt(svi.total_variance(0.0, SMILE) / T))
     lift = (atm + lift_vp) ** 2 * T - atm**2 * T
-    calibrator = SliceCalibrator(_Lifted(lift=lift), CalibrationConfig(max_rmse_vol=1.0))
+    calibrator = PerExpiry(_Lifted(lift=lift), CalibrationConfig(max_rmse_vol=1.0))
     assert calibrator.calibrate(_snap(half=0.06), None).fit is not None  # inside the band
     assert calibrator.calibrate(_snap(half=0.01), None).fit is None
 
@@ -93,7 +93,7 @@ def test_an_expiry_left_with_nothing_to_publish_leaves_the_surface() -> None:
 
     engine = Engine("deribit", CalibrationConfig(), BatchConfig())
     state = engine._state("BTC")
-    good = SliceCalibrator(SVIModel(), CalibrationConfig()).calibrate(_snap(), None).fit
+    good = PerExpiry(SVIModel(), CalibrationConfig()).calibrate(_snap(), None).fit
     assert good is not None
     state.fits[1] = good
     engine._record("BTC", state, 1, SliceOutcome(fit=None, fallback_reason=ATM_OFF_MARKET))

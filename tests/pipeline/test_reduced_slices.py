@@ -9,7 +9,7 @@ from streamer.config import CalibrationConfig
 from streamer.core.models import svi
 from streamer.core.models.sabr import SABRModel
 from streamer.core.models.svi import SVIModel
-from streamer.pipeline.calibrator import SliceCalibrator
+from streamer.pipeline.calibrator import PerExpiry
 from streamer.pipeline.snapshot import SliceSnapshot
 
 T = 0.25 / 365  # six hours
@@ -27,7 +27,7 @@ def _snap(n: int) -> SliceSnapshot:
 @pytest.mark.parametrize("n", [4, 5])
 def test_four_or_five_quotes_publish_a_reduced_fit(model: SVIModel | SABRModel, n: int
                                                     ) -> None:
-    out = SliceCalibrator(model, CalibrationConfig()).calibrate(_snap(n), None)
+    out = PerExpiry(model, CalibrationConfig()).calibrate(_snap(n), None)
     assert out.fit is not None
     assert out.fallback_reason is None
     assert out.fit.status == "cold"
@@ -37,7 +37,7 @@ def test_four_or_five_quotes_publish_a_reduced_fit(model: SVIModel | SABRModel, 
 
 
 def test_fewer_than_the_reduced_minimum_is_not_fitted_and_says_why() -> None:
-    out = SliceCalibrator(SVIModel(), CalibrationConfig()).calibrate(_snap(3), None)
+    out = PerExpiry(SVIModel(), CalibrationConfig()).calibrate(_snap(3), None)
     assert out.fit is None
     assert out.fallback_reason == "too_few_quotes"
 
@@ -48,8 +48,8 @@ def test_five_quotes_fit_the_full_svi_smile() -> None:
     (on the real hourly chains, the expiries under a day: 1.53 -> 1.14 vol points from
     Deribit's marks)."""
     snap = _snap(5)
-    full = SliceCalibrator(SVIModel(), CalibrationConfig()).calibrate(snap, None)
-    reduced = SliceCalibrator(SVIModel(), CalibrationConfig(min_quotes=6)).calibrate(snap, None)
+    full = PerExpiry(SVIModel(), CalibrationConfig()).calibrate(snap, None)
+    reduced = PerExpiry(SVIModel(), CalibrationConfig(min_quotes=6)).calibrate(snap, None)
     assert full.fit is not None
     assert reduced.fit is not None
     assert full.fit.rmse_vol < 1e-4
@@ -58,6 +58,6 @@ def test_five_quotes_fit_the_full_svi_smile() -> None:
 
 def test_the_reduced_minimum_is_configurable() -> None:
     config = CalibrationConfig(min_quotes=6, min_quotes_reduced=6)
-    out = SliceCalibrator(SVIModel(), config).calibrate(_snap(5), None)
+    out = PerExpiry(SVIModel(), config).calibrate(_snap(5), None)
     assert out.fit is None
     assert out.fallback_reason == "too_few_quotes"

@@ -9,7 +9,7 @@ import pytest
 from streamer.config import CalibrationConfig
 from streamer.core.models.registry import model_for
 from streamer.core.smile import smile_metrics
-from streamer.pipeline.calibrator import SliceCalibrator, SpreadStats, spread_stats
+from streamer.pipeline.calibrator import PerExpiry, SpreadStats, spread_stats
 from streamer.pipeline.snapshot import SliceSnapshot
 
 NAN = float("nan")
@@ -61,7 +61,7 @@ def _snapshot(noise_scale: float = 1.0) -> tuple[SliceSnapshot, np.ndarray]:
 
 def test_a_fitted_slice_knows_which_quotes_it_misses() -> None:
     snap, outside = _snapshot()
-    calibrator = SliceCalibrator(model_for("svi"), CalibrationConfig())
+    calibrator = PerExpiry(model_for("svi"), CalibrationConfig())
     fit = calibrator.calibrate(snap, None).fit
     assert fit is not None
     assert fit.status == "cold"
@@ -84,7 +84,7 @@ def test_a_fitted_slice_knows_which_quotes_it_misses() -> None:
 def test_a_kept_fit_is_measured_against_the_new_quotes() -> None:
     """A kept slice republishes old parameters; its spread statistics are those of the
     old smile against the quotes of now, not the ones it was fitted to."""
-    calibrator = SliceCalibrator(model_for("svi"), CalibrationConfig())
+    calibrator = PerExpiry(model_for("svi"), CalibrationConfig())
     snap, _ = _snapshot()
     first = calibrator.calibrate(snap, None).fit
     assert first is not None

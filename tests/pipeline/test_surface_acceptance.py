@@ -7,7 +7,7 @@ import numpy as np
 
 from streamer.config import CalibrationConfig
 from streamer.core.models.ssvi import SSVIModel
-from streamer.pipeline.calibrator import SurfaceCalibrator
+from streamer.pipeline.calibrator import WholeSurface
 from streamer.pipeline.snapshot import SliceSnapshot
 
 TIMES = (0.02, 0.1, 0.3, 0.6)
@@ -28,7 +28,7 @@ def _snaps(zigzag: float = 0.12) -> list[SliceSnapshot]:
 
 
 def test_an_unfittable_expiry_is_refused_alone_on_a_cold_start() -> None:
-    calibrator = SurfaceCalibrator(SSVIModel(), CalibrationConfig())
+    calibrator = WholeSurface(SSVIModel(), CalibrationConfig())
     outcome = calibrator.calibrate(_snaps(), None, float("nan"), {})
     # the surface-wide RMSE is above max_rmse_vol (0.05): judged whole, nothing would be
     # published; accepted in part, the acceptance limit stays where it was (none yet)
@@ -40,7 +40,7 @@ def test_an_unfittable_expiry_is_refused_alone_on_a_cold_start() -> None:
 
 
 def test_an_unfittable_expiry_keeps_its_last_good_slice_when_it_has_one() -> None:
-    calibrator = SurfaceCalibrator(SSVIModel(), CalibrationConfig())
+    calibrator = WholeSurface(SSVIModel(), CalibrationConfig())
     good = calibrator.calibrate(_snaps(zigzag=0.0), None, float("nan"), {})
     assert good.fallback_reason is None
     assert len(good.fits) == 4
@@ -57,7 +57,7 @@ def test_a_surface_no_expiry_of_which_fits_is_refused_whole() -> None:
                            iv=s.iv + 0.12 * (-1.0) ** np.arange(s.k.size),
                            bid_iv=s.bid_iv, ask_iv=s.ask_iv, weights=s.weights)
              for s in _snaps(zigzag=0.0)]
-    outcome = SurfaceCalibrator(SSVIModel(), CalibrationConfig()).calibrate(
+    outcome = WholeSurface(SSVIModel(), CalibrationConfig()).calibrate(
         snaps, None, float("nan"), {})
     assert outcome.fits == {}
     assert outcome.fallback_reason == "rmse_too_high"
@@ -88,7 +88,7 @@ def test_a_surface_model_leaves_out_the_expiries_under_its_own_quote_minimum() -
                              bid_iv=short.bid_iv[5:10], ask_iv=short.ask_iv[5:10],
                              weights=short.weights[5:10])
     assert CalibrationConfig().min_quotes == 5
-    outcome = SurfaceCalibrator(Recording(), CalibrationConfig()).calibrate(
+    outcome = WholeSurface(Recording(), CalibrationConfig()).calibrate(
         snaps, None, float("nan"), {})
     assert seen == [15, 15, 15]
     assert sorted(outcome.fits) == [2, 3, 4]

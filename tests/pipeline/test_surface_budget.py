@@ -7,7 +7,7 @@ import numpy as np
 from streamer.config import CalibrationConfig
 from streamer.core.models import heston
 from streamer.core.models.heston import HestonModel
-from streamer.pipeline.calibrator import SurfaceCalibrator
+from streamer.pipeline.calibrator import WholeSurface
 from streamer.pipeline.snapshot import SliceSnapshot
 
 TRUTH = heston.HestonParams(v0=0.36, kappa=2.0, theta=0.49, sigma=1.5, rho=-0.2)
@@ -39,9 +39,9 @@ class _Clock:
 def test_a_heston_fit_stops_at_the_budget_and_still_publishes_its_best() -> None:
     config = CalibrationConfig(surface_budget_ms=100.0)
     slow = _Clock(0.04)  # the budget runs out after about three evaluations
-    budgeted = SurfaceCalibrator(HestonModel(), config, clock=slow).calibrate(
+    budgeted = WholeSurface(HestonModel(), config, budget_clock=slow).calibrate(
         _snaps(), None, float("nan"), {})
-    free = SurfaceCalibrator(HestonModel(), config, clock=_Clock(0.0)).calibrate(
+    free = WholeSurface(HestonModel(), config, budget_clock=_Clock(0.0)).calibrate(
         _snaps(), None, float("nan"), {})
     assert slow.reads <= 6
     assert len(budgeted.fits) == 4
