@@ -99,7 +99,7 @@ class KafkaSink(SendsWithSender):
         self._queue: deque[SurfaceUpdate] = deque()  # ordered mode
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever the sender finishes a round
-        self._sender: asyncio.Task[None] | None = None
+        self._send_task: asyncio.Task[None] | None = None
         self._seq = TopicSeq()
         self._in_flight: list[str] = []  # the keys of the batch awaiting its acks
         while_down = "queueing every surface" if ordered else \
@@ -127,7 +127,7 @@ class KafkaSink(SendsWithSender):
 
     async def start(self) -> None:
         """Start the sender task; connecting happens there, with retries."""
-        self._sender = asyncio.create_task(
+        self._send_task = asyncio.create_task(
             self._kafka.run(self._wait_for_work, self._send_round, self._progress.set),
             name="kafka-sender")
 
@@ -167,7 +167,7 @@ class KafkaSink(SendsWithSender):
     def _raise_if_stopped(self, stalled_since: float | None) -> None:
         if self.failure is not None:
             raise self.failure
-        if self._sender is None or self._sender.done():
+        if self._send_task is None or self._send_task.done():
             raise BrokerError("the Kafka sender is not running")
         timeout_s = self.config.flush_timeout_ms / 1000
         if stalled_since is not None and self._clock() - stalled_since > timeout_s:
@@ -183,8 +183,8 @@ class KafkaSink(SendsWithSender):
         if self.pending and self.failure is None:
             log.warning("stopping with %d surfaces unsent (Kafka at %s unreachable)",
                         self.pending, self.bootstrap)
-        if self._sender is not None:
-            await cancel_and_wait(self._sender)
+        if self._send_task is not None:
+            await cancel_and_wait(self._send_task)
         await self._kafka.producer.close()
 
     async def _wait_for_work(self) -> None:

@@ -66,7 +66,7 @@ class KafkaRecordSink(SendsWithSender, Generic[T]):
                              stopped=f"stopped sending to {topic}", on_error=self._count_error,
                              on_failure=on_failure, clock=clock, backoff=backoff, sleep=sleep)
         self._buffer: deque[T] = deque(maxlen=max_buffered)
-        self._sender: asyncio.Task[None] | None = None
+        self._send_task: asyncio.Task[None] | None = None
         self._in_flight = 0
         self.sent = 0
         self.dropped = 0
@@ -85,18 +85,18 @@ class KafkaRecordSink(SendsWithSender, Generic[T]):
 
     async def start(self) -> None:
         """Start the sender; connecting happens there, with retries."""
-        self._sender = asyncio.create_task(
+        self._send_task = asyncio.create_task(
             self._kafka.run(self._wait_for_work, self._send_buffered), name=f"sender-{self.topic}")
 
     async def stop(self) -> None:
         """Send what is buffered (within ``kafka.flush_timeout_ms``), then close."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.flush_timeout_ms / 1000
-        while self.pending and self._sender is not None and not self._sender.done() \
+        while self.pending and self._send_task is not None and not self._send_task.done() \
                 and loop.time() < deadline:
             await asyncio.sleep(SEND_PERIOD_S)
-        if self._sender is not None:
-            await cancel_and_wait(self._sender)
+        if self._send_task is not None:
+            await cancel_and_wait(self._send_task)
         if self.pending:
             log.warning("stopping with %d records for %s unsent", self.pending, self.topic)
         await self._kafka.producer.close()
