@@ -7,11 +7,11 @@ from collections import Counter
 
 import msgspec
 from prometheus_client import CollectorRegistry
-from streamer.metrics import Metrics
 
-from streamer.app import apply_report
+from streamer.app.service import apply_report
 from streamer.config import BatchConfig, CalibrationConfig
 from streamer.pipeline.engine import Engine, EngineReport
+from streamer.telemetry.metrics import Metrics
 from tests.pipeline.chain import NOW_NS, chain_quotes
 
 DAYS = (7, 20)

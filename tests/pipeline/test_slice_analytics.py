@@ -75,7 +75,11 @@ def test_a_fitted_slice_knows_which_quotes_it_misses() -> None:
     # Markov: the share of |z| > 1 is at most the mean of z^2.
     assert 1.0 - fit.spread.within_spread_fraction <= fit.spread.rmse_half_spreads ** 2
     metrics = smile_metrics(lambda k: calibrator.model.vol(k, T, fit.params), T)
-    assert fit.metrics == metrics
+    # one stacked pass over every slice against this slice alone: equal to rounding (on
+    # some CPUs numpy's SIMD paths differ in the last bits, which the finite-difference
+    # curvature magnifies to 1e-9)
+    assert msgspec.structs.astuple(fit.metrics) == pytest.approx(
+        msgspec.structs.astuple(metrics), rel=1e-7)
     assert metrics.atm_curvature > 0
     assert metrics.bf10 > metrics.bf25 > 0
     assert metrics.rr10 < metrics.rr25 < 0  # a put skew, steeper in the wings
