@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import record
 
 from streamer.devtools.embedded_broker import free_port
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 40

@@ -52,7 +52,7 @@ from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import SliceModel
 from streamer.core.models.svi import SVIModel
 from streamer.devtools import synth_market
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.pipeline.engine import Engine
 from streamer.pipeline.snapshot import SliceSnapshot, build_slice, count_rejects

@@ -33,7 +33,7 @@ from harness import interleaved_timings_s, percentiles_ms, record
 
 from streamer.app.file_replay import replay_file
 from streamer.config import load_config
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import decode_surface, encode_surface
 from streamer.tickfile import TickFileWriter, read_tickfile

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import record
 
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.tickfile import TickFileWriter, read_tickfile
 
 N_LINES = 8_000

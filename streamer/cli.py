@@ -246,7 +246,7 @@ async def _cmd_replay(config: AppConfig, args: argparse.Namespace) -> int:
     from streamer.app.file_replay import ReplayStats, replay_file
     from streamer.app.summary import closing_line, reasons_text
     from streamer.devtools.embedded_broker import EmbeddedBroker
-    from streamer.devtools.replay_servers import resolve_tickfile
+    from streamer.devtools.exchanges import resolve_tickfile
     from streamer.errors import BrokerError
     from streamer.sinks.kafka import KafkaSink
     from streamer.sinks.stdout import StdoutSink
@@ -347,7 +347,7 @@ def _main(argv: list[str]) -> int:
 
         return synth_main(argv[1:])
     if argv[:1] == ["serve-replay"]:
-        from streamer.devtools.replay.command import main as serve_replay_main
+        from streamer.devtools.exchange.command import main as serve_replay_main
 
         return serve_replay_main(argv[1:])
     args = _parser().parse_args(argv)

@@ -61,7 +61,7 @@ class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=
     """The local replay servers, one per venue whose url is ``replay``.
 
     A venue plays ``files[venue]`` if named there, else ``file``; ``bundled`` is the
-    venue's own bundled recording (streamer/devtools/replay_servers.py).
+    venue's own bundled recording (streamer/devtools/exchanges.py).
     """
 
     file: str = BUNDLED

@@ -12,7 +12,7 @@ from msgspec.json import encode
 
 from streamer.app.engine_worker import EngineWorker
 from streamer.config import load_config
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.pipeline.engine import Engine
 from streamer.sinks.codec import encode_surface
 from streamer.sources.deribit.protocol import DeribitDecoder

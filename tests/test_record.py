@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from streamer.app.record import record
-from streamer.devtools.replay import ReplayServer
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchange import ReplayServer
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile
 

@@ -15,8 +15,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from streamer.config import ReplayConfig, VenueConfig, VenueName
-from streamer.devtools.replay import ReplayServer
-from streamer.devtools.replay_servers import GENERATED_DURATION_S, ReplayServers, bundled_sample
+from streamer.devtools.exchange import ReplayServer
+from streamer.devtools.exchanges import GENERATED_DURATION_S, ReplayServers, bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
 from streamer.sources.bybit.protocol import instruments_url, parse_instruments

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.errors import TickFileError
 from streamer.tickfile import TickFileReader, read_tickfile
 

@@ -57,7 +57,7 @@ class Source(Protocol):
 
 if TYPE_CHECKING:  # the stand-ins are imported where the config starts one
     from streamer.devtools.embedded_broker import EmbeddedBroker
-    from streamer.devtools.replay_servers import ReplayServers
+    from streamer.devtools.exchanges import ReplayServers
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class Service:
     async def _start_venue(self, venue: VenueConfig) -> tuple[str, Source]:
         if venue.url == REPLAY:
             if self._replays is None:
-                from streamer.devtools.replay_servers import ReplayServers
+                from streamer.devtools.exchanges import ReplayServers
 
                 self._replays = ReplayServers(self.config.replay, self.config.tickfile)
             venue = await self._replays.start(venue)  # now pointed at its server

@@ -371,7 +371,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         print("streamer plot needs matplotlib: pip install 'streamer[plot]'", file=sys.stderr)
         return 2
-    from streamer.devtools.replay_servers import resolve_tickfile
+    from streamer.devtools.exchanges import resolve_tickfile
     from streamer.errors import ConfigError
 
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from streamer.devtools.embedded_broker import free_port
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sinks.codec import decode_surface
 from streamer.tickfile import TickFileWriter, read_tickfile
 from tests.delivery.kafka_read import read_topic

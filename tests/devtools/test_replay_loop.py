@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay.timeline import Tick, pass_shift_ms, retime
+from streamer.devtools.exchange.timeline import Tick, pass_shift_ms, retime
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile
 from tests.sources.deribit_replay import running, wait_until

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from streamer.config import TickFileConfig
-from streamer.devtools.replay import ReplayServer
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchange import ReplayServer
+from streamer.devtools.exchanges import bundled_sample
 from streamer.errors import StreamerError
 from streamer.tickfile import TickFileWriter, read_tickfile
 

@@ -24,8 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from streamer.devtools.replay import Faults, ReplayServer, serve_replay
-from streamer.devtools.replay.command import faults_from_args, main, parser
+from streamer.devtools.exchange import Faults, ReplayServer, serve_replay
+from streamer.devtools.exchange.command import faults_from_args, main, parser
 from tests.sources.venue_ticks import binance_file
 
 BTC, XRP = "btcusdt@optionMarkPrice", "xrpusdt@optionMarkPrice"

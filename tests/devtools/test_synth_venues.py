@@ -20,7 +20,7 @@ import pytest
 
 from streamer.core.implied_vol import implied_vol
 from streamer.devtools import synth
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.devtools.synth import SynthSummary, synthesise
 from streamer.devtools.synth_market import YEAR_MS
 from streamer.sources.binance.protocol import BinanceDecoder

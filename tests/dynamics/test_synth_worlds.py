@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streamer.devtools import synth
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.devtools.synth import START_TS_MS, synthesise
 from streamer.devtools.synth_market import SPECS, WORLDS
 from streamer.sources.deribit.protocol import parse_instrument_name

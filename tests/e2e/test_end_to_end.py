@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sinks.codec import decode_surface
 from streamer.types import SurfaceUpdate
 

@@ -26,7 +26,7 @@ from websockets.asyncio.client import connect
 
 from streamer.app.service import Service
 from streamer.config import load_config
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.devtools.synth import synthesise
 from streamer.sinks.codec import decode_surface
 from streamer.types import SurfaceUpdate
@@ -103,7 +103,7 @@ async def test_binance_and_a_deribit_file_replay_side_by_side_until_both_drain(
                     f"replay: {{speed: {SPEED}, files: {{deribit: {deribit}}}}}\n"
                     "venues:\n  - {name: deribit, url: replay}\n"
                     "  - {name: binance, url: replay}\n")
-    caplog.set_level(logging.INFO, logger="streamer.devtools.replay_servers")
+    caplog.set_level(logging.INFO, logger="streamer.devtools.exchanges")
     service = Service(load_config(path, env={}), duration_s=CAP_S, progress_stream=io.StringIO())
     started = time.monotonic()
     assert await service.run() == 0

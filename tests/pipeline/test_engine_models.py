@@ -15,7 +15,7 @@ from streamer.app.file_replay import replay_file
 from streamer.client import Slice
 from streamer.config import load_config
 from streamer.core.smile import smile_metrics
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import decode_surface, encode_surface
 from streamer.types import SurfaceUpdate

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from streamer.app.file_replay import replay_file
 from streamer.config import load_config
-from streamer.devtools.replay_servers import bundled_sample
+from streamer.devtools.exchanges import bundled_sample
 from streamer.sinks.base import MemorySink
 from streamer.sinks.codec import (
     SCHEMA_HEADER,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.deribit.protocol import volatility_index_channel
 from streamer.sources.deribit.session import RATE_LIMITED_DELAY_S, DeribitSession
 from streamer.types import Quote, VenueVolIndex

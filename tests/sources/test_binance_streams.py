@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.binance.session import BinanceSession, StreamWatch
 from tests.sources.venue_support import RecordingSink, stop_session, wait_until
 from tests.sources.venue_ticks import binance_file

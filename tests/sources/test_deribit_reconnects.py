@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults
+from streamer.devtools.exchange import Faults
 from tests.sources.deribit_replay import all_channels, running, wait_until
 from tests.sources.golden import Row, write_capture_tickfile
 

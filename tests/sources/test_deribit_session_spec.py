@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.deribit import session as session_module
 from streamer.sources.deribit.protocol import DeribitDecoder, PlatformLocks
 from streamer.sources.deribit.schema import PlatformState, PlatformStatus

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.deribit.session import DeribitSession
 from tests.sources.deribit_replay import CURRENCIES, RecordingSink, wait_until
 from tests.sources.golden import write_capture_tickfile

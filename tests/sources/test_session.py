@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults
+from streamer.devtools.exchange import Faults
 from streamer.sources.deribit import session as session_module
 from streamer.sources.deribit.protocol import DeribitDecoder
 from tests.sources.deribit_replay import all_channels, comparable, running, wait_until

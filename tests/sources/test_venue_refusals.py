@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.devtools.replay import Faults
+from streamer.devtools.exchange import Faults
 from streamer.tickfile import TickFileWriter
 from tests.sources.venue_replay import replaying
 from tests.sources.venue_support import wait_until

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from streamer.devtools.replay import Faults, ReplayServer
-from streamer.devtools.replay.bybit import BybitReplay
-from streamer.devtools.replay.okx import OkxReplay
+from streamer.devtools.exchange import Faults, ReplayServer
+from streamer.devtools.exchange.bybit import BybitReplay
+from streamer.devtools.exchange.okx import OkxReplay
 from streamer.errors import VenueError
 from streamer.sources.bybit import protocol as bybit_protocol
 from streamer.sources.okx.session import OkxSession

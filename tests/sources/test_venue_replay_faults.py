@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.ws_session import RATE_LIMIT_COOLDOWN_S
 from tests.sources.deribit_replay import comparable
 from tests.sources.venue_replay import VENUES, expected_quotes, replaying

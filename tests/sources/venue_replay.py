@@ -13,8 +13,8 @@ import random
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 
-from streamer.devtools.replay import VENUES as VENUES_SERVED
-from streamer.devtools.replay import Faults, ReplayServer
+from streamer.devtools.exchange import VENUES as VENUES_SERVED
+from streamer.devtools.exchange import Faults, ReplayServer
 from streamer.sources.binance.session import BinanceSession
 from streamer.sources.bybit.session import BybitSession
 from streamer.sources.okx.session import OkxSession

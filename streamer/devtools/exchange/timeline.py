@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from streamer.config import TICKFILE_DEFAULTS, TickFileConfig
-from streamer.devtools.replay.faults import Faults
+from streamer.devtools.exchange.faults import Faults
 from streamer.tickfile import read_tickfile
 
 

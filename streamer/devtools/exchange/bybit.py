@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from streamer.devtools.replay.venue import Client, Refusal, Replay, VenueProtocol
+from streamer.devtools.exchange.venue import Client, Refusal, Replay, VenueProtocol
 from streamer.sources.bybit.protocol import INSTRUMENTS_PATH, parse_instrument_name
 
 MAX_PAGE = 1000  # Bybit's cap on ``limit``

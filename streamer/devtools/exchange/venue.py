@@ -24,8 +24,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from streamer.devtools.replay.faults import Faults
-from streamer.devtools.replay.stats import ConnectionStats, ReplayStats
+from streamer.devtools.exchange.faults import Faults
+from streamer.devtools.exchange.stats import ConnectionStats, ReplayStats
 
 
 def _past(opened_at: float, after_s: float | None) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from streamer.devtools.replay.venue import Client, Refusal, Replay, VenueProtocol
+from streamer.devtools.exchange.venue import Client, Refusal, Replay, VenueProtocol
 from streamer.sources.deribit.protocol import parse_instrument_name
 
 HEARTBEAT_MISSES = 2.5  # intervals without a public/test before Deribit hangs up

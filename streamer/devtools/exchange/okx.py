@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import msgspec
 
-from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol, listed_items
+from streamer.devtools.exchange.venue import Client, Refusal, VenueProtocol, listed_items
 from streamer.sources.okx.instruments import arg_key
 from streamer.sources.okx.protocol import PING
 from streamer.sources.okx.schema import Arg

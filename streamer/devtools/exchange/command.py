@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import TICKFILE_DEFAULTS, TickFileConfig, load_config
-from streamer.devtools.replay.faults import Faults
-from streamer.devtools.replay.server import NO_FAULTS, VENUES, ReplayServer
+from streamer.devtools.exchange.faults import Faults
+from streamer.devtools.exchange.server import NO_FAULTS, VENUES, ReplayServer
 from streamer.errors import ConfigError, StreamerError
 from streamer.logs import setup_logging
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol, listed_items
+from streamer.devtools.exchange.venue import Client, Refusal, VenueProtocol, listed_items
 
 # https://developers.binance.com/docs/derivatives/options-trading/websocket-market-streams
 PING_INTERVAL_S = 300.0  # "will send a ping frame every 5 minutes"

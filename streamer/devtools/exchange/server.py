@@ -23,14 +23,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamer.config import TICKFILE_DEFAULTS, TickFileConfig
-from streamer.devtools.replay.binance import BinanceReplay
-from streamer.devtools.replay.bybit import BybitReplay
-from streamer.devtools.replay.deribit import DeribitReplay
-from streamer.devtools.replay.faults import Faults
-from streamer.devtools.replay.okx import OkxReplay
-from streamer.devtools.replay.stats import ReplayStats
-from streamer.devtools.replay.timeline import Tick, Timeline, load_ticks
-from streamer.devtools.replay.venue import Client, Refusal, VenueProtocol
+from streamer.devtools.exchange.binance import BinanceReplay
+from streamer.devtools.exchange.bybit import BybitReplay
+from streamer.devtools.exchange.deribit import DeribitReplay
+from streamer.devtools.exchange.faults import Faults
+from streamer.devtools.exchange.okx import OkxReplay
+from streamer.devtools.exchange.stats import ReplayStats
+from streamer.devtools.exchange.timeline import Tick, Timeline, load_ticks
+from streamer.devtools.exchange.venue import Client, Refusal, VenueProtocol
 from streamer.errors import ConfigError, listen_error
 from streamer.tasks import cancel_and_wait
 

@@ -1,4 +1,5 @@
-"""``url: replay``: one loopback replay server per replayed venue, on that venue's recording.
+"""``url: replay``: the stand-in exchanges, one loopback server per replayed venue, on
+that venue's recording.
 
 A venue plays ``replay.files[venue]`` if named there, else ``replay.file``; ``bundled``
 is the venue's own bundled recording. Deribit's is the sample shipped in the package
@@ -29,7 +30,7 @@ from streamer.config import (
     VenueConfig,
     VenueName,
 )
-from streamer.devtools.replay import ReplayServer
+from streamer.devtools.exchange import ReplayServer
 from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
 
