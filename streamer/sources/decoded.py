@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from streamer.sources.deribit.schema import PlatformState
 from streamer.types import Quote, VenueVolIndex
 
 EXPIRY_HOUR_UTC = 8  # Deribit, OKX, Bybit and Binance all expire options at 08:00 UTC
@@ -70,7 +69,9 @@ class Decoded(msgspec.Struct, gc=False):
     error_code: int | None = None
     error_message: str = ""
     platform_state: str | None = None
-    platform: PlatformState | None = None
+    #: A venue's platform notice as its own schema decoded it (Deribit's PlatformState):
+    #: only that venue's protocol reads it, so this module names no venue's types.
+    platform: msgspec.Struct | None = None
     vol_indices: list[VenueVolIndex] = msgspec.field(default_factory=list)
 
 

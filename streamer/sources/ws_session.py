@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import RateLimited, VenueDisconnected, VenueError
 from streamer.sources.base import (
     RATE_LIMITED,
     QuoteSink,
@@ -53,12 +53,6 @@ CLOSE_TIMEOUT_S = 1.0
 # long each time the venue still says we are too fast, never more than a minute.
 RATE_LIMIT_COOLDOWN_S = 1.0
 MAX_COOLDOWN_S = 60.0
-
-
-class RateLimited(VenueError):
-    """The venue said we send too fast: the connection ends and the next one cools down."""
-
-    retryable = True
 
 
 class FrameDecoder(Protocol):

@@ -31,7 +31,7 @@ from functools import partial
 
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import ConfigError, VenueDisconnected, VenueError
+from streamer.errors import ConfigError, VenueDisconnected, VenueError, VenueRefused
 from streamer.sources.base import QuoteSink, backoff_delays, race_reader
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
@@ -146,9 +146,9 @@ class BinanceSession(WebsocketSession):
         if decoded.response_id is None:
             return None
         if decoded.error_code is not None:
-            error = VenueError(f"error {decoded.error_code}: {decoded.error_message}")
-            error.retryable = True  # back off and try again on a new connection
-            self.requests.refuse(decoded.response_id, error)
+            # VenueRefused: back off and try again on a new connection
+            self.requests.refuse(decoded.response_id, VenueRefused(
+                f"error {decoded.error_code}: {decoded.error_message}"))
         else:
             self.requests.answer(decoded.response_id, decoded.result)
         return None

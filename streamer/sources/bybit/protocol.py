@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from streamer.errors import VenueError
+from streamer.errors import VenueRefused
 from streamer.sources.base import RATE_LIMITED, InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
 from streamer.sources.decoded import (
@@ -97,14 +97,14 @@ _instruments = msgspec.json.Decoder(InstrumentsResponse)
 def parse_instruments(body: bytes) -> tuple[list[str], str]:
     """Trading symbols of one instrument-list page and the next page's cursor ("" at the end).
 
-    Raises ``VenueError`` (retryable) for a body that is not a successful answer.
+    Raises ``VenueRefused`` (retryable) for a body that is not a successful answer.
     """
     try:
         reply = _instruments.decode(body)
     except msgspec.DecodeError as exc:
-        raise VenueError(f"bad instrument list: {exc}") from exc
+        raise VenueRefused(f"bad instrument list: {exc}") from exc
     if reply.ret_code != 0:
-        raise VenueError(f"instrument list refused: {reply.ret_code} {reply.ret_msg}")
+        raise VenueRefused(f"instrument list refused: {reply.ret_code} {reply.ret_msg}")
     symbols = [e.symbol for e in reply.result.entries if e.status == "Trading"]
     return symbols, reply.result.next_page_cursor
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import VenueDisconnected, VenueError, VenueRefused
 from streamer.sources.base import QuoteSink
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder, Subscribed
@@ -90,9 +90,7 @@ class BybitSession(WebsocketSession):
         # The option endpoint may not echo req_id: then the oldest request is answered.
         key = decoded.response_id if decoded.response_id is not None else self.requests.oldest()
         if decoded.error_code is not None:
-            error = VenueError(f"subscribe refused: {decoded.error_message}")
-            error.retryable = True
-            self.requests.refuse(key, error)
+            self.requests.refuse(key, VenueRefused(f"subscribe refused: {decoded.error_message}"))
         else:
             self.requests.answer(key, decoded.result)
 
@@ -111,11 +109,7 @@ class BybitSession(WebsocketSession):
                 body = await asyncio.to_thread(_http_get, url, REQUEST_TIMEOUT_S)
             except OSError as exc:  # urllib's errors, HTTP ones included
                 raise VenueDisconnected(f"instrument list: {exc}") from exc
-            try:
-                page, cursor = protocol.parse_instruments(body)
-            except VenueError as exc:
-                exc.retryable = True
-                raise
+            page, cursor = protocol.parse_instruments(body)
             names.update(page)
             if not cursor:
                 break
@@ -128,9 +122,7 @@ class BybitSession(WebsocketSession):
             ws, new, protocol.subscribe_request, self._subscribed, unconfirmed=_failed)
         if new and not self._subscribed and len(refused) == len(new):
             # Every topic refused: Bybit refuses us, not an option. Back off; ask again.
-            error = VenueError(f"every topic refused ({len(refused)})")
-            error.retryable = True
-            raise error
+            raise VenueRefused(f"every topic refused ({len(refused)})")
         self._refused.update(refused)
         log.info("%s: subscribed to %d ticker topics", VENUE, len(self._subscribed))
 

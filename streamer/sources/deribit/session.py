@@ -31,7 +31,7 @@ from functools import partial
 import msgspec
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import RateLimited, VenueDisconnected, VenueError, VenueRefused
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import protocol
@@ -41,9 +41,9 @@ from streamer.sources.deribit.protocol import (
     DeribitDecoder,
     volatility_index_channel,
 )
-from streamer.sources.deribit.schema import PlatformStatus
+from streamer.sources.deribit.schema import PlatformState, PlatformStatus
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
-from streamer.sources.ws_session import RateLimited, WebsocketSession
+from streamer.sources.ws_session import WebsocketSession
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class DeribitSession(WebsocketSession):
         return decoded.heartbeat
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
-        if decoded.platform is not None and self._locks.apply(decoded.platform):
+        if isinstance(decoded.platform, PlatformState) and self._locks.apply(decoded.platform):
             self._lock_changed()
         if decoded.response_id is not None:
             self._resolve(decoded)
@@ -192,8 +192,7 @@ class DeribitSession(WebsocketSession):
             self._count_rejected(batch)
             log.error("%s: subscription of %d channel(s) refused (%s): %s; reconnecting "
                       "with backoff", VENUE, len(batch), exc, _some(batch))
-            exc.retryable = True  # back off and try again on a new connection
-            raise
+            raise VenueRefused(str(exc)) from exc  # back off; a new connection asks again
         missing = protocol.unconfirmed(batch, result)
         self._subscribed.update(set(batch).difference(missing))
         await asyncio.sleep(self.request_gap_s)

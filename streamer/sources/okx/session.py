@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueError
+from streamer.errors import ChannelRefused, VenueRefused
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded, InstrumentInfo
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, INSTRUMENT_CAP, nearest_first
@@ -88,9 +88,7 @@ class OkxSession(WebsocketSession):
         if asked and len(refused) == len(asked):  # OKX refuses us, not a channel: back off
             for key in refused:
                 del self._refused[key]
-            error = VenueError(f"every channel refused: {', '.join(refused)}")
-            error.retryable = True
-            raise error
+            raise VenueRefused(f"every channel refused: {', '.join(refused)}")
 
     async def _subscribe_alone(self, ws: ClientConnection, arg: Arg, key: str) -> bool:
         """Subscribe one channel, the only request waiting: an error event is its answer.
@@ -105,7 +103,7 @@ class OkxSession(WebsocketSession):
                 await answered
             self._refused.pop(key, None)
             confirmed = True
-        except _Refused as exc:
+        except ChannelRefused as exc:
             self._refused[key] = asyncio.get_running_loop().time()
             self.refused([key], str(exc))
             confirmed = False
@@ -131,7 +129,7 @@ class OkxSession(WebsocketSession):
         """An error event answers the one family channel waiting, else a tickers batch."""
         detail = f"error {decoded.error_code}: {decoded.error_message}"
         if self._asking is not None:
-            self.requests.refuse(self._asking, _Refused(detail))
+            self.requests.refuse(self._asking, ChannelRefused(detail))
         else:  # tickers are not waited on: which of the batch is unknown; it streams on
             self.sink.on_reject(VENUE, "subscribe_rejected")
             log.error("%s: a tickers subscription was refused (%s); the others stream",
@@ -228,10 +226,6 @@ class OkxSession(WebsocketSession):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(wake_at):
                     await self._wake.wait()
-
-
-class _Refused(VenueError):
-    """OKX refused the one channel asked for."""
 
 
 def _info(name: str) -> InstrumentInfo | None:
