@@ -119,7 +119,6 @@ class BinanceSession(WebsocketSession):
         if len(self.streams) > MAX_STREAMS:
             raise ConfigError(f"binance: at most {MAX_STREAMS} streams per connection")
         self.heartbeat_s = heartbeat_s
-        self._subscribed: set[str] = set()
         self.pongs = 0
         # A mark-price stream carries one underlying's chain: its quotes' underlying.
         self._stream_of = {c.upper(): s for c, s in zip(currencies, self.streams, strict=True)}
@@ -131,14 +130,14 @@ class BinanceSession(WebsocketSession):
                            MAX_RESUBSCRIBE_S), rng=self._backoff_rng))
 
     def reset(self) -> None:
-        self._subscribed = set()
         self.watch = self._new_watch(self.watch.window_s)
 
     async def subscribe(self, ws: ClientConnection) -> None:
-        new = [s for s in self.streams if s not in self._subscribed]
-        await self.subscribe_in_batches(ws, new, protocol.subscribe_request, self._subscribed)
-        self.watch.expect(self._subscribed, asyncio.get_running_loop().time())
-        log.info("%s: subscribed to %s", VENUE, ", ".join(sorted(self._subscribed)))
+        self.subscriptions.want(self.streams)
+        await self.subscribe_queued(ws, protocol.subscribe_request)
+        subscribed = self.subscriptions.subscribed
+        self.watch.expect(subscribed, asyncio.get_running_loop().time())
+        log.info("%s: subscribed to %s", VENUE, ", ".join(sorted(subscribed)))
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
         if decoded.quotes:

@@ -70,7 +70,12 @@ class DeribitSession(WebsocketSession):
         super().__init__(VENUE, url, sink, DeribitDecoder(),
                          silence_s=HEARTBEAT_MISS_FACTOR * heartbeat_s,
                          subscribe_batch=min(subscribe_batch, 250), requests_per_s=requests_per_s,
-                         logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng, backoff=backoff)
+                         logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng, backoff=backoff,
+                         # One fixed wait after 10028 (time for the credits to refill).
+                         rate_limit_cooldown_s=rate_limited_delay_s,
+                         max_cooldown_s=rate_limited_delay_s,
+                         # Deribit leaves out channels it cannot serve: ask once more.
+                         ask_again=1)
         self.currencies = list(currencies)
         self.heartbeat_s = heartbeat_s
         self.interval = interval
@@ -79,14 +84,10 @@ class DeribitSession(WebsocketSession):
         self._locks = protocol.PlatformLocks(self.currencies)
         self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
                                 max_instruments=max_instruments, logger=log)
-        self._subscribed: set[str] = set()  # confirmed on this connection
-        self._refused: set[str] = set()  # not confirmed twice on this connection
-        self._rate_limited = False  # this (or the last) connection was told 10028
 
     # -- hooks -----------------------------------------------------------------------
     def reset(self) -> None:
-        self._subscribed, self._refused = set(), set()
-        self._rate_limited = False
+        self.subscriptions.forget_refused()  # not confirmed twice: on this connection only
 
     async def subscribe(self, ws: ClientConnection) -> None:
         await self.requests.ask(ws, partial(protocol.set_heartbeat_request, self.heartbeat_s))
@@ -117,9 +118,6 @@ class DeribitSession(WebsocketSession):
     def halted(self) -> bool:
         return self._locks.locked
 
-    def cooldown_s(self) -> float | None:
-        return self.rate_limited_delay_s if self._rate_limited else None
-
     # -- receiving -------------------------------------------------------------------
     def _lock_changed(self) -> None:
         """Logged on the change only, however often Deribit repeats the state."""
@@ -132,10 +130,10 @@ class DeribitSession(WebsocketSession):
 
     def _resolve(self, decoded: Decoded) -> None:
         if decoded.error_code == TOO_MANY_REQUESTS:
-            self._rate_limited = True  # also when the reply answers nothing we wait for
+            # Also when the reply answers nothing we wait for.
             log.warning("%s: too_many_requests (10028): Deribit closes the connection; "
                         "reconnecting in %.1fs at the earliest", VENUE,
-                        self.rate_limited_delay_s)
+                        self.cooldown.rate_limited())
         if decoded.error_code is None:
             self.requests.answer(decoded.response_id, decoded.result)
             return
@@ -169,34 +167,23 @@ class DeribitSession(WebsocketSession):
         return sorted(protocol.ticker_channel(n, self.interval) for n in instruments)
 
     async def _subscribe_channels(self, ws: ClientConnection, channels: list[str]) -> None:
-        new = [c for c in channels if c not in self._subscribed and c not in self._refused]
-        for batch in self.batches(new):
-            missing = await self._subscribe_batch(ws, batch)
-            if missing:  # Deribit leaves out channels it cannot serve: ask once more
-                missing = await self._subscribe_batch(ws, missing)
-            if missing:
-                self._refused.update(missing)
-                self._count_rejected(missing)
-                log.error("%s: %d channel(s) not confirmed twice, left out on this "
-                          "connection: %s", VENUE, len(missing), _some(missing))
+        new = self.subscriptions.want(channels)
+        await self.subscribe_queued(ws, protocol.subscribe_request,
+                                    unconfirmed=protocol.unconfirmed)
         if new:
-            log.info("%s: subscribed to %d channels", VENUE, len(self._subscribed))
+            log.info("%s: subscribed to %d channels", VENUE, len(self.subscriptions.subscribed))
 
-    async def _subscribe_batch(self, ws: ClientConnection, batch: list[str]) -> list[str]:
-        """Subscribe ``batch``; returns the channels the reply did not confirm."""
-        try:
-            result = await self.requests.ask(ws, partial(protocol.subscribe_request, batch))
-        except (RateLimited, VenueDisconnected):
-            raise
-        except VenueError as exc:
-            self._count_rejected(batch)
-            log.error("%s: subscription of %d channel(s) refused (%s): %s; reconnecting "
-                      "with backoff", VENUE, len(batch), exc, _some(batch))
-            raise VenueRefused(str(exc)) from exc  # back off; a new connection asks again
-        missing = protocol.unconfirmed(batch, result)
-        self._subscribed.update(set(batch).difference(missing))
-        await asyncio.sleep(self.request_gap_s)
-        return missing
+    def batch_refused(self, batch: list[str], exc: VenueError) -> None:
+        """Every channel of the request counted; the connection ends, retryable."""
+        self._count_rejected(batch)
+        log.error("%s: subscription of %d channel(s) refused (%s): %s; reconnecting "
+                  "with backoff", VENUE, len(batch), exc, _some(batch))
+        raise VenueRefused(str(exc)) from exc  # back off; a new connection asks again
+
+    def left_out(self, names: Sequence[str]) -> None:
+        self._count_rejected(list(names))
+        log.error("%s: %d channel(s) not confirmed twice, left out on this "
+                  "connection: %s", VENUE, len(names), _some(names))
 
     def _indices(self) -> list[str]:
         """DVOL of every currency, published beside our own variance index."""
@@ -208,15 +195,15 @@ class DeribitSession(WebsocketSession):
 
     async def _unsubscribe_delisted(self, ws: ClientConnection, listed: set[str]) -> None:
         wanted = {PLATFORM_STATE, *self._indices(), *self._tickers(listed)}
-        self._refused &= wanted
-        gone = sorted(self._subscribed - wanted)
-        for batch in self.batches(gone):
+        gone = self.subscriptions.delisted(wanted)
+        for batch in gone:
             await self.requests.ask(ws, partial(protocol.unsubscribe_request, batch))
-            self._subscribed.difference_update(batch)
+            self.subscriptions.unsubscribed(batch)
             await asyncio.sleep(self.request_gap_s)
         if gone:
+            names = [c for batch in gone for c in batch]
             log.info("%s: unsubscribed %d channel(s) of delisted instruments: %s", VENUE,
-                     len(gone), _some(gone))
+                     len(names), _some(names))
 
 
 def _some(channels: Sequence[str], shown: int = 5) -> str:
