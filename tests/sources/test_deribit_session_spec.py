@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from streamer.devtools.replay import Faults, ReplayServer
+from streamer.errors import RateLimited, VenueError
 from streamer.sources.base import backoff_delays
+from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import session as session_module
-from streamer.sources.deribit.protocol import DeribitDecoder, PlatformLocks
+from streamer.sources.deribit.protocol import DeribitDecoder, PlatformLocks, reply_error
 from streamer.sources.deribit.schema import PlatformState, PlatformStatus
 from tests.sources.deribit_replay import RecordingSink, all_channels, running, wait_until
 from tests.sources.golden import Row, write_capture_tickfile
@@ -159,6 +161,21 @@ def test_platform_state_notifications_decode_to_a_lock_state() -> None:
     decoded = DeribitDecoder().decode(frame, 0)
     assert decoded.platform == PlatformState(price_index="sol_usdc", locked=True)
     assert decoded.rejects == []
+    locks = PlatformLocks(["SOL", "USDC"])
+    assert locks.notified(decoded)  # the frame straight in: the lock changed
+    assert not locks.notified(Decoded(heartbeat=True))  # no notification: nothing changed
+
+
+def test_a_reply_error_is_a_rate_limit_for_10028_and_a_refusal_otherwise() -> None:
+    assert reply_error(Decoded(response_id=3, result=["x"])) is None
+    limited = reply_error(Decoded(response_id=3, error_code=10028,
+                                  error_message="too_many_requests"))
+    assert isinstance(limited, RateLimited)
+    assert str(limited) == "error 10028: too_many_requests"
+    refused = reply_error(Decoded(response_id=4, error_code=11050, error_message="bad_request"))
+    assert type(refused) is VenueError
+    assert refused is not None
+    assert not refused.retryable  # the session decides (VenueRefused)
 
 
 # -- 3. 10028 too_many_requests -------------------------------------------------------------

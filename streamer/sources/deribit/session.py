@@ -41,13 +41,12 @@ from streamer.sources.deribit.protocol import (
     DeribitDecoder,
     volatility_index_channel,
 )
-from streamer.sources.deribit.schema import PlatformState, PlatformStatus
+from streamer.sources.deribit.schema import PlatformStatus
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
 from streamer.sources.ws_session import WebsocketSession
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_REQUESTS = 10028
 HEARTBEAT_MISS_FACTOR = 2.0  # Deribit beats every interval: two intervals without one is dead
 RATE_LIMITED_DELAY_S = 10.0  # time for Deribit's request credits to refill
 
@@ -107,7 +106,7 @@ class DeribitSession(WebsocketSession):
         return decoded.heartbeat
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
-        if isinstance(decoded.platform, PlatformState) and self._locks.apply(decoded.platform):
+        if self._locks.notified(decoded):
             self._lock_changed()
         if decoded.response_id is not None:
             self._resolve(decoded)
@@ -129,17 +128,16 @@ class DeribitSession(WebsocketSession):
         self.report()
 
     def _resolve(self, decoded: Decoded) -> None:
-        if decoded.error_code == TOO_MANY_REQUESTS:
+        error = protocol.reply_error(decoded)
+        if isinstance(error, RateLimited):
             # Also when the reply answers nothing we wait for.
             log.warning("%s: too_many_requests (10028): Deribit closes the connection; "
                         "reconnecting in %.1fs at the earliest", VENUE,
                         self.cooldown.rate_limited())
-        if decoded.error_code is None:
+        if error is None:
             self.requests.answer(decoded.response_id, decoded.result)
-            return
-        kind = RateLimited if decoded.error_code == TOO_MANY_REQUESTS else VenueError
-        self.requests.refuse(decoded.response_id,
-                             kind(f"error {decoded.error_code}: {decoded.error_message}"))
+        else:
+            self.requests.refuse(decoded.response_id, error)
 
     # -- requests --------------------------------------------------------------------
     async def _platform_status(self, ws: ClientConnection) -> None:
