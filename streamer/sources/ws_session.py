@@ -245,7 +245,7 @@ class WebsocketSession(abc.ABC):
         left_out: list[str] = []
         while (batch := self.subscriptions.next_batch()) is not None:
             try:
-                answer = await self.requests.ask(ws, partial(request, batch))
+                answer = await self.ask_subscribe(ws, batch, request)
             except VenueError as exc:
                 self.subscriptions.refused_all()
                 if isinstance(exc, VenueDisconnected | RateLimited):
@@ -258,6 +258,12 @@ class WebsocketSession(abc.ABC):
                 left_out += refused
             await asyncio.sleep(self.request_gap_s)
         return left_out
+
+    async def ask_subscribe(self, ws: ClientConnection, batch: list[str],
+                            request: Callable[[list[str], int], bytes]) -> Any:
+        """Send one subscribe request and return its answer (or raise its refusal); by
+        request id, unless the venue answers otherwise (OKX: by channel)."""
+        return await self.requests.ask(ws, partial(request, batch))
 
     def batch_refused(self, batch: list[str], exc: VenueError) -> None:
         """The venue refused a whole subscribe request: counted once, logged; ``exc``

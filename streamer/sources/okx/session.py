@@ -2,8 +2,10 @@
 
 Per connection: ``index-tickers`` and ``opt-summary`` of every instrument family, one
 channel a request, each acknowledged before the next (OKX's error event does not say
-which argument it refuses, so only one request is ever waiting on an answer); then a
-``tickers`` subscription for each option the family summaries list, in batches
+which argument it refuses, so only one request is ever waiting on an answer: the
+shared ``Subscriptions`` with batches of one, answered by channel in ``ask_subscribe``);
+then a ``tickers`` subscription for each option the family summaries list
+(``FollowedTickers``, okx/tickers.py), in batches
 paced under OKX's 3 requests/s (new listings are picked up as they appear in the
 summaries, so no instrument refresh is needed; an option is unsubscribed once a
 summary of its family is stamped at or after its expiry); the text ``ping`` every
@@ -25,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
@@ -34,9 +37,9 @@ from streamer.sources.decoded import Decoded
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, INSTRUMENT_CAP
 from streamer.sources.okx import instruments
 from streamer.sources.okx.protocol import PING, PONG, VENUE, Ack, Listed, OkxDecoder
-from streamer.sources.okx.schema import Arg
 from streamer.sources.okx.tickers import FollowedTickers
 from streamer.sources.pending import REQUEST_TIMEOUT_S
+from streamer.sources.subscriptions import Subscriptions
 from streamer.sources.ws_session import WebsocketSession
 
 log = logging.getLogger(__name__)
@@ -62,46 +65,60 @@ class OkxSession(WebsocketSession):
         self.retry_refused_s = retry_refused_s
         self._refused: dict[str, float] = {}  # family channel -> when refused (loop time)
         self._asking: str | None = None  # the family channel waiting on its answer
+        self._refusal = ""  # what OKX said when it last refused a family channel
+        self._family_args = {instruments.arg_key(arg): arg for family in self.families
+                             for arg in instruments.family_args(family)}
+        # One family channel a request: OKX's error event does not say which it refuses.
+        self.subscriptions = Subscriptions(1)
         self.tickers = FollowedTickers(max_instruments)
         self._wake = asyncio.Event()
         self.pongs = 0
 
     def reset(self) -> None:
         self.tickers.new_connection()
+        self.subscriptions.forget_refused()  # ``_refused`` says when to ask again
         self._decoder = OkxDecoder()  # books and summaries of a lost connection are stale
 
     async def subscribe(self, ws: ClientConnection) -> None:
         now = asyncio.get_running_loop().time()
-        asked = [(arg, key) for family in self.families for arg in instruments.family_args(family)
-                 if now - self._refused.get(key := instruments.arg_key(arg), -self.retry_refused_s)
-                 >= self.retry_refused_s]
-        refused = [key for arg, key in asked if not await self._subscribe_alone(ws, arg, key)]
+        asked = [key for key in self._family_args
+                 if now - self._refused.get(key, -self.retry_refused_s) >= self.retry_refused_s]
+        self.subscriptions.want(asked)
+        refused = await self.subscribe_queued(ws, self._family_request, unconfirmed=_refused)
         if asked and len(refused) == len(asked):  # OKX refuses us, not a channel: back off
             for key in refused:
                 del self._refused[key]
             raise VenueRefused(f"every channel refused: {', '.join(refused)}")
 
-    async def _subscribe_alone(self, ws: ClientConnection, arg: Arg, key: str) -> bool:
+    def _family_request(self, keys: list[str], _request_id: int) -> bytes:
+        return instruments.subscribe_request([self._family_args[key] for key in keys])
+
+    async def ask_subscribe(self, ws: ClientConnection, batch: list[str],
+                            request: Callable[[list[str], int], bytes]) -> Any:
         """Subscribe one channel, the only request waiting: an error event is its answer.
 
-        False if refused (counted, logged, and not asked again for ``retry_refused_s``).
+        Returns the ``ChannelRefused`` if refused (left out: counted, logged, and not
+        asked again for ``retry_refused_s``), else None.
         """
+        (key,) = batch
         answered = self.requests.expect(key)
         self._asking = key
         try:
-            await ws.send(instruments.subscribe_request([arg]).decode())
+            await ws.send(request(batch, 0).decode())
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 await answered
-            self._refused.pop(key, None)
-            confirmed = True
         except ChannelRefused as exc:
-            self._refused[key] = asyncio.get_running_loop().time()
-            self.refused([key], str(exc))
-            confirmed = False
+            return exc
         finally:
             self._asking = None
-        await asyncio.sleep(self.request_gap_s)
-        return confirmed
+        self._refused.pop(key, None)
+        return None
+
+    def left_out(self, names: Sequence[str]) -> None:
+        now = asyncio.get_running_loop().time()
+        for key in names:
+            self._refused[key] = now
+        self.refused(names, self._refusal)
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
         if isinstance(decoded.result, Listed):
@@ -120,6 +137,7 @@ class OkxSession(WebsocketSession):
         """An error event answers the one family channel waiting, else a tickers batch."""
         detail = f"error {decoded.error_code}: {decoded.error_message}"
         if self._asking is not None:
+            self._refusal = detail
             self.requests.refuse(self._asking, ChannelRefused(detail))
         else:  # tickers are not waited on: which of the batch is unknown; it streams on
             self.sink.on_reject(VENUE, "subscribe_rejected")
@@ -168,3 +186,7 @@ class OkxSession(WebsocketSession):
                 async with asyncio.timeout_at(wake_at):
                     await self._wake.wait()
 
+
+def _refused(batch: list[str], answer: Any) -> list[str]:
+    """The channel ``ask_subscribe`` says was refused, left out of the subscription."""
+    return batch if isinstance(answer, ChannelRefused) else []
