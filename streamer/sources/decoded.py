@@ -7,6 +7,7 @@ same ``Decoded`` whatever the venue, and each venue's name parser produces the s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +29,28 @@ def expiry_ts_ms(yy: int, month: int, day: int) -> int | None:
     except ValueError:
         return None
     return int(expiry.timestamp() * 1000)
+
+
+def day_month_year_expiry(match: re.Match[str]) -> int | None:
+    """Expiry (ms) of an option name's ``day``, ``mon`` (``JAN``..``DEC``) and ``yy`` groups.
+
+    Deribit (``BTC-8JUN20-8750-P``) and Bybit (``BTC-5APR23-28000-C``) spell it alike;
+    None for a month or day that does not exist.
+    """
+    month = MONTHS.get(match["mon"])
+    return None if month is None else expiry_ts_ms(int(match["yy"]), month, int(match["day"]))
+
+
+def parse_decimal(text: str | None) -> float | None:
+    """A decimal string as a float: absent or ``""`` is NaN (no value); None if it is not a
+    finite number (a reject). OKX, Bybit and Binance send numbers as strings."""
+    if not text:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def yymmdd_expiry_and_strike(match: re.Match[str]) -> tuple[int, float] | None:

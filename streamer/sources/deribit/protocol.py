@@ -16,11 +16,10 @@ import msgspec
 from streamer.errors import RateLimited, VenueError
 from streamer.sources.base import InstrumentCache
 from streamer.sources.decoded import (
-    MONTHS,
     Decoded,
     InstrumentInfo,
+    day_month_year_expiry,
     decode_envelope,
-    expiry_ts_ms,
 )
 from streamer.sources.deribit.fast_path import fast_path
 from streamer.sources.deribit.normalise import VENUE, ticker_quote
@@ -49,10 +48,8 @@ _FUTURE = re.compile(r"^[A-Z0-9_]+-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$")
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-8JUN20-8750-P`` or ``MATIC_USDC-9MAR24-1d02-C``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None or match["mon"] not in MONTHS:
-        return None
-    expiry = expiry_ts_ms(int(match["yy"]), MONTHS[match["mon"]], int(match["day"]))
-    if expiry is None:
+    expiry = None if match is None else day_month_year_expiry(match)
+    if match is None or expiry is None:
         return None
     strike = float(match["strike"].replace("d", "."))
     return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
