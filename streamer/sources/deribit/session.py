@@ -17,31 +17,30 @@ the next attempt waits at least ``rate_limited_delay_s``), or on any network
 failure. Connecting, reading and reconnecting (capped, jittered backoff, reset by a
 connection that got as far as streaming) are ``WebsocketSession``'s; each connection
 subscribes every channel exactly once.
+
+What to ask, in which order, and what each reply means is ``DeribitConnection``
+(connection.py, pure); this module keeps the socket and the timers: it sends what the
+connection hands out, feeds it the replies and wakes it at its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Iterator, Sequence
 
-import msgspec
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import RateLimited, VenueDisconnected, VenueError, VenueRefused
+from streamer.errors import RateLimited
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import protocol
+from streamer.sources.deribit.connection import DeribitConnection
 from streamer.sources.deribit.normalise import VENUE
-from streamer.sources.deribit.protocol import (
-    PLATFORM_STATE,
-    DeribitDecoder,
-    volatility_index_channel,
-)
-from streamer.sources.deribit.schema import PlatformStatus
+from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
 from streamer.sources.ws_session import WebsocketSession
 
@@ -83,24 +82,28 @@ class DeribitSession(WebsocketSession):
         self._locks = protocol.PlatformLocks(self.currencies)
         self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
                                 max_instruments=max_instruments, logger=log)
+        self._connection_state = self._new_connection()
+        self._wake = asyncio.Event()
+
+    def _new_connection(self) -> DeribitConnection:
+        return DeribitConnection(self.currencies, self.sink, heartbeat_s=self.heartbeat_s,
+                                 interval=self.interval, refresh_s=self.refresh_s,
+                                 request_gap_s=self.request_gap_s,
+                                 subscriptions=self.subscriptions, listings=self._listed,
+                                 locks=self._locks, on_lock_change=self._lock_changed)
 
     # -- hooks -----------------------------------------------------------------------
     def reset(self) -> None:
         self.subscriptions.forget_refused()  # not confirmed twice: on this connection only
+        self._connection_state = self._new_connection()
 
     async def subscribe(self, ws: ClientConnection) -> None:
-        await self.requests.ask(ws, partial(protocol.set_heartbeat_request, self.heartbeat_s))
-        tickers = self._tickers(await self._instruments(ws))
-        await self._subscribe_channels(ws, [PLATFORM_STATE, *self._indices(), *tickers])
-        await self._platform_status(ws)
+        self._connection_state.start(asyncio.get_running_loop().time())
+        await self._drive(ws, until_up=True)
 
     async def maintain(self, ws: ClientConnection) -> None:
         """Refresh the instrument list every ``refresh_s`` (Deribit sends the heartbeats)."""
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            listed = await self._instruments(ws)
-            await self._unsubscribe_delisted(ws, listed)
-            await self._subscribe_channels(ws, self._tickers(listed))
+        await self._drive(ws, until_up=False)
 
     def alive(self, decoded: Decoded) -> bool:
         return decoded.heartbeat
@@ -109,9 +112,9 @@ class DeribitSession(WebsocketSession):
         if self._locks.notified(decoded):
             self._lock_changed()
         if decoded.response_id is not None:
-            self._resolve(decoded)
+            self._reply(decoded)
         if decoded.test_request:
-            return protocol.test_request_reply(self.requests.next_id())
+            return protocol.test_request_reply(self._connection_state.next_id())
         return None
 
     def halted(self) -> bool:
@@ -127,84 +130,27 @@ class DeribitSession(WebsocketSession):
             log.warning("%s: platform unlocked: streaming again", VENUE)
         self.report()
 
-    def _resolve(self, decoded: Decoded) -> None:
-        error = protocol.reply_error(decoded)
-        if isinstance(error, RateLimited):
+    def _reply(self, decoded: Decoded) -> None:
+        if isinstance(protocol.reply_error(decoded), RateLimited):
             # Also when the reply answers nothing we wait for.
             log.warning("%s: too_many_requests (10028): Deribit closes the connection; "
                         "reconnecting in %.1fs at the earliest", VENUE,
                         self.cooldown.rate_limited())
-        if error is None:
-            self.requests.answer(decoded.response_id, decoded.result)
-        else:
-            self.requests.refuse(decoded.response_id, error)
+        self._connection_state.on_reply(decoded, asyncio.get_running_loop().time())
+        self._wake.set()
 
-    # -- requests --------------------------------------------------------------------
-    async def _platform_status(self, ws: ClientConnection) -> None:
-        """Locks in force now: notifications sent while we were away were missed."""
-        try:
-            status = msgspec.convert(await self.requests.ask(ws, protocol.status_request),
-                                     PlatformStatus)
-        except (RateLimited, VenueDisconnected):
-            raise
-        except (VenueError, msgspec.ValidationError) as exc:
-            log.warning("%s: public/status unusable (%s); locks as last notified", VENUE, exc)
-            return
-        if self._locks.reset(status):
-            self._lock_changed()
-
-    async def _instruments(self, ws: ClientConnection) -> set[str]:
-        for currency in self.currencies:
-            request = partial(protocol.get_instruments_request, currency)
-            result = await self.requests.ask(ws, request)
-            self._listed.update(currency, protocol.instrument_names(result))
-            await asyncio.sleep(self.request_gap_s)
-        return self._listed.names()
-
-    def _tickers(self, instruments: Iterable[str]) -> list[str]:
-        return sorted(protocol.ticker_channel(n, self.interval) for n in instruments)
-
-    async def _subscribe_channels(self, ws: ClientConnection, channels: list[str]) -> None:
-        new = self.subscriptions.want(channels)
-        await self.subscribe_queued(ws, protocol.subscribe_request,
-                                    unconfirmed=protocol.unconfirmed)
-        if new:
-            log.info("%s: subscribed to %d channels", VENUE, len(self.subscriptions.subscribed))
-
-    def batch_refused(self, batch: list[str], exc: VenueError) -> None:
-        """Every channel of the request counted; the connection ends, retryable."""
-        self._count_rejected(batch)
-        log.error("%s: subscription of %d channel(s) refused (%s): %s; reconnecting "
-                  "with backoff", VENUE, len(batch), exc, _some(batch))
-        raise VenueRefused(str(exc)) from exc  # back off; a new connection asks again
-
-    def left_out(self, names: Sequence[str]) -> None:
-        self._count_rejected(list(names))
-        log.error("%s: %d channel(s) not confirmed twice, left out on this "
-                  "connection: %s", VENUE, len(names), _some(names))
-
-    def _indices(self) -> list[str]:
-        """DVOL of every currency, published beside our own variance index."""
-        return [volatility_index_channel(c) for c in self.currencies]
-
-    def _count_rejected(self, channels: list[str]) -> None:
-        for _ in channels:
-            self.sink.on_reject(VENUE, "subscribe_rejected")
-
-    async def _unsubscribe_delisted(self, ws: ClientConnection, listed: set[str]) -> None:
-        wanted = {PLATFORM_STATE, *self._indices(), *self._tickers(listed)}
-        gone = self.subscriptions.delisted(wanted)
-        for batch in gone:
-            await self.requests.ask(ws, partial(protocol.unsubscribe_request, batch))
-            self.subscriptions.unsubscribed(batch)
-            await asyncio.sleep(self.request_gap_s)
-        if gone:
-            names = [c for batch in gone for c in batch]
-            log.info("%s: unsubscribed %d channel(s) of delisted instruments: %s", VENUE,
-                     len(names), _some(names))
-
-
-def _some(channels: Sequence[str], shown: int = 5) -> str:
-    """The first few channels, for a log line."""
-    more = len(channels) - shown
-    return ", ".join(channels[:shown]) + (f" and {more} more" if more > 0 else "")
+    # -- sending ---------------------------------------------------------------------
+    async def _drive(self, ws: ClientConnection, *, until_up: bool) -> None:
+        """Send what the connection hands out; wake it at its deadline or on a reply."""
+        loop = asyncio.get_running_loop()
+        state = self._connection_state
+        while True:
+            self._wake.clear()
+            state.on_timer(loop.time())
+            for request in state.take_outbox():
+                await ws.send(request.decode())
+            if until_up and state.up:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(state.deadline):
+                    await self._wake.wait()
