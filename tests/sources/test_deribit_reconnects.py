@@ -36,7 +36,7 @@ def capture(tmp_path: Path) -> tuple[Path, list[Row]]:
     return path, write_capture_tickfile(path)
 
 
-async def test_drops_every_2s_reconnect_each_time_resubscribe_once_and_keep_quotes_flowing(
+async def test_repeated_drops_reconnect_each_time_resubscribe_once_and_keep_quotes_flowing(
         capture: tuple[Path, list[Row]]) -> None:
     """One ``on_reconnect`` per drop.
 
