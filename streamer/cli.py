@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from streamer import __version__
-from streamer.config import AppConfig, VenueConfig, load_config
+from streamer.config import AppConfig, VenueConfig, load_config, venue_config
 from streamer.errors import ConfigError, StreamerError
 from streamer.logs import setup_logging
 
@@ -198,7 +198,7 @@ def _with_overrides(config: AppConfig, args: argparse.Namespace) -> AppConfig:
         config = replace(config, metrics=replace(config.metrics, port=args.metrics_port))
     if getattr(args, "venue", None) and args.command == "replay":
         venue = next((v for v in config.venues if v.name == args.venue), None)
-        config = replace(config, venues=(venue or VenueConfig(name=args.venue),))
+        config = replace(config, venues=(venue or venue_config(args.venue),))
     urls = dict(_split_venue_url(v) for v in getattr(args, "venue_url", []))
     if urls:
         venues: list[VenueConfig] = [replace(v, url=urls.pop(v.name, v.url))

@@ -15,7 +15,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import yaml
@@ -38,23 +38,74 @@ class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Base of every config section."""
 
 
-class VenueConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One exchange connection."""
+class VenueConfigBase(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                      tag_field="name"):
+    """One exchange connection: what every venue has. ``name`` (the tag) picks the venue's
+    own class below, so a key that venue has no use for is an unknown field."""
 
-    name: VenueName = "deribit"
+    name: ClassVar[VenueName]
     url: str = REPLAY
     currencies: tuple[str, ...] = ("BTC", "ETH")
     heartbeat_s: int = 10
     # None: the venue's own (Deribit 250 channels at 3 requests/s, Bybit 100 at 5/s, ...)
     subscribe_batch: int | None = None
-    interval: Literal["100ms", "agg2"] = "100ms"
     requests_per_s: float | None = None
+
+
+#: Options subscribed per currency at most (Deribit, Bybit and OKX; Binance streams per
+#: underlying); past it the nearest expiries are kept, the rest counted as ``instrument_cap``.
+MaxInstruments = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class DeribitConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                    tag="deribit"):
+    """A Deribit connection: ticker interval, instrument refresh, instrument cap."""
+
+    name: ClassVar[Literal["deribit"]] = "deribit"
+    interval: Literal["100ms", "agg2"] = "100ms"
     refresh_instruments_s: float = 600.0
-    #: Options subscribed per currency at most (Deribit, Bybit and OKX; Binance streams
-    #: per underlying); past it the nearest expiries are kept, the rest counted as
-    #: ``instrument_cap``.
-    max_instruments: Annotated[int, msgspec.Meta(ge=1)] = DEFAULT_MAX_INSTRUMENTS
+    max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
+
+
+class OkxConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                tag="okx"):
+    """An OKX connection (its summaries list new options: no instrument refresh)."""
+
+    name: ClassVar[Literal["okx"]] = "okx"
+    max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
+
+
+class BybitConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                  tag="bybit"):
+    """A Bybit connection: instruments listed over REST (``rest_url``) and refreshed."""
+
+    name: ClassVar[Literal["bybit"]] = "bybit"
+    refresh_instruments_s: float = 600.0
+    max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
     rest_url: str | None = None
+
+
+class BinanceConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                    tag="binance"):
+    """A Binance connection (one stream per underlying: no listing, no cap)."""
+
+    name: ClassVar[Literal["binance"]] = "binance"
+
+
+#: One exchange connection, of whichever venue ``name`` says (a tagged union).
+VenueConfig = DeribitConfig | OkxConfig | BybitConfig | BinanceConfig
+VENUE_CONFIGS: dict[str, type[VenueConfig]] = {
+    kind.name: kind for kind in (DeribitConfig, OkxConfig, BybitConfig, BinanceConfig)}
+
+
+def venue_config(name: VenueName, **settings: Any) -> VenueConfig:
+    """The config of a ``name`` venue connection, the settings not given at their defaults."""
+    try:
+        kind = VENUE_CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown venue {name!r}; expected one of {sorted(VENUE_CONFIGS)}"
+                          ) from None
+    return kind(**settings)
 
 
 class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -241,7 +292,7 @@ class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fiel
 class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
-    venues: tuple[VenueConfig, ...] = (VenueConfig(),)
+    venues: tuple[VenueConfig, ...] = (DeribitConfig(),)
     replay: ReplayConfig = ReplayConfig()
     tickfile: TickFileConfig = TickFileConfig()
     batch: BatchConfig = BatchConfig()
@@ -366,6 +417,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if not isinstance(tree, dict):
         raise ConfigError(f"config {path}: the top level must be a mapping")
     origins = _apply_env(tree, os.environ if env is None else env)
+    _name_unnamed_venues(tree)
     try:
         config = msgspec.convert(tree, AppConfig, strict=False)
     except msgspec.ValidationError as exc:
@@ -375,6 +427,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     except ConfigError as exc:
         raise ConfigError(_name_variables(str(exc), origins)) from exc
     return config
+
+
+def _name_unnamed_venues(tree: dict[str, Any]) -> None:
+    """A venue entry without ``name`` is Deribit, as it always was (msgspec cannot default a
+    union's tag)."""
+    venues = tree.get("venues")
+    if isinstance(venues, list):
+        for venue in venues:
+            if isinstance(venue, dict):
+                venue.setdefault("name", DeribitConfig.name)
 
 
 def _check(config: AppConfig) -> None:

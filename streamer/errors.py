@@ -7,6 +7,10 @@ Hierarchy::
     ├── DecodeError               a wire message we cannot use; counted and dropped
     ├── TickFileError             a tick file unreadable or too damaged to use
     ├── VenueError                the exchange refused or broke the session
+    │   ├── VenueRefused          a subscription or listing refused; retryable (a new
+    │   │   │                     connection asks again after backoff)
+    │   │   ├── ChannelRefused    one channel asked for alone refused; the others stream
+    │   │   └── RateLimited       we sent too fast; the next connection cools down first
     │   └── VenueDisconnected     connection lost or went quiet; retryable
     │       └── VenueUnreachable  the host cannot be resolved or reached; retryable
     └── BrokerError               Kafka unreachable or refusing; retryable
@@ -43,6 +47,23 @@ class TickFileError(StreamerError):
 
 class VenueError(StreamerError):
     """The exchange answered with an error or refused a request."""
+
+
+class VenueRefused(VenueError):
+    """The venue refused what a connection needs (a subscription, the instrument list).
+
+    Retryable: the venue may take it on a new connection, after backoff.
+    """
+
+    retryable = True
+
+
+class ChannelRefused(VenueRefused):
+    """The venue refused the one channel asked for alone (OKX); the others stream on."""
+
+
+class RateLimited(VenueRefused):
+    """The venue said we send too fast: the connection ends and the next one cools down."""
 
 
 class VenueDisconnected(VenueError):

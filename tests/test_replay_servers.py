@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from streamer.config import ReplayConfig, VenueConfig, VenueName
+from streamer.config import (
+    BinanceConfig,
+    BybitConfig,
+    DeribitConfig,
+    OkxConfig,
+    ReplayConfig,
+    VenueName,
+)
 from streamer.devtools.exchange import ReplayServer
 from streamer.devtools.exchanges import GENERATED_DURATION_S, ReplayServers, bundled_sample
 from streamer.devtools.synth import synthesise
@@ -50,14 +57,14 @@ async def test_each_replayed_venue_gets_its_own_server_and_stop_closes_every_one
     files: dict[VenueName, str] = {"okx": _tiny(tmp_path, "okx"),
                                    "bybit": _tiny(tmp_path, "bybit")}
     replays = ReplayServers(ReplayConfig(files=files))
-    okx = await replays.start(VenueConfig(name="okx", currencies=("ETH",)))
-    bybit = await replays.start(VenueConfig(name="bybit", currencies=("ETH",),
-                                            rest_url="https://api.bybit.com"))
+    okx = await replays.start(OkxConfig(currencies=("ETH",)))
+    bybit = await replays.start(BybitConfig(currencies=("ETH",),
+                                         rest_url="https://api.bybit.com"))
     try:
         assert okx.url.startswith("ws://127.0.0.1:")
         assert bybit.url.startswith("ws://127.0.0.1:")
         assert okx.url != bybit.url
-        assert okx.rest_url is None
+        assert getattr(okx, "rest_url", None) is None  # OkxConfig has none
         # Bybit's instrument list comes from its replay server, on the same port.
         assert bybit.rest_url == bybit.url.replace("ws://", "http://")
         body = await asyncio.to_thread(_get, instruments_url(bybit.rest_url, "ETH"))
@@ -77,8 +84,8 @@ async def test_bundled_means_each_venues_own_recording_of_the_samples_market(
         tmp_path: Path) -> None:
     replays = ReplayServers(ReplayConfig(loop=True))
     try:
-        await replays.start(VenueConfig(name="deribit"))
-        await replays.start(VenueConfig(name="okx"))
+        await replays.start(DeribitConfig())
+        await replays.start(OkxConfig())
         deribit, okx = replays.servers
         assert deribit.path == bundled_sample()
         assert okx.path.name == "okx_sample.ndjson"
@@ -98,7 +105,7 @@ async def test_bundled_means_each_venues_own_recording_of_the_samples_market(
 async def test_a_missing_recording_is_a_config_error(tmp_path: Path) -> None:
     replays = ReplayServers(ReplayConfig(files={"binance": str(tmp_path / "nope.ndjson")}))
     with pytest.raises(ConfigError, match=r"tick file not found: .*nope\.ndjson"):
-        await replays.start(VenueConfig(name="binance"))
+        await replays.start(BinanceConfig())
     await replays.stop()
 
 

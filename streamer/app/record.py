@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamer.app.summary import closing_line
-from streamer.config import VenueConfig
+from streamer.config import venue_config
 from streamer.sinks.recorder import DEFAULT_MAX_AGE_S, DEFAULT_MAX_BYTES, RotatingRecorder
 from streamer.sources.registry import LIVE, make_session, resolve_url
 from streamer.types import Quote, VenueVolIndex
@@ -58,8 +58,8 @@ async def record(url: str | None, currencies: Sequence[str], out: Path, *,
     """
     recorder = RotatingRecorder(out, max_bytes=max_bytes, max_age_s=max_age_s)
     counts = _CountingSink()
-    config = VenueConfig(name=venue, url=url or LIVE,  # type: ignore[arg-type]
-                         currencies=tuple(currencies))
+    config = venue_config(venue, url=url or LIVE,  # type: ignore[arg-type]
+                          currencies=tuple(currencies))
     session = make_session(config, resolve_url(config), counts, on_raw=recorder.write)
     try:
         await asyncio.wait_for(session.run(), timeout=duration_s)

@@ -19,12 +19,14 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
 from streamer.config import (
     BUNDLED,
     TICKFILE_DEFAULTS,
+    BybitConfig,
     ReplayConfig,
     TickFileConfig,
     VenueConfig,
@@ -35,6 +37,7 @@ from streamer.devtools.synth import synthesise
 from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
+VenueT = TypeVar("VenueT", bound=VenueConfig)
 
 #: Recorded seconds of a generated bundled recording; 240 s (the sample's) takes
 #: up to 3.5 s to write for OKX or Binance.
@@ -84,7 +87,7 @@ class ReplayServers:
         """True when there are servers and each will reach the end of its file."""
         return bool(self.servers) and not self.config.loop
 
-    async def start(self, venue: VenueConfig) -> VenueConfig:
+    async def start(self, venue: VenueT) -> VenueT:
         """Serve the venue's recording on loopback; the venue pointed at that server.
 
         Bybit's instrument list (``rest_url``) is served on the same port.
@@ -96,8 +99,9 @@ class ReplayServers:
         await server.start()
         log.info("replay server for %s on %s (speed ×%g)", venue.name, server.url,
                  self.config.speed)
-        rest_url = server.http_url if venue.name == "bybit" else venue.rest_url
-        return msgspec.structs.replace(venue, url=server.url, rest_url=rest_url)
+        if isinstance(venue, BybitConfig):  # its instrument list, from the same server
+            return msgspec.structs.replace(venue, url=server.url, rest_url=server.http_url)
+        return msgspec.structs.replace(venue, url=server.url)
 
     async def drained(self, grace_s: float) -> None:
         """Return ``grace_s`` after every server has played its file to the end."""

@@ -7,6 +7,7 @@ same ``Decoded`` whatever the venue, and each venue's name parser produces the s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,7 +15,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from streamer.sources.deribit.schema import PlatformState
 from streamer.types import Quote, VenueVolIndex
 
 EXPIRY_HOUR_UTC = 8  # Deribit, OKX, Bybit and Binance all expire options at 08:00 UTC
@@ -29,6 +29,28 @@ def expiry_ts_ms(yy: int, month: int, day: int) -> int | None:
     except ValueError:
         return None
     return int(expiry.timestamp() * 1000)
+
+
+def day_month_year_expiry(match: re.Match[str]) -> int | None:
+    """Expiry (ms) of an option name's ``day``, ``mon`` (``JAN``..``DEC``) and ``yy`` groups.
+
+    Deribit (``BTC-8JUN20-8750-P``) and Bybit (``BTC-5APR23-28000-C``) spell it alike;
+    None for a month or day that does not exist.
+    """
+    month = MONTHS.get(match["mon"])
+    return None if month is None else expiry_ts_ms(int(match["yy"]), month, int(match["day"]))
+
+
+def parse_decimal(text: str | None) -> float | None:
+    """A decimal string as a float: absent or ``""`` is NaN (no value); None if it is not a
+    finite number (a reject). OKX, Bybit and Binance send numbers as strings."""
+    if not text:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def yymmdd_expiry_and_strike(match: re.Match[str]) -> tuple[int, float] | None:
@@ -70,7 +92,9 @@ class Decoded(msgspec.Struct, gc=False):
     error_code: int | None = None
     error_message: str = ""
     platform_state: str | None = None
-    platform: PlatformState | None = None
+    #: A venue's platform notice as its own schema decoded it (Deribit's PlatformState):
+    #: only that venue's protocol reads it, so this module names no venue's types.
+    platform: msgspec.Struct | None = None
     vol_indices: list[VenueVolIndex] = msgspec.field(default_factory=list)
 
 

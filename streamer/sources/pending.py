@@ -1,9 +1,10 @@
 """Requests a venue session sent and still waits on: a future each, settled by the reply.
 
 Keys are whatever the venue's replies carry to say what they answer: a request id
-(Deribit, Bybit, Binance) or a channel key (OKX). A request not answered within
+(Bybit, Binance) or a channel key (OKX). A request not answered within
 ``REQUEST_TIMEOUT_S`` times out; one still waiting when the connection ends is
-failed, so nothing waits on a dead connection.
+failed, so nothing waits on a dead connection. (Deribit's one request at a time is
+its pure ``DeribitConnection``'s, with the same timeout.)
 """
 
 from __future__ import annotations

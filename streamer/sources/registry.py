@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from streamer.config import VenueConfig
+from streamer.config import BybitConfig, DeribitConfig, OkxConfig, VenueConfig
 from streamer.errors import ConfigError
 from streamer.sources.base import QuoteSink
 from streamer.sources.binance import protocol as binance_protocol
@@ -61,21 +61,19 @@ def make_session(venue: VenueConfig, url: str, sink: QuoteSink, **extra: Any) ->
     for name in ("subscribe_batch", "requests_per_s"):
         if (value := getattr(venue, name)) is not None:
             common[name] = value
-    if venue.name == "deribit":
+    if isinstance(venue, DeribitConfig):
         return DeribitSession(url, venue.currencies, sink, interval=venue.interval,
                               refresh_instruments_s=venue.refresh_instruments_s,
                               max_instruments=venue.max_instruments, **common)
-    if venue.name == "okx":
+    if isinstance(venue, OkxConfig):
         return OkxSession(url, venue.currencies, sink, max_instruments=venue.max_instruments,
                           **common)
-    if venue.name == "bybit":
+    if isinstance(venue, BybitConfig):
         rest = venue.rest_url or bybit_protocol.DEFAULT_REST_URL
         return BybitSession(url, venue.currencies, sink, rest_url=rest,
                             refresh_instruments_s=venue.refresh_instruments_s,
                             max_instruments=venue.max_instruments, **common)
-    if venue.name == "binance":
-        return BinanceSession(url, venue.currencies, sink, **common)
-    raise ConfigError(f"venues: unknown venue {venue.name!r}")
+    return BinanceSession(url, venue.currencies, sink, **common)
 
 
 def make_decoder(name: str) -> Decoder:

@@ -13,9 +13,14 @@ A frame the decoder marks ``rate_limited`` (OKX 60014, Bybit's "too many request
 Binance -1003) is counted under that reason by ``deliver_frame`` and ends the
 connection at once; the next one waits at least a cooldown (``cooldown_s``) that
 doubles with each rate-limited connection in a row, from ``rate_limit_cooldown_s``
-up to ``MAX_COOLDOWN_S``, and starts over once a connection streams. A channel the
-venue refuses while the others are confirmed is counted once as ``subscribe_rejected``
-and logged (``refused``); the connection goes on.
+up to ``MAX_COOLDOWN_S``, and starts over once a connection streams (``Cooldown``,
+cooldown.py; Deribit's 10028 uses the same with one fixed wait).
+
+What a connection has subscribed and was refused is ``subscriptions`` (pure, shared:
+subscriptions.py); ``subscribe_queued`` asks for its queued batches, one answered
+before the next, paced. A channel the venue refuses while the others are confirmed is
+counted once as ``subscribe_rejected`` and logged (``left_out``); the connection goes
+on. A request refused outright (``batch_refused``) ends the connection.
 
 A venue session subclasses ``WebsocketSession`` and keeps only what is its own: what
 it subscribes to, its ping, how it matches replies to requests.
@@ -33,7 +38,7 @@ from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import RateLimited, VenueDisconnected, VenueError
 from streamer.sources.base import (
     RATE_LIMITED,
     QuoteSink,
@@ -42,8 +47,10 @@ from streamer.sources.base import (
     reconnect_forever,
     unreachable,
 )
+from streamer.sources.cooldown import Cooldown
 from streamer.sources.decoded import Decoded
 from streamer.sources.pending import REQUEST_TIMEOUT_S, PendingRequests
+from streamer.sources.subscriptions import Subscriptions
 from streamer.tasks import backoff_delays, cancel_and_wait
 
 CLOSE_TIMEOUT_S = 1.0
@@ -52,12 +59,6 @@ CLOSE_TIMEOUT_S = 1.0
 # long each time the venue still says we are too fast, never more than a minute.
 RATE_LIMIT_COOLDOWN_S = 1.0
 MAX_COOLDOWN_S = 60.0
-
-
-class RateLimited(VenueError):
-    """The venue said we send too fast: the connection ends and the next one cools down."""
-
-    retryable = True
 
 
 class FrameDecoder(Protocol):
@@ -81,12 +82,14 @@ class WebsocketSession(abc.ABC):
                  logger: logging.Logger, on_raw: Callable[[int, bytes], None] | None,
                  clock_ns: Callable[[], int], rng: random.Random | None,
                  backoff: Callable[[], Iterator[float]] | None = None,
-                 rate_limit_cooldown_s: float = RATE_LIMIT_COOLDOWN_S) -> None:
+                 rate_limit_cooldown_s: float = RATE_LIMIT_COOLDOWN_S,
+                 max_cooldown_s: float = MAX_COOLDOWN_S, ask_again: int = 0) -> None:
         self.venue = venue
         self.url = url
         self.sink = sink
         self.silence_s = silence_s
         self.subscribe_batch = subscribe_batch
+        self.subscriptions = Subscriptions(subscribe_batch, ask_again=ask_again)
         self.request_gap_s = 1.0 / requests_per_s  # pacing, under the venue's rate limit
         self.connections = 0
         self.requests = PendingRequests()
@@ -99,9 +102,7 @@ class WebsocketSession(abc.ABC):
         self._streaming = False  # this connection is subscribed
         self._streamed = False  # market data flowed on the last connection
         self._up = False  # what the sink was last told
-        self.rate_limit_cooldown_s = rate_limit_cooldown_s
-        self._cooldowns = self._fresh_cooldowns()
-        self._cooldown: float | None = None  # asked for by the connection that just ended
+        self.cooldown = Cooldown(rate_limit_cooldown_s, max_cooldown_s)
         #: Why the latest attempt could not connect (None once one did): names the host.
         self.last_error: str | None = None
 
@@ -132,7 +133,7 @@ class WebsocketSession(abc.ABC):
 
     def cooldown_s(self) -> float | None:
         """The least wait before reconnecting that the venue asked for; None if none."""
-        return self._cooldown
+        return self.cooldown.asked_s
 
     # -- the skeleton ------------------------------------------------------------------
     async def run(self) -> None:
@@ -155,7 +156,8 @@ class WebsocketSession(abc.ABC):
 
     async def _connection(self) -> None:
         self._streamed = False
-        self._cooldown = None
+        self.cooldown.connection_started()
+        self.subscriptions.new_connection()
         self.reset()
         # close_timeout: once the reader is cancelled nobody drains the socket, so the
         # venue's closing frame may never be read; give up on the handshake after 1 s.
@@ -177,11 +179,7 @@ class WebsocketSession(abc.ABC):
                 await race_reader(reader, self.maintain(ws))
             finally:
                 await cancel_and_wait(reader)
-                # Rate limits can come after streaming began (OKX's ticker batches are
-                # sent in maintain): only a connection that streamed and ended without
-                # one starts the cooldowns over.
-                if self._streamed and self._cooldown is None:
-                    self._cooldowns = self._fresh_cooldowns()
+                self.cooldown.connection_ended(self._streamed)
 
     async def _read(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -223,49 +221,58 @@ class WebsocketSession(abc.ABC):
 
     def _cool_down(self, decoded: Decoded) -> None:
         """Counted already (a decoder reject): cool down, and end the connection."""
-        self._cooldown = next(self._cooldowns)
+        wait_s = self.cooldown.rate_limited()
         detail = (f"error {decoded.error_code}: {decoded.error_message}"  # -1: Bybit, no code
                   if decoded.error_code not in (None, -1) else decoded.error_message)
         self._log.error("%s: rate limited (%s): reconnecting in %.1fs at the earliest",
-                        self.venue, detail, self._cooldown)
+                        self.venue, detail, wait_s)
         raise RateLimited(detail)
 
-    def _fresh_cooldowns(self) -> Iterator[float]:
-        return backoff_delays(self.rate_limit_cooldown_s, MAX_COOLDOWN_S, jitter=0.0)
-
     # -- helpers for the hooks -----------------------------------------------------------
-    def batches(self, names: Sequence[str]) -> Iterator[list[str]]:
-        """``names`` in request-sized batches of ``subscribe_batch``."""
-        for start in range(0, len(names), self.subscribe_batch):
-            yield list(names[start:start + self.subscribe_batch])
+    async def subscribe_queued(
+            self, ws: ClientConnection, request: Callable[[list[str], int], bytes],
+            unconfirmed: Callable[[list[str], Any], Collection[str]] = lambda *_: ()
+    ) -> list[str]:
+        """Ask for every batch ``subscriptions`` has queued, each answered before the next,
+        paced; returns the channels refused meanwhile.
 
-    async def subscribe_in_batches(
-            self, ws: ClientConnection, names: Sequence[str],
-            request: Callable[[list[str], int], bytes], subscribed: set[str],
-            unconfirmed: Callable[[Any], Collection[str]] = lambda _: ()) -> list[str]:
-        """Subscribe ``names`` a batch at a time, each answered before the next, paced.
-
-        A refused batch is counted and logged, and ends the connection (the next one
-        asks again after backoff). Of an accepted one, the names its answer leaves
-        ``unconfirmed`` are ``refused`` (counted, logged) and returned; the others are
-        added to ``subscribed``.
+        Of an accepted batch, the channels its answer leaves ``unconfirmed`` are asked
+        again if the venue gets another ask (``ask_again``), else ``left_out`` (counted,
+        logged). A batch refused outright goes to ``batch_refused``, which ends the
+        connection (the next one asks again after backoff).
         """
         left_out: list[str] = []
-        for batch in self.batches(names):
+        while (batch := self.subscriptions.next_batch()) is not None:
             try:
-                answer = await self.requests.ask(ws, partial(request, batch))
+                answer = await self.ask_subscribe(ws, batch, request)
             except VenueError as exc:
-                if not isinstance(exc, VenueDisconnected):
-                    self.sink.on_reject(self.venue, "subscribe_rejected")
-                    self._log.error("%s: subscription rejected: %s", self.venue, exc)
+                self.subscriptions.refused_all()
+                if isinstance(exc, VenueDisconnected | RateLimited):
+                    raise
+                self.batch_refused(batch, exc)
                 raise
-            missing = [name for name in unconfirmed(answer) if name in batch]
-            subscribed.update(set(batch).difference(missing))
-            if missing:
-                self.refused(missing)
-                left_out += missing
+            refused = self.subscriptions.answered(unconfirmed(batch, answer))
+            if refused:
+                self.left_out(refused)
+                left_out += refused
             await asyncio.sleep(self.request_gap_s)
         return left_out
+
+    async def ask_subscribe(self, ws: ClientConnection, batch: list[str],
+                            request: Callable[[list[str], int], bytes]) -> Any:
+        """Send one subscribe request and return its answer (or raise its refusal); by
+        request id, unless the venue answers otherwise (OKX: by channel)."""
+        return await self.requests.ask(ws, partial(request, batch))
+
+    def batch_refused(self, batch: list[str], exc: VenueError) -> None:
+        """The venue refused a whole subscribe request: counted once, logged; ``exc``
+        (raised on return, or the venue's own error raised here) ends the connection."""
+        self.sink.on_reject(self.venue, "subscribe_rejected")
+        self._log.error("%s: subscription rejected: %s", self.venue, exc)
+
+    def left_out(self, names: Sequence[str]) -> None:
+        """Channels an accepted request did not confirm: ``refused``."""
+        self.refused(names)
 
     def refused(self, names: Sequence[str], detail: str = "") -> None:
         """Count each channel the venue refused once, in one log line naming them."""

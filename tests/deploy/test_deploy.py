@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import typing
 import urllib.error
 import urllib.parse
@@ -564,6 +565,9 @@ def _config_field(path: list[str]) -> bool:
     for part in path:
         if typing.get_origin(struct) is tuple:  # venues: tuple[VenueConfig, ...]
             struct = typing.get_args(struct)[0]
+        if isinstance(struct, types.UnionType):  # VenueConfig: the venue that has the key
+            struct = next((s for s in typing.get_args(struct)
+                           if part in getattr(s, "__struct_fields__", ())), None)
         if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
             return False
         if part not in struct.__struct_fields__:

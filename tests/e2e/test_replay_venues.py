@@ -9,6 +9,7 @@ give back the sample's true smiles.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -16,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ ROOT = Path(__file__).parents[2]
 TRUTH = json.loads(bundled_sample().with_name("deribit_sample.truth.json").read_text())
 SERVER = re.compile(r"replay server for (\w+) on (ws://[\d.:]+)")
 SPEED = 10  # the generated 60 s recordings play in 6 s
-CAP_S = 40.0  # --duration: a safety net; each run must end earlier, when its replays drain
+# No --duration: a run ends only when its replays drain, so ending at all is the check
+# (a run that never drains fails at this hang guard; no wall-clock window is asserted).
+HANG_GUARD_S = 300.0
 
 
 def _latest(stdout: str) -> dict[str, SurfaceUpdate]:
@@ -73,14 +75,11 @@ def test_streamer_run_replays_okx_and_bybit_each_from_its_own_server(tmp_path: P
     config = tmp_path / "config.yaml"
     config.write_text("metrics: {enabled: false}\n"
                       "venues:\n  - {name: okx, url: replay}\n  - {name: bybit, url: replay}\n")
-    started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.run(  # the run must end when both replays have drained
         [sys.executable, "-m", "streamer.cli", "run", "--config", str(config), "--sink",
-         "stdout", "--speed", str(SPEED), "--duration", str(CAP_S)],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - started
+         "stdout", "--speed", str(SPEED)],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert elapsed < CAP_S - 5, "the run must end when both replays have drained"
     servers = dict(SERVER.findall(proc.stderr))
     assert sorted(servers) == ["bybit", "okx"]
     assert len(set(servers.values())) == 2  # one server (one port) each
@@ -104,10 +103,9 @@ async def test_binance_and_a_deribit_file_replay_side_by_side_until_both_drain(
                     "venues:\n  - {name: deribit, url: replay}\n"
                     "  - {name: binance, url: replay}\n")
     caplog.set_level(logging.INFO, logger="streamer.devtools.exchanges")
-    service = Service(load_config(path, env={}), duration_s=CAP_S, progress_stream=io.StringIO())
-    started = time.monotonic()
-    assert await service.run() == 0
-    assert time.monotonic() - started < CAP_S - 5, "the run must end when both have drained"
+    service = Service(load_config(path, env={}), progress_stream=io.StringIO())
+    # No duration: the run must end when both have drained.
+    assert await asyncio.wait_for(service.run(), HANG_GUARD_S) == 0
 
     latest = _latest(capsys.readouterr().out)
     assert sorted(latest) == ["binance:BTC", "binance:ETH", "deribit:BTC", "deribit:ETH"]

@@ -1,6 +1,6 @@
 """Binance per-stream liveness: a stream silent while the others flow is resubscribed alone.
 
-``StreamWatch`` on its own (pure: times passed in), then the real ``BinanceSession``
+``StreamWatch`` on its own (pure, streams.py: times passed in), then the real ``BinanceSession``
 against the replay server speaking Binance on loopback: a stream silenced for a
 while (the ``silence_streams`` fault) and a stream that never exists (Binance
 acknowledges it all the same: the ``refuse_channels`` fault). The file's BTC chain
@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from streamer.devtools.exchange import Faults, ReplayServer
-from streamer.sources.binance.session import BinanceSession, StreamWatch
+from streamer.sources.binance.session import BinanceSession
+from streamer.sources.binance.streams import StreamWatch
 from tests.sources.venue_support import RecordingSink, stop_session, wait_until
 from tests.sources.venue_ticks import binance_file
 

@@ -83,7 +83,10 @@ def test_okx_follows_no_more_options_a_family_than_its_cap_and_counts_each_once(
     session = OkxSession("ws://127.0.0.1:1", ["BTC"], sink, max_instruments=10)  # type: ignore[arg-type]
     session._follow(listed)
     session._follow(listed)
-    queued = list(session._pending)
+    request = session.tickers.take(100)  # everything queued to subscribe, in one request
+    assert request is not None
+    op, queued = request
+    assert op == "subscribe"
     assert len(queued) == 10
     expiry = {n: okx_name(n).info.expiry_ts_ms for n in listed.instruments}  # type: ignore[union-attr]
     assert max(expiry[n] for n in queued) <= min(expiry[n] for n in set(expiry) - set(queued))

@@ -26,6 +26,7 @@ from streamer.sources.decoded import (
     Decoded,
     InstrumentInfo,
     decode_envelope,
+    parse_decimal,
     yymmdd_expiry_and_strike,
 )
 from streamer.types import Quote
@@ -74,17 +75,6 @@ def subscribe_request(streams: list[str], request_id: int) -> bytes:
 def unsubscribe_request(streams: list[str], request_id: int) -> bytes:
     """``UNSUBSCRIBE``: the session's resubscribe of a silent stream starts with it."""
     return _encoder.encode({"method": "UNSUBSCRIBE", "params": streams, "id": request_id})
-
-
-def _decimal(text: str) -> float | None:
-    """A decimal string as a float; ``""`` is NaN; None if not a finite number."""
-    if not text:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _positive(value: float) -> float:
@@ -136,14 +126,14 @@ class BinanceDecoder:
     def _push(self, stream: str, data: msgspec.Raw, received_ts_ns: int, out: Decoded) -> None:
         if stream.endswith("@optionMarkPrice"):
             for mark in self._marks(data, out):
-                self._add(mark, _decimal(mark.i), received_ts_ns, out)
+                self._add(mark, parse_decimal(mark.i), received_ts_ns, out)
         elif stream.endswith("@ticker"):
             tick = self._ticker.decode(data)
             base = tick.s.split("-", 1)[0]
             self._add(tick, self._index.get(base + INDEX_QUOTE, math.nan), received_ts_ns, out)
         elif stream.endswith("@index"):
             index = self._index_price.decode(data)
-            price = _decimal(index.p)
+            price = parse_decimal(index.p)
             if price is None or not price > 0:
                 out.rejects.append("malformed")
             elif index.s in self._index or len(self._index) < _MAX_CACHED:
@@ -180,7 +170,7 @@ class BinanceDecoder:
         ts_ms = item.E
         if ts_ms >= info.expiry_ts_ms:
             return "expired"
-        values = [_decimal(v) for v in (item.bo, item.ao, item.bq, item.aq, item.b, item.a,
+        values = [parse_decimal(v) for v in (item.bo, item.ao, item.bq, item.aq, item.b, item.a,
                                         item.vo)]
         if index is None or None in values:
             return "malformed"

@@ -12,8 +12,8 @@ stream exactly once.
 Per stream, too: Binance acknowledges any stream name (``{"result": null}``), so a
 stream that does not exist, or one that stops while the others on the connection
 flow, is silent without an error, and the connection's silence check never fires.
-``StreamWatch`` notes when each stream last delivered quotes (a quote's underlying
-names its stream); one silent for ``stream_silence_s`` (five of Binance's 1 s
+``StreamWatch`` (streams.py, pure) notes when each stream last delivered quotes (a
+quote's underlying names its stream); one silent for ``stream_silence_s`` (five of Binance's 1 s
 pushes) while another delivered is counted once (``stream_silent``), logged, and
 resubscribed alone (``UNSUBSCRIBE`` + ``SUBSCRIBE``) with capped, jittered backoff,
 the connection and the other streams untouched, until it delivers again.
@@ -25,16 +25,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import ConfigError, VenueDisconnected, VenueError
+from streamer.errors import ConfigError, VenueDisconnected, VenueError, VenueRefused
 from streamer.sources.base import QuoteSink, race_reader
 from streamer.sources.binance import protocol
 from streamer.sources.binance.protocol import VENUE, BinanceDecoder
+from streamer.sources.binance.streams import MAX_RESUBSCRIBE_S, STREAM_SILENCE_S, StreamWatch
 from streamer.sources.decoded import Decoded
 from streamer.sources.ws_session import WebsocketSession
 from streamer.tasks import backoff_delays, cancel_and_wait
@@ -42,64 +42,6 @@ from streamer.tasks import backoff_delays, cancel_and_wait
 log = logging.getLogger(__name__)
 
 MAX_STREAMS = 200  # per connection, Binance's limit
-# https://developers.binance.com/docs/derivatives/options-trading/websocket-market-streams/Mark-Price
-PUSH_INTERVAL_S = 1.0  # <underlying>@optionMarkPrice: "Update Speed 1000ms"
-STREAM_SILENCE_S = 5 * PUSH_INTERVAL_S  # five pushes missed: not a late one
-MAX_RESUBSCRIBE_S = 60.0  # the slowest resubscribing gets (a stream that never exists)
-
-
-@dataclass
-class Silence:
-    """One episode of one stream's silence; times in seconds of the watch's clock."""
-
-    since: float  # the stream's last data (or its subscription)
-    delays: Iterator[float]  # till each next resubscribe
-    next_at: float = 0.0  # the next resubscribe is due (0: at once)
-    resubscribes: int = 0
-
-
-@dataclass
-class StreamWatch:
-    """Which subscribed streams went silent while another delivered; pure (times passed in).
-
-    A stream is silent once ``window_s`` passed since its last data (or since it was
-    subscribed) while some other stream delivered within ``window_s``: if every stream
-    is silent the connection is, and that is the connection's silence check.
-    """
-
-    window_s: float
-    backoff: Callable[[], Iterator[float]]
-    last: dict[str, float] = field(default_factory=dict)
-    silent: dict[str, Silence] = field(default_factory=dict)
-
-    def expect(self, streams: Collection[str], now: float) -> None:
-        """``streams`` were just subscribed: each has ``window_s`` from now to deliver."""
-        for stream in streams:
-            self.last.setdefault(stream, now)
-
-    def seen(self, stream: str, now: float) -> Silence | None:
-        """``stream`` delivered at ``now``; the episode this ends, if it was silent."""
-        self.last[stream] = now
-        return self.silent.pop(stream, None) if self.silent else None
-
-    def due(self, now: float) -> list[tuple[str, bool]]:
-        """Streams to resubscribe now, each with whether its silence is new."""
-        flowing = [s for s, at in self.last.items() if now - at < self.window_s]
-        out: list[tuple[str, bool]] = []
-        for stream, at in self.last.items():
-            episode = self.silent.get(stream)
-            if episode is None and now - at >= self.window_s and flowing:
-                episode = self.silent[stream] = Silence(since=at, delays=self.backoff())
-                out.append((stream, True))
-            elif episode is not None and now >= episode.next_at:
-                out.append((stream, False))
-            else:
-                continue
-            episode.next_at = now + next(episode.delays)
-            episode.resubscribes += 1
-        return out
-
-
 class BinanceSession(WebsocketSession):
     """Stream Binance option quotes into a QuoteSink, reconnecting forever."""
 
@@ -119,7 +61,6 @@ class BinanceSession(WebsocketSession):
         if len(self.streams) > MAX_STREAMS:
             raise ConfigError(f"binance: at most {MAX_STREAMS} streams per connection")
         self.heartbeat_s = heartbeat_s
-        self._subscribed: set[str] = set()
         self.pongs = 0
         # A mark-price stream carries one underlying's chain: its quotes' underlying.
         self._stream_of = {c.upper(): s for c, s in zip(currencies, self.streams, strict=True)}
@@ -131,14 +72,14 @@ class BinanceSession(WebsocketSession):
                            MAX_RESUBSCRIBE_S), rng=self._backoff_rng))
 
     def reset(self) -> None:
-        self._subscribed = set()
         self.watch = self._new_watch(self.watch.window_s)
 
     async def subscribe(self, ws: ClientConnection) -> None:
-        new = [s for s in self.streams if s not in self._subscribed]
-        await self.subscribe_in_batches(ws, new, protocol.subscribe_request, self._subscribed)
-        self.watch.expect(self._subscribed, asyncio.get_running_loop().time())
-        log.info("%s: subscribed to %s", VENUE, ", ".join(sorted(self._subscribed)))
+        self.subscriptions.want(self.streams)
+        await self.subscribe_queued(ws, protocol.subscribe_request)
+        subscribed = self.subscriptions.subscribed
+        self.watch.expect(subscribed, asyncio.get_running_loop().time())
+        log.info("%s: subscribed to %s", VENUE, ", ".join(sorted(subscribed)))
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
         if decoded.quotes:
@@ -146,9 +87,9 @@ class BinanceSession(WebsocketSession):
         if decoded.response_id is None:
             return None
         if decoded.error_code is not None:
-            error = VenueError(f"error {decoded.error_code}: {decoded.error_message}")
-            error.retryable = True  # back off and try again on a new connection
-            self.requests.refuse(decoded.response_id, error)
+            # VenueRefused: back off and try again on a new connection
+            self.requests.refuse(decoded.response_id, VenueRefused(
+                f"error {decoded.error_code}: {decoded.error_message}"))
         else:
             self.requests.answer(decoded.response_id, decoded.result)
         return None

@@ -15,15 +15,15 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from streamer.errors import VenueError
+from streamer.errors import VenueRefused
 from streamer.sources.base import RATE_LIMITED, InstrumentCache
 from streamer.sources.bybit.schema import CommandData, Envelope, InstrumentsResponse, Ticker
 from streamer.sources.decoded import (
-    MONTHS,
     Decoded,
     InstrumentInfo,
+    day_month_year_expiry,
     decode_envelope,
-    expiry_ts_ms,
+    parse_decimal,
 )
 from streamer.types import Quote
 
@@ -46,10 +46,8 @@ _encoder = msgspec.json.Encoder()
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-5APR23-28000-C`` or ``BTC-26DEC25-100000-C-USDT``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None or match["mon"] not in MONTHS:
-        return None
-    expiry = expiry_ts_ms(int(match["yy"]), MONTHS[match["mon"]], int(match["day"]))
-    if expiry is None:
+    expiry = None if match is None else day_month_year_expiry(match)
+    if match is None or expiry is None:
         return None
     strike = float(match["strike"])
     if strike <= 0:
@@ -97,28 +95,21 @@ _instruments = msgspec.json.Decoder(InstrumentsResponse)
 def parse_instruments(body: bytes) -> tuple[list[str], str]:
     """Trading symbols of one instrument-list page and the next page's cursor ("" at the end).
 
-    Raises ``VenueError`` (retryable) for a body that is not a successful answer.
+    Raises ``VenueRefused`` (retryable) for a body that is not a successful answer.
     """
     try:
         reply = _instruments.decode(body)
     except msgspec.DecodeError as exc:
-        raise VenueError(f"bad instrument list: {exc}") from exc
+        raise VenueRefused(f"bad instrument list: {exc}") from exc
     if reply.ret_code != 0:
-        raise VenueError(f"instrument list refused: {reply.ret_code} {reply.ret_msg}")
+        raise VenueRefused(f"instrument list refused: {reply.ret_code} {reply.ret_msg}")
     symbols = [e.symbol for e in reply.result.entries if e.status == "Trading"]
     return symbols, reply.result.next_page_cursor
 
 
 def _decimal(text: str | None) -> float | None:
-    """A decimal string as a float; absent, ``""`` and ``"0"`` are NaN; None if not a number."""
-    if not text:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    if not math.isfinite(value):
-        return None
+    """``parse_decimal``, and ``"0"`` is NaN too (Bybit's "none")."""
+    value = parse_decimal(text)
     return math.nan if value == 0 else value
 
 

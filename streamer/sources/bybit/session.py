@@ -26,7 +26,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import VenueDisconnected, VenueError, VenueRefused
 from streamer.sources.base import QuoteSink
 from streamer.sources.bybit import protocol
 from streamer.sources.bybit.protocol import PONG, VENUE, BybitDecoder, Subscribed
@@ -67,14 +67,12 @@ class BybitSession(WebsocketSession):
         self.currencies = list(currencies)
         self.heartbeat_s = heartbeat_s
         self.refresh_s = refresh_instruments_s
-        self._subscribed: set[str] = set()  # confirmed on this connection
-        self._refused: set[str] = set()  # in failTopics since the last refresh
         self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
                                 max_instruments=max_instruments, logger=log)
         self.pongs = 0
 
     def reset(self) -> None:
-        self._subscribed = set()
+        """Nothing of Bybit's own: topics in failTopics stay refused until the next refresh."""
 
     async def subscribe(self, ws: ClientConnection) -> None:
         await self._subscribe_symbols(ws, await self._instruments())
@@ -90,9 +88,7 @@ class BybitSession(WebsocketSession):
         # The option endpoint may not echo req_id: then the oldest request is answered.
         key = decoded.response_id if decoded.response_id is not None else self.requests.oldest()
         if decoded.error_code is not None:
-            error = VenueError(f"subscribe refused: {decoded.error_message}")
-            error.retryable = True
-            self.requests.refuse(key, error)
+            self.requests.refuse(key, VenueRefused(f"subscribe refused: {decoded.error_message}"))
         else:
             self.requests.answer(key, decoded.result)
 
@@ -111,44 +107,38 @@ class BybitSession(WebsocketSession):
                 body = await asyncio.to_thread(_http_get, url, REQUEST_TIMEOUT_S)
             except OSError as exc:  # urllib's errors, HTTP ones included
                 raise VenueDisconnected(f"instrument list: {exc}") from exc
-            try:
-                page, cursor = protocol.parse_instruments(body)
-            except VenueError as exc:
-                exc.retryable = True
-                raise
+            page, cursor = protocol.parse_instruments(body)
             names.update(page)
             if not cursor:
                 break
         return names
 
     async def _subscribe_symbols(self, ws: ClientConnection, symbols: set[str]) -> None:
-        topics = sorted(protocol.ticker_topic(s) for s in symbols)
-        new = [t for t in topics if t not in self._subscribed and t not in self._refused]
-        refused = await self.subscribe_in_batches(
-            ws, new, protocol.subscribe_request, self._subscribed, unconfirmed=_failed)
-        if new and not self._subscribed and len(refused) == len(new):
+        new = self.subscriptions.want(sorted(protocol.ticker_topic(s) for s in symbols))
+        refused = await self.subscribe_queued(ws, protocol.subscribe_request, unconfirmed=_failed)
+        subscribed = self.subscriptions.subscribed
+        if new and not subscribed and len(refused) == len(new):
             # Every topic refused: Bybit refuses us, not an option. Back off; ask again.
-            error = VenueError(f"every topic refused ({len(refused)})")
-            error.retryable = True
-            raise error
-        self._refused.update(refused)
-        log.info("%s: subscribed to %d ticker topics", VENUE, len(self._subscribed))
+            self.subscriptions.refused.difference_update(refused)
+            raise VenueRefused(f"every topic refused ({len(refused)})")
+        log.info("%s: subscribed to %d ticker topics", VENUE, len(subscribed))
 
     async def _unsubscribe_delisted(self, ws: ClientConnection, symbols: set[str]) -> None:
         """Unsubscribe options no longer listed: an expired option's topic would linger."""
-        gone = sorted(self._subscribed - {protocol.ticker_topic(s) for s in symbols})
-        for batch in self.batches(gone):
+        gone = self.subscriptions.delisted({protocol.ticker_topic(s) for s in symbols})
+        for batch in gone:
             try:
                 await self.requests.ask(ws, partial(protocol.unsubscribe_request, batch))
             except VenueDisconnected:
                 raise
             except VenueError as exc:  # harmless: a delisted option sends nothing anyway
                 log.warning("%s: unsubscribe refused (%s): %s", VENUE, exc, ", ".join(batch))
-            self._subscribed.difference_update(batch)
+            self.subscriptions.unsubscribed(batch)
             await asyncio.sleep(self.request_gap_s)
         if gone:
-            log.info("%s: unsubscribed %d delisted option(s): %s", VENUE, len(gone),
-                     ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+            names = [t for batch in gone for t in batch]
+            log.info("%s: unsubscribed %d delisted option(s): %s", VENUE, len(names),
+                     ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
 
     async def maintain(self, ws: ClientConnection) -> None:
         """Ping every heartbeat; refresh the instrument list every ``refresh_s``."""
@@ -160,11 +150,11 @@ class BybitSession(WebsocketSession):
             if loop.time() >= next_refresh:
                 symbols = await self._instruments()
                 await self._unsubscribe_delisted(ws, symbols)
-                self._refused.clear()  # a refresh asks again for what was refused
+                self.subscriptions.forget_refused()  # a refresh asks again for what was refused
                 await self._subscribe_symbols(ws, symbols)
                 next_refresh = loop.time() + self.refresh_s
 
 
-def _failed(answer: Any) -> Collection[str]:
+def _failed(_batch: list[str], answer: Any) -> Collection[str]:
     """The topics a subscribe answer left out."""
     return answer.failed if isinstance(answer, Subscribed) else ()

@@ -13,13 +13,13 @@ from typing import Any
 
 import msgspec
 
+from streamer.errors import RateLimited, VenueError
 from streamer.sources.base import InstrumentCache
 from streamer.sources.decoded import (
-    MONTHS,
     Decoded,
     InstrumentInfo,
+    day_month_year_expiry,
     decode_envelope,
-    expiry_ts_ms,
 )
 from streamer.sources.deribit.fast_path import fast_path
 from streamer.sources.deribit.normalise import VENUE, ticker_quote
@@ -36,6 +36,8 @@ from streamer.sources.deribit.schema import (
 from streamer.types import VenueVolIndex
 
 PLATFORM_STATE = "platform_state"
+#: Deribit's "too_many_requests": it closes the connection after sending it.
+TOO_MANY_REQUESTS = 10028
 VOLATILITY_INDEX = "deribit_volatility_index."
 _OPTION = re.compile(
     r"^(?P<base>[A-Z0-9]+)(?:_(?P<settle>[A-Z]+))?-(?P<day>\d{1,2})(?P<mon>[A-Z]{3})(?P<yy>\d{2})"
@@ -46,10 +48,8 @@ _FUTURE = re.compile(r"^[A-Z0-9_]+-(PERPETUAL|\d{1,2}[A-Z]{3}\d{2})$")
 def parse_instrument_name(name: str) -> InstrumentInfo | None:
     """``BTC-8JUN20-8750-P`` or ``MATIC_USDC-9MAR24-1d02-C``; None for anything else."""
     match = _OPTION.match(name)
-    if match is None or match["mon"] not in MONTHS:
-        return None
-    expiry = expiry_ts_ms(int(match["yy"]), MONTHS[match["mon"]], int(match["day"]))
-    if expiry is None:
+    expiry = None if match is None else day_month_year_expiry(match)
+    if match is None or expiry is None:
         return None
     strike = float(match["strike"].replace("d", "."))
     return InstrumentInfo(underlying=match["base"], expiry_ts_ms=expiry,
@@ -133,6 +133,15 @@ def unconfirmed(requested: Sequence[str], result: Any) -> list[str]:
     return [c for c in requested if c not in confirmed]
 
 
+def reply_error(decoded: Decoded) -> VenueError | None:
+    """What a reply's error says: ``RateLimited`` for 10028 (the next connection cools
+    down), else the venue refusing that request; None for an answer."""
+    if decoded.error_code is None:
+        return None
+    kind = RateLimited if decoded.error_code == TOO_MANY_REQUESTS else VenueError
+    return kind(f"error {decoded.error_code}: {decoded.error_message}")
+
+
 class PlatformLocks:
     """The locks Deribit reports in force that matter to our currencies (pure state).
 
@@ -156,6 +165,11 @@ class PlatformLocks:
     def describe(self) -> str:
         """What is locked, for a log line."""
         return ", ".join(sorted(self._held)) or "nothing"
+
+    def notified(self, decoded: Decoded) -> bool:
+        """Apply the frame's ``platform_state`` notification, if any; True when
+        :attr:`locked` changed."""
+        return isinstance(decoded.platform, PlatformState) and self.apply(decoded.platform)
 
     def apply(self, state: PlatformState) -> bool:
         """Apply one notification; True when :attr:`locked` changed."""

@@ -17,37 +17,35 @@ the next attempt waits at least ``rate_limited_delay_s``), or on any network
 failure. Connecting, reading and reconnecting (capped, jittered backoff, reset by a
 connection that got as far as streaming) are ``WebsocketSession``'s; each connection
 subscribes every channel exactly once.
+
+What to ask, in which order, and what each reply means is ``DeribitConnection``
+(connection.py, pure); this module keeps the socket and the timers: it sends what the
+connection hands out, feeds it the replies and wakes it at its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Iterator, Sequence
 
-import msgspec
 from websockets.asyncio.client import ClientConnection
 
-from streamer.errors import VenueDisconnected, VenueError
+from streamer.errors import RateLimited
 from streamer.sources.base import QuoteSink
 from streamer.sources.decoded import Decoded
 from streamer.sources.deribit import protocol
+from streamer.sources.deribit.connection import DeribitConnection
 from streamer.sources.deribit.normalise import VENUE
-from streamer.sources.deribit.protocol import (
-    PLATFORM_STATE,
-    DeribitDecoder,
-    volatility_index_channel,
-)
-from streamer.sources.deribit.schema import PlatformStatus
+from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.sources.listing import DEFAULT_MAX_INSTRUMENTS, Listings
-from streamer.sources.ws_session import RateLimited, WebsocketSession
+from streamer.sources.ws_session import WebsocketSession
 
 log = logging.getLogger(__name__)
 
-TOO_MANY_REQUESTS = 10028
 HEARTBEAT_MISS_FACTOR = 2.0  # Deribit beats every interval: two intervals without one is dead
 RATE_LIMITED_DELAY_S = 10.0  # time for Deribit's request credits to refill
 
@@ -70,7 +68,12 @@ class DeribitSession(WebsocketSession):
         super().__init__(VENUE, url, sink, DeribitDecoder(),
                          silence_s=HEARTBEAT_MISS_FACTOR * heartbeat_s,
                          subscribe_batch=min(subscribe_batch, 250), requests_per_s=requests_per_s,
-                         logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng, backoff=backoff)
+                         logger=log, on_raw=on_raw, clock_ns=clock_ns, rng=rng, backoff=backoff,
+                         # One fixed wait after 10028 (time for the credits to refill).
+                         rate_limit_cooldown_s=rate_limited_delay_s,
+                         max_cooldown_s=rate_limited_delay_s,
+                         # Deribit leaves out channels it cannot serve: ask once more.
+                         ask_again=1)
         self.currencies = list(currencies)
         self.heartbeat_s = heartbeat_s
         self.interval = interval
@@ -79,46 +82,43 @@ class DeribitSession(WebsocketSession):
         self._locks = protocol.PlatformLocks(self.currencies)
         self._listed = Listings(VENUE, sink, protocol.parse_instrument_name,
                                 max_instruments=max_instruments, logger=log)
-        self._subscribed: set[str] = set()  # confirmed on this connection
-        self._refused: set[str] = set()  # not confirmed twice on this connection
-        self._rate_limited = False  # this (or the last) connection was told 10028
+        self._connection_state = self._new_connection()
+        self._wake = asyncio.Event()
+
+    def _new_connection(self) -> DeribitConnection:
+        return DeribitConnection(self.currencies, self.sink, heartbeat_s=self.heartbeat_s,
+                                 interval=self.interval, refresh_s=self.refresh_s,
+                                 request_gap_s=self.request_gap_s,
+                                 subscriptions=self.subscriptions, listings=self._listed,
+                                 locks=self._locks, on_lock_change=self._lock_changed)
 
     # -- hooks -----------------------------------------------------------------------
     def reset(self) -> None:
-        self._subscribed, self._refused = set(), set()
-        self._rate_limited = False
+        self.subscriptions.forget_refused()  # not confirmed twice: on this connection only
+        self._connection_state = self._new_connection()
 
     async def subscribe(self, ws: ClientConnection) -> None:
-        await self.requests.ask(ws, partial(protocol.set_heartbeat_request, self.heartbeat_s))
-        tickers = self._tickers(await self._instruments(ws))
-        await self._subscribe_channels(ws, [PLATFORM_STATE, *self._indices(), *tickers])
-        await self._platform_status(ws)
+        self._connection_state.start(asyncio.get_running_loop().time())
+        await self._drive(ws, until_up=True)
 
     async def maintain(self, ws: ClientConnection) -> None:
         """Refresh the instrument list every ``refresh_s`` (Deribit sends the heartbeats)."""
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            listed = await self._instruments(ws)
-            await self._unsubscribe_delisted(ws, listed)
-            await self._subscribe_channels(ws, self._tickers(listed))
+        await self._drive(ws, until_up=False)
 
     def alive(self, decoded: Decoded) -> bool:
         return decoded.heartbeat
 
     def on_frame(self, decoded: Decoded) -> bytes | None:
-        if decoded.platform is not None and self._locks.apply(decoded.platform):
+        if self._locks.notified(decoded):
             self._lock_changed()
         if decoded.response_id is not None:
-            self._resolve(decoded)
+            self._reply(decoded)
         if decoded.test_request:
-            return protocol.test_request_reply(self.requests.next_id())
+            return protocol.test_request_reply(self._connection_state.next_id())
         return None
 
     def halted(self) -> bool:
         return self._locks.locked
-
-    def cooldown_s(self) -> float | None:
-        return self.rate_limited_delay_s if self._rate_limited else None
 
     # -- receiving -------------------------------------------------------------------
     def _lock_changed(self) -> None:
@@ -130,97 +130,27 @@ class DeribitSession(WebsocketSession):
             log.warning("%s: platform unlocked: streaming again", VENUE)
         self.report()
 
-    def _resolve(self, decoded: Decoded) -> None:
-        if decoded.error_code == TOO_MANY_REQUESTS:
-            self._rate_limited = True  # also when the reply answers nothing we wait for
+    def _reply(self, decoded: Decoded) -> None:
+        if isinstance(protocol.reply_error(decoded), RateLimited):
+            # Also when the reply answers nothing we wait for.
             log.warning("%s: too_many_requests (10028): Deribit closes the connection; "
                         "reconnecting in %.1fs at the earliest", VENUE,
-                        self.rate_limited_delay_s)
-        if decoded.error_code is None:
-            self.requests.answer(decoded.response_id, decoded.result)
-            return
-        kind = RateLimited if decoded.error_code == TOO_MANY_REQUESTS else VenueError
-        self.requests.refuse(decoded.response_id,
-                             kind(f"error {decoded.error_code}: {decoded.error_message}"))
+                        self.cooldown.rate_limited())
+        self._connection_state.on_reply(decoded, asyncio.get_running_loop().time())
+        self._wake.set()
 
-    # -- requests --------------------------------------------------------------------
-    async def _platform_status(self, ws: ClientConnection) -> None:
-        """Locks in force now: notifications sent while we were away were missed."""
-        try:
-            status = msgspec.convert(await self.requests.ask(ws, protocol.status_request),
-                                     PlatformStatus)
-        except (RateLimited, VenueDisconnected):
-            raise
-        except (VenueError, msgspec.ValidationError) as exc:
-            log.warning("%s: public/status unusable (%s); locks as last notified", VENUE, exc)
-            return
-        if self._locks.reset(status):
-            self._lock_changed()
-
-    async def _instruments(self, ws: ClientConnection) -> set[str]:
-        for currency in self.currencies:
-            request = partial(protocol.get_instruments_request, currency)
-            result = await self.requests.ask(ws, request)
-            self._listed.update(currency, protocol.instrument_names(result))
-            await asyncio.sleep(self.request_gap_s)
-        return self._listed.names()
-
-    def _tickers(self, instruments: Iterable[str]) -> list[str]:
-        return sorted(protocol.ticker_channel(n, self.interval) for n in instruments)
-
-    async def _subscribe_channels(self, ws: ClientConnection, channels: list[str]) -> None:
-        new = [c for c in channels if c not in self._subscribed and c not in self._refused]
-        for batch in self.batches(new):
-            missing = await self._subscribe_batch(ws, batch)
-            if missing:  # Deribit leaves out channels it cannot serve: ask once more
-                missing = await self._subscribe_batch(ws, missing)
-            if missing:
-                self._refused.update(missing)
-                self._count_rejected(missing)
-                log.error("%s: %d channel(s) not confirmed twice, left out on this "
-                          "connection: %s", VENUE, len(missing), _some(missing))
-        if new:
-            log.info("%s: subscribed to %d channels", VENUE, len(self._subscribed))
-
-    async def _subscribe_batch(self, ws: ClientConnection, batch: list[str]) -> list[str]:
-        """Subscribe ``batch``; returns the channels the reply did not confirm."""
-        try:
-            result = await self.requests.ask(ws, partial(protocol.subscribe_request, batch))
-        except (RateLimited, VenueDisconnected):
-            raise
-        except VenueError as exc:
-            self._count_rejected(batch)
-            log.error("%s: subscription of %d channel(s) refused (%s): %s; reconnecting "
-                      "with backoff", VENUE, len(batch), exc, _some(batch))
-            exc.retryable = True  # back off and try again on a new connection
-            raise
-        missing = protocol.unconfirmed(batch, result)
-        self._subscribed.update(set(batch).difference(missing))
-        await asyncio.sleep(self.request_gap_s)
-        return missing
-
-    def _indices(self) -> list[str]:
-        """DVOL of every currency, published beside our own variance index."""
-        return [volatility_index_channel(c) for c in self.currencies]
-
-    def _count_rejected(self, channels: list[str]) -> None:
-        for _ in channels:
-            self.sink.on_reject(VENUE, "subscribe_rejected")
-
-    async def _unsubscribe_delisted(self, ws: ClientConnection, listed: set[str]) -> None:
-        wanted = {PLATFORM_STATE, *self._indices(), *self._tickers(listed)}
-        self._refused &= wanted
-        gone = sorted(self._subscribed - wanted)
-        for batch in self.batches(gone):
-            await self.requests.ask(ws, partial(protocol.unsubscribe_request, batch))
-            self._subscribed.difference_update(batch)
-            await asyncio.sleep(self.request_gap_s)
-        if gone:
-            log.info("%s: unsubscribed %d channel(s) of delisted instruments: %s", VENUE,
-                     len(gone), _some(gone))
-
-
-def _some(channels: Sequence[str], shown: int = 5) -> str:
-    """The first few channels, for a log line."""
-    more = len(channels) - shown
-    return ", ".join(channels[:shown]) + (f" and {more} more" if more > 0 else "")
+    # -- sending ---------------------------------------------------------------------
+    async def _drive(self, ws: ClientConnection, *, until_up: bool) -> None:
+        """Send what the connection hands out; wake it at its deadline or on a reply."""
+        loop = asyncio.get_running_loop()
+        state = self._connection_state
+        while True:
+            self._wake.clear()
+            state.on_timer(loop.time())
+            for request in state.take_outbox():
+                await ws.send(request.decode())
+            if until_up and state.up:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(state.deadline):
+                    await self._wake.wait()

@@ -20,7 +20,7 @@ from typing import NamedTuple, TypeVar
 import msgspec
 
 from streamer.sources.base import RATE_LIMITED, InstrumentCache
-from streamer.sources.decoded import Decoded, decode_envelope
+from streamer.sources.decoded import Decoded, decode_envelope, parse_decimal
 from streamer.sources.okx.instruments import (  # benchmarks/ also reach these as protocol.*
     Instrument,
     arg_key,
@@ -77,17 +77,6 @@ class _Book(NamedTuple):
 
 _NO_BOOK = _Book(math.nan, math.nan, math.nan, math.nan)
 _NO_VOLS = (math.nan, math.nan, math.nan)
-
-
-def _decimal(text: str) -> float | None:
-    """A decimal string as a float; ``""`` is missing (NaN); None if not a finite number."""
-    if not text:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _error_code(code: str | int) -> int:
@@ -159,7 +148,7 @@ class OkxDecoder:
                 self._on_ticker(ticker, received_ts_ns, out)
         elif arg.channel == "index-tickers":
             for index in self._items(self._index_list, self._index_ticker, data, out):
-                price = _decimal(index.idx_px)
+                price = parse_decimal(index.idx_px)
                 if price is None or not price > 0:
                     out.rejects.append("malformed")
                 else:
