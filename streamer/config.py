@@ -35,21 +35,24 @@ DEFAULT_MAX_INSTRUMENTS = 5_000
 
 
 class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of every config section."""
+    """Base of every config section: frozen, keyword-only, unknown keys an error.
+
+    Unknown keys are refused by inheritance. Each section says ``frozen`` again for the
+    type checker (msgspec's dataclass transform reads it per class) and ``kw_only`` for
+    msgspec, which applies it to the fields of the class that says it."""
 
 
-class VenueConfigBase(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                      tag_field="name"):
+class VenueConfigBase(ConfigBase, frozen=True, kw_only=True, tag_field="name"):
     """One exchange connection: what every venue has. ``name`` (the tag) picks the venue's
     own class below, so a key that venue has no use for is an unknown field."""
 
     name: ClassVar[VenueName]
     url: str = REPLAY
-    currencies: tuple[str, ...] = ("BTC", "ETH")
-    heartbeat_s: int = 10
+    currencies: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] = ("BTC", "ETH")
+    heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 10  # Deribit requires >= 10
     # None: the venue's own (Deribit 250 channels at 3 requests/s, Bybit 100 at 5/s, ...)
-    subscribe_batch: int | None = None
-    requests_per_s: float | None = None
+    subscribe_batch: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    requests_per_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
 
 
 #: Options subscribed per currency at most (Deribit, Bybit and OKX; Binance streams per
@@ -57,36 +60,32 @@ class VenueConfigBase(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fiel
 MaxInstruments = Annotated[int, msgspec.Meta(ge=1)]
 
 
-class DeribitConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                    tag="deribit"):
+class DeribitConfig(VenueConfigBase, frozen=True, kw_only=True, tag="deribit"):
     """A Deribit connection: ticker interval, instrument refresh, instrument cap."""
 
     name: ClassVar[Literal["deribit"]] = "deribit"
     interval: Literal["100ms", "agg2"] = "100ms"
-    refresh_instruments_s: float = 600.0
+    refresh_instruments_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
     max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
 
 
-class OkxConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                tag="okx"):
+class OkxConfig(VenueConfigBase, frozen=True, kw_only=True, tag="okx"):
     """An OKX connection (its summaries list new options: no instrument refresh)."""
 
     name: ClassVar[Literal["okx"]] = "okx"
     max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
 
 
-class BybitConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                  tag="bybit"):
+class BybitConfig(VenueConfigBase, frozen=True, kw_only=True, tag="bybit"):
     """A Bybit connection: instruments listed over REST (``rest_url``) and refreshed."""
 
     name: ClassVar[Literal["bybit"]] = "bybit"
-    refresh_instruments_s: float = 600.0
+    refresh_instruments_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
     max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
     rest_url: str | None = None
 
 
-class BinanceConfig(VenueConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                    tag="binance"):
+class BinanceConfig(VenueConfigBase, frozen=True, kw_only=True, tag="binance"):
     """A Binance connection (one stream per underlying: no listing, no cap)."""
 
     name: ClassVar[Literal["binance"]] = "binance"
@@ -108,7 +107,7 @@ def venue_config(name: VenueName, **settings: Any) -> VenueConfig:
     return kind(**settings)
 
 
-class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ReplayConfig(ConfigBase, frozen=True, kw_only=True):
     """The local replay servers, one per venue whose url is ``replay``.
 
     A venue plays ``files[venue]`` if named there, else ``file``; ``bundled`` is the
@@ -125,7 +124,7 @@ class ReplayConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.files.get(venue, self.file)
 
 
-class TickFileConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TickFileConfig(ConfigBase, frozen=True, kw_only=True):
     """How forgiving reading a recorded tick file is (replay, serve-replay, plot)."""
 
     #: Bad lines are counted and skipped; past this share of the lines, reading stops.
@@ -138,36 +137,36 @@ class TickFileConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_field
 TICKFILE_DEFAULTS = TickFileConfig()
 
 
-class BatchConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class BatchConfig(ConfigBase, frozen=True, kw_only=True):
     """When the calibrator cuts a batch of quotes."""
 
     interval_ms: int = 250
-    max_quotes: int = 5000
+    max_quotes: Annotated[int, msgspec.Meta(ge=1)] = 5000
 
 
-class CalibrationConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class CalibrationConfig(ConfigBase, frozen=True, kw_only=True):
     """Model choice, quote filters and fallback rules."""
 
     model: ModelName = "svi"
     models: dict[str, ModelName] = msgspec.field(default_factory=dict)
     min_quotes: int = 5
     min_quotes_reduced: int = 4
-    max_rel_spread: float = 1.0
-    stale_after_ms: int = 120_000
-    max_rmse_vol: float = 0.05
+    max_rel_spread: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    stale_after_ms: Annotated[int, msgspec.Meta(ge=1)] = 120_000
+    max_rmse_vol: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
     #: A fit whose ATM vol is further than this (decimal vol) and than the half spread
     #: from the quotes' own ATM is refused (``atm_off_market``).
     max_atm_error_vol: Annotated[float, msgspec.Meta(gt=0.0)] = 0.03
-    rmse_jump_factor: float = 4.0
-    budget_ms: float = 100.0
-    surface_budget_ms: float = 1500.0
+    rmse_jump_factor: Annotated[float, msgspec.Meta(ge=1.0)] = 4.0
+    budget_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 100.0
+    surface_budget_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 1500.0
     warm_restart: bool = True
     #: Where `streamer run` cuts batches: a worker thread (the event loop never waits
     #: for a fit), a worker process (nor shares its GIL), or inline on the event loop.
     worker: Literal["thread", "inline", "process"] = "thread"
 
 
-class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class KafkaConfig(ConfigBase, frozen=True, kw_only=True):
     """Producer and topic settings; secrets come only from the environment."""
 
     bootstrap_servers: str = EMBEDDED
@@ -183,15 +182,15 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     dynamics_topic: str | None = "vol.dynamics.v1"
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool | None = None
-    linger_ms: int = 5
+    linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 5
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     value_format: Literal["json", "msgpack"] = "json"
-    request_timeout_ms: int = 30_000
-    retry_backoff_ms: int = 200
+    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 30_000
+    retry_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 200
     #: A send unacknowledged this long (a frozen broker) counts as an error and fails /readyz.
-    ack_deadline_ms: int = 5_000
+    ack_deadline_ms: Annotated[int, msgspec.Meta(ge=1)] = 5_000
     #: Stop (and a replay's back-pressure) gives up after this long without an acknowledgement.
-    flush_timeout_ms: int = 10_000
+    flush_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     #: Split mode: a dead calibrator's partitions move after this long (consumer group).
     #: Below Kafka's default floor of 6 s: a broker that refuses it is joined with 6 s
     #: (sources/ticks_topic.py), one that allows it (Tansu) takes over in ~6 s, not ~9.
@@ -207,8 +206,8 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
     create_topics: bool = True
     #: The topics are checked again this often while publishing (a replaced broker).
     topic_check_ms: Annotated[int, msgspec.Meta(gt=0)] = 5_000
-    topic_partitions: int = 6
-    topic_replication_factor: int = 1
+    topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 6
+    topic_replication_factor: Annotated[int, msgspec.Meta(ge=1)] = 1
 
     @property
     def embedded(self) -> bool:
@@ -223,23 +222,23 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=T
         return self.enable_idempotence
 
 
-class MetricsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class MetricsConfig(ConfigBase, frozen=True, kw_only=True):
     """The Prometheus /metrics, /healthz and /readyz HTTP endpoint."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 9108
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9108
     stale_after_s: float = 30.0
 
 
-class LogConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class LogConfig(ConfigBase, frozen=True, kw_only=True):
     """Logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["human", "json"] = "human"
 
 
-class DynamicsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class DynamicsConfig(ConfigBase, frozen=True, kw_only=True):
     """How the smile dynamics are estimated (docs/dynamics.md)."""
 
     tenor_days: float = 30.0
@@ -266,14 +265,14 @@ class DynamicsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_field
     statuses: tuple[str, ...] = ("warm", "cold")
 
 
-class ClockEventConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ClockEventConfig(ConfigBase, frozen=True, kw_only=True):
     """A listed event: extra variance, in days of average variance, at ``at`` (ISO-8601)."""
 
     at: str
     extra_days: Annotated[float, msgspec.Meta(ge=0.0)]
 
 
-class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True):
     """Constant-maturity views, the variance index and the variance clock (README)."""
 
     #: Constant maturities of ``SurfaceUpdate.tenors``, days.
@@ -289,7 +288,7 @@ class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fiel
     events: tuple[ClockEventConfig, ...] = ()
 
 
-class AppConfig(ConfigBase, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AppConfig(ConfigBase, frozen=True, kw_only=True):
     """The whole configuration."""
 
     venues: tuple[VenueConfig, ...] = (DeribitConfig(),)
@@ -440,27 +439,20 @@ def _name_unnamed_venues(tree: dict[str, Any]) -> None:
 
 
 def _check(config: AppConfig) -> None:
-    """Rules a type cannot express."""
+    """Rules a field's ``msgspec.Meta`` cannot express (across fields, or with the reason
+    said), and the batch interval and replay speed, so that a config wrong in both is told
+    both at once (msgspec stops at the first)."""
     problems: list[str] = []
     if config.batch.interval_ms <= 0:
         problems.append("batch.interval_ms must be > 0")
-    if config.batch.max_quotes <= 0:
-        problems.append("batch.max_quotes must be > 0")
     if config.replay.speed <= 0:
         problems.append("replay.speed must be > 0")
-    if not 0 <= config.metrics.port <= 65535:
-        problems.append("metrics.port must be within 0..65535")
     if config.calibration.min_quotes < 5:
         problems.append("calibration.min_quotes must be >= 5 (SVI has 5 parameters)")
     if not 3 <= config.calibration.min_quotes_reduced <= config.calibration.min_quotes:
         problems.append("calibration.min_quotes_reduced must be within 3..min_quotes "
                         "(the reduced smile has 3 parameters)")
     problems += _check_replay_files(config)
-    for i, venue in enumerate(config.venues):
-        if venue.heartbeat_s < 1:
-            problems.append(f"venues[{i}].heartbeat_s must be >= 1 (Deribit requires >= 10)")
-        if not venue.currencies:
-            problems.append(f"venues[{i}].currencies must not be empty")
     if problems:
         raise ConfigError("config error: " + "; ".join(problems))
 

@@ -187,3 +187,28 @@ def test_the_cli_exits_2_naming_an_unknown_variable() -> None:
     assert proc.returncode == 2
     assert "STREAMER_BATCHH__INTERVAL_MS" in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(("yaml_text", "path"), [
+    ("calibration:\n  budget_ms: 0\n", "$.calibration.budget_ms"),
+    ("calibration:\n  max_rmse_vol: -0.01\n", "$.calibration.max_rmse_vol"),
+    ("kafka:\n  topic_partitions: 0\n", "$.kafka.topic_partitions"),
+    ("metrics:\n  port: 70000\n", "$.metrics.port"),
+    ("venues:\n  - name: deribit\n    heartbeat_s: 0\n", "$.venues[0].heartbeat_s"),
+    ("venues:\n  - name: okx\n    currencies: []\n", "$.venues[0].currencies"),
+])
+def test_a_setting_out_of_its_bounds_is_refused_with_its_path(tmp_path: Path, yaml_text: str,
+                                                              path: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    assert f"`{path}`" in str(caught.value)
+
+
+def test_every_section_is_frozen_and_refuses_unknown_keys() -> None:
+    sections = [AppConfig, *(type(getattr(AppConfig(), f)) for f in AppConfig.__struct_fields__
+                             if isinstance(getattr(AppConfig(), f), msgspec.Struct))]
+    for kind in sections:
+        assert kind.__struct_config__.frozen, kind
+        assert kind.__struct_config__.forbid_unknown_fields, kind
