@@ -34,22 +34,23 @@ ALLOWED: dict[str, set[str]] = {
     "config": _BASE | {"tickfile", "types"},
     "pipeline": _BASE | {"core", "types", "config"},
     "kafka": _BASE | {"config", "types", "core", "tasks"},
-    "kafka_client": _BASE | {"config"},
-    "sources": _BASE | {"core", "types", "config", "tasks", "kafka", "kafka_client"},
-    "sinks": _BASE | {"core", "types", "config", "tasks", "tickfile", "kafka", "kafka_client"},
+    "sources": _BASE | {"core", "types", "config", "tasks", "kafka"},
+    "sinks": _BASE | {"core", "types", "config", "tasks", "tickfile", "kafka"},
     "client": _BASE | {"core", "types", "kafka", "sinks"},
     "telemetry": _BASE | {"__init__", "core", "types"},
-    "ui": _BASE | {"core", "types", "config", "client", "kafka", "kafka_client", "sinks",
+    "ui": _BASE | {"core", "types", "config", "client", "kafka", "sinks",
                    "telemetry"},
     "app": _BASE | {"core", "types", "config", "tickfile", "tasks", "pipeline", "kafka",
-                    "kafka_client", "sources", "sinks", "telemetry", "ui", "client"},
+                    "sources", "sinks", "telemetry", "ui", "client"},
     "devtools": _BASE | {"__init__", "core", "types", "config", "tickfile", "tasks", "logs",
-                         "pipeline", "kafka", "kafka_client", "sources", "sinks", "client",
+                         "pipeline", "kafka", "sources", "sinks", "client",
                          "telemetry", "app"},
     "cli": _BASE | {"__init__", "config", "logs", "app", "sinks", "kafka", "telemetry", "ui"},
 }
 #: unit -> units it may import only inside a function: the stand-ins, loaded on demand.
 DEFERRED: dict[str, set[str]] = {"app": {"devtools"}, "cli": {"devtools"}}
+#: libraries that have one home: no other unit imports them.
+LIBRARY_HOMES: dict[str, set[str]] = {"aiokafka": {"kafka"}}
 #: units that must stay pure (DESIGN.md layers 1-2): no IO library, no clock.
 PURE: dict[str, set[str]] = {"core": IO_LIBRARIES | {"time", "datetime"},
                              "pipeline": IO_LIBRARIES}
@@ -117,7 +118,8 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
     for name, deferred in imports(source, module, is_package):
         target = _streamer_unit(name)
         if target is None:
-            if name.split(".")[0] in PURE.get(unit, set()):
+            library = name.split(".")[0]
+            if library in PURE.get(unit, set()) or unit not in LIBRARY_HOMES.get(library, {unit}):
                 found.append(f"{module} imports {name}")
         elif target not in allowed and not (deferred and target in DEFERRED.get(unit, set())):
             found.append(f"{module} imports {name}")
@@ -162,6 +164,11 @@ def test_the_checker_flags_a_planted_import_into_core(planted: str) -> None:
 ])
 def test_the_checker_passes_what_core_may_import(allowed: str) -> None:
     assert violations(allowed, "streamer.core.smile") == []
+
+
+def test_aiokafka_is_imported_only_by_the_kafka_package() -> None:
+    assert violations("from aiokafka import AIOKafkaProducer", "streamer.sinks.kafka") != []
+    assert violations("from aiokafka import AIOKafkaProducer", "streamer.kafka.producer") == []
 
 
 def test_a_stand_in_may_be_imported_only_where_the_config_starts_one() -> None:
