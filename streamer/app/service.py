@@ -19,7 +19,8 @@ import socket
 import sys
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeVar
 
 import msgspec
 
@@ -48,6 +49,7 @@ from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route
 
 Mode = Literal["run", "ingest", "calibrate"]
+SinkT = TypeVar("SinkT", bound="KafkaRecordSink[Any]")
 
 
 class Source(Protocol):
@@ -136,8 +138,11 @@ class Service:
             else:
                 self.sink = await self._start_sink(bootstrap)
                 await self._warm_start(bootstrap)
-                await self._start_greeks(bootstrap)
-                await self._start_dynamics(bootstrap)
+                kafka = self.config.kafka
+                self.greeks_sink = await self._start_record_sink(
+                    kafka.greeks_topic, greeks_sink, bootstrap)
+                self.dynamics_sink = await self._start_record_sink(
+                    kafka.dynamics_topic, dynamics_sink, bootstrap)
                 if self.config.sink == "kafka":
                     log.info("%s", subscribe_hint(self.config.kafka, bootstrap))
             sources = [asyncio.create_task(source.run(), name=f"source-{name}")
@@ -252,23 +257,15 @@ class Service:
         self.health.set_broker(True)
         return sink
 
-    async def _start_greeks(self, bootstrap: str) -> None:
-        """Per-instrument greeks on ``kafka.greeks_topic``, when one is configured."""
-        topic = self.config.kafka.greeks_topic
+    async def _start_record_sink(self, topic: str | None, make: Callable[..., SinkT],
+                                 bootstrap: str) -> SinkT | None:
+        """A record sink (greeks, dynamics) on ``topic``, started; None when no topic is
+        configured or surfaces do not go to Kafka."""
         if topic is None or self.config.sink != "kafka":
-            return
-        self.greeks_sink = greeks_sink(self.config.kafka, bootstrap, topic,
-                                       on_error=self._on_kafka_error)
-        await self.greeks_sink.start()
-
-    async def _start_dynamics(self, bootstrap: str) -> None:
-        """Each key's smile-dynamics memory on ``kafka.dynamics_topic``, when configured."""
-        topic = self.config.kafka.dynamics_topic
-        if topic is None or self.config.sink != "kafka":
-            return
-        self.dynamics_sink = dynamics_sink(self.config.kafka, bootstrap, topic,
-                                           on_error=self._on_kafka_error)
-        await self.dynamics_sink.start()
+            return None
+        sink = make(self.config.kafka, bootstrap, topic, on_error=self._on_kafka_error)
+        await sink.start()
+        return sink
 
     def _publish_greeks(self, update: SurfaceUpdate) -> None:
         assert self.greeks_sink is not None
