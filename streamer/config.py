@@ -34,6 +34,12 @@ VenueName = Literal["deribit", "okx", "bybit", "binance"]
 DEFAULT_MAX_INSTRUMENTS = 5_000
 
 
+#: Bounds that msgspec checks at decode, with the path of a value outside them.
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+
+
 class ConfigBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every config section: frozen, keyword-only, unknown keys an error.
 
@@ -49,15 +55,15 @@ class VenueConfigBase(ConfigBase, frozen=True, kw_only=True, tag_field="name"):
     name: ClassVar[VenueName]
     url: str = REPLAY
     currencies: Annotated[tuple[str, ...], msgspec.Meta(min_length=1)] = ("BTC", "ETH")
-    heartbeat_s: Annotated[int, msgspec.Meta(ge=1)] = 10  # Deribit requires >= 10
+    heartbeat_s: PositiveInt = 10  # Deribit requires >= 10
     # None: the venue's own (Deribit 250 channels at 3 requests/s, Bybit 100 at 5/s, ...)
-    subscribe_batch: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    requests_per_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    subscribe_batch: PositiveInt | None = None
+    requests_per_s: PositiveFloat | None = None
 
 
 #: Options subscribed per currency at most (Deribit, Bybit and OKX; Binance streams per
 #: underlying); past it the nearest expiries are kept, the rest counted as ``instrument_cap``.
-MaxInstruments = Annotated[int, msgspec.Meta(ge=1)]
+MaxInstruments = PositiveInt
 
 
 class DeribitConfig(VenueConfigBase, frozen=True, kw_only=True, tag="deribit"):
@@ -65,7 +71,7 @@ class DeribitConfig(VenueConfigBase, frozen=True, kw_only=True, tag="deribit"):
 
     name: ClassVar[Literal["deribit"]] = "deribit"
     interval: Literal["100ms", "agg2"] = "100ms"
-    refresh_instruments_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
+    refresh_instruments_s: PositiveFloat = 600.0
     max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
 
 
@@ -80,7 +86,7 @@ class BybitConfig(VenueConfigBase, frozen=True, kw_only=True, tag="bybit"):
     """A Bybit connection: instruments listed over REST (``rest_url``) and refreshed."""
 
     name: ClassVar[Literal["bybit"]] = "bybit"
-    refresh_instruments_s: Annotated[float, msgspec.Meta(gt=0.0)] = 600.0
+    refresh_instruments_s: PositiveFloat = 600.0
     max_instruments: MaxInstruments = DEFAULT_MAX_INSTRUMENTS
     rest_url: str | None = None
 
@@ -141,7 +147,7 @@ class BatchConfig(ConfigBase, frozen=True, kw_only=True):
     """When the calibrator cuts a batch of quotes."""
 
     interval_ms: int = 250
-    max_quotes: Annotated[int, msgspec.Meta(ge=1)] = 5000
+    max_quotes: PositiveInt = 5000
 
 
 class CalibrationConfig(ConfigBase, frozen=True, kw_only=True):
@@ -151,15 +157,15 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True):
     models: dict[str, ModelName] = msgspec.field(default_factory=dict)
     min_quotes: int = 5
     min_quotes_reduced: int = 4
-    max_rel_spread: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
-    stale_after_ms: Annotated[int, msgspec.Meta(ge=1)] = 120_000
-    max_rmse_vol: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
+    max_rel_spread: PositiveFloat = 1.0
+    stale_after_ms: PositiveInt = 120_000
+    max_rmse_vol: PositiveFloat = 0.05
     #: A fit whose ATM vol is further than this (decimal vol) and than the half spread
     #: from the quotes' own ATM is refused (``atm_off_market``).
-    max_atm_error_vol: Annotated[float, msgspec.Meta(gt=0.0)] = 0.03
+    max_atm_error_vol: PositiveFloat = 0.03
     rmse_jump_factor: Annotated[float, msgspec.Meta(ge=1.0)] = 4.0
-    budget_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 100.0
-    surface_budget_ms: Annotated[float, msgspec.Meta(gt=0.0)] = 1500.0
+    budget_ms: PositiveFloat = 100.0
+    surface_budget_ms: PositiveFloat = 1500.0
     warm_restart: bool = True
     #: Where `streamer run` cuts batches: a worker thread (the event loop never waits
     #: for a fit), a worker process (nor shares its GIL), or inline on the event loop.
@@ -182,22 +188,22 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True):
     dynamics_topic: str | None = "vol.dynamics.v1"
     acks: Literal["all", "1", "0"] = "all"
     enable_idempotence: bool | None = None
-    linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 5
+    linger_ms: NonNegativeInt = 5
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     value_format: Literal["json", "msgpack"] = "json"
-    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 30_000
-    retry_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 200
+    request_timeout_ms: PositiveInt = 30_000
+    retry_backoff_ms: NonNegativeInt = 200
     #: A send unacknowledged this long (a frozen broker) counts as an error and fails /readyz.
-    ack_deadline_ms: Annotated[int, msgspec.Meta(ge=1)] = 5_000
+    ack_deadline_ms: PositiveInt = 5_000
     #: Stop (and a replay's back-pressure) gives up after this long without an acknowledgement.
-    flush_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    flush_timeout_ms: PositiveInt = 10_000
     #: Split mode: a dead calibrator's partitions move after this long (consumer group).
     #: Below Kafka's default floor of 6 s: a broker that refuses it is joined with 6 s
     #: (sources/ticks_topic.py), one that allows it (Tansu) takes over in ~6 s, not ~9.
-    session_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 4_000
-    heartbeat_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 1_000
+    session_timeout_ms: PositiveInt = 4_000
+    heartbeat_interval_ms: PositiveInt = 1_000
     #: Split mode: how long a rebalance waits for the members to rejoin.
-    rebalance_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 6_000
+    rebalance_timeout_ms: PositiveInt = 6_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username_env: str = "STREAMER_KAFKA_USERNAME"
@@ -206,8 +212,8 @@ class KafkaConfig(ConfigBase, frozen=True, kw_only=True):
     create_topics: bool = True
     #: The topics are checked again this often while publishing (a replaced broker).
     topic_check_ms: Annotated[int, msgspec.Meta(gt=0)] = 5_000
-    topic_partitions: Annotated[int, msgspec.Meta(ge=1)] = 6
-    topic_replication_factor: Annotated[int, msgspec.Meta(ge=1)] = 1
+    topic_partitions: PositiveInt = 6
+    topic_replication_factor: PositiveInt = 1
 
     @property
     def embedded(self) -> bool:
@@ -248,17 +254,17 @@ class DynamicsConfig(ConfigBase, frozen=True, kw_only=True):
     #: (4: a 30-day estimate from the 7.5- to 120-day expiries).
     pool_ratio: Annotated[float, msgspec.Meta(ge=1.0)] = 4.0
     #: Instruments within this many ATM standard deviations (|k| <= n sigma sqrt(t)).
-    moneyness_sd: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    moneyness_sd: PositiveFloat = 1.0
     #: Observations lose half their weight in this much exchange time.
-    half_life_s: Annotated[float, msgspec.Meta(gt=0.0)] = 1800.0
+    half_life_s: PositiveFloat = 1800.0
     #: An instrument's observation waits until its forward has moved this much (log).
     min_move: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     #: A larger move between two quotes of an instrument is a data error or a gap.
-    max_move: Annotated[float, msgspec.Meta(gt=0.0)] = 0.25
+    max_move: PositiveFloat = 0.25
     #: Two quotes of an instrument further apart than this make no observation.
-    max_gap_s: Annotated[float, msgspec.Meta(gt=0.0)] = 300.0
+    max_gap_s: PositiveFloat = 300.0
     #: An implied vol that moved more than this between two quotes is a bad quote.
-    max_iv_move: Annotated[float, msgspec.Meta(gt=0.0)] = 0.05
+    max_iv_move: PositiveFloat = 0.05
     min_obs: int = 30
     max_ci_halfwidth: float = 0.5
     #: Slices in these states carry a fresh fit; fallback and stale ones are skipped.
@@ -276,13 +282,13 @@ class AnalyticsConfig(ConfigBase, frozen=True, kw_only=True):
     """Constant-maturity views, the variance index and the variance clock (README)."""
 
     #: Constant maturities of ``SurfaceUpdate.tenors``, days.
-    tenor_days: tuple[Annotated[float, msgspec.Meta(gt=0.0)], ...] = (
+    tenor_days: tuple[PositiveFloat, ...] = (
         1.0, 7.0, 14.0, 30.0, 60.0, 90.0, 180.0, 365.0)
     #: Tenor of ``SurfaceUpdate.variance_index`` (the Cboe VIX method), days.
-    variance_index_days: Annotated[float, msgspec.Meta(gt=0.0)] = 30.0
+    variance_index_days: PositiveFloat = 30.0
     #: Variance carried by each UTC weekday, Monday first (normalised to a 7-day week);
     #: e.g. weekends at 0.6. All 1 (the default) is calendar time.
-    weekday_weights: Annotated[tuple[Annotated[float, msgspec.Meta(gt=0.0)], ...],
+    weekday_weights: Annotated[tuple[PositiveFloat, ...],
                                msgspec.Meta(min_length=7, max_length=7)] = (1.0,) * 7
     #: Events with extra variance (used for interpolation between expiries and tenor t).
     events: tuple[ClockEventConfig, ...] = ()
