@@ -23,7 +23,7 @@ def _strikes(i: int) -> np.ndarray:
 
 
 def _publisher_vol(surface: Surface, i: int) -> np.ndarray:
-    """What the pipeline's own adapter computes from the published parameters."""
+    """What the calibrator's model object computes from the published parameters."""
     s = surface.slice(EXPIRIES_MS[i])
     adapter = model_for(surface.model)
     return adapter.vol(K, s.t, adapter.from_dict(dict(s.update.params)))
