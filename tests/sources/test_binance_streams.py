@@ -58,6 +58,7 @@ def test_a_silent_stream_is_new_once_then_due_after_each_backoff_delay() -> None
     assert watch.due(3.9) == []
     assert watch.due(4.0) == [(XRP, False)]  # then 2 s
     assert watch.silent[XRP].resubscribes == 3
+    assert watch.silent[XRP].waits == [1.0, 2.0, 4.0]  # the delays drawn, in order
 
 
 def test_a_stream_delivering_again_ends_its_episode_and_a_new_silence_is_new_again() -> None:
