@@ -58,6 +58,7 @@ def test_a_silent_stream_is_new_once_then_due_after_each_backoff_delay() -> None
     assert watch.due(3.9) == []
     assert watch.due(4.0) == [(XRP, False)]  # then 2 s
     assert watch.silent[XRP].resubscribes == 3
+    assert watch.silent[XRP].waits == [1.0, 2.0, 4.0]  # the delays drawn, in order
 
 
 def test_a_stream_delivering_again_ends_its_episode_and_a_new_silence_is_new_again() -> None:
@@ -140,17 +141,19 @@ async def test_a_stream_silenced_while_another_flows_is_resubscribed_alone_until
         xrp, btc = sink.arrivals_of("XRP"), sink.arrivals_of("BTC")
     last_before = max(at for at in xrp if at < detected_at)
     back = min(at for at in xrp if at > detected_at)
-    # Detected once the window passed since XRP's last quote, a tenth of it late at most.
-    assert WINDOW_S * 0.95 <= detected_at - last_before <= WINDOW_S * 1.1 + 0.2
+    # Found silent no sooner than the window after XRP's last quote (the sink notes a
+    # quote before the session does, and a reject after it decided; how much later it
+    # was found is the pure StreamWatch tests' and the scheduler's, not asserted here).
+    assert detected_at - last_before >= WINDOW_S * 0.95
     assert back >= fault_end - 0.05  # nothing from XRP while silenced, resubscribed or not
-    assert back - fault_end < 0.7  # and its next push once the fault ends
     assert sink.rejects == Counter(stream_silent=1)  # once for the whole episode
     assert conn.unsubscriptions == Counter({XRP: conn.unsubscriptions[XRP]})
     assert conn.unsubscriptions[XRP] >= 1
     assert conn.requested == Counter({BTC: 1, XRP: 1 + conn.unsubscriptions[XRP]})
     assert (session.connections, server.stats.connections, sink.reconnects) == (1, 1, 0)
-    during = [at for at in btc if detected_at < at < back]
-    assert len(during) >= 0.5 * (back - detected_at) / 0.1  # BTC went on every 0.1 s
+    # BTC went on while XRP was silent: the same connection, its subscription untouched
+    # (how many pushes came meanwhile is the scheduler's, not the session's).
+    assert any(detected_at < at < back for at in btc)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert XRP in warnings[0]
@@ -169,12 +172,18 @@ async def test_a_stream_that_never_delivers_is_retried_with_growing_gaps_and_cou
         await wait_until(lambda: bool(conn) and conn[0].requested[XRP] >= 4,
                          "XRP asked for three more times")
         btc_before = len(sink.arrivals_of("BTC"))
-        await asyncio.sleep(0.3)
-        assert len(sink.arrivals_of("BTC")) > btc_before  # BTC still flowing
-    tries = [r.created for r in caplog.records if r.getMessage() == f"binance: resubscribing {XRP}"]
+        await wait_until(lambda: len(sink.arrivals_of("BTC")) > btc_before, "BTC still flowing")
+        episode = session.watch.silent[XRP]
+        tries = [r.created for r in caplog.records
+                 if r.getMessage() == f"binance: resubscribing {XRP}"]
+    # The waits the watch drew (the backoff: 0.5 s, then 1 s, ±20 %), not the gaps
+    # between the tries, which load stretches; those are only never shorter.
+    assert episode.resubscribes == len(episode.waits) >= 3
+    assert episode.waits[:2] == [pytest.approx(window_s, rel=0.2),
+                                 pytest.approx(2 * window_s, rel=0.2)]
     gaps = [b - a for a, b in itertools.pairwise(tries[:3])]
-    assert gaps[0] == pytest.approx(window_s, rel=0.3)  # the backoff: 0.5 s, then 1 s (±20 %)
-    assert gaps[1] == pytest.approx(2 * window_s, rel=0.3)
+    assert all(gap >= 0.9 * wait for gap, wait in zip(gaps, episode.waits, strict=False)), (
+        gaps, episode.waits)
     assert sink.rejects == Counter(stream_silent=1)
     assert sink.arrivals_of("XRP") == []
     assert (session.connections, server.stats.connections, sink.reconnects) == (1, 1, 0)

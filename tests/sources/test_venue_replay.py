@@ -35,7 +35,7 @@ from tests.sources.venue_replay import (
     VENUES,
     expected_quotes,
     replaying,
-    silence_window_s,
+    silence_reasons,
 )
 from tests.sources.venue_support import RecordingSink, stop_session, wait_until
 from tests.sources.venue_ticks import BYBIT_BTC, okx_file
@@ -134,8 +134,8 @@ async def test_refused_subscribe_is_counted_and_retried_after_a_growing_backoff(
 
 
 @pytest.mark.parametrize("venue", VENUES)
-async def test_stalled_server_is_given_up_within_the_silence_window_and_reconnected(
-        venue: str, tmp_path: Path) -> None:
+async def test_stalled_server_is_given_up_for_its_silence_and_reconnected(
+        venue: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     faults = Faults(stall_after_s=STALL_AFTER_S)
     async with replaying(venue, tmp_path, faults, loop=True) as (server, session, sink, _):
         await wait_until(lambda: sink.connected.count(True) >= 2 and any(
@@ -144,8 +144,10 @@ async def test_stalled_server_is_given_up_within_the_silence_window_and_reconnec
         first = server.stats.per_connection[0]
     assert first.closed_by == "client"  # the session gave up, not the server
     assert first.closed_at is not None
-    silent_for = first.closed_at - (first.opened_at + STALL_AFTER_S)
-    assert 0 < silent_for <= silence_window_s(venue) + 0.3, silent_for
+    assert first.closed_at > first.opened_at + STALL_AFTER_S  # after the stall, not before
+    # Given up for the silence, on the window the session uses (how soon after the
+    # stall real time let it act is the scheduler's, not asserted).
+    assert _first_loss(caplog, venue) in silence_reasons(session)
     assert first.messages_sent > 0
     assert server.stats.drops == server.stats.idle_closes == 0
     assert session.connections >= 2
@@ -153,15 +155,18 @@ async def test_stalled_server_is_given_up_within_the_silence_window_and_reconnec
 
 
 async def test_binance_pings_unanswered_while_data_flows_are_a_dead_connection(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     faults = Faults(stop_heartbeats_after_s=STOP_HEARTBEATS_AFTER_S)
     async with replaying("binance", tmp_path, faults, loop=True) as (server, _, sink, _file):
         await wait_until(lambda: server.stats.connections >= 2, "a reconnect")
         first = server.stats.per_connection[0]
     assert first.closed_by == "client"
-    assert first.pings_answered >= 1  # answered until the stop
     assert first.closed_at is not None
-    assert first.closed_at - first.opened_at <= STOP_HEARTBEATS_AFTER_S + 3 * HEARTBEAT_S + 0.3
+    assert first.closed_at - first.opened_at > STOP_HEARTBEATS_AFTER_S  # not before the stop
+    # Given up on the first ping left unanswered, one heartbeat after sending it: the
+    # session's own decision, whatever the scheduler made of the times.
+    assert first.pings_unanswered == 1
+    assert _first_loss(caplog, "binance") == f"no pong within {HEARTBEAT_S:.1f}s"
     assert first.messages_sent > 0  # data kept coming: the pongs were what was missing
     assert sink.reconnects >= 1
 
@@ -171,11 +176,13 @@ async def test_okx_and_bybit_pings_go_unanswered_after_the_heartbeat_stop(
         venue: str, tmp_path: Path) -> None:
     faults = Faults(stop_heartbeats_after_s=STOP_HEARTBEATS_AFTER_S)
     async with replaying(venue, tmp_path, faults, loop=True) as (server, session, sink, _):
-        await asyncio.sleep(STOP_HEARTBEATS_AFTER_S + 5 * HEARTBEAT_S)
+        connections = server.stats.per_connection
+        await wait_until(lambda: bool(connections) and connections[0].pings_unanswered >= 3,
+                         "three pings unanswered after the stop")
         first = server.stats.per_connection[0]
-        # Pings every 0.3 s: about 8 by now, at most 2 of them before the stop.
+        # Pings every 0.3 s: at most 2 of them before the stop (load can only make it
+        # fewer), every pong the session got one the server sent, and none since.
         assert session.pongs == first.pings_answered <= 2
-        assert first.pings_answered >= 1
         quotes = len(sink.quotes)
         await wait_until(lambda: len(sink.quotes) > quotes, "quotes still flowing")
 
@@ -190,6 +197,14 @@ async def test_okx_closes_a_connection_it_sent_nothing_for(
     assert (connection.closed_by, server.stats.idle_closes) == ("idle", 1)
     assert connection.closed_at is not None
     assert connection.closed_at - connection.opened_at >= 0.3
+
+
+def _first_loss(caplog: pytest.LogCaptureFixture, venue: str) -> str:
+    """Why the session says its first connection was lost (its ``VenueDisconnected``)."""
+    prefix = f"{venue}: connection lost (VenueDisconnected: "
+    lost = [m for r in caplog.records if (m := r.getMessage()).startswith(prefix)]
+    assert lost, [r.getMessage() for r in caplog.records]
+    return lost[0].removeprefix(prefix).removesuffix(")")
 
 
 def _get(url: str) -> bytes:

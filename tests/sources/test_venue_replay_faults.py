@@ -187,8 +187,10 @@ async def test_binance_replay_closes_a_connection_that_stops_answering_its_pings
             async for _ in ws:
                 pass
     assert (ws.close_code, ws.close_reason) == (1008, f"no pong for {PONG_TIMEOUT_S:g}s")
-    assert pings >= 3
     assert pongs == 0
-    waited = gave_up_at - connection.opened_at
-    assert PONG_TIMEOUT_S < waited < PONG_TIMEOUT_S + SERVER_PING_S + 0.15, waited
+    assert gave_up_at - connection.opened_at > PONG_TIMEOUT_S  # waited the timeout at least
+    # And closed at its first check past the timeout, not later: checking (and pinging)
+    # every SERVER_PING_S till then is at most 3 pings; a loaded loop checks less often,
+    # so fewer (how many is the scheduler's: no lower bound).
+    assert pings <= int(PONG_TIMEOUT_S / SERVER_PING_S), pings
     assert connection.messages_sent > 0  # it was subscribed: only the pongs were missing

@@ -31,11 +31,17 @@ NO_FAULTS = Faults()
 Session = OkxSession | BybitSession | BinanceSession
 
 
-def silence_window_s(venue: str, heartbeat_s: float = HEARTBEAT_S) -> float:
-    """How long the venue's session waits on a silent server before it gives up."""
-    if venue == "binance":  # a ping unanswered for one heartbeat, sent one heartbeat in
-        return min(2 * heartbeat_s, max(BINANCE_SILENCE_S, heartbeat_s))
-    return 2.5 * heartbeat_s  # OKX and Bybit: no frame for 2.5 heartbeats
+def silence_reasons(session: Session) -> set[str]:
+    """Why the venue's session may give up on a silent server, as it says it (its
+    ``VenueDisconnected``): the window it used, not how long real time took.
+
+    OKX and Bybit: no frame for 2.5 heartbeats. Binance: a ping unanswered for one
+    heartbeat, or no frame for its silence window, whichever comes first.
+    """
+    silent = f"no {session.sign_of_life} for {session.silence_s:.1f}s"
+    if isinstance(session, BinanceSession):
+        return {silent, f"no pong within {session.heartbeat_s:.1f}s"}
+    return {silent}
 
 
 def make_session(venue: str, server: ReplayServer, file: VenueFile, sink: RecordingSink,

@@ -82,6 +82,7 @@ class BybitReplay(VenueProtocol):
             request = _Request()
         if request.op == "ping":
             if client.beats_stopped():
+                client.stats.pings_unanswered += 1
                 return []
             client.stats.pings_answered += 1
             return [_encoder.encode({"args": [str(time.time_ns() // 1_000_000)],

@@ -149,9 +149,10 @@ class DeribitReplay(VenueProtocol):
                 self.replay.stats.heartbeat_closes += 1
                 await client.ws.close(1000, "heartbeat not answered")
                 return
+            sent_at = time.monotonic()  # before the send: no client can have it earlier
             if not client.stalled() and await client.send(message):
                 client.stats.heartbeats_sent += 1
-                client.stats.last_heartbeat_at = time.monotonic()
+                client.stats.last_heartbeat_at = sent_at
 
     def notice(self, locked: bool) -> tuple[str, str] | None:
         index = self.replay.faults.maintenance_index

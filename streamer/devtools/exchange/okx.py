@@ -86,6 +86,7 @@ class OkxReplay(VenueProtocol):
         conn_id = f"{id(client) & 0xFFFFFFFF:08x}"
         if frame in (PING, PING.encode()):
             if client.beats_stopped():
+                client.stats.pings_unanswered += 1
                 return []
             client.stats.pings_answered += 1
             return [PONG]

@@ -22,6 +22,7 @@ class ConnectionStats:
     heartbeats_sent: int = 0  # server-initiated (Deribit's test_request)
     last_heartbeat_at: float | None = None
     pings_answered: int = 0  # the client's pings: text, JSON or websocket frames
+    pings_unanswered: int = 0  # held back: heartbeats stopped (websocket pings: a stall too)
     server_pings: int = 0  # websocket pings the server sent (Binance's heartbeat)
     server_pongs: int = 0  # pongs that answered them
     rate_limited_at: float | None = None

@@ -75,6 +75,7 @@ class Client:
         def send(frame: Frame) -> None:
             if frame.opcode is Opcode.PONG:
                 if self.stalled() or self.beats_stopped():
+                    self.stats.pings_unanswered += 1
                     return
                 self.stats.pings_answered += 1
             send_frame(frame)

@@ -26,6 +26,7 @@ class Silence:
     delays: Iterator[float]  # till each next resubscribe
     next_at: float = 0.0  # the next resubscribe is due (0: at once)
     resubscribes: int = 0
+    waits: list[float] = field(default_factory=list)  # the delay drawn after each resubscribe
 
 
 @dataclass
@@ -65,6 +66,8 @@ class StreamWatch:
                 out.append((stream, False))
             else:
                 continue
-            episode.next_at = now + next(episode.delays)
+            wait_s = next(episode.delays)
+            episode.next_at = now + wait_s
+            episode.waits.append(wait_s)
             episode.resubscribes += 1
         return out
