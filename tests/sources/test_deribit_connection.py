@@ -90,6 +90,13 @@ class _Run:
         self.reply(result)
         return self.wait()
 
+    def listed(self, names: list[str]) -> dict[str, Any]:
+        """From the start to the first subscribe of ``names`` (returned)."""
+        self.start()
+        self.reply("ok")
+        self._one()
+        return self.answer_and_wait(_instruments(names))
+
     def subscribed_up(self, listed: list[str]) -> None:
         """From the start to ``up``: heartbeat, one listing, one subscribe, the status."""
         assert self.start()["method"] == "public/set_heartbeat"
@@ -148,10 +155,7 @@ def test_subscribes_go_in_batches_of_the_batch_size() -> None:
 def test_a_channel_left_out_is_asked_once_more_then_counted_and_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     run = _Run()
-    run.start()
-    run.reply("ok")
-    run._one()
-    subscribe = run.answer_and_wait(_instruments([BTC_CALL, BTC_PUT]))
+    subscribe = run.listed([BTC_CALL, BTC_PUT])
     confirmed = [c for c in subscribe["params"]["channels"] if c != _ticker(BTC_PUT)]
     again = run.answer_and_wait(confirmed)
     assert again["params"]["channels"] == [_ticker(BTC_PUT)]
@@ -164,10 +168,7 @@ def test_a_channel_left_out_is_asked_once_more_then_counted_and_logged(
 
 def test_a_refused_subscribe_counts_every_channel_and_ends_the_connection_retryably() -> None:
     run = _Run()
-    run.start()
-    run.reply("ok")
-    run._one()
-    run.answer_and_wait(_instruments([BTC_CALL]))
+    run.listed([BTC_CALL])
     with pytest.raises(VenueRefused, match="error 11050: bad_request") as refused:
         run.reply(error=(11050, "bad_request"))
     assert refused.value.retryable
@@ -176,10 +177,7 @@ def test_a_refused_subscribe_counts_every_channel_and_ends_the_connection_retrya
 
 def test_too_many_requests_is_a_rate_limit_not_a_refused_subscription() -> None:
     run = _Run()
-    run.start()
-    run.reply("ok")
-    run._one()
-    run.answer_and_wait(_instruments([BTC_CALL]))
+    run.listed([BTC_CALL])
     with pytest.raises(RateLimited, match="10028"):
         run.reply(error=(10028, "too_many_requests"))
     assert run.sink.rejects == Counter()
@@ -198,10 +196,7 @@ def test_an_unusable_status_keeps_the_locks_as_notified_and_the_connection_comes
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     run = _Run()
-    run.start()
-    run.reply("ok")
-    run._one()
-    subscribe = run.answer_and_wait(_instruments([BTC_CALL]))
+    subscribe = run.listed([BTC_CALL])
     run.answer_and_wait(subscribe["params"]["channels"])
     run.reply(error=(11000, "no status"))
     assert run.conn.up
@@ -211,10 +206,7 @@ def test_an_unusable_status_keeps_the_locks_as_notified_and_the_connection_comes
 
 def test_a_lock_in_force_at_connect_is_reported_by_the_status_answer() -> None:
     run = _Run()
-    run.start()
-    run.reply("ok")
-    run._one()
-    subscribe = run.answer_and_wait(_instruments([BTC_CALL]))
+    subscribe = run.listed([BTC_CALL])
     run.answer_and_wait(subscribe["params"]["channels"])
     run.reply({"locked": "partial", "locked_indices": ["btc_usd"]})
     assert (run.conn.up, run.locks.locked, run.lock_changes) == (True, True, 1)
