@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
+
+from streamer.core.params import NamedFloats
 
 FloatArray = npt.NDArray[np.float64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
@@ -30,7 +31,7 @@ _STEP = 1e-4
 _GRID = 201
 
 
-class JumpWings(msgspec.Struct, frozen=True, kw_only=True):
+class JumpWings(NamedFloats, frozen=True, kw_only=True):
     """Gatheral's jump-wings parameters of one smile (variances per year, slopes per k)."""
 
     v: float
@@ -39,9 +40,6 @@ class JumpWings(msgspec.Struct, frozen=True, kw_only=True):
     c: float
     v_tilde: float
 
-    def as_dict(self) -> dict[str, float]:
-        """By name, for the published slice."""
-        return {"v": self.v, "psi": self.psi, "p": self.p, "c": self.c, "v_tilde": self.v_tilde}
 
 
 def from_raw_svi(a: float, b: float, rho: float, m: float, sigma: float, t: float) -> JumpWings:

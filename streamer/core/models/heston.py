@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Self
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 from scipy.interpolate import CubicSpline
@@ -42,6 +41,7 @@ from streamer.core.models import heston_quadrature as hq
 from streamer.core.models.batch_lm import levenberg_marquardt
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VarianceFromVol
+from streamer.core.params import NamedFloats
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complexfloating[Any, Any]]
@@ -61,7 +61,7 @@ _X_START = 4.0
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-class HestonParams(msgspec.Struct, frozen=True, kw_only=True):
+class HestonParams(NamedFloats, frozen=True, kw_only=True):
     """Initial variance, mean reversion, long-run variance, vol of variance, correlation."""
 
     v0: float
@@ -70,10 +70,6 @@ class HestonParams(msgspec.Struct, frozen=True, kw_only=True):
     sigma: float
     rho: float
 
-    def as_dict(self) -> dict[str, float]:
-        """Parameters by name, for the published surface."""
-        return {"v0": self.v0, "kappa": self.kappa, "theta": self.theta,
-                "sigma": self.sigma, "rho": self.rho}
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> HestonParams:

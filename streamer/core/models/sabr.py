@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -30,6 +29,7 @@ from streamer.core.models import band
 from streamer.core.models.batch_lm import BatchResult, levenberg_marquardt
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VarianceFromVol
+from streamer.core.params import NamedFloats
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,7 +40,7 @@ _FD_STEP = 1e-6  # central differences in the free variables
 _BAD_FIT = 0.01  # RMSE (decimal vol) of a cold fit above which the generic start is tried
 
 
-class SABRParams(msgspec.Struct, frozen=True, kw_only=True):
+class SABRParams(NamedFloats, frozen=True, kw_only=True):
     """SABR parameters of one expiry."""
 
     alpha: float
@@ -48,9 +48,6 @@ class SABRParams(msgspec.Struct, frozen=True, kw_only=True):
     rho: float
     nu: float
 
-    def as_dict(self) -> dict[str, float]:
-        """Parameters by name, for the published surface."""
-        return {"alpha": self.alpha, "beta": self.beta, "rho": self.rho, "nu": self.nu}
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> SABRParams:

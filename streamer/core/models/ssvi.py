@@ -27,6 +27,7 @@ from streamer.core.arbitrage import durrleman_g
 from streamer.core.models import band
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VolFromVariance
+from streamer.core.params import NamedFloats
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -53,16 +54,13 @@ class SSVIParams(msgspec.Struct, frozen=True, kw_only=True):
         return SSVISlice(theta=self.theta[i], rho=self.rho, phi=curvature)
 
 
-class SSVISlice(msgspec.Struct, frozen=True, kw_only=True):
+class SSVISlice(NamedFloats, frozen=True, kw_only=True):
     """One expiry of an SSVI surface: ``theta``, ``rho`` and ``phi(theta)``."""
 
     theta: float
     rho: float
     phi: float
 
-    def as_dict(self) -> dict[str, float]:
-        """Parameters by name, for the published slice."""
-        return {"theta": self.theta, "rho": self.rho, "phi": self.phi}
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> SSVISlice:

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -32,6 +31,7 @@ from streamer.core.models import band, ssvi
 from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marquardt
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
+from streamer.core.params import NamedFloats
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -40,7 +40,7 @@ _RHO_MAX = 0.999
 MIN_POINTS = 5
 
 
-class SVIParams(msgspec.Struct, frozen=True, kw_only=True):
+class SVIParams(NamedFloats, frozen=True, kw_only=True):
     """Raw SVI parameters of one expiry's total-variance smile."""
 
     a: float
@@ -49,9 +49,6 @@ class SVIParams(msgspec.Struct, frozen=True, kw_only=True):
     m: float
     sigma: float
 
-    def as_dict(self) -> dict[str, float]:
-        """Parameters by name, for the published surface."""
-        return {"a": self.a, "b": self.b, "rho": self.rho, "m": self.m, "sigma": self.sigma}
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> SVIParams:
