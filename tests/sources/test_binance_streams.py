@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import time
@@ -174,16 +173,13 @@ async def test_a_stream_that_never_delivers_is_retried_with_growing_gaps_and_cou
         btc_before = len(sink.arrivals_of("BTC"))
         await wait_until(lambda: len(sink.arrivals_of("BTC")) > btc_before, "BTC still flowing")
         episode = session.watch.silent[XRP]
-        tries = [r.created for r in caplog.records
-                 if r.getMessage() == f"binance: resubscribing {XRP}"]
-    # The waits the watch drew (the backoff: 0.5 s, then 1 s, ±20 %), not the gaps
-    # between the tries, which load stretches; those are only never shorter.
-    assert episode.resubscribes == len(episode.waits) >= 3
+        tries = sum(r.getMessage() == f"binance: resubscribing {XRP}" for r in caplog.records)
+    # The waits the watch drew (the backoff: 0.5 s, then 1 s, ±20 %), each try one the
+    # watch made due; that a try waits for its delay is the pure StreamWatch test's
+    # (injected times), not timed here on the wall clock, which load stretches.
+    assert episode.resubscribes == len(episode.waits) == tries >= 3
     assert episode.waits[:2] == [pytest.approx(window_s, rel=0.2),
                                  pytest.approx(2 * window_s, rel=0.2)]
-    gaps = [b - a for a, b in itertools.pairwise(tries[:3])]
-    assert all(gap >= 0.9 * wait for gap, wait in zip(gaps, episode.waits, strict=False)), (
-        gaps, episode.waits)
     assert sink.rejects == Counter(stream_silent=1)
     assert sink.arrivals_of("XRP") == []
     assert (session.connections, server.stats.connections, sink.reconnects) == (1, 1, 0)
