@@ -48,6 +48,11 @@ from streamer.ui.health import ServiceHealth
 from streamer.ui.hub import SurfaceHub
 from streamer.ui.routes import ui_route
 
+if TYPE_CHECKING:  # the stand-ins are imported where the config starts one
+    from streamer.devtools.embedded_broker import EmbeddedBroker
+    from streamer.devtools.exchanges import ReplayServers
+
+
 Mode = Literal["run", "ingest", "calibrate"]
 SinkT = TypeVar("SinkT", bound="KafkaRecordSink[Any]")
 
@@ -57,9 +62,6 @@ class Source(Protocol):
 
     async def run(self) -> None: ...
 
-if TYPE_CHECKING:  # the stand-ins are imported where the config starts one
-    from streamer.devtools.embedded_broker import EmbeddedBroker
-    from streamer.devtools.exchanges import ReplayServers
 
 log = logging.getLogger(__name__)
 
