@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,27 +57,21 @@ async def test_service_survives_an_outage_and_publishes_the_latest_after(
              "--speed", "5", "--loop", "--duration", "45"],
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while _safe(_metric, metrics_port, "streamer_surfaces_published_total") < 2:
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            await asyncio.sleep(POLL_S)
+        await _until(lambda: _safe(_metric, metrics_port,
+                                   "streamer_surfaces_published_total") >= 2, 30, log)
         broker.stop()
-        deadline = time.monotonic() + 60
-        pending_seen = []
-        while _metric(metrics_port, "streamer_kafka_errors_total") < OUTAGE_ERRORS:
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            pending_seen.append(_metric(metrics_port, "streamer_pending_surfaces"))
-            await asyncio.sleep(POLL_S)
+        pending_seen: list[float] = []
+        await _until(lambda: _metric(metrics_port, "streamer_kafka_errors_total")
+                     >= OUTAGE_ERRORS, 60, log, each=lambda: pending_seen.append(
+                         _metric(metrics_port, "streamer_pending_surfaces")))
         pending_seen.append(_metric(metrics_port, "streamer_pending_surfaces"))
         assert proc.poll() is None, log.read_text()[-2000:]  # survived the outage
         assert _metric(metrics_port, "streamer_kafka_errors_total") > 0
         assert max(pending_seen) <= 2  # bounded: the latest surface per key, no queue
         published_before = _metric(metrics_port, "streamer_surfaces_published_total")
         broker.start()  # same port, empty storage
-        deadline = time.monotonic() + 20
-        while _metric(metrics_port, "streamer_surfaces_published_total") < published_before + 2:
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            await asyncio.sleep(POLL_S)
+        await _until(lambda: _metric(metrics_port, "streamer_surfaces_published_total")
+                     >= published_before + 2, 20, log)
         latest = _by_key(await _read_all(bootstrap, "vol.surface.v1"))
         assert set(latest) == {"deribit:BTC", "deribit:ETH"}  # re-created and delivered
         proc.send_signal(signal.SIGTERM)
@@ -88,6 +83,17 @@ async def test_service_survives_an_outage_and_publishes_the_latest_after(
         broker.stop()
     assert "unreachable" in log.read_text()  # logged once per burst
     assert log.read_text().count("unreachable") <= 3
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, log: Path,
+                 each: Callable[[], None] = lambda: None) -> None:
+    """Poll ``condition`` every ``POLL_S`` (calling ``each`` before every wait); the
+    timeout only guards a hang, and the run's log tail says why."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        each()
+        await asyncio.sleep(POLL_S)
 
 
 def _safe(fn: object, *args: object) -> float:
