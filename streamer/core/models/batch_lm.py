@@ -26,8 +26,8 @@ ResidualFn = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
 #: problem rows (k,) -> the residual function of those problems only
 SelectFn = Callable[[IntArray], ResidualFn]
 
-_LAMBDA0, _LAMBDA_MIN, _LAMBDA_MAX = 1e-3, 1e-12, 1e12
-_STEP_TOL = 1e-10
+LAMBDA0, LAMBDA_MIN, LAMBDA_MAX = 1e-3, 1e-12, 1e12
+STEP_TOL = 1e-10
 
 
 class BatchResult(NamedTuple):
@@ -85,7 +85,7 @@ def _minimise(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float,
     active = _Active(fn, select, theta_all)
     r, jac = active.evaluate(theta_all)
     cost = _cost(r)
-    lam = np.full(n, _LAMBDA0)
+    lam = np.full(n, LAMBDA0)
     stop = ~np.isfinite(cost)  # never started
     eye = np.eye(p)
     for _ in range(2 * max_iter):
@@ -113,15 +113,15 @@ def _minimise(fn: ResidualFn, theta0: FloatArray, *, max_iter: int, tol: float,
         cost_t = _cost(r_t)
         nfev[rows] += 1
         accept = cost_t <= cost  # False for NaN too
-        small = (cost - cost_t <= tol * cost_t) | (np.abs(step).max(axis=1) < _STEP_TOL)
+        small = (cost - cost_t <= tol * cost_t) | (np.abs(step).max(axis=1) < STEP_TOL)
         active.theta = np.where(accept[:, None], trial, active.theta)
         r = np.where(accept[:, None], r_t, r)
         jac = np.where(accept[:, None, None], jac_t, jac)
         cost = np.where(accept, cost_t, cost)
         iterations[rows] += accept
-        lam = np.where(accept, np.maximum(lam / 3.0, _LAMBDA_MIN), lam * 4.0)
+        lam = np.where(accept, np.maximum(lam / 3.0, LAMBDA_MIN), lam * 4.0)
         # No descent left even for a tiny step: at a minimum.
-        done = (accept & small) | (~accept & (lam > _LAMBDA_MAX))
+        done = (accept & small) | (~accept & (lam > LAMBDA_MAX))
         converged[rows[done]] = True
         stop = done | (iterations[rows] >= max_iter)
     active.shrink(np.zeros(active.rows.size, bool))
@@ -164,7 +164,7 @@ def _one(fn: ResidualFn, theta: FloatArray, *, max_iter: int, tol: float) -> Bat
     bookkeeping (a per-slice fit is dominated by numpy's per-call overhead)."""
     r, jac = fn(theta)
     cost = float(r[0] @ r[0])
-    lam, nfev, iterations, converged = _LAMBDA0, 1, 0, False
+    lam, nfev, iterations, converged = LAMBDA0, 1, 0, False
     eye = np.eye(theta.shape[1])
     while nfev <= 2 * max_iter and iterations < max_iter and np.isfinite(cost):
         jtj = jac[0] @ jac[0].T
@@ -181,14 +181,14 @@ def _one(fn: ResidualFn, theta: FloatArray, *, max_iter: int, tol: float) -> Bat
         cost_t = float(r_t[0] @ r_t[0])
         if not cost_t <= cost:  # worse, or NaN
             lam *= 4.0
-            if lam > _LAMBDA_MAX:  # no descent left even for a tiny step: at a minimum
+            if lam > LAMBDA_MAX:  # no descent left even for a tiny step: at a minimum
                 converged = True
                 break
             continue
-        small = cost - cost_t <= tol * cost_t or float(np.abs(step).max()) < _STEP_TOL
+        small = cost - cost_t <= tol * cost_t or float(np.abs(step).max()) < STEP_TOL
         theta, r, jac, cost = theta + step, r_t, jac_t, cost_t
         iterations += 1
-        lam = max(lam / 3.0, _LAMBDA_MIN)
+        lam = max(lam / 3.0, LAMBDA_MIN)
         if small:
             converged = True
             break

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.arbitrage import durrleman_g
-from streamer.core.models import band, ssvi
+from streamer.core.models import band, ssvi, svi_lm
 from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marquardt
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
@@ -134,6 +134,8 @@ N_STARTS = 3  # cold fits refine this many of the best seeds
 MAX_ITER = 100
 SIGMA_PRIOR = 1.0  # residual per unit of ln(sigma / k span), or of m in spans, beyond bounds
 TOL = 1e-10
+#: The fit's C kernels where built (None: the numpy paths; the same fits).
+_NATIVE = svi_lm.native()
 
 
 def _to_theta(p: SVIParams) -> list[float]:
@@ -249,10 +251,7 @@ def _residual_fn(c: _Chain) -> ResidualFn:
     finite minimum and cost nothing inside their bounds."""
     inv_t = 1.0 / c.t
     n, m_pts = c.k.shape
-    span = _span(c)[:, None]
-    ln_span = np.log(span)
-    centre = 0.5 * (np.where(c.valid, c.k, np.inf).min(axis=1)
-                    + np.where(c.valid, c.k, -np.inf).max(axis=1))[:, None]
+    ln_span, centre, span = (x[:, None] for x in _priors(c))
     shape = (n, 5, m_pts + 2)
 
     def residuals(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -291,18 +290,47 @@ def _span(c: _Chain) -> FloatArray:
     return result
 
 
+def _priors(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """What the priors of :func:`_residual_fn` need: each slice's ``ln span``, the
+    centre of its quoted k and its span."""
+    span = _span(c)
+    centre = 0.5 * (np.where(c.valid, c.k, np.inf).min(axis=1)
+                    + np.where(c.valid, c.k, -np.inf).max(axis=1))
+    return np.log(span), centre, span
+
+
 def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     """The ``n_seeds`` best quasi-explicit seeds of each slice over its (m, sigma) grid,
     as theta, shape ``(n_slices, n_seeds, 5)``.
 
     For each grid point ``(a, d, c)`` of ``w = a + d y + c sqrt(y^2 + 1)``,
     ``y = (k - m) / sigma``, is the weighted linear least-squares fit to the market
-    total variance (Zeliade 2009); all grid points of all slices are one stacked 3x3
-    solve of the normal equations.
+    total variance (Zeliade 2009), scored by its squared vol errors. A slice with no
+    grid point of positive curvature starts flat.
     """
     span = _span(c)
     lo = np.where(c.valid, c.k, np.inf).min(axis=1) - 0.1 * span
     hi = lo + 1.2 * span
+    iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
+    if _NATIVE is not None:
+        theta, score = svi_lm.best_seeds(_NATIVE, c.k, c.sqrt_w, iv, c.valid, c.t, lo, hi,
+                                         span, _SEED_M, _SEED_SIGMA, n_seeds)
+    else:
+        theta, score = _seed_grid_numpy(c, iv, lo, hi, span, n_seeds)
+    none = ~np.isfinite(score)
+    if none.any():  # no grid point had positive curvature: a flat generic start
+        atm_w = np.broadcast_to(np.nanmedian(np.where(c.valid, c.iv * c.iv * c.t, np.nan),
+                                             axis=1)[:, None], none.shape)[none]
+        theta[none] = np.column_stack([0.9 * atm_w, np.full(atm_w.shape, np.log(0.1)),
+                                       np.zeros_like(atm_w), np.zeros_like(atm_w),
+                                       np.full(atm_w.shape, np.log(0.1))])
+    return theta
+
+
+def _seed_grid_numpy(c: _Chain, iv: FloatArray, lo: FloatArray, hi: FloatArray,
+                     span: FloatArray, n_seeds: int) -> tuple[FloatArray, FloatArray]:
+    """:func:`_seed_grid`'s seeds and scores without the C kernel: every grid point of
+    every slice in one stacked solve of the 3x3 normal equations."""
     grid = (len(span), _SEED_M.size, _SEED_SIGMA.size)
     m = np.broadcast_to(lo[:, None, None] + (hi - lo)[:, None, None] * _SEED_M[:, None],
                         grid).reshape(len(span), -1)
@@ -310,7 +338,6 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     y = (c.k[:, None, :] - m[..., None]) / sigma[..., None]
     root = np.sqrt(y * y + 1.0)
     w = (c.sqrt_w * c.sqrt_w)[:, None, :]
-    iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
     target = (iv * iv * c.t)[:, None, :]
     wy, wr = w * y, w * root
     s1 = np.broadcast_to(w.sum(axis=-1), m.shape)
@@ -330,18 +357,11 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     score = (np.where(undefined, 0.0, err * err * w).sum(-1)
              + 1e3 * (undefined & c.valid[:, None, :]).sum(-1))
     score = np.where(cc > 1e-10, score, np.inf)
-    best = np.argsort(score, axis=1)[:, :n_seeds]  # (n_slices, n_seeds)
+    best = np.argsort(score, axis=1, kind="stable")[:, :n_seeds]  # (n_slices, n_seeds)
     pick = np.arange(len(span))[:, None], best
     theta = np.stack([a[pick], np.log(np.maximum(cc[pick] / sigma[pick], 1e-10)),
                       np.arctanh(rho[pick]), m[pick], np.log(sigma[pick])], axis=-1)
-    none = ~np.isfinite(score[pick])
-    if none.any():  # no grid point had positive curvature: a flat generic start
-        atm_w = np.broadcast_to(np.nanmedian(np.where(c.valid, c.iv * c.iv * c.t, np.nan),
-                                             axis=1)[:, None], none.shape)[none]
-        theta[none] = np.column_stack([0.9 * atm_w, np.full(atm_w.shape, np.log(0.1)),
-                                       np.zeros_like(atm_w), np.zeros_like(atm_w),
-                                       np.full(atm_w.shape, np.log(0.1))])
-    return theta
+    return theta, score[pick]
 
 
 def _rmse(c: _Chain, theta: FloatArray) -> FloatArray:
@@ -443,9 +463,14 @@ class _Refined(NamedTuple):
 def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver) -> _Refined:
     """One batched LM over every start; each slice (``owner``) keeps its best."""
     problems = chain.rows(owner) if owner.size > chain.k.shape[0] else chain
-    res = levenberg_marquardt(
-        _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
-        select=lambda rows: _residual_fn(problems.rows(rows)))
+    if _NATIVE is not None:
+        res = svi_lm.refine(_NATIVE, problems.k, problems.band, 1.0 / problems.t,
+                            _priors(problems), theta0, max_iter=solver.max_iter,
+                            tol=solver.tol, sigma_prior=SIGMA_PRIOR, w_floor=_W_FLOOR)
+    else:
+        res = levenberg_marquardt(
+            _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
+            select=lambda rows: _residual_fn(problems.rows(rows)))
     cost = _cost_at(problems, res.theta)
     n = chain.k.shape[0]
     best = np.zeros(n, np.int64)
