@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.median import median
+from streamer.core.median import row_median
 
 
 class ForwardEstimate(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,18 +35,45 @@ def implied_forward(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
     max_rel_dev : float
         Pairs further than this (relative) from the median are dropped as bad quotes.
     """
-    k = np.asarray(strike, np.float64)
-    c = np.asarray(call_mid, np.float64)
-    p = np.asarray(put_mid, np.float64)
+    k = np.asarray(strike, np.float64).ravel()
+    forward, n_pairs, parity = implied_forwards(
+        np.zeros(k.size, np.int64), k, call_mid, put_mid, np.array([fallback], np.float64),
+        max_pairs=max_pairs, max_rel_dev=max_rel_dev)
+    return ForwardEstimate(forward=float(forward[0]), n_pairs=int(n_pairs[0]),
+                           method="parity" if parity[0] else "fallback")
+
+
+def implied_forwards(group: npt.NDArray[np.int64], strike: npt.ArrayLike,
+                     call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
+                     fallback: npt.NDArray[np.float64], *, max_pairs: int = 6,
+                     max_rel_dev: float = 0.002
+                     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64],
+                                npt.NDArray[np.bool_]]:
+    """:func:`implied_forward` of many expiries at once: pair ``i`` belongs to expiry
+    ``group[i]`` (``0 <= group < len(fallback)``; pairs in strike order within each).
+
+    Returns per expiry the forward, the pairs it rests on and whether it is from parity
+    (else its ``fallback``). One pass of whole-array calls whatever the number of
+    expiries: per expiry, numpy's per-call overhead was the cost.
+    """
+    n_groups = fallback.size
+    k = np.asarray(strike, np.float64).ravel()
+    c = np.asarray(call_mid, np.float64).ravel()
+    p = np.asarray(put_mid, np.float64).ravel()
     good = np.isfinite(k) & np.isfinite(c) & np.isfinite(p) & (c > 0) & (p > 0) & (k > 0)
-    if good.sum() < 2:
-        return ForwardEstimate(forward=fallback, n_pairs=int(good.sum()), method="fallback")
-    k, c, p = k[good], c[good], p[good]
-    nearest = np.argsort(np.abs(c - p))[:max_pairs]
-    candidates = k[nearest] + c[nearest] - p[nearest]
-    centre = median(candidates)
-    kept = candidates[np.abs(candidates - centre) <= max_rel_dev * abs(centre)]
-    if kept.size < 2 or centre <= 0:
-        return ForwardEstimate(forward=fallback, n_pairs=int(kept.size), method="fallback")
-    return ForwardEstimate(forward=median(kept), n_pairs=int(kept.size),
-                           method="parity")
+    g, k, c, p = group[good], k[good], c[good], p[good]
+    n_good = np.bincount(g, minlength=n_groups)
+    # the max_pairs nearest the money of each expiry (ties: the lower strike first)
+    order = np.lexsort((np.abs(c - p), g))
+    g, cand = g[order], (k + c - p)[order]
+    rank = np.arange(g.size) - (np.cumsum(n_good) - n_good)[g]
+    near = rank < max_pairs
+    rows = np.full((n_groups, max_pairs), np.nan)
+    rows[g[near], rank[near]] = cand[near]
+    taken = np.isfinite(rows)
+    centre = row_median(rows, taken)
+    kept = taken & (np.abs(rows - centre[:, None]) <= max_rel_dev * np.abs(centre)[:, None])
+    n_kept = kept.sum(axis=1)
+    parity = (n_good >= 2) & (n_kept >= 2) & (centre > 0)
+    forward = np.where(parity, row_median(rows, kept), fallback)
+    return forward, np.where(n_good >= 2, n_kept, n_good), parity

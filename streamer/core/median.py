@@ -29,3 +29,20 @@ def row_median(a: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_],
     mid = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
     result: npt.NDArray[np.float64] = np.where(count > 0, mid[:, 0], empty)
     return result
+
+
+def group_median(a: npt.NDArray[np.float64], group: npt.NDArray[np.int64], n_groups: int,
+                 empty: float = float("nan")) -> npt.NDArray[np.float64]:
+    """Per group ``0 <= g < n_groups``, the median of the finite values ``a[group == g]``
+    (``empty`` for a group with none): many slices' medians in one sort."""
+    finite = np.isfinite(a)
+    values, groups = a[finite], group[finite]
+    ordered = values[np.lexsort((values, groups))]
+    count = np.bincount(groups, minlength=n_groups)
+    start = np.cumsum(count) - count
+    lo = start + np.maximum((count - 1) // 2, 0)
+    hi = start + count // 2
+    safe = count > 0
+    mid = np.full(n_groups, empty)
+    mid[safe] = 0.5 * (ordered[lo[safe]] + ordered[hi[safe]])
+    return mid

@@ -7,7 +7,7 @@ import enum
 import numpy as np
 import numpy.typing as npt
 
-from streamer.core.median import median
+from streamer.core.median import group_median
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -86,13 +86,27 @@ def fit_weights(bid_iv: npt.ArrayLike, ask_iv: npt.ArrayLike, vega: npt.ArrayLik
     vol uncertainty of the mid); vega down-weights far wings whose prices are a tick
     or two. Missing IV spreads count as the median spread. Normalised to mean 1.
     """
-    half = 0.5 * (np.asarray(ask_iv, np.float64) - np.asarray(bid_iv, np.float64))
+    b = np.asarray(bid_iv, np.float64).ravel()
+    return fit_weights_grouped(np.zeros(b.size, np.int64), 1, b, ask_iv, vega,
+                               floor_vol=floor_vol)
+
+
+def fit_weights_grouped(group: npt.NDArray[np.int64], n_groups: int, bid_iv: npt.ArrayLike,
+                        ask_iv: npt.ArrayLike, vega: npt.ArrayLike, *,
+                        floor_vol: float = 0.0025) -> FloatArray:
+    """:func:`fit_weights` of many slices at once, quote ``i`` in slice ``group[i]``
+    (each slice normalised on its own)."""
+    half = 0.5 * (np.asarray(ask_iv, np.float64).ravel() - np.asarray(bid_iv, np.float64).ravel())
     finite = np.isfinite(half) & (half > 0)
-    fill = median(half[finite]) if finite.any() else 0.01
-    half = np.maximum(np.where(finite, half, fill), floor_vol)
-    v = np.asarray(vega, np.float64)
+    fill = group_median(np.where(finite, half, np.nan), group, n_groups, 0.01)
+    half = np.maximum(np.where(finite, half, fill[group]), floor_vol)
+    v = np.asarray(vega, np.float64).ravel()
     rel_vega = np.where(np.isfinite(v) & (v > 0), v, 0.0)
-    rel_vega = rel_vega / rel_vega.max() if rel_vega.max() > 0 else np.ones_like(half)
+    top = np.zeros(n_groups)
+    np.maximum.at(top, group, rel_vega)
+    rel_vega = np.where(top[group] > 0, rel_vega / np.where(top > 0, top, 1.0)[group], 1.0)
     w = np.sqrt(np.maximum(rel_vega, 1e-3)) / (half * half)
-    result: FloatArray = w / w.mean()
+    mean = np.bincount(group, weights=w, minlength=n_groups) / np.maximum(
+        np.bincount(group, minlength=n_groups), 1)
+    result: FloatArray = w / mean[group]
     return result

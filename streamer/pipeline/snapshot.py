@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core import black76
-from streamer.core.forward import implied_forward
+from streamer.core.forward import implied_forwards
 from streamer.core.implied_vol import implied_vol_with_reason
-from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights, otm_mask
+from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights_grouped, otm_mask
 from streamer.types import Quote
 
 YEAR_MS = 365.0 * 86_400_000.0
@@ -46,16 +46,6 @@ def years_to_expiry(expiry_ts_ms: int, now_ms: int) -> float:
     return (expiry_ts_ms - now_ms) / YEAR_MS
 
 
-def _forward(strike: FloatArray, is_call: npt.NDArray[np.bool_], mid: FloatArray,
-             fallback: float) -> tuple[float, str]:
-    """The expiry's forward from its call-put pairs (a call and a put at one strike)."""
-    _, c, p = np.intersect1d(strike[is_call], strike[~is_call], return_indices=True)
-    if not c.size:
-        return fallback, "fallback"
-    est = implied_forward(strike[is_call][c], mid[is_call][c], mid[~is_call][p], fallback)
-    return est.forward, est.method
-
-
 SliceBuild = tuple[SliceSnapshot | None, npt.NDArray[np.int8], list[Quote]]
 _FIELDS = attrgetter("strike", "bid_price", "ask_price", "exchange_ts_ms", "underlying_price",
                      "mark_iv")
@@ -81,12 +71,37 @@ class _Chain:
         self.quotes = [q for _, quotes in books for q in quotes]
         bounds = np.cumsum([0] + [len(quotes) for _, quotes in books])
         self.start, self.stop = bounds[:-1], bounds[1:]
+        #: per quote, the index of its expiry in ``books``
+        self.book = np.repeat(np.arange(len(books)), self.stop - self.start)
         cols = (np.array([_FIELDS(q) for q in self.quotes], np.float64).reshape(-1, 6).T
                 if self.quotes else np.zeros((6, 0)))
         self.strike, self.bid, self.ask, ts, self.underlying, self.mark_iv = cols
         self.ts = ts.astype(np.int64)
         self.is_call = np.array([_IS_CALL(q) for q in self.quotes], bool)
         self.mid = 0.5 * (self.bid + self.ask)
+
+
+def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_]
+              ) -> tuple[FloatArray, list[str]]:
+    """Each live expiry's forward from its call-put pairs (a call and a put at one
+    strike), else the underlying price of its newest quote."""
+    n_books = chain.start.size
+    newest = np.full(n_books, np.nan)
+    expiry = chain.book
+    for i in np.flatnonzero(live).tolist():
+        lo, hi = chain.start[i], chain.stop[i]
+        newest[i] = chain.underlying[lo + int(np.argmax(chain.ts[lo:hi]))]
+    # a pair: the call and the put of one (expiry, strike); first listed of duplicates
+    _, strike_code = np.unique(chain.strike, return_inverse=True)
+    key = expiry * (int(strike_code.max(initial=0)) + 1) + strike_code
+    calls, puts = np.flatnonzero(chain.is_call), np.flatnonzero(~chain.is_call)
+    _, ci, pi = np.intersect1d(key[calls], key[puts], return_indices=True)
+    c, p = calls[ci], puts[pi]
+    paired = live[expiry[c]]
+    c, p = c[paired], p[paired]
+    forward, _, parity = implied_forwards(expiry[c], chain.strike[c], mid[c], mid[p], newest)
+    methods = ["parity" if ok else "fallback" for ok in parity.tolist()]
+    return np.where(live, forward, np.nan), methods
 
 
 def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
@@ -104,14 +119,7 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
     t_of = np.array([years_to_expiry(e, now_ms) for e, _ in books], np.float64)
     sizes = chain.stop - chain.start
     live = (t_of > 0) & (sizes > 0)
-    forward = np.full(len(books), np.nan)
-    methods = ["fallback"] * len(books)
-    fresh_mid = np.where(fresh, chain.mid, np.nan)
-    for i in np.flatnonzero(live).tolist():
-        lo, hi = chain.start[i], chain.stop[i]
-        newest = lo + int(np.argmax(chain.ts[lo:hi]))
-        forward[i], methods[i] = _forward(chain.strike[lo:hi], chain.is_call[lo:hi],
-                                          fresh_mid[lo:hi], float(chain.underlying[newest]))
+    forward, methods = _forwards(chain, np.where(fresh, chain.mid, np.nan), live)
     f_q, t_q = np.repeat(forward, sizes), np.repeat(t_of, sizes)
     codes = np.zeros(n, np.int8)
     live_q = np.repeat(live, sizes)
@@ -130,8 +138,10 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
     iv, bid_iv, ask_iv = ivs[:n], ivs[n:2 * n], ivs[2 * n:]
     codes[(codes == 0) & (iv_reason[:n] != 0)] = QuoteReject.IV_FAILED
     use = live_q & (codes == 0) & otm_mask(chain.strike, f_q, chain.is_call)
-    vega = np.full(n, np.nan)
-    vega[use] = black76.vega(f_q[use], chain.strike[use], t_q[use], iv[use])
+    weights = np.zeros(n)
+    weights[use] = fit_weights_grouped(
+        chain.book[use], len(books), bid_iv[use], ask_iv[use],
+        black76.vega(f_q[use], chain.strike[use], t_q[use], iv[use]))
     out: list[SliceBuild] = []
     for i, (expiry, quotes) in enumerate(books):
         lo, hi = chain.start[i], chain.stop[i]
@@ -144,7 +154,7 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
             expiry_ts_ms=expiry, t=float(t_of[i]), forward=float(forward[i]),
             forward_method=methods[i], k=np.log(chain.strike[lo:hi][u] / forward[i]),
             iv=iv[lo:hi][u], bid_iv=b_iv, ask_iv=a_iv,
-            weights=fit_weights(b_iv, a_iv, vega[lo:hi][u]) if u.any() else np.zeros(0),
+            weights=weights[lo:hi][u],
             mark_iv=chain.mark_iv[lo:hi][u])
         out.append((snapshot, codes[lo:hi].copy(), quotes))
     return out

@@ -15,9 +15,9 @@ import pytest
 from streamer.core import black76
 from streamer.core.implied_vol import implied_vol_with_reason
 from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights, otm_mask
+from streamer.core.forward import implied_forward
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
-    _forward,
     build_slice,
     build_slices,
     years_to_expiry,
@@ -28,6 +28,16 @@ NOW_MS = 1_767_225_600_000
 DAY_MS = 86_400_000
 SPOT = 90_000.0
 STALE_MS = 30_000
+
+
+def _forward(strike: npt.NDArray[np.float64], is_call: npt.NDArray[np.bool_],
+             mid: npt.NDArray[np.float64], fallback: float) -> tuple[float, str]:
+    """The expiry's forward from its call-put pairs, one expiry at a time."""
+    _, c, p = np.intersect1d(strike[is_call], strike[~is_call], return_indices=True)
+    if not c.size:
+        return fallback, "fallback"
+    est = implied_forward(strike[is_call][c], mid[is_call][c], mid[~is_call][p], fallback)
+    return est.forward, est.method
 
 
 def _reference(quotes: list[Quote], expiry_ts_ms: int, now_ms: int
