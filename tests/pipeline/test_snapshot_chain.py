@@ -13,9 +13,9 @@ import numpy.typing as npt
 import pytest
 
 from streamer.core import black76
+from streamer.core.forward import implied_forward
 from streamer.core.implied_vol import implied_vol_with_reason
 from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights, otm_mask
-from streamer.core.forward import implied_forward
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
     build_slice,
