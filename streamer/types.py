@@ -184,6 +184,19 @@ class SliceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     #: the solver's outcome of the fit behind the slice: ``converged``, or ``max_iter``
     #: (stopped at its iteration cap before its tolerance: usable, not a converged fit)
     fit_status: str = "converged"
+    #: the model whose ``params`` these are when it is not the surface's ``model``: a
+    #: surface model's expiry it could not fit, fitted on its own by the per-slice
+    #: fallback (``svi``); empty: the surface's model. Evaluate with :meth:`model_of`.
+    model: str = ""
+    #: why the slice is not a fresh fit of the surface's model: the refusal of its fit
+    #: (``rmse_too_high``, ``atm_off_market``, ``fit_failed``; then ``status`` says what
+    #: was published instead: a fallback model's fit, or the last good one kept) or
+    #: ``too_few_quotes`` (a ``stale`` slice); empty for a fresh fit
+    fallback_reason: str = ""
+
+    def model_of(self, surface_model: str) -> str:
+        """The model that evaluates ``params`` on a surface of ``surface_model``."""
+        return self.model or surface_model
 
 
 class VarianceIndex(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO, TypeVar
 
 import msgspec
@@ -527,18 +527,23 @@ def closing_hint(kafka: KafkaConfig, bootstrap: str, published: int) -> str:
     return f"{where}; read them with: kcat -b {bootstrap} -C -t {kafka.surface_topic} -o beginning"
 
 
+#: (underlying, reason) of the refusals in a burst already said in the log
 _REFUSALS_SAID: set[tuple[str, str]] = set()
 
 
-def _say_first_refusal(underlying: str, reason: str) -> None:
-    """One warning per underlying and reason per process the first time a fit is refused;
-    the counter streamer_fallbacks_total carries every later one."""
-    if not is_refusal(reason) or (underlying, reason) in _REFUSALS_SAID:
-        return
-    _REFUSALS_SAID.add((underlying, reason))
-    log.warning("%s: a fit was refused (%s): the expiries kept their last good slice or "
-                "were left out; counted in streamer_fallbacks_total from now on",
-                underlying, reason)
+def _say_refusals(fallbacks: Mapping[tuple[str, str], int], calibrated: set[str]) -> None:
+    """One warning per underlying and reason at the start of each burst of refused fits;
+    the counter streamer_fallbacks_total carries every one. A burst ends with a report in
+    which the underlying was calibrated without that refusal."""
+    for (underlying, reason), n in fallbacks.items():
+        if n and is_refusal(reason) and (underlying, reason) not in _REFUSALS_SAID:
+            _REFUSALS_SAID.add((underlying, reason))
+            log.warning("%s: a fit was refused (%s): the expiries were fitted by the "
+                        "per-slice fallback, kept their last good slice or were left out; "
+                        "counted in streamer_fallbacks_total until the refusals stop",
+                        underlying, reason)
+    for said in [s for s in _REFUSALS_SAID if s[0] in calibrated and not fallbacks.get(s)]:
+        _REFUSALS_SAID.discard(said)
 
 
 def apply_report(metrics: Metrics, engine: Engine | EngineWorker) -> int:
@@ -553,7 +558,7 @@ def apply_report(metrics: Metrics, engine: Engine | EngineWorker) -> int:
         metrics.calibration_seconds.labels(model=model, underlying=underlying).observe(seconds)
     for (underlying, reason), n in report.fallbacks.items():
         metrics.fallbacks_total.labels(underlying=underlying, reason=reason).inc(n)
-        _say_first_refusal(underlying, reason)
+    _say_refusals(report.fallbacks, {u for (_, u), _ in report.calibration_seconds})
     for (underlying, status), n in report.slices.items():
         metrics.slices_fitted_total.labels(underlying=underlying, status=status).inc(n)
     for (underlying, kind), n in report.arbitrage.items():

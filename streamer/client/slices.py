@@ -14,12 +14,15 @@ heston ``v0 kappa theta sigma rho`` ``heston.implied_vols(k, t)`` (surface ``par
 ====== ============================ ===============================================
 
 ``k = ln(K / F)`` with ``F`` the slice forward, ``t`` the slice's years to expiry.
+
+A slice that names its own ``model`` (a surface model's expiry fitted by the per-slice
+fallback, raw SVI; its ``fallback_reason`` says why) is evaluated with that model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +44,10 @@ class Slice:
     def __init__(self, update: SliceUpdate, model: ModelName,
                  surface_params: Mapping[str, float] | None = None) -> None:
         self.update = update
-        self.model = model
+        #: the slice's own model: the surface's, or its per-slice fallback's (``svi``)
+        self.model = cast(ModelName, update.model_of(model))
         #: The core slice the surface interpolates between.
-        self.node = SurfaceSlice(model, update.params, expiry_ts_ms=update.expiry_ts_ms,
+        self.node = SurfaceSlice(self.model, update.params, expiry_ts_ms=update.expiry_ts_ms,
                                  t=update.t, forward=update.forward,
                                  k_range=(update.k_min, update.k_max),
                                  surface_params=surface_params)
@@ -83,6 +87,11 @@ class Slice:
     def status(self) -> str:
         """``warm``, ``cold``, ``fallback`` or ``stale``."""
         return self.update.status
+
+    @property
+    def fallback_reason(self) -> str:
+        """Why the slice is not a fresh fit of the surface's model (empty: it is one)."""
+        return self.update.fallback_reason
 
     @property
     def k_range(self) -> tuple[float, float]:

@@ -128,7 +128,6 @@ def _final_books(path: Path, venue: str, limits: TickFileConfig) -> dict[str, Ch
 
 
 def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: AppConfig) -> None:
-    model = model_for(last.model)
     cols = 4
     rows = -(-len(last.slices) // cols)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -145,6 +144,7 @@ def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: Ap
                   else (float(snap.k.min()), float(snap.k.max())))
         pad = 0.1 * (hi - lo)
         k = np.linspace(lo - pad, hi + pad, 200)
+        model = model_for(s.model_of(last.model))  # a fallback slice names its own
         smile = 100 * model.vol(k, s.t, model.from_dict(s.params))
         if snap is not None:
             bid = np.where(np.isfinite(snap.bid_iv), snap.bid_iv, snap.iv)
@@ -155,7 +155,7 @@ def _smiles(fig: Figure, last: SurfaceUpdate, book: ChainBook | None, config: Ap
             half = 100 * s.half_spread_vol
             ax.fill_between(k, smile - half, smile + half, color="tab:gray", alpha=0.3,
                             label="± median half-spread")
-        ax.plot(k, smile, color="tab:blue", label=f"{last.model} ({s.status})")
+        ax.plot(k, smile, color="tab:blue", label=f"{s.model_of(last.model)} ({s.status})")
         if np.isfinite(s.atm_vol_se) and np.isfinite(s.atm_vol):  # the fit's own error bar
             ax.errorbar([0.0], [100 * s.atm_vol], yerr=[100 * Z95 * s.atm_vol_se], fmt="o",
                         color="tab:red", ms=3, capsize=3, label="ATM ± 95%")

@@ -1,12 +1,14 @@
 """Incremental calibration: warm start, cold retry, fallback to the last good fit.
 
 One rule (:class:`Calibrator`) for every model, with two strategies: :class:`PerExpiry`
-for slice models, :class:`WholeSurface` for surface models.
+for slice models, :class:`WholeSurface` for surface models, which hands an expiry it
+cannot fit to a :class:`PerExpiry` of raw SVI (its per-slice fallback).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 import msgspec
@@ -17,6 +19,7 @@ from scipy.interpolate import CubicSpline
 from streamer.config import CalibrationConfig
 from streamer.core.median import row_median
 from streamer.core.models.fit import Fit, FitStatus
+from streamer.core.models.mixed import MixedSlices
 from streamer.core.models.protocol import (
     BatchSliceModel,
     SliceEvaluator,
@@ -111,6 +114,10 @@ class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
     #: the solver's outcome of the fit behind the slice: ``converged``, or ``max_iter``
     #: (usable, but stopped before its tolerance); a kept slice carries its fit's
     fit_status: FitStatus = "converged"
+    #: why the slice is not a fresh fit of its calibrator's model (``rmse_too_high``,
+    #: ``atm_off_market``, ``fit_failed``, ``too_few_quotes``): kept, or fitted by a
+    #: surface model's per-slice fallback; empty for a fresh fit
+    fallback_reason: str = ""
 
 
 #: The fallback reason of a fit whose ATM vol is off the quotes' (Calibrator.off_market).
@@ -234,7 +241,8 @@ class Calibrator:
 
     def outcomes(self, decisions: Sequence[_Decision]) -> list[SliceOutcome]:
         """The outcomes of decided slices, their published state built together."""
-        built = iter(self.slice_fits([d for d, _ in decisions if d is not None]))
+        built = iter(self.slice_fits([d for d, _ in decisions if d is not None],
+                                     [r or "" for d, r in decisions if d is not None]))
         return [SliceOutcome(fit=None if d is None else next(built), fallback_reason=reason)
                 for d, reason in decisions]
 
@@ -296,9 +304,11 @@ class Calibrator:
             return np.stack([smile(np.ascontiguousarray(k[i])) for i, smile in enumerate(smiles)])
         return each
 
-    def slice_fits(self, published: Sequence[_Published]) -> list[SliceFit]:
+    def slice_fits(self, published: Sequence[_Published], reasons: Sequence[str] = ()
+                   ) -> list[SliceFit]:
         """The published state of each slice: smile metrics, spread statistics, error
-        bars and butterfly margins of all of them in one pass each."""
+        bars and butterfly margins of all of them in one pass each; ``reasons`` their
+        fallback reasons (none: fresh fits)."""
         if not published:
             return []
         params = [p.params for p in published]
@@ -317,9 +327,10 @@ class Calibrator:
             self.model, [p.params for p in fresh], [p.snap.t for p in fresh],
             [p.snap.k for p in fresh], [p.snap.iv for p in fresh],
             [p.snap.bid_iv for p in fresh], [p.snap.ask_iv for p in fresh]), strict=True))
-        return [self._slice_fit(p, m, spread, margin, k_range, errors.get(id(p)))
-                for p, m, spread, margin, k_range in zip(published, metrics, spreads, margins,
-                                                         k_ranges, strict=True)]
+        reasons = reasons or [""] * len(published)
+        return [self._slice_fit(p, m, spread, margin, k_range, errors.get(id(p)), reason)
+                for p, m, spread, margin, k_range, reason in zip(
+                    published, metrics, spreads, margins, k_ranges, reasons, strict=True)]
 
     def _butterfly_margins(self, params: list[Any], ts: list[float],
                            k_ranges: list[tuple[float, float]]) -> list[float]:
@@ -333,7 +344,7 @@ class Calibrator:
 
     def _slice_fit(self, p: _Published, metrics: SmileMetrics, spread: SpreadStats,
                    margin: float, k_range: tuple[float, float],
-                   errors: tuple[float, dict[str, float]] | None) -> SliceFit:
+                   errors: tuple[float, dict[str, float]] | None, reason: str) -> SliceFit:
         snap = p.snap
         if p.kept is not None:
             atm_se, params_se = p.kept.atm_vol_se, p.kept.params_se
@@ -343,7 +354,8 @@ class Calibrator:
                         params=p.params, rmse_vol=p.rmse, n_quotes=snap.n_quotes,
                         status=p.status, metrics=metrics, butterfly_free=bool(margin >= 0.0),
                         butterfly_margin=margin, k_range=k_range, spread=spread,
-                        atm_vol_se=atm_se, params_se=params_se, fit_status=p.fit_status)
+                        atm_vol_se=atm_se, params_se=params_se, fit_status=p.fit_status,
+                        fallback_reason=reason)
 
 
 class _Padded:
@@ -392,10 +404,11 @@ class PerExpiry(Calibrator):
     def calibrate_many(self, jobs: Sequence[tuple[SliceSnapshot, SliceFit | None,
                                                   Fit[Any] | None]]) -> list[SliceOutcome]:
         """:meth:`calibrate` of several slices; what they publish is computed in one pass."""
-        return self.outcomes([self._decide(*job) for job in jobs])
+        return self.outcomes([self.decide(*job) for job in jobs])
 
-    def _decide(self, snap: SliceSnapshot, previous: SliceFit | None,
-                first_try: Fit[Any] | None) -> _Decision:
+    def decide(self, snap: SliceSnapshot, previous: SliceFit | None,
+               first_try: Fit[Any] | None = None) -> _Decision:
+        """What one slice publishes (fitted, kept or nothing) and its fallback reason."""
         if snap.n_quotes < self.config.min_quotes:
             return self._reduced(snap, previous)
         assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
@@ -425,17 +438,32 @@ class PerExpiry(Calibrator):
 
 
 class SurfaceOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """A surface model's new state: per-expiry slices and the surface-wide parameters."""
+    """A surface model's new state: per-expiry slices and the surface-wide parameters.
+
+    ``fallback_reason`` is the first reason a slice was not fitted by the surface model;
+    ``refused`` counts each such slice by its reason (the fallback metric)."""
 
     fits: dict[int, SliceFit]
     params: Any | None
     rmse_vol: float
     fallback_reason: str | None = None
+    refused: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+#: The refusals of one expiry by a surface model that its per-slice fallback may answer.
+PER_SLICE_REFUSALS = frozenset({"rmse_too_high", ATM_OFF_MARKET})
 
 
 class WholeSurface(Calibrator):
     """The strategy of a surface model: every expiry in one fit, against the last good
-    surface; then each expiry judged on its own where the whole is over the limits."""
+    surface; then each expiry judged on its own where the whole is over the limits.
+
+    An expiry the surface model cannot fit (``rmse_too_high``, ``atm_off_market``) is
+    fitted on its own by the per-slice fallback (raw SVI, :class:`PerExpiry` with the
+    same acceptance rule) and published as that model's slice; when that is refused too
+    it keeps its last good slice (of whichever model made it), else it is left out.
+    ``evaluator`` evaluates the mixed slices (:class:`MixedSlices`).
+    """
 
     model: SurfaceModel
 
@@ -444,6 +472,8 @@ class WholeSurface(Calibrator):
         super().__init__(model, config)
         #: the clock ``surface_budget_ms`` is measured on; None: no budget (replay)
         self.budget_clock = budget_clock
+        self.evaluator = MixedSlices(model)
+        self.fallback = PerExpiry(cast(SliceModel, self.evaluator.fallback), config)
 
     def calibrate(self, snaps: list[SliceSnapshot], previous: Any | None,
                   previous_rmse: float, previous_fits: dict[int, SliceFit]) -> SurfaceOutcome:
@@ -461,30 +491,59 @@ class WholeSurface(Calibrator):
         # cannot fit (Heston a day out) are refused on their own instead of taking the
         # whole surface down with them (on a cold start: nothing published at all).
         whole = self.acceptable(fit.ok, fit.rmse_vol, previous_rmse)
-        decisions: list[_Decision] = []
+        fresh: list[_Published] = []
+        refused: list[tuple[SliceSnapshot, str]] = []
         for i, snap in enumerate(usable):
             params = self.model.slice_params(fit.params, i)
             model_iv = self.model.vol(snap.k, snap.t, params)
             err = model_iv - snap.iv
             rmse = float(np.sqrt(np.mean(err * err)))
-            previous_fit = previous_fits.get(snap.expiry_ts_ms)
-            # a surface within its limit is not judged by its expiries' RMSEs
-            reason = self.refusal(snap, params, previous_fit, rmse=None if whole else rmse)
-            decisions.append(
-                self.keep(previous_fit, snap, "fallback", reason) if reason is not None
-                else (_Published(snap, params, rmse, status, model_iv, fit_status=fit.status),
-                      None))
-        reasons = [reason for _, reason in decisions if reason is not None]
-        refused = len(reasons)
-        if refused == len(usable):
-            return self._keep(snaps, previous, previous_rmse, previous_fits, reasons[0])
-        fits = {o.fit.expiry_ts_ms: o.fit for o in self.outcomes(decisions)
-                if o.fit is not None}
+            # a surface within its limit is not judged by its expiries' RMSEs, and an
+            # expiry's limit is set by its last slice of this model (an SVI one sets none)
+            reason = self.refusal(snap, params, self._own(previous_fits.get(snap.expiry_ts_ms)),
+                                  rmse=None if whole else rmse)
+            if reason is None:
+                fresh.append(_Published(snap, params, rmse, status, model_iv,
+                                        fit_status=fit.status))
+            else:
+                refused.append((snap, reason))
+        if not fresh:
+            return self._keep(snaps, previous, previous_rmse, previous_fits, refused[0][1],
+                              {snap.expiry_ts_ms: reason for snap, reason in refused})
         # A surface accepted only in part leaves the acceptance limit where it was: its RMSE
         # must not let the next surface through whole (rmse_jump_factor).
-        return SurfaceOutcome(fits=fits, params=fit.params,
+        return SurfaceOutcome(fits=self._publish(fresh, refused, previous_fits),
+                              params=fit.params,
                               rmse_vol=previous_rmse if refused else fit.rmse_vol,
-                              fallback_reason=reasons[0] if refused else None)
+                              fallback_reason=refused[0][1] if refused else None,
+                              refused=_counts(reason for _, reason in refused))
+
+    def _own(self, fit: SliceFit | None) -> SliceFit | None:
+        """``fit`` when the surface model made it, else None."""
+        return fit if fit is not None and self.evaluator.of(fit.params) is self.model else None
+
+    def _publish(self, fresh: list[_Published], refused: list[tuple[SliceSnapshot, str]],
+                 previous_fits: dict[int, SliceFit]) -> dict[int, SliceFit]:
+        """The published slices: the surface model's ``fresh`` ones, and for each
+        ``refused`` one its fallback fit, else its last good slice, else nothing."""
+        own: list[_Decision] = [(p, None) for p in fresh]
+        other: list[_Decision] = []
+        for snap, reason in refused:
+            previous = previous_fits.get(snap.expiry_ts_ms)
+            by_fallback = previous is not None and self._own(previous) is None
+            decided: _Published | None = None
+            if reason in PER_SLICE_REFUSALS:
+                # warm from the last fallback fit only: a surface model's slice is no SVI
+                decided, _ = self.fallback.decide(snap, previous if by_fallback else None)
+            if decided is not None:
+                other.append((decided, reason))
+            elif by_fallback:
+                other.append((self.fallback.keep(previous, snap, "fallback", reason)[0],
+                              reason))
+            else:
+                own.append((self.keep(previous, snap, "fallback", reason)[0], reason))
+        outcomes = self.outcomes(own) + self.fallback.outcomes(other)
+        return {o.fit.expiry_ts_ms: o.fit for o in outcomes if o.fit is not None}
 
     def _fit(self, snaps: list[SliceSnapshot], previous: Any | None) -> Fit[Any]:
         # A fit that runs past its budget stops at its best point so far (Heston); the
@@ -499,11 +558,19 @@ class WholeSurface(Calibrator):
                                             else deadline.passed)
 
     def _keep(self, snaps: list[SliceSnapshot], previous: Any | None, previous_rmse: float,
-              previous_fits: dict[int, SliceFit], reason: str) -> SurfaceOutcome:
-        """Every expiry at its last good slice, re-evaluated against the new quotes."""
-        outcomes = self.outcomes([
-            self.keep(previous_fits.get(snap.expiry_ts_ms), snap, "fallback", reason)
-            for snap in snaps])
-        fits = {o.fit.expiry_ts_ms: o.fit for o in outcomes if o.fit is not None}
-        return SurfaceOutcome(fits=fits, params=previous, rmse_vol=previous_rmse,
-                              fallback_reason=reason)
+              previous_fits: dict[int, SliceFit], reason: str,
+              refused: dict[int, str] | None = None) -> SurfaceOutcome:
+        """No fresh slice of the surface model: the ``refused`` expiries (by expiry, each
+        with its reason) as :meth:`_publish` does, the others (none refused: all) at their
+        last good slice, re-evaluated against the new quotes."""
+        if refused:  # the rest had too few quotes to join the fit
+            reasons = [(s, refused.get(s.expiry_ts_ms, "too_few_quotes")) for s in snaps]
+        else:
+            reasons = [(s, reason) for s in snaps]
+        return SurfaceOutcome(fits=self._publish([], reasons, previous_fits), params=previous,
+                              rmse_vol=previous_rmse, fallback_reason=reason,
+                              refused=_counts(refused.values()) if refused else {reason: 1})
+
+
+def _counts(reasons: Iterable[str]) -> dict[str, int]:
+    return dict(Counter(reasons))

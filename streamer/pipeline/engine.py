@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 
 from streamer.config import AnalyticsConfig, BatchConfig, CalibrationConfig, DynamicsConfig
+from streamer.core.models.mixed import MixedSlices
 from streamer.core.models.protocol import (
     BatchSliceModel,
     SliceEvaluator,
@@ -220,7 +221,9 @@ class Engine:
         state.last_cut_ns = book.newest_received_ts_ns
         if not state.fits:
             return []
-        return [self._surface(name, state, model, now_ms)]
+        # a surface model's slices may be its per-slice fallback's: each evaluated by its own
+        evaluator: SliceEvaluator = MixedSlices(model) if model.is_surface else model
+        return [self._surface(name, state, evaluator, now_ms)]
 
     def _calibrate_dirty(self, name: str, state: _Underlying, model: SliceModel,
                          now_ms: int) -> None:
@@ -266,8 +269,8 @@ class Engine:
             state.seeded_surface = None
         outcome = WholeSurface(model, self.calibration, self.budget_clock).calibrate(
             snaps, state.surface_params, state.surface_rmse, state.fits)
-        if outcome.fallback_reason is not None:
-            self._report.fallbacks[(name, outcome.fallback_reason)] += 1
+        for reason, n in outcome.refused.items():
+            self._report.fallbacks[(name, reason)] += n
         state.surface_params, state.surface_rmse = outcome.params, outcome.rmse_vol
         state.fits = dict(outcome.fits)
         for fit in outcome.fits.values():
@@ -363,13 +366,15 @@ class Engine:
                 within_spread_fraction=f.spread.within_spread_fraction,
                 jw=self._analytics.jump_wings(model, fs), atm_vol_se=f.atm_vol_se,
                 params_se=f.params_se, k_min=f.k_range[0] if f.n_quotes else float("nan"),
-                k_max=f.k_range[1] if f.n_quotes else float("nan")))
+                k_max=f.k_range[1] if f.n_quotes else float("nan"),
+                model=model.slice_model(f.params) if isinstance(model, MixedSlices) else "",
+                fallback_reason=f.fallback_reason))
         rmses = [s.rmse_vol for s in slices if np.isfinite(s.rmse_vol)]
         if rmses:
             self._report.rmse[name] = (max(rmses), float(np.median(rmses)))
         state.seq += 1
         surface_params = ({} if state.surface_params is None
-                          else cast(SurfaceModel, model).surface_dict(state.surface_params))
+                          else cast(MixedSlices, model).surface_dict(state.surface_params))
         update = SurfaceUpdate(
             venue=self.venue, underlying=name, model=model.name,  # type: ignore[arg-type]
             seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,

@@ -18,7 +18,7 @@ from streamer.types import InstrumentGreeks, Quote, SurfaceUpdate
 
 def surface_of(update: SurfaceUpdate) -> InterpolatedSurface:
     """The published surface, evaluable across its expiries."""
-    slices = [SurfaceSlice(update.model, s.params, expiry_ts_ms=s.expiry_ts_ms, t=s.t,
+    slices = [SurfaceSlice(s.model_of(update.model), s.params, expiry_ts_ms=s.expiry_ts_ms, t=s.t,
                            forward=s.forward, k_range=(s.k_min, s.k_max),
                            surface_params=update.params) for s in update.slices]
     return InterpolatedSurface(slices, update.spot, f"{update.key} seq {update.seq}")

@@ -77,7 +77,8 @@ def _nulls_as_nan_strings(data: bytes) -> bytes:
 def _strings_came_through(update: SurfaceUpdate) -> bool:
     """False where a null in a string field became the string "nan" on the lax path."""
     return ("nan" not in (update.venue, update.underlying)
-            and all(s.expiry != "nan" for s in update.slices))
+            and all("nan" not in (s.expiry, s.model, s.fallback_reason)
+                    for s in update.slices))
 
 
 def _nulls_to_nan(obj: Any) -> Any:

@@ -73,8 +73,10 @@ class Metrics:
             "streamer_surface_age_seconds", "Age of the market data behind the last published "
             "surface: time since its newest quote's exchange time last moved on",
             ["underlying"], registry=r)
-        self.fallbacks_total = Counter("streamer_fallbacks", "Slices kept at the last good fit",
-                                       ["underlying", "reason"], registry=r)
+        self.fallbacks_total = Counter(
+            "streamer_fallbacks", "Fits refused, by reason: the slices kept their last good "
+            "fit, were fitted by the per-slice fallback, or were left out",
+            ["underlying", "reason"], registry=r)
         self.arbitrage_violations_total = Counter(
             "streamer_arbitrage_violations", "Published slices failing a no-arbitrage check",
             ["underlying", "kind"], registry=r)

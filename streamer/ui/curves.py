@@ -52,6 +52,8 @@ class SmileCurve(msgspec.Struct, frozen=True, kw_only=True):
     k: list[float]
     vol: list[float]
     quotes: QuoteBars | None
+    #: the slice's own model when it is not the surface's (a per-slice fallback: ``svi``)
+    model: str = ""
 
 
 class Curves(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,12 +122,12 @@ def smile_curve(s: Slice, k: FloatArray, bars: QuoteBars | None) -> SmileCurve:
     """One slice's curve on its grid ``k``, with the bid/ask IVs of its expiry if given."""
     if not s.usable:
         return SmileCurve(expiry=s.expiry, expiry_ts_ms=s.expiry_ts_ms, status=s.status,
-                          usable=False, k=[], vol=[], quotes=None)
+                          usable=False, k=[], vol=[], quotes=None, model=s.update.model)
     with np.errstate(all="ignore"):
         vol = s.vol_k(k)
     return SmileCurve(expiry=s.expiry, expiry_ts_ms=s.expiry_ts_ms, status=s.status,
                       usable=True, k=_rounded(k, K_DECIMALS), vol=_rounded(vol, VOL_DECIMALS),
-                      quotes=bars)
+                      quotes=bars, model=s.update.model)
 
 
 def surface_curves(update: SurfaceUpdate, quotes: Sequence[Quote] | None = None) -> bytes:

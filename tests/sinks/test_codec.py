@@ -262,3 +262,30 @@ def test_pretty_printed_json_with_nulls_still_decodes() -> None:
     update = _surface()
     data = json.dumps(json.loads(encode_surface(update)), indent=2).encode()
     assert _same(decode_surface(data), update)
+
+
+@pytest.mark.parametrize("fmt", ["json", "msgpack"])
+def test_a_fallback_slice_keeps_its_model_and_reason_through_the_wire(fmt: str) -> None:
+    update = _surface(model="heston", slices=[
+        _slice("2024-12-06T08:00:00Z", 1_733_472_000_000, model="svi",
+               fallback_reason="atm_off_market", status="cold")])
+    back = decode_surface(encode_surface(update, fmt), fmt)  # type: ignore[arg-type]
+    assert (back.slices[0].model, back.slices[0].fallback_reason) == ("svi", "atm_off_market")
+    assert back.slices[0].model_of(back.model) == "svi"
+
+
+def test_a_message_from_before_the_fallback_fields_decodes_to_the_surface_model() -> None:
+    doc = json.loads(encode_surface(_surface(model="heston")))
+    for s in doc["slices"]:
+        del s["model"], s["fallback_reason"]
+    back = decode_surface(json.dumps(doc, separators=(",", ":")).encode())
+    assert [(s.model, s.fallback_reason) for s in back.slices] == [("", "")] * 2
+    assert back.slices[0].model_of(back.model) == "heston"
+
+
+@pytest.mark.parametrize("field", ["model", "fallback_reason"])
+def test_null_in_a_slice_string_field_is_still_a_validation_error(field: str) -> None:
+    doc = json.loads(encode_surface(_surface()))
+    doc["slices"][0][field] = None
+    with pytest.raises(msgspec.ValidationError):
+        decode_surface(json.dumps(doc, separators=(",", ":")).encode())

@@ -10,7 +10,15 @@ import numpy as np
 from streamer.client.slices import Slice
 from streamer.types import Quote
 from streamer.ui.curves import surface_curves
-from tests.client.factory import EXPIRIES_MS, FORWARDS, NOW_MS, make_slice, make_surface
+from tests.client.factory import (
+    EXPIRIES_MS,
+    FORWARDS,
+    NOW_MS,
+    TS,
+    make_slice,
+    make_surface,
+    svi_params,
+)
 
 
 def quote(strike: float, is_call: bool, bid_iv: float, ask_iv: float,
@@ -55,4 +63,17 @@ def test_a_slice_that_cannot_be_evaluated_is_sent_without_a_curve() -> None:
     curves = json.loads(surface_curves(make_surface(slices=[broken])))
     assert curves["slices"] == [{"expiry": broken.expiry, "expiry_ts_ms": broken.expiry_ts_ms,
                                  "status": "stale", "usable": False, "k": [], "vol": [],
-                                 "quotes": None}]
+                                 "quotes": None, "model": ""}]
+
+
+def test_a_heston_surfaces_svi_fallback_slice_is_drawn_with_svi_and_named() -> None:
+    heston = {"v0": 0.36, "kappa": 2.0, "theta": 0.3, "sigma": 1.0, "rho": -0.4}
+    slices = [make_slice(e, heston, forward=f) for e, f in zip(EXPIRIES_MS, FORWARDS, strict=True)]
+    slices[0] = make_slice(EXPIRIES_MS[0], svi_params(TS[0]), forward=FORWARDS[0], model="svi",
+                           fallback_reason="atm_off_market", status="cold")
+    update = make_surface("heston", slices=slices, params=heston)
+    first = json.loads(surface_curves(update))["slices"][0]
+    assert first["model"] == "svi"
+    expected = Slice(make_slice(EXPIRIES_MS[0], svi_params(TS[0]), forward=FORWARDS[0]),
+                     "svi").vol_k(np.array(first["k"]))
+    np.testing.assert_allclose(first["vol"], expected, atol=5e-5)
