@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streamer.core.black76 import price
-from streamer.core.forward import ForwardEstimate, implied_forward
+from streamer.core.forward import ForwardEstimate, implied_forward, implied_forwards
 
 F_TRUE = 64_321.5
 T = 0.25
@@ -113,3 +113,24 @@ def test_non_positive_forward_from_garbage_prices_falls_back() -> None:
     est = implied_forward(k, c, p, fallback=99.0)
     assert est.method == "fallback"
     assert est.forward == 99.0
+
+
+def test_many_expiries_at_once_are_each_expiry_on_its_own() -> None:
+    """One pass over a chain: clean, outlier-ridden, too-few-pairs and empty expiries
+    side by side give what each gives alone."""
+    cases = []
+    for f in (F_TRUE, 1.1 * F_TRUE, 0.9 * F_TRUE):
+        cases.append(_chain(f))
+    k, c, p = _chain()
+    p[np.argsort(np.abs(k - F_TRUE))[:2]] += 0.005 * F_TRUE
+    cases.append((k, c, p))
+    cases.append((STRIKES[:1], *(x[:1] for x in _chain()[1:])))  # one pair: fallback
+    fallback = np.array([50_000.0, 51_000.0, 52_000.0, 53_000.0, 54_000.0, 55_000.0])
+    group = np.concatenate([np.full(case[0].size, i) for i, case in enumerate(cases)])
+    cols = [np.concatenate([case[j] for case in cases]) for j in range(3)]
+    forward, n_pairs, parity = implied_forwards(group, *cols, fallback)
+    for i, case in enumerate(cases):
+        alone = implied_forward(*case, fallback=float(fallback[i]))
+        assert (forward[i], int(n_pairs[i]), "parity" if parity[i] else "fallback") == (
+            alone.forward, alone.n_pairs, alone.method)
+    assert (forward[5], n_pairs[5], parity[5]) == (55_000.0, 0, False)  # no pairs at all
