@@ -221,18 +221,19 @@ def fit_standard_errors_many(model: SliceEvaluator, params: Sequence[Any],
         return []
     if model.costly_vol:
         return [(float("nan"), {}) for _ in params]
-    halves = [_half_spreads(*quotes) for quotes in zip(iv, bid_iv, ask_iv, strict=True)]
     names = list(model.to_dict(params[0]))
     rows = cast(BatchSliceModel, model).vol_jacobian_rows if model.batched else None
     if rows is not None:
-        width = max(kk.size for kk in k) + 1
-        points = np.zeros((len(k), width))  # padding at k = 0: a finite row, weight 0
-        h = np.full((len(k), width - 1), np.inf)
-        for i, (kk, hh) in enumerate(zip(k, halves, strict=True)):
-            points[i, :kk.size], h[i, :kk.size] = kk, hh
-        se, atm = errors_from_jacobians(rows(points, t, params), h)  # ATM: the last column
+        sizes = np.array([kk.size for kk in k])
+        quoted = np.arange(int(sizes.max()) + 1)[None, :] < sizes[:, None]
+        points = np.zeros(quoted.shape)  # padding at k = 0: a finite row, weight 0
+        h = np.full(quoted.shape, np.inf)
+        points[quoted] = np.concatenate(k)
+        h[quoted] = _half_spreads(*(np.concatenate(x) for x in (iv, bid_iv, ask_iv)))
+        se, atm = errors_from_jacobians(rows(points, t, params), h[:, :-1])  # ATM: last column
         return [(float(a), dict(zip(names, e.tolist(), strict=True))) if kk.size
                 else (float("nan"), {}) for a, e, kk in zip(atm, se, k, strict=True)]
+    halves = [_half_spreads(*quotes) for quotes in zip(iv, bid_iv, ask_iv, strict=True)]
     return [_finite_difference_errors(model, names, *args)
             for args in zip(params, t, k, halves, strict=True)]
 

@@ -9,6 +9,11 @@ import pytest
 from streamer.config import CalibrationConfig
 from streamer.core.models.registry import model_for
 from streamer.core.smile import smile_metrics
+from streamer.pipeline.analytics import (
+    _finite_difference_errors,
+    _half_spreads,
+    fit_standard_errors_many,
+)
 from streamer.pipeline.calibrator import PerExpiry, SpreadStats, spread_stats
 from streamer.pipeline.snapshot import SliceSnapshot
 
@@ -143,3 +148,27 @@ def test_svi_butterfly_margins_in_one_pass_are_each_slices_own() -> None:
     together = svi_butterfly_margins([p for p, _, _ in slices], lo, hi)
     assert together.tolist() == [svi_butterfly_margin(p, a, b) for p, a, b in slices]
     assert together[0] < 0.0 < together[1]  # Gatheral & Jacquier's arbitrage example first
+
+
+def test_stacked_svi_error_bars_are_each_slices_own_by_central_differences() -> None:
+    """Slices of different lengths in one padded analytic pass: each slice's error bars
+    equal those of central differences on that slice alone (some quotes without a bid)."""
+    model = model_for("svi")
+    rng = np.random.default_rng(4)
+    params, ts, ks, ivs, bids, asks = [], [], [], [], [], []
+    for i, n in enumerate((7, 23, 41)):
+        t = 0.05 * (i + 1)
+        p = model.from_dict({**TRUE, "a": TRUE["a"] * (i + 1)})
+        k = np.sort(rng.uniform(-0.4, 0.3, n))
+        iv = model.vol(k, t, p)
+        half = rng.uniform(0.002, 0.02, n)
+        bid = np.where(rng.random(n) < 0.2, NAN, iv - half)
+        params.append(p), ts.append(t), ks.append(k), ivs.append(iv)
+        bids.append(bid), asks.append(iv + half)
+    stacked = fit_standard_errors_many(model, params, ts, ks, ivs, bids, asks)
+    names = list(model.to_dict(params[0]))
+    for got, p, t, k, iv, bid, ask in zip(stacked, params, ts, ks, ivs, bids, asks,
+                                          strict=True):
+        atm, se = _finite_difference_errors(model, names, p, t, k, _half_spreads(iv, bid, ask))
+        assert got[0] == pytest.approx(atm, rel=1e-4)
+        assert got[1] == pytest.approx(se, rel=1e-4)
