@@ -68,3 +68,42 @@ def test_without_a_band_it_is_weighted_least_squares_on_mids() -> None:
     r, dr = residuals(vols, b)
     np.testing.assert_allclose(r, 1.5 * np.array([2.0, 1.0]) * (vols - [0.5, 0.6]))
     np.testing.assert_allclose(dr, 1.5 * np.array([2.0, 1.0]))
+
+
+def test_a_margin_moves_both_edges_in_by_its_share_of_the_half_spread() -> None:
+    # Aiming inside the band (Kaiko, arXiv 2207.02989, fits to the band's edges): a vol
+    # within m half spreads of an edge now costs its distance to the moved edge.
+    b = make_band(np.array([0.5, 0.6]), np.array([0.48, np.nan]), np.array([0.52, 0.7]),
+                  pull=0.0, margin=0.5)
+    np.testing.assert_allclose(b.lower[0], 0.49)
+    np.testing.assert_allclose(b.upper, [0.51, 0.7])  # an ask-only quote: its ask
+    r, _ = residuals(np.array([0.485, 0.69]), b)
+    np.testing.assert_allclose(r, [-0.005 / 0.02, 0.0])
+    np.testing.assert_array_equal(make_band(MID, BID, ASK).lower, BID)  # default: none
+
+
+def test_beyond_the_tail_the_distance_costs_linearly_and_continuously() -> None:
+    # Huber (1964): r^2 = z^2 up to c half spreads out, 2 c |z| - c^2 beyond.
+    b = make_band(MID, BID, ASK, pull=0.0, tail=0.5)
+    z = np.array([0.2, 0.5, 1.0, 3.0, 9.0])
+    r, dr = residuals(ASK[0] + z * 0.02, b)
+    np.testing.assert_allclose(r * r, np.where(z > 0.5, z - 0.25, z * z))
+    r_dn, _ = residuals(BID[0] - z * 0.02, b)
+    np.testing.assert_allclose(r_dn, -r)
+    eps = 1e-9  # dr matches the residual's own slope, at the tail too
+    for vol in ASK[0] + z * 0.02:
+        up, down = residuals(np.array([vol + eps]), b)[0], residuals(np.array([vol - eps]), b)[0]
+        slope = residuals(np.array([vol]), b)[1]
+        np.testing.assert_allclose((up - down) / (2 * eps), slope, rtol=1e-5)
+    np.testing.assert_allclose(dr[0], 1.0 / 0.02)
+
+
+def test_padding_of_stacked_bands_costs_nothing_with_a_tail() -> None:
+    # Zero-weight padding has an infinite tail (never 0 * inf = NaN).
+    b = make_band(np.array([[0.5, 0.5]]), np.array([[0.48, 0.48]]), np.array([[0.52, 0.52]]),
+                  np.array([[1.0, 0.0]]), pull=0.3, tail=0.5)
+    r, dr = residuals(np.array([[0.9, 0.9]]), b)
+    assert np.isfinite(r).all()
+    assert np.isfinite(dr).all()
+    assert r[0, 1] == 0.0
+    assert dr[0, 1] == 0.0

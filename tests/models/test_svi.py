@@ -134,6 +134,31 @@ def test_band_fit_of_a_smile_inside_its_quotes_recovers_the_smile() -> None:
     assert np.sqrt(np.mean((model - true_iv) ** 2)) < 0.3 * half[0]
 
 
+def test_quotes_the_smile_cannot_reach_leave_their_neighbours_in_their_bands() -> None:
+    # A known smile quoted in tight bands, two quotes a few vol points off it. Fitting
+    # every band's distance squared (Kaiko, arXiv 2207.02989) bends the smile toward
+    # them and out of 10 of the other 29 bands; the Huber tail and the margin of
+    # svi.OBJECTIVE cost a far quote in proportion to its miss and aim inside the rest.
+    k = np.linspace(-0.5, 0.4, 31)
+    t = 0.1
+    true_iv = implied_vol(k, t, TRUE)
+    half = np.full(k.size, 0.004)
+    centre = true_iv + np.random.default_rng(5).uniform(-0.3, 0.3, k.size) * half
+    centre[[3, 26]] += [0.03, -0.025]
+    bid, ask = centre - half, centre + half
+    fit = calibrate(k, centre, t, bid_iv=bid, ask_iv=ask)
+    assert fit.status == "converged"
+    model = implied_vol(k, t, fit.params)
+    others = np.ones(k.size, bool)
+    others[[3, 26]] = False
+    assert np.all((model >= bid) & (model <= ask) | ~others)
+    assert np.max(np.abs(model - true_iv)[others]) < half[0]
+    squared = calibrate(k, centre, t, bid_iv=bid, ask_iv=ask, pull=1.0, margin=0.0,
+                        tail=np.inf)  # the objective before
+    model = implied_vol(k, t, squared.params)
+    assert np.count_nonzero(((model < bid) | (model > ask)) & others) > 5
+
+
 def test_a_parabolic_smile_over_a_narrow_span_converges() -> None:
     # Raw SVI tends to a parabola as sigma, b -> inf: on a parabola over a narrow span
     # the least-squares optimum is at infinity and an unbounded fit never converges.

@@ -80,8 +80,12 @@ NOT_YET = {
 #: "<model>-<file>" -> today's (median RMSE vp, in-band %, published): no worse than
 #: RMSE + MARGIN_VP, band - MARGIN_PCT, published - 0.
 TODAY: dict[str, tuple[float, float, int]] = {
-    "svi-hourly": (0.43, 93.8, 68),  # min_quotes 5: under a day 1.53 -> 1.14 vp
-    "svi-snapshot": (0.82, 92.7, 8),
+    "svi-hourly": (0.44, 96.5, 68),  # min_quotes 5: under a day 1.53 -> 1.14 vp
+    # SVI's band objective with a margin and a Huber tail (band.py, svi.OBJECTIVE): in
+    # band 93.8 -> 96.5 % hourly, 92.7 -> 93.6 % on the snapshot, at 0.43 -> 0.44 and
+    # 0.82 -> 0.88 vp; about a third of what is still out of Deribit's band is inside
+    # the band of our own IVs (computed with our forward, not Deribit's)
+    "svi-snapshot": (0.88, 93.6, 8),
     # The band objective (44ac972) traded in-band share for distance to the mark, as
     # QuantLib's SABR does on the same quotes (0.74 vp, 64.4 % hourly): 1.22 vp / 75.8 %
     # before; a pull of 0.3 gives 0.94 / 69.1, of 3.0 0.76 / 65.2.

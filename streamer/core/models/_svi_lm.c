@@ -22,7 +22,7 @@
 #define P 5 /* parameters: a, ln b, atanh rho, m, ln sigma */
 
 typedef struct {
-    const double *k, *centre, *lower, *upper, *band_w, *pull_w;
+    const double *k, *centre, *lower, *upper, *band_w, *pull_w, *tail;
     Py_ssize_t m;     /* points per problem (padded) */
     double inv_t, ln_span, centre_k, span;
 } Problem;
@@ -50,8 +50,15 @@ static void evaluate(const Problem *pr, const Settings *s, const double *theta, 
         const double vol = sqrt(w * pr->inv_t);
         const int below = vol < pr->lower[j], above = vol > pr->upper[j];
         const double outside = (below ? vol - pr->lower[j] : 0.0) + (above ? vol - pr->upper[j] : 0.0);
-        const double r = pr->pull_w[j] * (vol - pr->centre[j]) + pr->band_w[j] * outside;
-        const double dr = pr->pull_w[j] + pr->band_w[j] * (double)(below | above);
+        /* Huber beyond the tail (band.residuals): r^2 = 2 c |z| - c^2 there */
+        const double z = pr->band_w[j] * outside;
+        const int far = fabs(z) > pr->tail[j];
+        const double c_t = far ? pr->tail[j] : 1.0;
+        const double root_t = sqrt(far ? 2.0 * c_t * fabs(z) - c_t * c_t : 1.0);
+        const double sign_z = z > 0.0 ? 1.0 : (z < 0.0 ? -1.0 : 0.0);
+        const double r = pr->pull_w[j] * (vol - pr->centre[j]) + (far ? sign_z * root_t : z);
+        const double dz = far ? c_t / root_t : 1.0;
+        const double dr = pr->pull_w[j] + pr->band_w[j] * dz * (double)(below | above);
         const double scale = 0.5 * dr * pr->inv_t / vol;
         const double b_scale = scale * b;
         row[0] = scale;
@@ -280,10 +287,10 @@ static int get(PyObject *obj, Buf *b, const char *name, char kind, Py_ssize_t it
     return 1;
 }
 
-enum { A_K, A_CENTRE, A_LOWER, A_UPPER, A_BAND_W, A_PULL_W, A_INV_T, A_LN_SPAN, A_CENTRE_K,
+enum { A_K, A_CENTRE, A_LOWER, A_UPPER, A_BAND_W, A_PULL_W, A_TAIL, A_INV_T, A_LN_SPAN, A_CENTRE_K,
        A_SPAN, A_THETA, A_ITER, A_NFEV, A_CONV, N_BUFS };
 static const char *NAMES[N_BUFS] = {"k", "centre", "lower", "upper", "band_w", "pull_w",
-                                    "inv_t", "ln_span", "centre_k", "span", "theta",
+                                    "tail", "inv_t", "ln_span", "centre_k", "span", "theta",
                                     "iterations", "nfev", "converged"};
 
 static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -320,7 +327,7 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     }
     const Py_ssize_t m = total / n;
     for (int i = A_K + 1; i < N_BUFS; i++) {
-        Py_ssize_t count = i <= A_PULL_W ? n * m : i == A_THETA ? n * P : n;
+        Py_ssize_t count = i <= A_TAIL ? n * m : i == A_THETA ? n * P : n;
         char kind = i <= A_THETA ? 'f' : i == A_CONV ? 'b' : 'i';
         if (!get(args[i], &bufs[i], NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= A_THETA))
             goto done;
@@ -336,7 +343,7 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     for (Py_ssize_t i = 0; i < n; i++) {
         const Py_ssize_t o = i * m;
         Problem pr = {col[A_K] + o, col[A_CENTRE] + o, col[A_LOWER] + o, col[A_UPPER] + o,
-                      col[A_BAND_W] + o, col[A_PULL_W] + o, m, col[A_INV_T][i],
+                      col[A_BAND_W] + o, col[A_PULL_W] + o, col[A_TAIL] + o, m, col[A_INV_T][i],
                       col[A_LN_SPAN][i], col[A_CENTRE_K][i], col[A_SPAN][i]};
         minimise(&pr, &s, theta + i * P, iterations + i, nfev + i, converged + i);
     }
@@ -416,7 +423,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"lm", (PyCFunction)(void (*)(void))lm, METH_FASTCALL,
-     "lm(k, centre, lower, upper, band_w, pull_w, inv_t, ln_span, centre_k, span, theta, "
+     "lm(k, centre, lower, upper, band_w, pull_w, tail, inv_t, ln_span, centre_k, span, theta, "
      "iterations, nfev, converged, n, max_iter, tol, sigma_prior, w_floor, lambda0, "
      "lambda_min, lambda_max, step_tol): refine every problem's theta in place (see svi_lm.py)."},
     {"seeds", (PyCFunction)(void (*)(void))seeds, METH_FASTCALL,
