@@ -19,7 +19,13 @@ from typing import Any, cast
 import msgspec
 import numpy as np
 
-from streamer.config import AnalyticsConfig, BatchConfig, CalibrationConfig, DynamicsConfig
+from streamer.config import (
+    AnalyticsConfig,
+    BatchConfig,
+    CalibrationConfig,
+    DynamicsConfig,
+    publishes_forward,
+)
 from streamer.core.models.mixed import MixedSlices
 from streamer.core.models.protocol import (
     BatchSliceModel,
@@ -104,6 +110,8 @@ class Engine:
         self._last_surface: dict[str, SurfaceUpdate] = {}  # per underlying, for dynamics state
         self._saved_counts: dict[str, int] = {}
         self.calibration = calibration
+        #: the venue's own forward for each expiry, where it publishes one
+        self._venue_forward = calibration.forward == "venue" and publishes_forward(venue)
         self.batch = batch
         self._underlyings: dict[str, _Underlying] = {}
         self._report = EngineReport()
@@ -288,6 +296,7 @@ class Engine:
         """The fit inputs of several expiries in one pass (expired ones left out), and
         the count of the quotes they rejected."""
         built = build_slices([(e, state.book.quotes(e)) for e in expiries], now_ms,
+                             venue_forward=self._venue_forward,
                              stale_after_ms=self.calibration.stale_after_ms,
                              max_rel_spread=self.calibration.max_rel_spread)
         snaps = []

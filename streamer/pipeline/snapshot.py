@@ -53,7 +53,8 @@ _IS_CALL = attrgetter("is_call")
 
 
 def build_slice(quotes: list[Quote], expiry_ts_ms: int, now_ms: int, *,
-                stale_after_ms: int, max_rel_spread: float) -> SliceBuild:
+                stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
+                ) -> SliceBuild:
     """Filter, invert and weight one expiry's quotes.
 
     Returns the snapshot (None when the expiry has expired), a reason code per
@@ -61,7 +62,7 @@ def build_slice(quotes: list[Quote], expiry_ts_ms: int, now_ms: int, *,
     that order.
     """
     return build_slices([(expiry_ts_ms, quotes)], now_ms, stale_after_ms=stale_after_ms,
-                        max_rel_spread=max_rel_spread)[0]
+                        max_rel_spread=max_rel_spread, venue_forward=venue_forward)[0]
 
 
 class _Chain:
@@ -81,16 +82,19 @@ class _Chain:
         self.mid = 0.5 * (self.bid + self.ask)
 
 
-def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_]
-              ) -> tuple[FloatArray, list[str]]:
-    """Each live expiry's forward from its call-put pairs (a call and a put at one
-    strike), else the underlying price of its newest quote."""
+def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
+              venue_forward: bool) -> tuple[FloatArray, list[str]]:
+    """Each live expiry's forward: the underlying price of its newest quote where that is
+    the venue's own forward (``venue_forward``), else from its call-put pairs (a call and
+    a put at one strike), else that underlying price."""
     n_books = chain.start.size
     newest = np.full(n_books, np.nan)
     expiry = chain.book
     for i in np.flatnonzero(live).tolist():
         lo, hi = chain.start[i], chain.stop[i]
         newest[i] = chain.underlying[lo + int(np.argmax(chain.ts[lo:hi]))]
+    if venue_forward and np.all(~live | ((newest > 0) & np.isfinite(newest))):
+        return np.where(live, newest, np.nan), ["venue"] * n_books
     # a pair: the call and the put of one (expiry, strike); first listed of duplicates
     _, strike_code = np.unique(chain.strike, return_inverse=True)
     key = expiry * (int(strike_code.max(initial=0)) + 1) + strike_code
@@ -101,17 +105,23 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_]
     c, p = c[paired], p[paired]
     forward, _, parity = implied_forwards(expiry[c], chain.strike[c], mid[c], mid[p], newest)
     methods = ["parity" if ok else "fallback" for ok in parity.tolist()]
+    if venue_forward:  # where the venue's forward is missing, parity stands in
+        usable = (newest > 0) & np.isfinite(newest)
+        forward = np.where(usable, newest, forward)
+        methods = ["venue" if ok else m for ok, m in zip(usable.tolist(), methods, strict=True)]
     return np.where(live, forward, np.nan), methods
 
 
 def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
-                 stale_after_ms: int, max_rel_spread: float) -> list[SliceBuild]:
+                 stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
+                 ) -> list[SliceBuild]:
     """:func:`build_slice` of several expiries (``(expiry_ts_ms, quotes)`` each) at once.
 
     The quote filter, the implied vols (mid, bid and ask) and the vegas run as one
     numpy call over every quote of every expiry: on 30-60 quotes a slice numpy's
-    per-call overhead, not the arithmetic, is the cost. Each expiry's forward comes
-    from its own call-put pairs. The results are those of one expiry at a time.
+    per-call overhead, not the arithmetic, is the cost. Each expiry's forward is the
+    venue's own (``venue_forward``: the quotes' ``underlying_price``) or comes from its
+    call-put pairs. The results are those of one expiry at a time.
     """
     chain = _Chain(books)
     n = len(chain.quotes)
@@ -119,7 +129,7 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
     t_of = np.array([years_to_expiry(e, now_ms) for e, _ in books], np.float64)
     sizes = chain.stop - chain.start
     live = (t_of > 0) & (sizes > 0)
-    forward, methods = _forwards(chain, np.where(fresh, chain.mid, np.nan), live)
+    forward, methods = _forwards(chain, np.where(fresh, chain.mid, np.nan), live, venue_forward)
     f_q, t_q = np.repeat(forward, sizes), np.repeat(t_of, sizes)
     codes = np.zeros(n, np.int8)
     live_q = np.repeat(live, sizes)

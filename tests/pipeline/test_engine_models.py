@@ -126,3 +126,37 @@ async def test_replays_are_deterministic_for_every_model(
         return encode_surface(msgspec.structs.replace(u, published_ts_ns=0))
 
     assert [published(u) for u in first] == [published(u) for u in second]
+
+
+async def test_slices_take_the_venues_forward_unless_told_parity(short_recording: Path) -> None:
+    """Deribit's ``underlying_price`` is the forward its IVs are computed on: by default
+    each published slice's forward is one the expiry's quotes carried; with
+    ``calibration.forward: parity`` it is the call-put estimate instead."""
+    from streamer.sources.registry import make_decoder
+    from streamer.tickfile import read_tickfile
+
+    decoder = make_decoder("deribit")
+    carried: dict[int, set[float]] = {}
+    for line in read_tickfile(short_recording):
+        for q in decoder.decode(line.raw, line.received_ts_ns).quotes:
+            carried.setdefault(q.expiry_ts_ms, set()).add(q.underlying_price)
+    venue, parity = (await _replay(short_recording),
+                     await _replay(short_recording, STREAMER_CALIBRATION__FORWARD="parity"))
+    venue_f = [s.forward for u in venue for s in u.slices]
+    assert all(s.forward in carried[s.expiry_ts_ms] for u in venue for s in u.slices)
+    off = [s.forward not in carried[s.expiry_ts_ms] for u in parity for s in u.slices]
+    assert sum(off) > len(off) // 2
+    assert len(venue_f) > 10
+
+
+def test_only_venues_that_send_their_forward_use_it() -> None:
+    from streamer.config import publishes_forward
+    from streamer.pipeline.engine import Engine
+
+    config = load_config(None, env={})
+    assert [publishes_forward(v) for v in ("deribit", "okx", "bybit", "binance")] == [
+        True, True, True, False]
+    engines = {v: Engine(v, config.calibration, config.batch, config.dynamics, config.analytics)
+               for v in ("deribit", "binance")}
+    assert engines["deribit"]._venue_forward
+    assert not engines["binance"]._venue_forward

@@ -8,6 +8,7 @@ a bid, crossed and one-sided quotes, expiries of very different sizes.
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -144,3 +145,27 @@ def test_build_slice_of_one_expiry_is_the_chain_pass_of_it(i: int) -> None:
 
 def test_an_empty_chain_builds_nothing() -> None:
     assert build_slices([], NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0) == []
+
+
+def test_the_venues_own_forward_is_each_expirys_forward_where_it_sends_one() -> None:
+    """``venue_forward``: the newest quote's ``underlying_price`` (the forward Deribit,
+    OKX and Bybit compute their IVs on), not the parity estimate from the mids; an
+    expiry whose quotes carry none falls back to parity on its own."""
+    books = []
+    for i, (expiry, quotes) in enumerate(_books()[2:]):
+        said = float("nan") if i == 1 else quotes[0].underlying_price * (1.0 + 0.001 * (i + 1))
+        books.append((expiry, [msgspec.structs.replace(q, underlying_price=said)
+                               for q in quotes]))
+    parity = build_slices(books, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0)
+    venue = build_slices(books, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0,
+                         venue_forward=True)
+    for i, ((_, quotes), (p, _, _), (v, _, _)) in enumerate(zip(books, parity, venue,
+                                                                strict=True)):
+        assert p is not None
+        assert v is not None
+        assert p.forward_method == "parity"
+        if i == 1:  # no venue forward: parity
+            assert (v.forward, v.forward_method) == (p.forward, "parity")
+            continue
+        assert (v.forward, v.forward_method) == (quotes[0].underlying_price, "venue")
+        assert v.forward != p.forward
