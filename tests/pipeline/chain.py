@@ -7,6 +7,7 @@ import numpy as np
 
 from streamer.core import black76
 from streamer.core.models import svi
+from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.types import Quote
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -47,3 +48,24 @@ def chain_quotes(expiry_days: tuple[int, ...], *, underlying: str = "BTC",
                     underlying_price=SPOT, index_price=SPOT, exchange_ts_ms=NOW_MS,
                     received_ts_ns=received_ns))
     return quotes
+
+
+#: Times to expiry (years) of :func:`surface_snaps`'s expiries.
+SURFACE_TIMES = (0.02, 0.1, 0.3, 0.6)
+
+
+def surface_snaps(zigzag: float = 0.0, broken: int = 2) -> list[SliceSnapshot]:
+    """Snapshots of four expiries (``SURFACE_TIMES``, ``expiry_ts_ms`` 1-4) on one smooth
+    smile in k, bid/ask half a vol point either side; expiry ``broken`` zigzags by
+    ``zigzag`` vol points around it (the quote at the money left alone, so its market ATM
+    stays put): no smooth smile fits it."""
+    out = []
+    for i, t in enumerate(SURFACE_TIMES):
+        k = np.linspace(-0.3, 0.3, 15) * np.sqrt(t / 0.1)
+        iv = 0.55 - 0.15 * k + 0.4 * k * k
+        if i == broken:
+            iv = iv + zigzag * (-1.0) ** np.arange(k.size) * (np.abs(k) > 1e-9)
+        out.append(SliceSnapshot(expiry_ts_ms=i + 1, t=t, forward=1.0, forward_method="parity",
+                                 k=k, iv=iv, bid_iv=iv - 0.005, ask_iv=iv + 0.005,
+                                 weights=np.ones(k.size)))
+    return out

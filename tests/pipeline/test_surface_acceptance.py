@@ -9,22 +9,14 @@ from streamer.config import CalibrationConfig
 from streamer.core.models.ssvi import SSVIModel
 from streamer.pipeline.calibrator import WholeSurface
 from streamer.pipeline.snapshot import SliceSnapshot
+from tests.pipeline.chain import SURFACE_TIMES, surface_snaps
 
-TIMES = (0.02, 0.1, 0.3, 0.6)
+TIMES = SURFACE_TIMES
 BROKEN = 2  # this expiry's quotes zigzag 12 vol points: no smooth smile fits them
 
 
 def _snaps(zigzag: float = 0.12) -> list[SliceSnapshot]:
-    out = []
-    for i, t in enumerate(TIMES):
-        k = np.linspace(-0.3, 0.3, 15) * np.sqrt(t / 0.1)
-        iv = 0.55 - 0.15 * k + 0.4 * k * k
-        if i == BROKEN:  # (the quote at the money left alone: its market ATM stays put)
-            iv = iv + zigzag * (-1.0) ** np.arange(k.size) * (np.abs(k) > 1e-9)
-        out.append(SliceSnapshot(expiry_ts_ms=i + 1, t=t, forward=1.0, forward_method="parity",
-                                 k=k, iv=iv, bid_iv=iv - 0.005, ask_iv=iv + 0.005,
-                                 weights=np.ones(k.size)))
-    return out
+    return surface_snaps(zigzag, broken=BROKEN)
 
 
 def test_an_unfittable_expiry_is_refused_alone_on_a_cold_start() -> None:

@@ -21,9 +21,9 @@ from streamer.pipeline.engine import Engine
 from streamer.pipeline.greeks import surface_of
 from streamer.pipeline.snapshot import SliceSnapshot
 from streamer.sinks.codec import decode_surface, encode_surface
-from tests.pipeline.chain import NOW_NS, chain_quotes, expiry_ms
+from tests.pipeline.chain import NOW_NS, SURFACE_TIMES, chain_quotes, expiry_ms, surface_snaps
 
-TIMES = (0.02, 0.1, 0.3, 0.6)
+TIMES = SURFACE_TIMES
 LIFTED = 1  # the index of the expiry whose surface slice the scripted model puts off the market
 
 
@@ -42,16 +42,7 @@ class _OffMarket(SSVIModel):
 
 
 def _snaps(zigzag: float = 0.0) -> list[SliceSnapshot]:
-    out = []
-    for i, t in enumerate(TIMES):
-        k = np.linspace(-0.3, 0.3, 15) * np.sqrt(t / 0.1)
-        iv = 0.55 - 0.15 * k + 0.4 * k * k
-        if i == LIFTED:  # the money's quote left alone: the market ATM stays put
-            iv = iv + zigzag * (-1.0) ** np.arange(k.size) * (np.abs(k) > 1e-9)
-        out.append(SliceSnapshot(expiry_ts_ms=i + 1, t=t, forward=1.0, forward_method="parity",
-                                 k=k, iv=iv, bid_iv=iv - 0.005, ask_iv=iv + 0.005,
-                                 weights=np.ones(k.size)))
-    return out
+    return surface_snaps(zigzag, broken=LIFTED)
 
 
 def test_an_expiry_the_surface_model_puts_off_the_market_is_published_as_an_svi_slice() -> None:
