@@ -93,7 +93,8 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
     for i in np.flatnonzero(live).tolist():
         lo, hi = chain.start[i], chain.stop[i]
         newest[i] = chain.underlying[lo + int(np.argmax(chain.ts[lo:hi]))]
-    if venue_forward and np.all(~live | ((newest > 0) & np.isfinite(newest))):
+    venue = venue_forward & (newest > 0) & np.isfinite(newest)
+    if np.all(venue | ~live):  # no parity needed
         return np.where(live, newest, np.nan), ["venue"] * n_books
     # a pair: the call and the put of one (expiry, strike); first listed of duplicates
     _, strike_code = np.unique(chain.strike, return_inverse=True)
@@ -105,10 +106,9 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
     c, p = c[paired], p[paired]
     forward, _, parity = implied_forwards(expiry[c], chain.strike[c], mid[c], mid[p], newest)
     methods = ["parity" if ok else "fallback" for ok in parity.tolist()]
-    if venue_forward:  # where the venue's forward is missing, parity stands in
-        usable = (newest > 0) & np.isfinite(newest)
-        forward = np.where(usable, newest, forward)
-        methods = ["venue" if ok else m for ok, m in zip(usable.tolist(), methods, strict=True)]
+    # where the venue's forward is missing, parity stands in
+    forward = np.where(venue, newest, forward)
+    methods = ["venue" if ok else m for ok, m in zip(venue.tolist(), methods, strict=True)]
     return np.where(live, forward, np.nan), methods
 
 

@@ -295,21 +295,18 @@ def _residual_fn(c: _Chain) -> ResidualFn:
     return residuals
 
 
-def _span(c: _Chain) -> FloatArray:
-    """Each slice's quoted k span (at least 0.05)."""
+def _quoted_k(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Each slice's lowest and highest quoted k and its span (at least 0.05)."""
     lo = np.where(c.valid, c.k, np.inf).min(axis=1)
     hi = np.where(c.valid, c.k, -np.inf).max(axis=1)
-    result: FloatArray = np.maximum(hi - lo, 0.05)
-    return result
+    return lo, hi, np.maximum(hi - lo, 0.05)
 
 
 def _priors(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
     """What the priors of :func:`_residual_fn` need: each slice's ``ln span``, the
     centre of its quoted k and its span."""
-    span = _span(c)
-    centre = 0.5 * (np.where(c.valid, c.k, np.inf).min(axis=1)
-                    + np.where(c.valid, c.k, -np.inf).max(axis=1))
-    return np.log(span), centre, span
+    lo, hi, span = _quoted_k(c)
+    return np.log(span), 0.5 * (lo + hi), span
 
 
 def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
@@ -321,8 +318,8 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     total variance (Zeliade 2009), scored by its squared vol errors. A slice with no
     grid point of positive curvature starts flat.
     """
-    span = _span(c)
-    lo = np.where(c.valid, c.k, np.inf).min(axis=1) - 0.1 * span
+    k_min, _, span = _quoted_k(c)
+    lo = k_min - 0.1 * span
     hi = lo + 1.2 * span
     iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
     if _NATIVE is not None:
