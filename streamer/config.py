@@ -183,9 +183,12 @@ class CalibrationConfig(ConfigBase, frozen=True, kw_only=True):
     budget_ms: PositiveFloat = 100.0
     surface_budget_ms: PositiveFloat = 1500.0
     warm_restart: bool = True
-    #: Where `streamer run` cuts batches: a worker thread (the event loop never waits
-    #: for a fit), a worker process (nor shares its GIL), or inline on the event loop.
-    worker: Literal["thread", "inline", "process"] = "thread"
+    #: Where `streamer run` cuts batches: a worker process (the event loop never waits
+    #: for a fit, nor shares its GIL: event-loop lag p99 3.9 ms against 21.8 on a thread,
+    #: benchmarks/bench_pipeline_service.py), a worker thread, or inline on the event loop.
+    worker: Literal["thread", "inline", "process"] = "process"
+    #: Niceness added to the worker process (0-19): fits yield the CPU to ingest and sends.
+    worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
 
 
 class KafkaConfig(ConfigBase, frozen=True, kw_only=True):

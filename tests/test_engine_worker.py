@@ -86,8 +86,32 @@ async def test_a_quote_waits_in_the_inbox_until_the_next_cut() -> None:
         for quote in quotes:
             worker.on_quote(quote)
         assert engine.instruments(quotes[0].underlying) == []
-        await worker.on_timer(line.received_ts_ns)
+        await worker.on_timer(line.received_ts_ns + engine.batch.interval_ms * 1_000_000)
         assert worker.instruments(quotes[0].underlying) == quotes
+    finally:
+        worker.close()
+
+
+async def test_the_worker_knows_when_the_next_batch_is_due_and_cuts_only_then() -> None:
+    """The loop counts quotes with the engine's batch rule: the service's timer wakes at
+    the due instant, and a timer before it costs no call to the worker."""
+    engine = _RecordingEngine()
+    worker = EngineWorker(engine, "thread")
+    decoder = DeribitDecoder()
+    line = next(iter(read_tickfile(bundled_sample())))
+    interval_ns = engine.batch.interval_ms * 1_000_000
+    try:
+        assert worker.next_due_ns(line.received_ts_ns) is None  # nothing pending
+        for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
+            worker.on_quote(quote)
+        due = line.received_ts_ns + interval_ns
+        assert worker.next_due_ns(line.received_ts_ns) == due
+        assert await worker.on_timer(due - 1) == []
+        assert engine.cut_threads == set()  # not asked
+        assert worker.next_due_ns(due) == due
+        await worker.on_timer(due)
+        assert engine.cut_threads
+        assert worker.next_due_ns(due) is None
     finally:
         worker.close()
 
@@ -104,9 +128,14 @@ class _FailingEngine(Engine):
 @pytest.mark.parametrize("mode", ["thread", "inline", "process"])
 async def test_an_engine_error_is_raised_in_the_awaiting_task(mode: str) -> None:
     worker = EngineWorker(_FailingEngine(), mode)  # type: ignore[arg-type]
+    line = next(iter(read_tickfile(bundled_sample())))
+    for quote in DeribitDecoder().decode(line.raw, line.received_ts_ns).quotes:
+        worker.on_quote(quote)
     try:
         with pytest.raises(RuntimeError, match="calibration exploded"):
-            await worker.on_timer(1)
+            await worker.on_timer(line.received_ts_ns + 10**12)
+        # raised once: the next call (this engine's flush works) is not answered with it
+        assert await worker.flush(line.received_ts_ns + 10**12) == []
     finally:
         worker.close()
 
@@ -138,6 +167,65 @@ async def test_a_process_worker_cuts_in_its_own_process_and_answers_between_cuts
     finally:
         worker.close()
     assert worker._executor._processes in (None, {})  # type: ignore[union-attr]
+
+
+async def test_a_ctrl_c_while_the_worker_process_starts_does_not_kill_it() -> None:
+    """A terminal's Ctrl-C reaches the whole process group, also a child still importing
+    (before it can ignore SIGINT): it used to die there with a KeyboardInterrupt
+    traceback, and the parent's flush through it broke. The parent handles Ctrl-C."""
+    import os
+    import signal
+
+    worker = EngineWorker(_engine(), "process")
+    try:
+        (child,) = worker._executor._processes  # type: ignore[union-attr]
+        os.kill(child, signal.SIGINT)  # at once: the child is still importing
+        assert await _run(worker, 600)
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+async def test_a_cut_whose_wait_was_cancelled_publishes_with_the_next(mode: str) -> None:
+    """The service cancels its timer task at shutdown, maybe while a cut runs: that cut's
+    surfaces and rejects used to be lost (in a process, its report came back only to the
+    cancelled wait). They come out with the flush, as if nothing was cancelled."""
+    decoder = DeribitDecoder()
+    lines = list(itertools.islice(read_tickfile(bundled_sample()), 400))
+    runs = []
+    for cancel in (False, True):
+        worker = EngineWorker(_engine(), mode)  # type: ignore[arg-type]
+        try:
+            for line in lines:
+                for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
+                    worker.on_quote(quote)
+            now_ns = lines[-1].received_ts_ns
+            timer = asyncio.ensure_future(worker.on_timer(now_ns))
+            if cancel:
+                await asyncio.sleep(0)  # the cut has started
+                timer.cancel()
+            out = [] if cancel else await timer
+            out += await worker.flush(now_ns + 1)
+            runs.append(([encode_surface(u) for u in out],
+                         sum(worker.drain_report().slices.values())))
+        finally:
+            worker.close()
+    assert runs[0][0]
+    assert runs[0][1] > 0
+    assert runs[1] == runs[0]
+
+
+def test_a_process_worker_runs_at_its_configured_lower_priority() -> None:
+    """Fits are throughput work: the child takes ``nice`` on top of the parent's niceness,
+    so the event loop's process wins the CPU when they compete."""
+    import os
+
+    worker = EngineWorker(_engine(), "process", nice=7)
+    try:
+        child = worker._executor.submit(os.nice, 0).result()  # type: ignore[union-attr]
+    finally:
+        worker.close()
+    assert child == min(19, os.nice(0) + 7)
 
 
 async def test_a_process_worker_reports_what_a_thread_worker_reports() -> None:
@@ -224,6 +312,8 @@ async def test_the_kept_instruments_are_read_while_a_cut_runs() -> None:
             for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
                 worker.on_quote(quote)
         await worker.flush(lines[-1].received_ts_ns)
+        for quote in decoder.decode(lines[-1].raw, lines[-1].received_ts_ns).quotes:
+            worker.on_quote(quote)  # a batch pending again, due in a second
         cut = asyncio.ensure_future(worker.on_timer(lines[-1].received_ts_ns + 10**9))
         assert await asyncio.to_thread(engine.cutting.wait, 30)
         assert worker.published_instruments("BTC")  # answered while the cut holds its lock

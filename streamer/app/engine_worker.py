@@ -6,7 +6,9 @@ the worker's one thread: it first applies the inbox to the engine, then cuts the
 batches that are due and returns their updates. The loop awaits it
 (``run_in_executor``) while websockets, heartbeats and Kafka carry on: numpy releases
 the GIL in its heavy parts, and the interpreter switches threads every few
-milliseconds in between.
+milliseconds in between. The loop also counts the quotes with the engine's own batch
+rule (``pipeline.batcher``), so it knows which cuts are due, and when the next one is,
+without asking the worker.
 
 The other engine calls of the service (seeds, instruments, the report, dynamics
 states) take the lock the cut holds; the service makes them between cuts. What is
@@ -23,31 +25,37 @@ and the Python between numpy's calls in a fit held the loop up to hundreds of
 milliseconds. The inbox then travels to the child with each cut (pickled), and the updates come
 back with the engine's report, so the service's metrics after each cut cost no round
 trip, and the dynamics states are asked for only after a cut that published; the rarer
-calls (seeds, instruments) are round trips, in order after the cuts.
+calls (seeds, instruments) are round trips, in order after the cuts. The child runs at a
+lower scheduling priority (``nice``): a fit is throughput work, the loop's ingest and sends
+are latency work, and on a small machine the child, the loop and a broker share its cores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import threading
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Literal
 
+from streamer.pipeline.batcher import Batcher
 from streamer.pipeline.engine import Engine, EngineReport
 from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 
 WorkerMode = Literal["thread", "inline", "process"]
 Cut = list[SurfaceUpdate]
 Kept = dict[str, list[Quote]]  # by underlying: the instruments behind its surface of a cut
+#: A finished cut: its updates, kept instruments and (a process's) engine report.
+_Landed = tuple[Cut, Kept, EngineReport | None]
 
 
 class EngineWorker:
     """One venue's Engine behind an inbox, cut on a worker thread (or process, or inline)."""
 
-    def __init__(self, engine: Engine, mode: WorkerMode = "thread") -> None:
+    def __init__(self, engine: Engine, mode: WorkerMode = "thread", nice: int = 0) -> None:
         self.engine = engine  # in ``process`` mode, the child's copy is the live one
         self.mode: WorkerMode = mode
         self._venue = engine.venue
@@ -58,13 +66,16 @@ class EngineWorker:
         #: Keep, with each cut, the instruments behind each surface it computes.
         self.keep_instruments = False
         self._kept: dict[str, list[Quote]] = {}
+        self._in_flight: asyncio.Future[_Landed] | None = None
+        # The engine's batch rule, mirrored on the loop from the same quotes: which cuts
+        # are due (and when the next is) without a round trip to the worker.
+        self._batch = engine.batch
+        self._batchers: dict[str, Batcher] = {}
         self._executor: Executor | None = None
         if mode == "thread":
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{engine.venue}")
         elif mode == "process":
-            self._executor = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_adopt,
-                initargs=(engine,))
+            self._executor = _spawn(engine, nice)
 
     @property
     def venue(self) -> str:
@@ -74,17 +85,35 @@ class EngineWorker:
     def on_quote(self, quote: Quote) -> None:
         """Queue a quote for the next cut (cheap: the loop's hot path)."""
         self._inbox.append(quote)
+        batcher = self._batchers.get(quote.underlying)
+        if batcher is None:
+            batcher = self._batchers[quote.underlying] = Batcher(
+                self._batch.interval_ms, self._batch.max_quotes)
+        batcher.add(quote.received_ts_ns)
+
+    def next_due_ns(self, now_ns: int) -> int | None:
+        """When the earliest pending batch falls due (``now_ns`` if one is due already;
+        None: nothing pending), so the service's timer wakes at that instant."""
+        due = [now_ns if b.due(now_ns) else b.due_at_ns() for b in self._batchers.values()]
+        return min((d for d in due if d is not None), default=None)
 
     def on_vol_index(self, index: VenueVolIndex) -> None:
         """Queue a venue vol index for the next cut."""
         self._inbox.append(index)
 
     async def on_timer(self, now_ns: int) -> Cut:
-        """Cut every batch due at ``now_ns``."""
+        """Cut every batch due at ``now_ns`` (no call to the worker when none is)."""
+        due = [b for b in self._batchers.values() if b.due(now_ns)]
+        if not due and self._in_flight is None:
+            return []
+        for batcher in due:
+            batcher.cut()
         return await self._run(now_ns, flush=False)
 
     async def flush(self, now_ns: int) -> Cut:
         """Calibrate everything pending (the end of a run)."""
+        for batcher in self._batchers.values():
+            batcher.cut()
         return await self._run(now_ns, flush=True)
 
     def seed(self, update: SurfaceUpdate) -> bool:
@@ -135,28 +164,49 @@ class EngineWorker:
             return getattr(self.engine, name)(*args)
 
     async def _run(self, now_ns: int, *, flush: bool) -> Cut:
+        # A cut whose wait was cancelled (the timer's, at shutdown) still ran: its
+        # surfaces and report come out with the next one, never dropped.
+        landed = await self._landed()
+        self._in_flight = self._start(now_ns, flush)
+        return landed + await self._landed()
+
+    def _start(self, now_ns: int, flush: bool) -> asyncio.Future[_Landed]:
+        keep = self.keep_instruments
         if isinstance(self._executor, ProcessPoolExecutor):
             items = list(self._inbox)
             self._inbox.clear()  # appended only on this loop: nothing arrives in between
-            updates, kept, report = await asyncio.wrap_future(
-                self._executor.submit(_cut, items, now_ns, flush, self.keep_instruments))
+            return asyncio.wrap_future(
+                self._executor.submit(_cut, items, now_ns, flush, keep))
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            done: asyncio.Future[_Landed] = loop.create_future()
+            done.set_result(self._cut(now_ns, flush, keep))
+            return done
+        return loop.run_in_executor(self._executor, self._cut, now_ns, flush, keep)
+
+    async def _landed(self) -> Cut:
+        """The updates of the cut in flight (none: nothing), its report kept."""
+        if self._in_flight is None:
+            return []
+        cut = self._in_flight
+        try:  # shielded: a cancelled wait leaves the cut running and its result to collect
+            updates, kept, report = await asyncio.shield(cut)
+        finally:
+            if cut.done():  # an engine error is raised once, here
+                self._in_flight = None
+        if report is not None:  # the process's report came back with its cut
             self._report.add(report)
             self._published = self._published or bool(updates)
-        elif self._executor is None:
-            updates, kept = self._cut(now_ns, flush, self.keep_instruments)
-        else:
-            updates, kept = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._cut, now_ns, flush, self.keep_instruments)
         self._kept.update(kept)
         return updates
 
     # -- on the worker thread ------------------------------------------------------------
-    def _cut(self, now_ns: int, flush: bool, keep: bool) -> tuple[Cut, Kept]:
+    def _cut(self, now_ns: int, flush: bool, keep: bool) -> _Landed:
         with self._lock:
             items = []
             while self._inbox:
                 items.append(self._inbox.popleft())
-            return _apply_and_cut(self.engine, items, now_ns, flush, keep)
+            return (*_apply_and_cut(self.engine, items, now_ns, flush, keep), None)
 
 
 def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: int,
@@ -171,14 +221,33 @@ def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: i
     return updates, kept
 
 
+def _spawn(engine: Engine, nice: int) -> ProcessPoolExecutor:
+    """The worker process, started now with SIGINT blocked.
+
+    A terminal's Ctrl-C reaches the whole process group: the parent shuts down (and
+    flushes through this child), so the child must not die of it first, not even while
+    it is still importing, before it can ignore it (a traceback, and no flush). The
+    blocked mask is inherited across the spawn; the child ignores SIGINT, then unblocks.
+    """
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_adopt, initargs=(engine, nice))
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        executor.submit(int)  # launches the child, here and now
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return executor
+
+
 # -- in the worker process -----------------------------------------------------------------
 _ENGINE: Engine | None = None
 
 
-def _adopt(engine: Engine) -> None:
-    # A terminal's Ctrl-C reaches the whole process group: the parent shuts down (and
-    # flushes through this child), so the child must not die of it first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _adopt(engine: Engine, nice: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to handle (_spawn)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if nice > 0:  # raising one's own niceness needs no privilege
+        os.nice(nice)
     global _ENGINE
     _ENGINE = engine
 

@@ -229,7 +229,8 @@ class Service:
             engine = Engine(venue, self.config.calibration, self.config.batch,
                             self.config.dynamics, self.config.analytics,
                             budget_clock=time.perf_counter)
-            worker = self.engines[venue] = EngineWorker(engine, self.config.calibration.worker)
+            worker = self.engines[venue] = EngineWorker(
+                engine, self.config.calibration.worker, self.config.calibration.worker_nice)
         return worker
 
     async def _bootstrap(self) -> str:
@@ -384,8 +385,18 @@ class Service:
     # -- periodic work ---------------------------------------------------------
     async def _timer_loop(self) -> None:
         while True:
-            await asyncio.sleep(TIMER_PERIOD_S)
+            await asyncio.sleep(self._until_due_s(time.time_ns()))
             self._publish(await self._cut_engines(flush=False))
+
+    def _until_due_s(self, now_ns: int) -> float:
+        """Until the earliest batch of any engine falls due (at most ``TIMER_PERIOD_S``:
+        quotes arriving meanwhile may start one), so a batch is cut when it is due, not
+        on the next tick of a fixed timer."""
+        due = min((d for w in self.engines.values()
+                   if (d := w.next_due_ns(now_ns)) is not None), default=None)
+        if due is None:
+            return TIMER_PERIOD_S
+        return min(TIMER_PERIOD_S, max(0.0, (due - now_ns) / 1e9))
 
     async def _cut_engines(self, *, flush: bool) -> list[SurfaceUpdate]:
         """Every engine's due batches (all pending ones when ``flush``), cut off the event
