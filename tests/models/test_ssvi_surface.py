@@ -8,6 +8,7 @@ import pytest
 
 from streamer.core.arbitrage import calendar_free
 from streamer.core.models import ssvi, ssvi_surface, svi
+from streamer.core.models.fit import Fit
 
 T = (0.02, 0.08, 0.25, 0.6)
 # One smile shape scaled in t (so free of calendar arbitrage), its vertex off the money
@@ -52,17 +53,42 @@ def test_smiles_no_ssvi_slice_can_follow_are_fitted_exactly() -> None:
     assert ssvi.calibrate(ks, ivs, T).rmse_vol > 0.003
 
 
-def test_quotes_with_calendar_arbitrage_give_a_calendar_free_surface() -> None:
-    # the last expiry's quotes dip below the one before's total variance in both wings
+def _crossed_market() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The last expiry's quotes dip below the one before's total variance in both wings."""
     ks, ivs = _market()
     low = [v.copy() for v in ivs]
     before = svi.total_variance(ks[3], _truth(T[2]))
     low[3] = np.sqrt(before * (1.2 - 1.5 * ks[3] ** 2) / T[3])
     assert np.min(low[3] ** 2 * T[3] - before) < -0.01  # the premise
-    fit = ssvi_surface.calibrate(ks, low, T)
+    return ks, low
+
+
+def _assert_calendar_free(fit: Fit[ssvi_surface.SSVISurface]) -> None:
     k = np.linspace(-0.9, 0.75, 400)
     w = np.array([ssvi.slice_total_variance(k, s) for s in fit.params.slices])
     assert calendar_free(w, tol=1e-12).all()
+
+
+@pytest.mark.parametrize("calls", [0, 25])
+def test_a_refit_stopped_by_its_budget_ends_calendar_free_at_its_best_point(calls: int) -> None:
+    ks, low = _crossed_market()
+    seen: list[int] = []
+
+    def stop() -> bool:
+        seen.append(1)
+        return len(seen) > calls
+
+    fit = ssvi_surface.calibrate(ks, low, T, should_stop=stop)
+    assert (fit.status, fit.message) == ("max_iter", "stopped")
+    _assert_calendar_free(fit)
+    full = ssvi_surface.calibrate(ks, low, T)
+    assert full.rmse_vol <= fit.rmse_vol + 1e-12
+
+
+def test_quotes_with_calendar_arbitrage_give_a_calendar_free_surface() -> None:
+    ks, low = _crossed_market()
+    fit = ssvi_surface.calibrate(ks, low, T)
+    _assert_calendar_free(fit)
     up = [s.raw_svi()[1] * (1 + s.rho) for s in fit.params.slices]
     down = [s.raw_svi()[1] * (1 - s.rho) for s in fit.params.slices]
     assert np.all(np.diff(up) >= 0)

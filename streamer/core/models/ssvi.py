@@ -525,7 +525,8 @@ class SSVIModel(VolFromVariance[SSVISlice]):
 
         # Cold every time (ssvi_surface.calibrate says why). The band weighs by half
         # spreads, as SVI's: the pipeline's weights only for a slice too small for SVI.
-        return ssvi_surface.calibrate(k, iv, t, bid_iv=bid_iv, ask_iv=ask_iv, weights=weights)
+        return ssvi_surface.calibrate(k, iv, t, bid_iv=bid_iv, ask_iv=ask_iv, weights=weights,
+                                      should_stop=should_stop)
 
     def slice_params(self, params: SSVISurface, index: int) -> SSVISlice:
         return params.slice(index)

@@ -34,7 +34,7 @@ short-dated smile can keep a small negative ``g`` (the pipeline publishes its ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 import numpy as np
@@ -152,14 +152,21 @@ def _g(z: FloatArray, k: FloatArray) -> FloatArray:
     return result
 
 
+class _Stopped(Exception):
+    """The caller's ``should_stop`` said so: the refit ends at its best point so far."""
+
+
 class _Problem:
     """The joint refit's residuals and their Jacobian by coloured differences: a residual
     depends on one slice or on two consecutive ones, so perturbing every other slice at
     once gives the whole Jacobian in ten evaluations instead of ``5 n``."""
 
     def __init__(self, k: FloatArray, t: FloatArray, quote_band: band.Band,
-                 lo: FloatArray, hi: FloatArray) -> None:
-        self.k, self.t, self.band = k, t, quote_band
+                 lo: FloatArray, hi: FloatArray,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.k, self.t, self.band, self.should_stop = k, t, quote_band, should_stop
+        #: the lowest cost evaluated and its point: where a stopped refit ends
+        self.best: tuple[float, FloatArray] = (np.inf, np.empty(0))
         n = t.size
         self.n = n
         span = hi - lo
@@ -213,7 +220,13 @@ class _Problem:
         return result
 
     def residuals(self, flat: FloatArray) -> FloatArray:
-        return self.local_residuals(_local(flat.reshape(self.n, 5)))
+        if self.should_stop is not None and self.should_stop():
+            raise _Stopped
+        r = self.local_residuals(_local(flat.reshape(self.n, 5)))
+        cost = float(r @ r)
+        if cost < self.best[0]:
+            self.best = (cost, flat.copy())
+        return r
 
     def jacobian(self, flat: FloatArray) -> FloatArray:
         x = flat.reshape(self.n, 5)
@@ -283,7 +296,8 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
               *, bid_iv: Sequence[npt.ArrayLike] | None = None,
               ask_iv: Sequence[npt.ArrayLike] | None = None,
               weights: Sequence[npt.ArrayLike] | None = None,
-              max_nfev: int = 100) -> Fit[SSVISurface]:
+              max_nfev: int = 100,
+              should_stop: Callable[[], bool] | None = None) -> Fit[SSVISurface]:
     """Fit the calendar-constrained natural-SVI surface (module docstring) to every expiry.
 
     Always from SVI's cold fits: warm SVI refits from the last constrained slices stayed
@@ -304,6 +318,10 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
         SSVI seed (:func:`streamer.core.models.ssvi.fit_slice`) they weigh.
     max_nfev : int
         Most residual evaluations of the joint refit (its Jacobians aside).
+    should_stop : callable, optional
+        Asked before each evaluation of the refit; once it returns True the refit ends
+        at its best point so far, repaired as any (status ``max_iter``, message
+        ``stopped``): the caller's time budget.
     """
     tt = np.asarray([float(v) for v in t])
     empty = SSVISurface(t=tuple(tt.tolist()), slices=())
@@ -317,12 +335,18 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     seeds = _seeds(ks, vs, tt, sides, ws)
     if seeds is None:
         return Fit.failed(empty, "an expiry could not be fitted on its own", warm=False)
-    problem = _problem(ks, vs, tt, sides)
-    z, nfev, converged = seeds, 0, True
+    problem = _problem(ks, vs, tt, sides, should_stop)
+    z, nfev, converged, stopped = seeds, 0, True, False
     if problem.violated(z):
-        sol = least_squares(problem.residuals, _free(seeds).ravel(), jac=problem.jacobian,
-                            method="lm", x_scale="jac", max_nfev=max_nfev, ftol=TOL, xtol=TOL)
-        z, nfev, converged = _local(sol.x.reshape(tt.size, 5)), int(sol.nfev), sol.status > 0
+        try:
+            sol = least_squares(problem.residuals, _free(seeds).ravel(), jac=problem.jacobian,
+                                method="lm", x_scale="jac", max_nfev=max_nfev, ftol=TOL,
+                                xtol=TOL)
+            z, nfev, converged = _local(sol.x.reshape(tt.size, 5)), int(sol.nfev), sol.status > 0
+        except _Stopped:
+            stopped, converged = True, False
+            if problem.best[1].size:
+                z = _local(problem.best[1].reshape(tt.size, 5))
     z = repair(z, calendar_grid(*_quoted_range(ks), REPAIR_POINTS))
     err = np.concatenate([np.sqrt(np.maximum(_w(z[i:i + 1], a[None])[0], 0.0) / tt[i]) - v
                           for i, (a, v) in enumerate(zip(ks, vs, strict=True))])
@@ -334,7 +358,7 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
                    for i in range(tt.size))
     return Fit(params=SSVISurface(t=tuple(tt.tolist()), slices=slices), rmse_vol=rmse,
                iterations=nfev, status="converged" if converged else "max_iter", nfev=nfev,
-               warm=False)
+               message="stopped" if stopped else "", warm=False)
 
 
 Sides = tuple[list[FloatArray], list[FloatArray]]
@@ -382,7 +406,7 @@ def _svi_params(s: SSVISlice) -> svi.SVIParams:
 
 
 def _problem(ks: list[FloatArray], vs: list[FloatArray], t: FloatArray,
-             sides: Sides | None) -> _Problem:
+             sides: Sides | None, should_stop: Callable[[], bool] | None = None) -> _Problem:
     """The joint refit of :func:`calibrate`: quotes padded to a common length, each
     expiry's band its own (SVI's objective; least squares on the mids without sides)."""
     size = max(a.size for a in ks)
@@ -392,7 +416,7 @@ def _problem(ks: list[FloatArray], vs: list[FloatArray], t: FloatArray,
     else:
         bands = [band.make_band(v, b, a, None, *svi.OBJECTIVE)
                  for v, b, a in zip(vs, *sides, strict=True)]
-    return _Problem(k, t, band.stack(bands, size), *_quoted_range(ks))
+    return _Problem(k, t, band.stack(bands, size), *_quoted_range(ks), should_stop)
 
 
 def _quoted_range(ks: list[FloatArray]) -> tuple[FloatArray, FloatArray]:
