@@ -11,12 +11,19 @@ of butterfly arbitrage when ``eta (1 + |rho|) <= 2`` and ``0 < gamma <= 1/2``
 (Remark 4.4 / Corollary 4.1 of the paper). Calibration enforces all three through
 its parametrisation: ``theta`` as a cumulative sum of positive increments,
 ``eta = 2 / (1 + |rho|) * logistic(.)`` and ``gamma = logistic(.) / 2``.
+
+The eSSVI fit (:func:`calibrate`, Hendriks & Martini 2019) lets ``rho`` vary by expiry.
+The ``ssvi`` model (:class:`SSVIModel`) no longer uses it: three parameters an expiry
+cannot follow real crypto smiles, so its slices are natural SVI (:class:`SSVISlice` with
+a level ``delta`` and a shift ``mu``), fitted under calendar constraints by
+:mod:`streamer.core.models.ssvi_surface`, which says what was measured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -28,6 +35,9 @@ from streamer.core.models import band
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VolFromVariance
 from streamer.core.params import NamedFloats
+
+if TYPE_CHECKING:
+    from streamer.core.models.ssvi_surface import SSVISurface
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -55,24 +65,28 @@ class SSVIParams(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SSVISlice(NamedFloats, frozen=True, kw_only=True):
-    """One expiry of an SSVI surface: ``theta``, ``rho`` and ``phi(theta)``."""
+    """One expiry's natural-SVI smile (Gatheral & Jacquier 2014, eq. 3.2): an SSVI slice
+    ``theta, rho, phi`` raised by ``delta`` and moved by ``mu`` in ``k`` (both 0 for an
+    SSVI slice proper, whose ``theta`` is then its ATM total variance)."""
 
     theta: float
     rho: float
     phi: float
-
+    delta: float = 0.0
+    mu: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, float]) -> SSVISlice:
-        """Inverse of :meth:`as_dict`."""
-        return cls(theta=d["theta"], rho=d["rho"], phi=d["phi"])
+        """Inverse of :meth:`as_dict` (``delta`` and ``mu`` 0 when absent)."""
+        return cls(theta=d["theta"], rho=d["rho"], phi=d["phi"], delta=d.get("delta", 0.0),
+                   mu=d.get("mu", 0.0))
 
     def raw_svi(self) -> tuple[float, float, float, float, float]:
         """The same smile as raw SVI ``a, b, rho, m, sigma`` (Gatheral & Jacquier 2014,
-        Lemma 3.2 with the SSVI slice as natural SVI with ``Delta = mu = 0``)."""
-        a = 0.5 * self.theta * (1.0 - self.rho * self.rho)
+        Lemma 3.2)."""
+        a = self.delta + 0.5 * self.theta * (1.0 - self.rho * self.rho)
         b = 0.5 * self.theta * self.phi
-        return (a, b, self.rho, -self.rho / self.phi,
+        return (a, b, self.rho, self.mu - self.rho / self.phi,
                 float(np.sqrt(1.0 - self.rho * self.rho)) / self.phi)
 
 
@@ -85,18 +99,18 @@ def phi(theta: npt.ArrayLike, eta: float, gamma: float) -> FloatArray:
 
 def slice_total_variance(k: npt.ArrayLike, s: SSVISlice) -> FloatArray:
     """``w(k)`` of one SSVI slice."""
-    pk = s.phi * np.asarray(k, np.float64)
-    result: FloatArray = 0.5 * s.theta * (1.0 + s.rho * pk + np.sqrt(
+    pk = s.phi * (np.asarray(k, np.float64) - s.mu)
+    result: FloatArray = s.delta + 0.5 * s.theta * (1.0 + s.rho * pk + np.sqrt(
         (pk + s.rho) ** 2 + 1.0 - s.rho * s.rho))
     return result
 
 
 def slice_derivatives(k: npt.ArrayLike, s: SSVISlice) -> tuple[FloatArray, FloatArray, FloatArray]:
     """``w, dw/dk, d2w/dk2`` of one slice, for Durrleman's condition."""
-    kk = np.asarray(k, np.float64)
+    kk = np.asarray(k, np.float64) - s.mu
     y = s.phi * kk + s.rho
     root = np.sqrt(y * y + 1.0 - s.rho * s.rho)
-    w = 0.5 * s.theta * (1.0 + s.rho * s.phi * kk + root)
+    w = s.delta + 0.5 * s.theta * (1.0 + s.rho * s.phi * kk + root)
     dw = 0.5 * s.theta * s.phi * (s.rho + y / root)
     d2w = 0.5 * s.theta * s.phi * s.phi * (1.0 - s.rho * s.rho) / root**3
     return w, dw, d2w
@@ -492,31 +506,36 @@ def slice_butterfly_margin(s: SSVISlice, k_min: float, k_max: float, n: int = 20
 
 @dataclass(frozen=True)
 class SSVIModel(VolFromVariance[SSVISlice]):
-    """An arbitrage-free eSSVI surface (Hendriks & Martini 2019: rho by expiry); each
-    expiry publishes ``theta, rho, phi``."""
+    """The calendar-constrained natural-SVI surface of :mod:`streamer.core.models.ssvi_surface`
+    (SSVI slices with a level and a shift); each expiry publishes ``theta, rho, phi,
+    delta, mu``."""
 
     name: str = "ssvi"
     is_surface = True
-    reduced_slices: bool = True  # three parameters an expiry: slices of 4-5 quotes join
+    reduced_slices: bool = True  # slices of 4 quotes join, seeded by a 3-parameter fit
 
     def calibrate_surface(self, k: Sequence[FloatArray], iv: Sequence[FloatArray],
                           t: Sequence[float], weights: Sequence[FloatArray],
-                          previous: ESSVIParams | None, *,
+                          previous: SSVISurface | None, *,
                           bid_iv: Sequence[FloatArray] | None = None,
                           ask_iv: Sequence[FloatArray] | None = None,
-                          should_stop: Callable[[], bool] | None = None) -> Fit[ESSVIParams]:
-        # eSSVI fits in milliseconds: no early stop needed.
-        return calibrate(k, iv, t, weights, previous, bid_iv=bid_iv, ask_iv=ask_iv)
+                          should_stop: Callable[[], bool] | None = None) -> Fit[SSVISurface]:
+        # ssvi_surface fits each expiry with svi, which imports this module
+        from streamer.core.models import ssvi_surface
 
-    def slice_params(self, params: ESSVIParams, index: int) -> SSVISlice:
+        # Cold every time (ssvi_surface.calibrate says why). The band weighs by half
+        # spreads, as SVI's: the pipeline's weights only for a slice too small for SVI.
+        return ssvi_surface.calibrate(k, iv, t, bid_iv=bid_iv, ask_iv=ask_iv, weights=weights,
+                                      should_stop=should_stop)
+
+    def slice_params(self, params: SSVISurface, index: int) -> SSVISlice:
         return params.slice(index)
 
-    def surface_dict(self, params: ESSVIParams) -> dict[str, float]:
+    def surface_dict(self, params: SSVISurface) -> dict[str, float]:
         return params.surface_dict()
 
-    def surface_from_dict(self, d: dict[str, float]) -> ESSVIParams | None:
-        # eSSVI has no surface-wide parameters (every expiry has its own): a restart
-        # fits cold.
+    def surface_from_dict(self, d: dict[str, float]) -> SSVISurface | None:
+        # no surface-wide parameters (every expiry has its own): a restart fits cold.
         return None
 
     def total_variance(self, k: FloatArray, t: float, params: SSVISlice) -> FloatArray:
