@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.core.models.sabr import SABRParams, _expansion_seed, calibrate, implied_vol
+from streamer.core.models.sabr import (
+    BETAS,
+    SABRModel,
+    SABRParams,
+    _expansion_seed,
+    calibrate,
+    implied_vol,
+)
 
 ql = pytest.importorskip("QuantLib")
 
@@ -108,3 +115,44 @@ def test_band_fit_lands_inside_every_band_of_a_sabr_smile() -> None:
     model = implied_vol(1.0, strikes, 0.1, fit.params)
     assert np.all(np.abs(model - mid) <= half + 1e-9)
     assert np.sqrt(np.mean((model - smile) ** 2)) < np.sqrt(np.mean((mid - smile) ** 2))
+
+
+@pytest.mark.parametrize("true_beta", [0.0, 0.5, 1.0])
+def test_a_cold_fit_chooses_the_beta_of_the_smile(true_beta: float) -> None:
+    # A short expiry's steep smile at each backbone: fitted with the model's candidate
+    # betas, the cold fit picks the true one and lands on the smile.
+    true = SABRParams(alpha=0.5, beta=true_beta, rho=-0.3, nu=9.0)
+    strikes = np.exp(np.linspace(-0.15, 0.1, 19))
+    t = 2.0 / 365.0
+    iv = implied_vol(1.0, strikes, t, true)
+    fit = calibrate(1.0, strikes, iv, t, beta=BETAS)
+    assert fit.params.beta == true_beta
+    assert fit.rmse_vol < 1e-6
+
+
+def test_a_good_warm_fit_keeps_its_beta_and_a_poor_one_chooses_again() -> None:
+    strikes = np.exp(np.linspace(-0.4, 0.3, 19))
+    t = 2.0 / 365.0
+    normal = implied_vol(1.0, strikes, t, SABRParams(alpha=0.5, beta=0.0, rho=-0.3, nu=9.0))
+    first = calibrate(1.0, strikes, normal, t, beta=BETAS)
+    warm = calibrate(1.0, strikes, normal * 1.002, t, previous=first.params, beta=BETAS)
+    assert warm.params.beta == 0.0
+    assert warm.nfev < first.nfev  # the previous fit alone: no other beta tried
+    # the lognormal backbone misses this smile by over a vol point: a poor warm start
+    lognormal = calibrate(1.0, strikes, normal, t, beta=1.0)
+    assert lognormal.rmse_vol > 0.01
+    again = calibrate(1.0, strikes, normal, t, previous=lognormal.params, beta=BETAS)
+    assert again.params.beta == 0.0
+    assert again.rmse_vol < 1e-6
+
+
+def test_the_model_fits_each_expiry_at_a_candidate_beta() -> None:
+    model = SABRModel()
+    k = np.linspace(-0.15, 0.1, 19)
+    t = 2.0 / 365.0
+    iv = implied_vol(1.0, np.exp(k), t, SABRParams(alpha=0.5, beta=0.0, rho=-0.3, nu=9.0))
+    half = np.full(k.size, 0.005)
+    fit = model.calibrate(k, iv, t, np.ones(k.size), None, bid_iv=iv - half, ask_iv=iv + half)
+    assert model.betas == BETAS
+    assert fit.params.beta == 0.0
+    assert np.max(np.abs(model.vol(k, t, fit.params) - iv)) < 1e-4

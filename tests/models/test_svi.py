@@ -171,21 +171,47 @@ def test_a_parabolic_smile_over_a_narrow_span_converges() -> None:
     assert fit.params.sigma < 2 * (k.max() - k.min())
 
 
-def test_a_warm_refit_that_converges_costs_a_few_evaluations_not_a_cold_search() -> None:
-    """A warm slice refines its previous fit alone when that fit converges and no seed
-    beats it: the evaluations are the warm refinement's only (refining the best cold
-    seed beside it every batch made a warm batch cost as much as a cold one)."""
+def test_a_warm_refit_costs_its_own_refinement_and_one_seed_not_a_cold_search() -> None:
+    """A warm slice refines its previous fit and its best seed (two starts), not the
+    cold fit's three best seeds."""
     k = np.linspace(-0.8, 0.6, 45)
     rng = np.random.default_rng(8)
     iv = implied_vol(k, 0.4, TRUE)
     first = calibrate(k, iv, 0.4)
     moved = iv * 1.002 + rng.normal(0, 1e-4, k.size)
     cold = calibrate(k, moved, 0.4)
+    one_seed = calibrate(k, moved, 0.4, n_starts=1)
     warm = calibrate(k, moved, 0.4, previous=first.params)
     assert warm.status == "converged"
     assert warm.rmse_vol <= cold.rmse_vol * 1.001
-    assert warm.nfev <= 8
-    assert cold.nfev > 3 * warm.nfev
+    assert warm.nfev <= one_seed.nfev + 8
+    assert cold.nfev > warm.nfev
+
+
+def test_a_warm_start_stuck_in_a_worse_basin_still_ends_where_a_cold_fit_does() -> None:
+    """The band objective has more than one basin: from this previous fit the warm
+    refinement converges to a local minimum of 2.5 times the cold fit's objective while
+    the best seed, unrefined, is worse still (1.08 against 0.67), so refining the seed
+    only when it already beat the warm fit kept the worse smile. Refining both does not."""
+    rng = np.random.default_rng(311)  # a banded synthetic slice (searched for the case)
+    n = 25
+    k = np.sort(rng.uniform(-0.3, 0.3, n))
+    t = float(rng.uniform(0.01, 0.2))
+    true = SVIParams(a=0.04 * t, b=0.1 * np.sqrt(t) * rng.uniform(0.5, 2),
+                     rho=rng.uniform(-0.6, 0.3), m=rng.uniform(-0.05, 0.05),
+                     sigma=rng.uniform(0.03, 0.2))
+    iv = implied_vol(k, t, true) + rng.normal(0, 0.006, n)
+    half = rng.uniform(0.003, 0.02, n)
+    previous = SVIParams(a=0.04 * t * rng.uniform(0.5, 1.5),
+                         b=0.1 * np.sqrt(t) * rng.uniform(0.3, 3), rho=rng.uniform(-0.9, 0.9),
+                         m=rng.uniform(-0.3, 0.3), sigma=rng.uniform(0.01, 0.5))
+    bid, ask = iv - half, iv + half
+    warm = calibrate(k, iv, t, previous=previous, bid_iv=bid, ask_iv=ask)
+    cold = calibrate(k, iv, t, bid_iv=bid, ask_iv=ask)
+    assert warm.warm
+    assert cold.ok
+    np.testing.assert_allclose(implied_vol(k, t, warm.params), implied_vol(k, t, cold.params),
+                               atol=1e-4)
 
 
 def test_a_warm_start_in_the_wrong_basin_takes_the_seed() -> None:
