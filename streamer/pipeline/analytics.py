@@ -29,7 +29,7 @@ from streamer.core.variance_index import (
     expiry_variance,
     interpolated_vol,
 )
-from streamer.types import Quote, VarianceIndex, VenueVolIndex
+from streamer.types import Quote, VarianceIndex, VenueVolIndex, expiry_iso
 
 FloatArray = npt.NDArray[np.float64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
@@ -55,10 +55,6 @@ class FittedSlice:
                  k_range: tuple[float, float]) -> None:
         self.expiry_ts_ms, self.t, self.forward = expiry_ts_ms, t, forward
         self.params, self.k_range = params, k_range
-
-
-def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _clock(config: AnalyticsConfig) -> VarianceClock:
@@ -111,8 +107,8 @@ class SurfaceAnalytics:
                       for e, v in ((e1, near), (e2, nxt)))
             model_vol = interpolated_vol(m1, m2, tenor)
         return VarianceIndex(tenor_days=self.config.variance_index_days,
-                             vol=interpolated_vol(near, nxt, tenor), near_expiry=_iso(e1),
-                             next_expiry=_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
+                             vol=interpolated_vol(near, nxt, tenor), near_expiry=expiry_iso(e1),
+                             next_expiry=expiry_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
                              model_vol=model_vol,
                              **_venue_fields(venue_index, self.config.variance_index_days))
 
