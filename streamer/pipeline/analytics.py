@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
@@ -40,6 +41,8 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
+#: What the market variance reads of a quote.
+_VARIANCE_FIELDS = attrgetter("strike", "is_call", "bid_price", "ask_price")
 #: Deribit's DVOL is the 30-day index.
 DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
@@ -157,8 +160,8 @@ def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
     """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
     if t <= 0 or not quotes:
         return None
-    strike, is_call, bid, ask = (np.array(col) for col in zip(
-        *((q.strike, q.is_call, q.bid_price, q.ask_price) for q in quotes), strict=True))
+    strike, call, bid, ask = np.array([_VARIANCE_FIELDS(q) for q in quotes], np.float64).T
+    is_call = call > 0.5
     strikes, at = np.unique(strike, return_inverse=True)
     # one-sided, crossed or missing: no mid
     two_sided = (bid >= 0) & (ask > 0) & (ask >= bid)
@@ -180,8 +183,10 @@ def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVarianc
     k = np.linspace(-half, half, _MODEL_POINTS)
     vol = np.nan_to_num(model.vol(k, s.t, s.params), nan=0.0)
     strikes = s.forward * np.exp(k)
-    calls = black76.price(s.forward, strikes, s.t, vol, True)
-    puts = black76.price(s.forward, strikes, s.t, vol, False)
+    # out-of-the-money prices, the other side by parity (exact on a model's smile)
+    otm = black76.price(s.forward, strikes, s.t, vol, k >= 0.0)
+    calls = np.where(k >= 0.0, otm, otm + (s.forward - strikes))
+    puts = np.where(k >= 0.0, otm - (s.forward - strikes), otm)
     got = expiry_variance(strikes, calls, puts, calls, puts, s.t)
     if got is None:
         return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,
