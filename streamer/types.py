@@ -11,6 +11,8 @@ DESIGN.md: fields may be added with defaults, never renamed or changed in meanin
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -23,6 +25,12 @@ SCHEMA_VERSION = 1
 SliceStatus = Literal["warm", "cold", "fallback", "stale"]
 ModelName = Literal["svi", "ssvi", "sabr", "heston"]
 Regime = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
+
+
+@lru_cache(maxsize=4096)  # a few dozen expiries, formatted every batch
+def expiry_iso(ts_ms: int) -> str:
+    """An expiry as the contract writes it (``SliceUpdate.expiry``): ISO 8601 UTC, seconds."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Quote(msgspec.Struct, frozen=True, gc=False):

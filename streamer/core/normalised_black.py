@@ -17,9 +17,17 @@ initial guess, and two third-order Householder steps on a branch-specific object
 (``1/ln b`` in the lower wing, ``b`` in the middle, ``ln(b_max - b)`` near ``b_max``)
 reach machine precision. Each branch works on its own contiguous arrays: a select on
 randomly placed positions costs as much as ten multiplications.
+
+:func:`total_vol` runs the same steps element by element in C (``_normalised_black.c``,
+built by setup.py where there is a compiler): on a chain's few hundred quotes numpy's
+per-call overhead, not the arithmetic, was the cost. This numpy path is its fallback
+and reference (:func:`total_vol_numpy`; tests/core/test_normalised_black.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -215,7 +223,30 @@ def _upper_guess(x: FloatArray, beta: FloatArray, s_h: FloatArray, b_h: FloatArr
     return result
 
 
+def _native() -> Callable[..., None] | None:
+    try:
+        from streamer.core import _normalised_black  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return cast(Callable[..., None], _normalised_black.total_vol)
+
+
+_NATIVE = _native()
+
+
 def total_vol(x: FloatArray, beta: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Total vol ``s`` with ``b(x, s) = beta``, and the size of each one's last step
+    (:func:`total_vol_numpy`, in C where it was built)."""
+    if _NATIVE is None:
+        return total_vol_numpy(x, beta)
+    x = np.ascontiguousarray(x, np.float64)
+    beta = np.ascontiguousarray(beta, np.float64)
+    s, step = np.empty_like(x), np.empty_like(x)
+    _NATIVE(x, beta, s, step, HOUSEHOLDER_STEPS)
+    return s, step
+
+
+def total_vol_numpy(x: FloatArray, beta: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Total vol ``s`` with ``b(x, s) = beta``, and the size of each one's last step.
 
     Parameters

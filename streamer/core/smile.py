@@ -7,9 +7,10 @@ Definitions (``k = ln(K/F)``, ``sigma(k)`` the fitted smile, ``t`` in years):
   strike ``N(d1) - 1 = -D`` with ``d1 = -k / (sigma(k) sqrt t) + sigma(k) sqrt t / 2``,
   each on the fitted smile (the vol depends on the strike being solved for).
 - The strikes are found by a vectorised Newton iteration on ``d1(k) = z`` from the
-  flat-smile strike (a few smile evaluations of all four strikes at once); where it
-  does not settle (a smile with no delta strike in reach, a derivative of the wrong
-  sign) the bracketed bisection decides, as it did alone before.
+  strike of the smile's tangent at the money (its ATM level and skew; the flat-smile
+  strike where that has no root), a few smile evaluations of all four strikes at once;
+  where it does not settle (a smile with no delta strike in reach, a derivative of the
+  wrong sign) the bracketed bisection decides, as it did alone before.
 - Risk reversal ``RR_D = sigma(call_D) - sigma(put_D)``; butterfly
   ``BF_D = (sigma(call_D) + sigma(put_D)) / 2 - sigma(0)``.
 """
@@ -31,8 +32,10 @@ VolRows = Callable[[FloatArray], FloatArray]
 _STEP = 1e-4
 _BISECTIONS = 42
 _NEWTON_STEPS = 12
-#: Newton stops once every step in k is below this (the bisection's own resolution).
-_NEWTON_TOL = 1e-12
+#: Newton stops once every step in k is below this: the error left after such a step is
+#: its square (quadratic convergence) or its product with the derivative's relative
+#: error (~1e-7, forward difference), ~1e-14 either way, below the bisection's resolution.
+_NEWTON_TOL = 1e-7
 #: Forward difference of the smile for Newton's derivative, in k.
 _NEWTON_DK = 1e-7
 
@@ -64,7 +67,7 @@ def _half_bracket(s_atm: FloatArray, deltas: FloatArray) -> FloatArray:
 
 
 def _delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, s_atm: FloatArray,
-                   deltas: FloatArray) -> FloatArray:
+                   deltas: FloatArray, s_skew: FloatArray | None = None) -> FloatArray:
     """Per smile, log-moneyness of the calls with forward delta ``deltas`` and of the
     puts with ``-deltas``: shape ``(n, 2 * deltas.size)``.
 
@@ -72,25 +75,45 @@ def _delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, s_atm: FloatArray,
     bisection's bracket (the same answer, found with ~40 smile evaluations instead of ~4).
     """
     half = _half_bracket(s_atm, deltas)
-    k, settled = _newton_delta_strikes(vol_rows, sqrt_t, s_atm, deltas, half)
+    k, settled = _newton_delta_strikes(vol_rows, sqrt_t, s_atm, deltas, half, s_skew)
     if not settled.all():
         k = np.where(settled[:, None], k, _bisect_delta_strikes(vol_rows, sqrt_t, deltas, half))
     return k
 
 
+def _tangent_strikes(s_atm: FloatArray, s_skew: FloatArray | None, z: FloatArray
+                     ) -> FloatArray:
+    """Where ``d1 = z`` on the smile's tangent at the money, ``s(k) = s0 + a k`` (total
+    vol): the root of ``a^2/2 k^2 + (a (s0 - z) - 1) k + s0 (s0/2 - z) = 0`` that is the
+    flat smile's (``a = 0``); the flat smile's strike where that root does not exist."""
+    s0 = s_atm[:, None]
+    flat: FloatArray = s0 * (0.5 * s0 - z)
+    if s_skew is None:
+        return flat
+    a = s_skew[:, None]
+    minus_b = 1.0 - a * (s0 - z)
+    with np.errstate(invalid="ignore"):
+        root = 2.0 * flat / (minus_b + np.sqrt(minus_b * minus_b - 2.0 * a * a * flat))
+    result: FloatArray = np.where(np.isfinite(root) & (s0 + a * root > 0.0), root, flat)
+    return result
+
+
 def _newton_delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, s_atm: FloatArray,
-                          deltas: FloatArray, half: FloatArray
+                          deltas: FloatArray, half: FloatArray,
+                          s_skew: FloatArray | None = None
                           ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Solve ``g(k) = -k / s(k) + s(k) / 2 - z = 0`` (``s`` total vol, ``z = ndtri(target)``)
-    for every target of every smile at once; per smile, whether all its strikes settled
-    within the bracket (a smile stops moving once its steps are below tolerance)."""
+    for every target of every smile at once, from the strikes of its tangent at the money
+    (``s_skew``: ``d s / d k`` there; None: of a flat smile); per smile, whether all its
+    strikes settled within the bracket (a smile stops moving once its steps are below
+    tolerance)."""
     z: FloatArray = ndtri(_targets(deltas))[None, :]
     n = z.shape[1]
     settled = np.isfinite(s_atm) & (s_atm > 0.0)
     usable = settled.copy()
     running = settled.copy()
-    k: FloatArray = np.where(settled, 0.5 * s_atm * s_atm, 0.0)[:, None] - z * np.where(
-        settled, s_atm, 0.0)[:, None]  # the strikes of a flat smile at the ATM level
+    with np.errstate(all="ignore"):
+        k = np.where(settled[:, None], _tangent_strikes(s_atm, s_skew, z), 0.0)
     with np.errstate(all="ignore"):
         for _ in range(_NEWTON_STEPS):
             both = vol_rows(np.concatenate([k, k + _NEWTON_DK], axis=1)) * sqrt_t[:, None]
@@ -136,7 +159,8 @@ def smile_metrics_rows(vol_rows: VolRows, ts: npt.ArrayLike) -> list[SmileMetric
     skew = (around[:, 2] - around[:, 0]) / (2 * _STEP)
     curvature = (around[:, 2] - 2 * around[:, 1] + around[:, 0]) / _STEP**2
     deltas = np.array([0.25, 0.10])
-    v = vol_rows(_delta_strikes(vol_rows, sqrt_t, atm * sqrt_t, deltas))
+    v = vol_rows(_delta_strikes(vol_rows, sqrt_t, atm * sqrt_t, deltas,
+                                np.where(np.isfinite(skew), skew, 0.0) * sqrt_t))
     v_call, v_put = v[:, : deltas.size], v[:, deltas.size:]
     rr = v_call - v_put
     bf = 0.5 * (v_call + v_put) - atm[:, None]

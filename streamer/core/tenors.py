@@ -62,11 +62,18 @@ def total_variance_at(k: FloatArray, t: float, ts: Sequence[float],
 
 def forward_at(t: float, ts: Sequence[float], forwards: Sequence[float]) -> float:
     """``ln F`` linear in time between expiries, extended at the last pair's rate."""
+    return float(forwards_at(np.array([t]), ts, forwards)[0])
+
+
+def forwards_at(t: FloatArray, ts: Sequence[float], forwards: Sequence[float]) -> FloatArray:
+    """:func:`forward_at` of several times."""
     tt, lf = np.asarray(ts, np.float64), np.log(np.asarray(forwards, np.float64))
-    if tt.size == 1 or t <= tt[-1]:
-        return float(np.exp(np.interp(t, tt, lf)))
-    rate = (lf[-1] - lf[-2]) / (tt[-1] - tt[-2])
-    return float(np.exp(lf[-1] + rate * (t - tt[-1])))
+    ln_f = np.interp(t, tt, lf)
+    if tt.size > 1:
+        rate = (lf[-1] - lf[-2]) / (tt[-1] - tt[-2])
+        ln_f = np.where(t > tt[-1], lf[-1] + rate * (t - tt[-1]), ln_f)
+    result: FloatArray = np.exp(ln_f)
+    return result
 
 
 class TenorView(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,21 +111,24 @@ class _Plan(NamedTuple):
 
 
 def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]) -> _Plan:
-    n = len(ts)
-    lo, hi = np.zeros(len(t), np.int64), np.zeros(len(t), np.int64)
-    lam, scale, extra = np.zeros(len(t)), np.ones(len(t)), np.zeros(len(t))
-    for r, t_r in enumerate(t):
-        i = int(np.searchsorted(ts, t_r, side="left"))
-        if i < n and ts[i] == t_r:
-            lo[r] = hi[r] = i
-        elif i == 0:
-            scale[r] = t_r / ts[0]
-        elif i == n:
-            lo[r] = hi[r] = n - 1
-            extra[r] = (t_r - ts[-1]) * float(slices[-1](np.zeros(1))[0]) / ts[-1]
-        else:
-            lo[r], hi[r], lam[r] = i - 1, i, (t_r - ts[i - 1]) / (ts[i] - ts[i - 1])
-    return _Plan(lo, hi, lam, scale, extra)
+    times, at = np.asarray(ts, np.float64), np.asarray(t, np.float64)
+    n = times.size
+    i = np.searchsorted(times, at, side="left")
+    on = (i < n) & (times[np.minimum(i, n - 1)] == at)  # t == ts[i] falls on slice i
+    after = i == n
+    between = ~on & ~after & (i > 0)
+    lo = np.where(on, i, np.where(after, n - 1, np.where(between, i - 1, 0)))
+    hi = np.where(on | between, i, np.where(after, n - 1, 0))
+    lam = np.zeros(at.size)
+    b_lo, b_hi = lo[between], hi[between]
+    lam[between] = (at[between] - times[b_lo]) / (times[b_hi] - times[b_lo])
+    scale = np.ones(at.size)
+    first = ~on & (i == 0)  # before the first expiry
+    scale[first] = at[first] / times[0]
+    extra = np.zeros(at.size)
+    if after.any():
+        extra[after] = (at[after] - times[-1]) * float(slices[-1](np.zeros(1))[0]) / times[-1]
+    return _Plan(lo.astype(np.int64), hi.astype(np.int64), lam, scale, extra)
 
 
 def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Sequence[float],
@@ -132,7 +142,7 @@ def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Seq
     the quoting convention of a vol stays calendar ACT/365.
     """
     if not len(t) or not len(ts):
-        return [_view(days, t_i, _NAN_METRICS, ts, forwards)
+        return [_view(days, t_i, _NAN_METRICS, ts, float("nan"))
                 for days, t_i in zip(tenor_days, t, strict=True)]
     plan = _plan(t, ts, slices)
     evaluate = rows or variance_rows_of(slices)
@@ -149,8 +159,9 @@ def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Seq
         return result
 
     metrics = smile_metrics_rows(vol_rows, t_calendar)
-    return [_view(days, t_i, m, ts, forwards)
-            for days, t_i, m in zip(tenor_days, t, metrics, strict=True)]
+    at = forwards_at(np.asarray(t, np.float64), ts, forwards).tolist()
+    return [_view(days, t_i, m, ts, f)
+            for days, t_i, m, f in zip(tenor_days, t, metrics, at, strict=True)]
 
 
 def tenor_view(tenor_days: float, t: float, t_calendar: float, ts: Sequence[float],
@@ -160,7 +171,7 @@ def tenor_view(tenor_days: float, t: float, t_calendar: float, ts: Sequence[floa
 
 
 def _view(tenor_days: float, t: float, m: SmileMetrics, ts: Sequence[float],
-          forwards: Sequence[float]) -> TenorView:
+          forward: float) -> TenorView:
     # The delta vols first, and RR/BF from them, so that rr == vol(25C) - vol(25P) exactly.
     vols = {"ATM": m.atm_vol}
     for d, rr, bf in ((25, m.rr25, m.bf25), (10, m.rr10, m.bf10)):
@@ -168,7 +179,7 @@ def _view(tenor_days: float, t: float, m: SmileMetrics, ts: Sequence[float],
         vols[f"{d}P"] = m.atm_vol + bf - 0.5 * rr
     inside = len(ts) > 0 and ts[0] <= t <= ts[-1]
     return TenorView(
-        tenor_days=tenor_days, t=t, forward=forward_at(t, ts, forwards), atm_vol=m.atm_vol,
+        tenor_days=tenor_days, t=t, forward=forward, atm_vol=m.atm_vol,
         atm_skew=m.atm_skew, rr25=vols["25C"] - vols["25P"],
         bf25=0.5 * (vols["25C"] + vols["25P"]) - m.atm_vol, rr10=vols["10C"] - vols["10P"],
         bf10=0.5 * (vols["10C"] + vols["10P"]) - m.atm_vol,

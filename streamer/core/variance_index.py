@@ -80,18 +80,19 @@ def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
     q = np.full(k.size, np.nan)
     puts = np.arange(i0 - 1, -1, -1)
     calls = np.arange(i0 + 1, k.size)
-    q[puts[_walk(pb[puts])]] = p[puts[_walk(pb[puts])]]
-    q[calls[_walk(cb[calls])]] = c[calls[_walk(cb[calls])]]
+    puts, calls = puts[_walk(pb[puts])], calls[_walk(cb[calls])]
+    q[puts], q[calls] = p[puts], c[calls]
     q[i0] = 0.5 * (c[i0] + p[i0]) if pairs[i0] else (p[i0] if np.isfinite(p[i0]) else c[i0])
     used = np.isfinite(q)
-    if used.sum() < 2:
-        return None
     ku, qu = k[used], q[used]
-    dk = np.gradient(ku) if ku.size > 2 else np.full(ku.size, ku[1] - ku[0])
+    if ku.size < 2:
+        return None
+    dk = np.empty(ku.size)  # central differences, one-sided at the ends (np.gradient's)
+    dk[1:-1] = 0.5 * (ku[2:] - ku[:-2])
+    dk[0], dk[-1] = ku[1] - ku[0], ku[-1] - ku[-2]
     k0 = float(k[i0])
     variance = 2.0 / t * float(np.sum(dk / (ku * ku) * qu)) - (forward / k0 - 1.0) ** 2 / t
-    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0,
-                          n_strikes=int(used.sum()))
+    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0, n_strikes=ku.size)
 
 
 def interpolated_vol(near: ExpiryVariance, next_: ExpiryVariance, tenor: float) -> float:

@@ -69,11 +69,6 @@ def expiry_label(ts_ms: int) -> str:
     return f"{d.day}{MONTHS[d.month - 1]}{d.year % 100:02d}"
 
 
-def iso(ts_ms: int) -> str:
-    """ISO-8601 UTC with a Z."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def atm_total_variance(spec: UnderlyingSpec, t: float) -> float:
     """theta(t): ATM total variance, non-decreasing in t for these parameters."""
     vol = spec.atm_long + spec.atm_short_boost * np.exp(-t / 0.05)

@@ -24,10 +24,10 @@ from streamer.devtools.synth_market import (
     YEAR_MS,
     UnderlyingSpec,
     expiries,
-    iso,
     spot_path,
     strikes,
 )
+from streamer.types import expiry_iso
 
 SPOT_STEP_MS = 100
 MEAN_UPDATE_S = 4.0
@@ -111,7 +111,7 @@ def build_chain(spec: UnderlyingSpec, start_ts_ms: int) -> tuple[Chain, list[dic
     labels, future, exp_ts, ks, calls, params, truth = [], [], [], [], [], [], []
     for i, e in enumerate(expiries(spec, start_ts_ms)):
         t = (e.expiry_ts_ms - start_ts_ms) / YEAR_MS
-        truth.append({"expiry": iso(e.expiry_ts_ms), "expiry_ts_ms": e.expiry_ts_ms,
+        truth.append({"expiry": expiry_iso(e.expiry_ts_ms), "expiry_ts_ms": e.expiry_ts_ms,
                       "label": e.label, "svi": e.svi, "basis": spec.basis})
         for k in strikes(spec, i, t):
             for call in (True, False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
@@ -29,7 +30,7 @@ from streamer.core.variance_index import (
     expiry_variance,
     interpolated_vol,
 )
-from streamer.types import Quote, VarianceIndex, VenueVolIndex
+from streamer.types import Quote, VarianceIndex, VenueVolIndex, expiry_iso
 
 FloatArray = npt.NDArray[np.float64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
@@ -40,6 +41,8 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
+#: What the market variance reads of a quote.
+_VARIANCE_FIELDS = attrgetter("strike", "is_call", "bid_price", "ask_price")
 #: Deribit's DVOL is the 30-day index.
 DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
@@ -55,10 +58,6 @@ class FittedSlice:
                  k_range: tuple[float, float]) -> None:
         self.expiry_ts_ms, self.t, self.forward = expiry_ts_ms, t, forward
         self.params, self.k_range = params, k_range
-
-
-def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _clock(config: AnalyticsConfig) -> VarianceClock:
@@ -111,8 +110,8 @@ class SurfaceAnalytics:
                       for e, v in ((e1, near), (e2, nxt)))
             model_vol = interpolated_vol(m1, m2, tenor)
         return VarianceIndex(tenor_days=self.config.variance_index_days,
-                             vol=interpolated_vol(near, nxt, tenor), near_expiry=_iso(e1),
-                             next_expiry=_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
+                             vol=interpolated_vol(near, nxt, tenor), near_expiry=expiry_iso(e1),
+                             next_expiry=expiry_iso(e2), n_strikes=near.n_strikes + nxt.n_strikes,
                              model_vol=model_vol,
                              **_venue_fields(venue_index, self.config.variance_index_days))
 
@@ -161,8 +160,8 @@ def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
     """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
     if t <= 0 or not quotes:
         return None
-    strike, is_call, bid, ask = (np.array(col) for col in zip(
-        *((q.strike, q.is_call, q.bid_price, q.ask_price) for q in quotes), strict=True))
+    strike, call, bid, ask = np.array([_VARIANCE_FIELDS(q) for q in quotes], np.float64).T
+    is_call = call > 0.5
     strikes, at = np.unique(strike, return_inverse=True)
     # one-sided, crossed or missing: no mid
     two_sided = (bid >= 0) & (ask > 0) & (ask >= bid)
@@ -184,8 +183,10 @@ def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVarianc
     k = np.linspace(-half, half, _MODEL_POINTS)
     vol = np.nan_to_num(model.vol(k, s.t, s.params), nan=0.0)
     strikes = s.forward * np.exp(k)
-    calls = black76.price(s.forward, strikes, s.t, vol, True)
-    puts = black76.price(s.forward, strikes, s.t, vol, False)
+    # out-of-the-money prices, the other side by parity (exact on a model's smile)
+    otm = black76.price(s.forward, strikes, s.t, vol, k >= 0.0)
+    calls = np.where(k >= 0.0, otm, otm + (s.forward - strikes))
+    puts = np.where(k >= 0.0, otm - (s.forward - strikes), otm)
     got = expiry_variance(strikes, calls, puts, calls, puts, s.t)
     if got is None:
         return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,

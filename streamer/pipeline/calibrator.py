@@ -130,26 +130,38 @@ def market_atm(snap: SliceSnapshot) -> tuple[float, float] | None:
     else of the band centres (mid IVs where a side is missing); None when the quotes do
     not reach both sides of the money, or leave a gap there wider than one ATM total-vol
     width."""
-    k = snap.k
-    if not (k.size and k.min() <= 0.0 <= k.max()):
-        return None
-    left = int(np.argmax(np.where(k <= 0.0, k, -np.inf)))
-    right = int(np.argmin(np.where(k >= 0.0, k, np.inf)))
-    both = np.isfinite(snap.bid_iv) & np.isfinite(snap.ask_iv)
-    centre = np.where(both, 0.5 * (snap.bid_iv + snap.ask_iv), snap.iv)
-    half = np.where(both, 0.5 * (snap.ask_iv - snap.bid_iv), np.nan)
-    marks = snap.mark_iv
-    if marks.size == k.size and np.isfinite(marks[[left, right]]).all():
-        centre = marks
-    if k[right] == k[left]:
-        return float(centre[left]), float(half[left])
-    w = -k[left] / (k[right] - k[left])
-    atm = float((1 - w) * centre[left] + w * centre[right])
-    # A chord across a wide gap (a partial book) overstates a convex smile's ATM: only
-    # quotes within one ATM total-vol width of each other say where the money is.
-    if not k[right] - k[left] <= atm * np.sqrt(snap.t):
-        return None
-    return atm, float((1 - w) * half[left] + w * half[right])
+    return market_atms([snap])[0]
+
+
+def market_atms(snaps: Sequence[SliceSnapshot]) -> list[tuple[float, float] | None]:
+    """:func:`market_atm` of several slices in one pass over their padded quotes."""
+    if not snaps:
+        return []
+    rows = _Padded(snaps)
+    k = np.where(rows.quoted, rows.k, np.nan)
+    marks = rows.rows([s.mark_iv if s.mark_iv.size == s.n_quotes else np.full(s.n_quotes, np.nan)
+                       for s in snaps], np.nan)
+    i = np.arange(len(snaps))
+    below, above = np.where(k <= 0.0, k, -np.inf), np.where(k >= 0.0, k, np.inf)
+    left, right = np.argmax(below, axis=1), np.argmin(above, axis=1)
+    k_l, k_r = below[i, left], above[i, right]  # infinite: no quote on that side
+    both = np.isfinite(rows.bid_iv) & np.isfinite(rows.ask_iv)
+    centre = np.where(both, 0.5 * (rows.bid_iv + rows.ask_iv), rows.iv)
+    half = np.where(both, 0.5 * (rows.ask_iv - rows.bid_iv), np.nan)
+    marked = np.isfinite(marks[i, left]) & np.isfinite(marks[i, right])
+    c_l = np.where(marked, marks[i, left], centre[i, left])
+    c_r = np.where(marked, marks[i, right], centre[i, right])
+    same = k_r == k_l
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = -k_l / (k_r - k_l)
+        atm = np.where(same, c_l, (1 - w) * c_l + w * c_r)
+        at_half = np.where(same, half[i, left], (1 - w) * half[i, left] + w * half[i, right])
+        # A chord across a wide gap (a partial book) overstates a convex smile's ATM: only
+        # quotes within one ATM total-vol width of each other say where the money is.
+        close = same | (k_r - k_l <= atm * np.sqrt([s.t for s in snaps]))
+    found = np.isfinite(k_l) & np.isfinite(k_r) & close
+    return [(a, h) if ok else None
+            for a, h, ok in zip(atm.tolist(), at_half.tolist(), found.tolist(), strict=True)]
 
 
 def is_refusal(reason: str) -> bool:
@@ -230,14 +242,16 @@ class Calibrator:
         return fit_from(None), "cold"
 
     def refusal(self, snap: SliceSnapshot, params: Any, previous: SliceFit | None,
-                ok: bool = True, rmse: float | None = None) -> str | None:
+                ok: bool = True, rmse: float | None = None, off_market: bool | None = None
+                ) -> str | None:
         """Why a slice's fit may not be published (None: it may): it failed, its RMSE is
-        over the limits (checked when ``rmse`` is given), or its ATM is off the market."""
+        over the limits (checked when ``rmse`` is given), or its ATM is off the market
+        (``off_market`` when already checked, :meth:`off_market_many`)."""
         if rmse is not None and not self.acceptable(ok, rmse, good_rmse(previous)):
             return "fit_failed" if not ok else "rmse_too_high"
-        if self.off_market(snap, params):
-            return ATM_OFF_MARKET
-        return None
+        if off_market is None:
+            off_market = self.off_market(snap, params)
+        return ATM_OFF_MARKET if off_market else None
 
     def outcomes(self, decisions: Sequence[_Decision]) -> list[SliceOutcome]:
         """The outcomes of decided slices, their published state built together."""
@@ -250,13 +264,26 @@ class Calibrator:
         """Whether a fit's ATM vol is further from the quotes' own ATM than
         ``calibration.max_atm_error_vol`` and than the half spread there: a vol the
         market is not showing (Heston a day out was 9 vol points off, in band nowhere)."""
-        market = market_atm(snap)
-        if market is None:
-            return False
-        atm, half = market
-        model_atm = float(self.model.vol(np.zeros(1), snap.t, params)[0])
-        limit = max(self.config.max_atm_error_vol, half if np.isfinite(half) else 0.0)
-        return not abs(model_atm - atm) <= limit  # NaN: off the market too
+        return self.off_market_many([snap], [params])[0]
+
+    def off_market_many(self, snaps: Sequence[SliceSnapshot], params: Sequence[Any]
+                        ) -> list[bool]:
+        """:meth:`off_market` of several fits: the market ATMs in one pass, the model's in
+        one stacked evaluation where it has one (SVI)."""
+        if not snaps:
+            return []
+        ts = [s.t for s in snaps]
+        rows = cast(BatchSliceModel, self.model).vol_rows if self.model.batched else None
+        if rows is not None:
+            model_atms = rows(params, ts)(np.zeros((len(snaps), 1)))[:, 0].tolist()
+        else:
+            model_atms = [float(self.model.vol(np.zeros(1), t, p)[0])
+                          for p, t in zip(params, ts, strict=True)]
+        floor = self.config.max_atm_error_vol
+        return [market is not None
+                and not abs(model - market[0]) <= max(floor, market[1] if np.isfinite(market[1])
+                                                      else 0.0)  # NaN: off the market too
+                for market, model in zip(market_atms(snaps), model_atms, strict=True)]
 
     def keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
              reason: str) -> _Decision:
@@ -364,12 +391,13 @@ class _Padded:
     def __init__(self, snaps: Sequence[SliceSnapshot]) -> None:
         width = max(1, max(s.n_quotes for s in snaps))
         self.quoted = np.arange(width)[None, :] < np.array([s.n_quotes for s in snaps])[:, None]
-        self.k = self._rows([s.k for s in snaps], 0.0)
-        self.iv = self._rows([s.iv for s in snaps], np.nan)
-        self.bid_iv = self._rows([s.bid_iv for s in snaps], np.nan)
-        self.ask_iv = self._rows([s.ask_iv for s in snaps], np.nan)
+        self.k = self.rows([s.k for s in snaps], 0.0)
+        self.iv = self.rows([s.iv for s in snaps], np.nan)
+        self.bid_iv = self.rows([s.bid_iv for s in snaps], np.nan)
+        self.ask_iv = self.rows([s.ask_iv for s in snaps], np.nan)
 
-    def _rows(self, values: list[FloatArray], fill: float) -> FloatArray:
+    def rows(self, values: list[FloatArray], fill: float) -> FloatArray:
+        """One array per slice (each of its quotes' length) as padded rows."""
         out = np.full(self.quoted.shape, fill)
         out[self.quoted] = np.concatenate(values) if values else []
         return out
@@ -403,12 +431,21 @@ class PerExpiry(Calibrator):
 
     def calibrate_many(self, jobs: Sequence[tuple[SliceSnapshot, SliceFit | None,
                                                   Fit[Any] | None]]) -> list[SliceOutcome]:
-        """:meth:`calibrate` of several slices; what they publish is computed in one pass."""
-        return self.outcomes([self.decide(*job) for job in jobs])
+        """:meth:`calibrate` of several slices; the ATM checks of their first tries and
+        what they publish are computed in one pass each."""
+        tried = [i for i, (snap, _, first) in enumerate(jobs)
+                 if first is not None and snap.n_quotes >= self.config.min_quotes]
+        checked = dict(zip(tried, self.off_market_many(
+            [jobs[i][0] for i in tried], [cast(Fit[Any], jobs[i][2]).params for i in tried]),
+            strict=True))
+        return self.outcomes([self.decide(*job, first_off_market=checked.get(i))
+                              for i, job in enumerate(jobs)])
 
     def decide(self, snap: SliceSnapshot, previous: SliceFit | None,
-               first_try: Fit[Any] | None = None) -> _Decision:
-        """What one slice publishes (fitted, kept or nothing) and its fallback reason."""
+               first_try: Fit[Any] | None = None, first_off_market: bool | None = None
+               ) -> _Decision:
+        """What one slice publishes (fitted, kept or nothing) and its fallback reason
+        (``first_off_market``: the ATM check of ``first_try``, when already made)."""
         if snap.n_quotes < self.config.min_quotes:
             return self._reduced(snap, previous)
         assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
@@ -420,7 +457,9 @@ class PerExpiry(Calibrator):
 
         prev_params = previous.params if previous is not None else None
         fit, status = self.warm_then_cold(fit_from, prev_params, good_rmse(previous), first_try)
-        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol)) is not None:
+        off = first_off_market if fit is first_try else None
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol,
+                                   off)) is not None:
             return self.keep(previous, snap, "fallback", reason)
         return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
 

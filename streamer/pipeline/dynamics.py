@@ -116,16 +116,25 @@ def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], mod
 
 def _slopes(expiries: list[int], k: FloatArray, smiles: dict[int, FittedSmile],
             model: Any) -> FloatArray:
-    """``d sigma / d k`` of each quote's fitted smile at its ``k`` (one call per expiry)."""
-    slope = np.full(k.size, np.nan)
+    """``d sigma / d k`` of each quote's fitted smile at its ``k``: one stacked evaluation
+    of every expiry's smile where the model has one (SVI), else one call per expiry."""
     expiry = np.array(expiries, np.int64)
-    for e in np.unique(expiry).tolist():
-        rows = np.flatnonzero(expiry == e)
-        smile = smiles[e]
-        vols = model.vol(np.concatenate([k[rows] + SLOPE_STEP, k[rows] - SLOPE_STEP]),
-                         smile.t, smile.params)
-        slope[rows] = (vols[:rows.size] - vols[rows.size:]) / (2 * SLOPE_STEP)
-    return slope
+    keys, row = np.unique(expiry, return_inverse=True)
+    ends = np.concatenate([k + SLOPE_STEP, k - SLOPE_STEP])
+    fitted = [smiles[e] for e in keys.tolist()]
+    stacked = model.vol_rows if getattr(model, "batched", False) else None
+    if stacked is not None:
+        rows, at = np.concatenate([row, row]), np.arange(ends.size)
+        grid = np.zeros((keys.size, ends.size))  # each row: its quotes' ends, 0 elsewhere
+        grid[rows, at] = ends
+        vols = stacked([s.params for s in fitted], [s.t for s in fitted])(grid)[rows, at]
+    else:
+        vols = np.empty(ends.size)
+        for i, smile in enumerate(fitted):
+            mine = np.flatnonzero(np.concatenate([row, row]) == i)
+            vols[mine] = model.vol(ends[mine], smile.t, smile.params)
+    result: FloatArray = (vols[:k.size] - vols[k.size:]) / (2 * SLOPE_STEP)
+    return result
 
 
 class _Observations(NamedTuple):

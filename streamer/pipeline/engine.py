@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -46,7 +45,14 @@ from streamer.pipeline.snapshot import (
     count_rejects,
     years_to_expiry,
 )
-from streamer.types import DynamicsState, Quote, SliceUpdate, SurfaceUpdate, VenueVolIndex
+from streamer.types import (
+    DynamicsState,
+    Quote,
+    SliceUpdate,
+    SurfaceUpdate,
+    VenueVolIndex,
+    expiry_iso,
+)
 
 CALENDAR_POINTS = 41
 CALENDAR_TOL = 1e-12
@@ -88,10 +94,6 @@ class _Underlying:
     surface_rmse: float = float("nan")
     seeded_surface: dict[str, float] | None = None
     vol_index: VenueVolIndex | None = None  # the venue's own (Deribit's DVOL), latest
-
-
-def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Engine:
@@ -363,7 +365,7 @@ class Engine:
             if not ok:
                 self._report.arbitrage[(name, "calendar")] += 1
             slices.append(SliceUpdate(
-                expiry=_iso(f.expiry_ts_ms), expiry_ts_ms=f.expiry_ts_ms, t=t,
+                expiry=expiry_iso(f.expiry_ts_ms), expiry_ts_ms=f.expiry_ts_ms, t=t,
                 forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
                 atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
@@ -412,14 +414,12 @@ def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[floa
     result = [float("nan")] * len(fits)
     if len(fits) < 2:
         return result
-    grids = []
-    for i in range(1, len(fits)):
-        lo = max(fits[i].k_range[0], fits[i - 1].k_range[0])
-        hi = min(fits[i].k_range[1], fits[i - 1].k_range[1])
-        if hi <= lo:
-            lo, hi = CALENDAR_FALLBACK_RANGE
-        grids.append(np.linspace(lo, hi, CALENDAR_POINTS))
-    k = np.array(grids)
+    ranges = np.array([f.k_range for f in fits])
+    lo = np.maximum(ranges[1:, 0], ranges[:-1, 0])
+    hi = np.minimum(ranges[1:, 1], ranges[:-1, 1])
+    apart = ~(hi > lo)
+    lo[apart], hi[apart] = CALENDAR_FALLBACK_RANGE
+    k = np.linspace(lo, hi, CALENDAR_POINTS, axis=1)
     rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
     if rows is not None:  # every pair in one stacked evaluation (SVI)
         w_of = rows([f.params for f in fits])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from streamer.types import ModelName, SliceUpdate, SurfaceUpdate
+from streamer.types import ModelName, SliceUpdate, SurfaceUpdate, expiry_iso
 
 YEAR_MS = 365.0 * 86_400_000.0
 DAY_MS = 86_400_000
@@ -25,9 +24,7 @@ def svi_params(t: float) -> dict[str, float]:
             "sigma": 0.15}
 
 
-def iso(ms: int) -> str:
-    """ISO-8601 UTC with a ``Z``, as the publisher writes it."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = expiry_iso  # as the publisher writes it
 
 
 def make_slice(expiry_ms: int, params: dict[str, float], *, forward: float,

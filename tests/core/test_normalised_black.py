@@ -18,6 +18,19 @@ from lets_be_rational import (
 from streamer.core import normalised_black as nb
 from streamer.core.rational_cubic import control_to_fit_second_derivative, rational_cubic
 
+NATIVE = nb._NATIVE
+needs_native = pytest.mark.skipif(NATIVE is None, reason="the C kernel was not built")
+
+
+@pytest.fixture(params=["c", "numpy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test of ``total_vol`` on both paths: the C kernel and its numpy fallback."""
+    if request.param == "c" and NATIVE is None:
+        pytest.skip("the C kernel was not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(nb, "_NATIVE", None)
+    return str(request.param)
+
 
 def _sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x = -|ln(F/K)| near the money, across [0, 4] and log-spread; s from 1e-3 to 10."""
@@ -30,7 +43,7 @@ def _sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x[keep], s[keep], beta[keep]
 
 
-def test_initial_guess_is_jaeckels(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_initial_guess_is_jaeckels(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     """With no Householder step the result is the guess; it matches the reference's.
 
     The shape-preserving control parameter is taken in its closed form for data that
@@ -47,7 +60,8 @@ def test_initial_guess_is_jaeckels(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rel.max() < 0.01
 
 
-def test_two_steps_reach_full_precision_where_the_problem_is_well_conditioned() -> None:
+def test_two_steps_reach_full_precision_where_the_problem_is_well_conditioned(path: str
+                                                                            ) -> None:
     """Against the exact total vol: 1e-11 relative for s in [0.01, 5].
 
     Outside, the inputs themselves limit any solver: for tiny s near the money the
@@ -59,6 +73,53 @@ def test_two_steps_reach_full_precision_where_the_problem_is_well_conditioned() 
     assert np.all(np.abs(last_step) <= 1e-6 * v)
     conditioned = (s >= 0.01) & (s <= 5.0)
     assert np.max(np.abs(v / s - 1.0)[conditioned]) < 1e-11
+
+
+@needs_native
+def test_the_c_kernel_solves_as_the_numpy_path_does() -> None:
+    """Same branches, guesses and steps: the two agree to rounding on every branch (near
+    the money, the wings, far out), in the guess alone and after the two steps."""
+    x, _, beta = _sample(3000, 3)
+    for steps in (0, nb.HOUSEHOLDER_STEPS):
+        s, step = np.empty_like(x), np.empty_like(x)
+        assert NATIVE is not None
+        NATIVE(x, beta, s, step, steps)
+        original = nb.HOUSEHOLDER_STEPS
+        try:
+            nb.HOUSEHOLDER_STEPS = steps
+            ref, ref_step = nb.total_vol_numpy(x, beta)
+        finally:
+            nb.HOUSEHOLDER_STEPS = original
+        np.testing.assert_allclose(s, ref, rtol=1e-10)
+        assert np.array_equal(np.abs(step) <= 1e-6 * s, np.abs(ref_step) <= 1e-6 * ref)
+
+
+@needs_native
+def test_the_c_kernel_special_functions_match_scipys() -> None:
+    """Its normal quantile (Acklam's approximation refined by one Halley step) and erfcx
+    (the split exponent, the asymptotic series past 26) against scipy.special (Cephes):
+    both relative, across the tails."""
+    from scipy.special import erfcx, ndtri
+
+    from streamer.core import _normalised_black as kernel  # type: ignore[attr-defined]
+
+    p = np.concatenate([np.logspace(-300, -1, 300), np.linspace(0.01, 0.49, 100),
+                        np.linspace(0.51, 0.99, 100), 1.0 - np.logspace(-15, -2, 60)])
+    ours = np.array([kernel.ndtri(float(v)) for v in p])
+    np.testing.assert_allclose(ours, ndtri(p), rtol=1e-14, atol=1e-15)
+    z = np.concatenate([np.linspace(-5.0, 5.0, 201), np.logspace(-3.0, 4.0, 200)])
+    np.testing.assert_allclose([kernel.erfcx(float(v)) for v in z], erfcx(z), rtol=4e-15)
+    assert np.isnan(kernel.ndtri(float("nan")))
+    assert kernel.ndtri(0.0) == -np.inf
+
+
+@needs_native
+def test_the_c_kernel_refuses_wrong_buffers() -> None:
+    x = np.array([-0.1, -0.2])
+    with pytest.raises(ValueError, match="beta"):
+        NATIVE(x, np.zeros(3), np.empty(2), np.empty(2), 2)  # type: ignore[misc]
+    with pytest.raises(ValueError, match="x"):
+        NATIVE(x.astype(np.float32), x, np.empty(2), np.empty(2), 2)  # type: ignore[misc]
 
 
 def test_rational_cubic_matches_its_end_data_and_tends_to_the_line() -> None:

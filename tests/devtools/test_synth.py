@@ -15,9 +15,10 @@ import pytest
 
 from streamer.devtools import synth
 from streamer.devtools.synth import START_TS_MS, synthesise
-from streamer.devtools.synth_market import SPECS, YEAR_MS, expiries, iso
+from streamer.devtools.synth_market import SPECS, YEAR_MS, expiries
 from streamer.sources.deribit.protocol import parse_instrument_name
 from streamer.tickfile import read_tickfile
+from streamer.types import expiry_iso
 
 DURATION_S = 3.0
 
@@ -104,7 +105,7 @@ def test_truth_records_the_run_and_the_generator_specs(
         spec = SPECS[name]
         assert section["spec"] == json.loads(json.dumps(spec.__dict__))
         assert section["expiries"] == [
-            {"expiry": iso(e.expiry_ts_ms), "expiry_ts_ms": e.expiry_ts_ms, "label": e.label,
+            {"expiry": expiry_iso(e.expiry_ts_ms), "expiry_ts_ms": e.expiry_ts_ms, "label": e.label,
              "svi": e.svi, "basis": spec.basis} for e in expiries(spec, START_TS_MS)]
         path = section["spot_path"]
         assert [ts for ts, _ in path] == [START_TS_MS + i * 1000

@@ -14,7 +14,7 @@ from streamer.config import CalibrationConfig
 from streamer.core.models import svi
 from streamer.core.models.fit import Fit
 from streamer.core.models.svi import SVIModel
-from streamer.pipeline.calibrator import ATM_OFF_MARKET, PerExpiry, market_atm
+from streamer.pipeline.calibrator import ATM_OFF_MARKET, PerExpiry, market_atm, market_atms
 from streamer.pipeline.snapshot import SliceSnapshot
 
 T = 2 / 365
@@ -128,3 +128,29 @@ def test_a_partial_book_with_a_gap_at_the_money_has_no_market_atm() -> None:
                         k=k, iv=iv, bid_iv=iv - 0.02, ask_iv=iv + 0.02, weights=np.ones(5))
     assert market_atm(gap) is None
     assert market_atm(_snap()) is not None
+
+
+def test_the_market_atms_of_a_chain_are_each_slices_own() -> None:
+    """One padded pass over slices of different lengths, with and without marks, one
+    without quotes either side of the money and one with a gap there: each slice's
+    answer as if it were alone (the padding never lends a quote to a shorter row)."""
+    snap = _snap()
+
+    def with_(**fields: object) -> SliceSnapshot:
+        return SliceSnapshot(**{**{f: getattr(snap, f) for f in snap.__struct_fields__},
+                                **fields})
+
+    short = with_(k=snap.k[3:9], iv=snap.iv[3:9], bid_iv=snap.bid_iv[3:9],
+                  ask_iv=snap.ask_iv[3:9], weights=snap.weights[3:9])
+    marked = with_(mark_iv=snap.iv + 0.01)
+    one_side = with_(k=np.abs(snap.k) + 0.01)
+    gap_k = np.array([-0.89, 0.495, 0.613, 0.667, 0.767])
+    gap = with_(k=gap_k, iv=np.full(5, 0.6), bid_iv=np.full(5, 0.58), ask_iv=np.full(5, 0.62),
+                weights=np.ones(5), t=119 / 365)
+    chain = [snap, short, marked, one_side, gap, short]
+    alone = [market_atms([s])[0] for s in chain]
+    assert market_atms(chain) == alone
+    assert alone[3] is None
+    assert alone[4] is None
+    assert None not in (alone[0], alone[1], alone[2])
+    assert alone[2][0] == pytest.approx(alone[0][0] + 0.01)  # type: ignore[index]

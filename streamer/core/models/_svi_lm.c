@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_buffers.h"
+
 #define P 5 /* parameters: a, ln b, atanh rho, m, ln sigma */
 
 typedef struct {
@@ -261,32 +263,6 @@ static void minimise(const Problem *pr, const Settings *s, double *theta, int64_
     *converged = conv;
 }
 
-typedef struct {
-    Py_buffer view;
-    int held;
-} Buf;
-
-static int get(PyObject *obj, Buf *b, const char *name, char kind, Py_ssize_t itemsize,
-               Py_ssize_t count, int writable) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, &b->view, flags) < 0)
-        return 0;
-    b->held = 1;
-    const char *fmt = b->view.format ? b->view.format : "B";
-    if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')
-        fmt++;
-    int kind_ok = kind == 'f' ? fmt[0] == 'd'
-                : kind == 'i' ? (fmt[0] == 'q' || fmt[0] == 'l')
-                              : (fmt[0] == '?' || fmt[0] == 'B');
-    if (!kind_ok || fmt[1] != '\0' || b->view.itemsize != itemsize
-        || (count >= 0 && b->view.len != count * itemsize)) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of %s", name, count < 0 ? 0 : count,
-                     kind == 'f' ? "float64" : kind == 'i' ? "int64" : "bool");
-        return 0;
-    }
-    return 1;
-}
-
 enum { A_K, A_CENTRE, A_LOWER, A_UPPER, A_BAND_W, A_PULL_W, A_TAIL, A_INV_T, A_LN_SPAN, A_CENTRE_K,
        A_SPAN, A_THETA, A_ITER, A_NFEV, A_CONV, N_BUFS };
 static const char *NAMES[N_BUFS] = {"k", "centre", "lower", "upper", "band_w", "pull_w",
@@ -318,7 +294,7 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     Buf bufs[N_BUFS];
     memset(bufs, 0, sizeof bufs);
     PyObject *result = NULL;
-    if (!get(args[A_K], &bufs[A_K], NAMES[A_K], 'f', 8, -1, 0))
+    if (!get_buffer(args[A_K], &bufs[A_K], NAMES[A_K], 'f', 8, -1, 0))
         goto done;
     const Py_ssize_t total = bufs[A_K].view.len / 8;
     if (total % n) {
@@ -329,7 +305,7 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     for (int i = A_K + 1; i < N_BUFS; i++) {
         Py_ssize_t count = i <= A_TAIL ? n * m : i == A_THETA ? n * P : n;
         char kind = i <= A_THETA ? 'f' : i == A_CONV ? 'b' : 'i';
-        if (!get(args[i], &bufs[i], NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= A_THETA))
+        if (!get_buffer(args[i], &bufs[i], NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= A_THETA))
             goto done;
     }
     const double *col[A_THETA];
@@ -350,9 +326,7 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    for (int i = 0; i < N_BUFS; i++)
-        if (bufs[i].held)
-            PyBuffer_Release(&bufs[i].view);
+    release_buffers(bufs, N_BUFS);
     return result;
 }
 
@@ -379,9 +353,9 @@ static PyObject *seeds(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Buf bufs[N_SEED_BUFS];
     memset(bufs, 0, sizeof bufs);
     PyObject *result = NULL;
-    if (!get(args[S_K], &bufs[S_K], SEED_NAMES[S_K], 'f', 8, -1, 0)
-        || !get(args[S_GRID_M], &bufs[S_GRID_M], SEED_NAMES[S_GRID_M], 'f', 8, -1, 0)
-        || !get(args[S_GRID_SIGMA], &bufs[S_GRID_SIGMA], SEED_NAMES[S_GRID_SIGMA], 'f', 8, -1, 0))
+    if (!get_buffer(args[S_K], &bufs[S_K], SEED_NAMES[S_K], 'f', 8, -1, 0)
+        || !get_buffer(args[S_GRID_M], &bufs[S_GRID_M], SEED_NAMES[S_GRID_M], 'f', 8, -1, 0)
+        || !get_buffer(args[S_GRID_SIGMA], &bufs[S_GRID_SIGMA], SEED_NAMES[S_GRID_SIGMA], 'f', 8, -1, 0))
         goto done;
     const Py_ssize_t total = bufs[S_K].view.len / 8;
     if (total % n) {
@@ -395,7 +369,7 @@ static PyObject *seeds(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         Py_ssize_t count = i <= S_VALID ? n * m_pts : i == S_THETA ? n * n_seeds * P
                          : i == S_SCORE ? n * n_seeds : n;
         char kind = i == S_VALID ? 'b' : 'f';
-        if (!get(args[i], &bufs[i], SEED_NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= S_THETA))
+        if (!get_buffer(args[i], &bufs[i], SEED_NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= S_THETA))
             goto done;
     }
     const double *k = bufs[S_K].view.buf, *sqrt_w = bufs[S_SQRT_W].view.buf;
@@ -415,9 +389,7 @@ static PyObject *seeds(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    for (int i = 0; i < N_SEED_BUFS; i++)
-        if (bufs[i].held)
-            PyBuffer_Release(&bufs[i].view);
+    release_buffers(bufs, N_SEED_BUFS);
     return result;
 }
 
