@@ -17,7 +17,9 @@
   ``ssvi.calibrate`` cold, and warm (``previous`` = cold fit) after a parallel shift
   of +0.4 vol points and a tilt of -1 point per unit of k; ``ours_cold_moved`` fits
   the moved surface cold, the reference for the warm row (the move is not exactly an
-  SSVI surface, so its RMSE is the model's, not the warm start's).
+  SSVI surface, so its RMSE is the model's, not the warm start's). ``natural_cold`` is
+  the pipeline's SSVI since issue 12 (``ssvi_surface.calibrate``: natural-SVI slices
+  under calendar constraints, always cold) on the same surface; its RMSE is the fit's.
 * **SABR** (per slice, beta = 1): 12 slices x 50 strikes of a BTC-like chain from known
   per-slice parameters plus 1e-4 vol of noise, the same move as SSVI. ``sabr.calibrate``
   cold and warm on every slice, against ``scipy.optimize.least_squares`` (trf, 2-point
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import interleaved_timings_s, percentiles_ms, record
 
 from streamer.core.models import heston, sabr, ssvi
+from streamer.core.models import ssvi_surface as natural_ssvi
 
 SHIFT, TILT = 0.004, -0.01  # SSVI/SABR "small move": +0.4 vol points, -1 point per unit k
 CHAIN_EXPIRIES = np.geomspace(2.0 / 365.0, 1.5, 12)
@@ -214,7 +217,9 @@ def ssvi_rmse(surface: Surface, p: ssvi.SSVIParams) -> float:
 
 
 def ssvi_rows() -> list[dict[str, Any]]:
-    methods = ["ours_cold", "ours_cold_moved", "ours_warm"]
+    # eSSVI (ssvi.calibrate) cold and warm, and the pipeline's SSVI since issue 12's
+    # natural slices (ssvi_surface.calibrate, always cold), on the same surfaces
+    methods = ["ours_cold", "ours_cold_moved", "ours_warm", "natural_cold"]
     samples: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     errors: dict[str, list[float]] = {m: [] for m in methods}
     nfevs: dict[str, list[int]] = {m: [] for m in methods}
@@ -229,14 +234,21 @@ def ssvi_rows() -> list[dict[str, Any]]:
                 outs[name] = (data, ssvi.calibrate(*data, previous=prev))
             return fn
 
+        def natural(data: Surface, outs: dict[str, Any] = outs) -> Callable[[], object]:
+            def fn() -> None:
+                outs["natural_cold"] = (data, natural_ssvi.calibrate(*data))
+            return fn
+
         timed = interleaved_timings_s({"ours_cold": run("ours_cold", surface, None),
                                        "ours_cold_moved": run("ours_cold_moved", moved, None),
-                                       "ours_warm": run("ours_warm", moved, previous)},
+                                       "ours_warm": run("ours_warm", moved, previous),
+                                       "natural_cold": natural(surface)},
                                       SSVI_REPEAT)
         for name, s in timed.items():
             data, fit = outs[name]
             samples[name].append(s)
-            errors[name].append(ssvi_rmse(data, fit.params))
+            errors[name].append(fit.rmse_vol if name == "natural_cold"
+                                else ssvi_rmse(data, fit.params))
             nfevs[name].append(fit.nfev)
     baseline = {"ours_warm": "ours_cold_moved"}
     rows: list[dict[str, Any]] = []

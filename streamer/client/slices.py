@@ -8,7 +8,8 @@ model  slice ``params``             evaluated with
 ====== ============================ ===============================================
 svi    ``a b rho m sigma``          ``svi.total_variance(k)``
 sabr   ``alpha beta rho nu``        ``sabr.implied_vol(F=1, K=e^k, t)`` (normalised)
-ssvi   ``theta rho phi``            ``ssvi.slice_total_variance(k)``
+ssvi   ``theta rho phi delta mu``   ``ssvi.slice_total_variance(k)`` (natural SVI;
+                                    ``delta, mu`` 0 where absent)
 heston ``v0 kappa theta sigma rho`` ``heston.implied_vols(k, t)`` (surface ``params``
                                     when the slice has none)
 ====== ============================ ===============================================

@@ -122,19 +122,25 @@ def _published(limit: int) -> list[tuple[int, str, list[float]]]:
         for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
             engine.on_quote(quote)
         for update in engine.on_timer(line.received_ts_ns):
-            out += [(s.expiry_ts_ms, s.status, list(s.params.values())) for s in update.slices]
+            out += [(s.expiry_ts_ms, s.status, s.params, np.linspace(s.k_min, s.k_max, 41))
+                    for s in update.slices]
     return out
 
 
 def test_the_real_hourly_chain_publishes_the_same_slices(kernels: svi_lm.Kernels,
                                                          numpy_path: Any) -> None:
+    """Slice by slice, the same smiles over each one's quoted range (the criterion of
+    :func:`_assert_same_fits`: warm starts carry rounding from batch to batch, and a
+    parameter along a flat direction of the fit may move by 1e-7 with the smile still)."""
     with gzip.open(HOURLY, "rt") as f:  # the head of the file: its first snapshots
         limit = sum(1 for _ in itertools.islice(f, 4000))
     got, want = _published(limit), numpy_path(lambda: _published(limit))
     assert len(got) == len(want) > 50
-    for (e1, s1, p1), (e2, s2, p2) in zip(got, want, strict=True):
+    for (e1, s1, p1, k), (e2, s2, p2, _) in zip(got, want, strict=True):
         assert (e1, s1) == (e2, s2)
-        np.testing.assert_allclose(p1, p2, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(svi.total_variance(k, svi.SVIParams.from_dict(p1)),
+                                   svi.total_variance(k, svi.SVIParams.from_dict(p2)),
+                                   rtol=1e-7, atol=1e-10)
 
 
 @pytest.mark.parametrize("bad", ["short", "float32", "strided"])
