@@ -162,7 +162,7 @@ def before() -> Iterator[None]:
     saved = Engine._snapshots, smile._newton_delta_strikes
     Engine._snapshots = per_expiry  # type: ignore[method-assign]
     def bisection_only(vol_rows: Any, sqrt_t: Any, s_atm: np.ndarray, deltas: np.ndarray,
-                       half: Any) -> tuple[np.ndarray, np.ndarray]:
+                       half: Any, s_skew: Any = None) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((s_atm.size, 2 * deltas.size)), np.zeros(s_atm.size, bool)
 
     smile._newton_delta_strikes = bisection_only  # type: ignore[assignment]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
@@ -30,6 +29,7 @@ from streamer.core.variance_index import (
     expiry_variance,
     interpolated_vol,
 )
+from streamer.pipeline.snapshot import quote_columns, quote_flags
 from streamer.types import Quote, VarianceIndex, VenueVolIndex, expiry_iso
 
 FloatArray = npt.NDArray[np.float64]
@@ -41,8 +41,6 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
-#: What the market variance reads of a quote.
-_VARIANCE_FIELDS = attrgetter("strike", "is_call", "bid_price", "ask_price")
 #: Deribit's DVOL is the 30-day index.
 DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
@@ -160,8 +158,8 @@ def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
     """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
     if t <= 0 or not quotes:
         return None
-    strike, call, bid, ask = np.array([_VARIANCE_FIELDS(q) for q in quotes], np.float64).T
-    is_call = call > 0.5
+    strike, bid, ask = quote_columns(quotes, "strike", "bid_price", "ask_price")
+    is_call = quote_flags(quotes, "is_call")
     strikes, at = np.unique(strike, return_inverse=True)
     # one-sided, crossed or missing: no mid
     two_sided = (bid >= 0) & (ask > 0) & (ask >= bid)

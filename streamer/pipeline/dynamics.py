@@ -35,7 +35,7 @@ from streamer.core.dynamics import (
     fixed_strike_fit,
 )
 from streamer.core.implied_vol import implied_vol
-from streamer.pipeline.snapshot import YEAR_MS
+from streamer.pipeline.snapshot import YEAR_MS, quote_columns, quote_flags
 from streamer.types import (
     Dynamics,
     DynamicsState,
@@ -87,14 +87,17 @@ def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], mod
     kept = [q for q in quotes if q.expiry_ts_ms in by_expiry and 0 < q.bid_price < q.ask_price]
     if not kept:
         return NO_MARKS
-    rows = np.array([(q.strike, q.bid_price, q.ask_price, q.underlying_price,
-                      by_expiry[q.expiry_ts_ms].forward, by_expiry[q.expiry_ts_ms].atm_vol,
-                      q.expiry_ts_ms - q.exchange_ts_ms, q.is_call) for q in kept], np.float64)
-    strike, bid, ask, own_f, fit_f, atm, ms_left, is_call = rows.T
+    strike, bid, ask, own_f, expiry, ts = quote_columns(
+        kept, "strike", "bid_price", "ask_price", "underlying_price", "expiry_ts_ms",
+        "exchange_ts_ms")  # epoch ms are exact in float64
+    calls = quote_flags(kept, "is_call")
+    listed = np.array(sorted(by_expiry), np.float64)
+    of = np.searchsorted(listed, expiry)
+    fit_f = np.array([by_expiry[int(e)].forward for e in listed])[of]
+    atm = np.array([by_expiry[int(e)].atm_vol for e in listed])[of]
     forward = np.where(np.isfinite(own_f) & (own_f > 0), own_f, fit_f)
-    t = ms_left / YEAR_MS
+    t = (expiry - ts) / YEAR_MS
     k = np.log(strike / forward)
-    calls = is_call > 0.5
     near = ((k >= 0) == calls) & (t > 0) & (np.abs(k) <= moneyness_sd * atm * np.sqrt(t))
     if not near.any():
         return NO_MARKS
