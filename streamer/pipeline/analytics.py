@@ -21,6 +21,7 @@ from streamer.core.fit_errors import errors_from_jacobians, standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIParams
+from streamer.core.rows import padded, quoted_mask
 from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
 from streamer.core.variance_index import (
@@ -223,12 +224,11 @@ def fit_standard_errors_many(model: SliceEvaluator, params: Sequence[Any],
     names = list(model.to_dict(params[0]))
     rows = cast(BatchSliceModel, model).vol_jacobian_rows if model.batched else None
     if rows is not None:
-        sizes = np.array([kk.size for kk in k])
-        quoted = np.arange(int(sizes.max()) + 1)[None, :] < sizes[:, None]
-        points = np.zeros(quoted.shape)  # padding at k = 0: a finite row, weight 0
-        h = np.full(quoted.shape, np.inf)
-        points[quoted] = np.concatenate(k)
-        h[quoted] = _half_spreads(*(np.concatenate(x) for x in (iv, bid_iv, ask_iv)))
+        sizes = [kk.size for kk in k]
+        quoted = quoted_mask(sizes, max(sizes) + 1)  # and a last column for the ATM
+        points = padded(k, quoted, 0.0)  # padding at k = 0: a finite row, weight 0
+        h = padded([_half_spreads(*(np.concatenate(x) for x in (iv, bid_iv, ask_iv)))],
+                   quoted, np.inf)
         se, atm = errors_from_jacobians(rows(points, t, params), h[:, :-1])  # ATM: last column
         return [(float(a), dict(zip(names, e.tolist(), strict=True))) if kk.size
                 else (float("nan"), {}) for a, e, kk in zip(atm, se, k, strict=True)]

@@ -26,6 +26,7 @@ from streamer.core.models.protocol import (
     SliceModel,
     SurfaceModel,
 )
+from streamer.core.rows import padded, quoted_mask
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors_many
 from streamer.pipeline.deadline import Clock, Deadline
@@ -389,8 +390,8 @@ class _Padded:
     """Several slices' quotes as rows padded to the longest (``quoted`` False beyond)."""
 
     def __init__(self, snaps: Sequence[SliceSnapshot]) -> None:
-        width = max(1, max(s.n_quotes for s in snaps))
-        self.quoted = np.arange(width)[None, :] < np.array([s.n_quotes for s in snaps])[:, None]
+        sizes = [s.n_quotes for s in snaps]
+        self.quoted = quoted_mask(sizes, max(1, max(sizes)))
         self.k = self.rows([s.k for s in snaps], 0.0)
         self.iv = self.rows([s.iv for s in snaps], np.nan)
         self.bid_iv = self.rows([s.bid_iv for s in snaps], np.nan)
@@ -398,9 +399,7 @@ class _Padded:
 
     def rows(self, values: list[FloatArray], fill: float) -> FloatArray:
         """One array per slice (each of its quotes' length) as padded rows."""
-        out = np.full(self.quoted.shape, fill)
-        out[self.quoted] = np.concatenate(values) if values else []
-        return out
+        return padded(values, self.quoted, fill)
 
     def put(self, given: list[FloatArray | None], computed: FloatArray) -> FloatArray:
         """``computed`` with each row that was ``given`` (not None) replaced by it."""

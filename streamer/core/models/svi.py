@@ -32,6 +32,7 @@ from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marqua
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
 from streamer.core.params import NamedFloats
+from streamer.core.rows import padded, quoted_mask
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -216,15 +217,12 @@ def _pad(slices: Sequence[_Slice], ts: Sequence[float], objective: band.Objectiv
     sizes = [s.k.size for s in slices]
     n = max(sizes)
     t = np.asarray(ts, np.float64)[:, None]
+    valid = quoted_mask(sizes)
 
     def stack(values: list[FloatArray], fill: float) -> FloatArray:
-        out = np.full((len(values), n), fill)
-        for i, v in enumerate(values):
-            out[i, :v.size] = v
-        return out
+        return padded(values, valid, fill)
 
     b = _bands(slices, stack, objective)
-    valid = np.arange(n)[None, :] < np.asarray(sizes)[:, None]
     return _Chain(k=stack([s.k for s in slices], 0.0), iv=stack([s.iv for s in slices], 1.0),
                   t=t, sqrt_w=np.sqrt(stack([s.w for s in slices], 0.0)), valid=valid,
                   n_valid=np.asarray(sizes, float), padded=min(sizes) < n, band=b)
