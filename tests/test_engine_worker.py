@@ -322,3 +322,54 @@ async def test_the_kept_instruments_are_read_while_a_cut_runs() -> None:
     finally:
         engine.release.set()
         worker.close()
+
+
+class _SlowToSeed:
+    """A worker whose seed answers only once the event loop has run something else:
+    a process child still importing, as far as the loop can tell."""
+
+    def __init__(self, loop_ran: threading.Event) -> None:
+        self.loop_ran = loop_ran
+        self.venue = "deribit"
+
+    def seed(self, update: SurfaceUpdate) -> bool:
+        return self.loop_ran.wait(30)  # False: the loop never got to run
+
+    def seed_dynamics(self, state: object) -> bool:
+        return False
+
+
+async def test_the_warm_start_waits_for_its_seeds_off_the_event_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seed is a round trip to the worker process, which may still be importing: the
+    loop served nothing for seconds (the process worker's event-loop lag p99 was 3 s with
+    SABR). While a seed waits now, other tasks on the loop run."""
+    import msgspec
+
+    from streamer.app import service as service_module
+
+    engine, decoder, published = _engine(), DeribitDecoder(), []
+    for line in itertools.islice(read_tickfile(bundled_sample()), 600):
+        for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
+            engine.on_quote(quote)
+        published += engine.on_timer(line.received_ts_ns)
+    update = published[-1]
+    loop_ran = threading.Event()
+
+    async def read_back(*_: object) -> dict[str, SurfaceUpdate]:
+        return {update.key: update}
+
+    async def no_dynamics(*_: object) -> dict[str, object]:
+        return {}
+
+    monkeypatch.setattr(service_module, "latest_surfaces", read_back)
+    monkeypatch.setattr(service_module, "latest_dynamics_states", no_dynamics)
+    config = load_config(None, env={})
+    service = service_module.Service(msgspec.structs.replace(config, sink="kafka"))
+    service.engines["deribit"] = _SlowToSeed(loop_ran)  # type: ignore[assignment]
+    other = asyncio.get_running_loop().call_soon(loop_ran.set)
+    try:
+        await service._warm_start("unused:9092")
+    finally:
+        other.cancel()
+    assert loop_ran.is_set()

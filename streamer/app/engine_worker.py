@@ -23,9 +23,9 @@ again in the awaiting task: an engine failure is never silent.
 the service has threads), off the event loop's GIL as well: a thread still shares it,
 and the Python between numpy's calls in a fit held the loop up to hundreds of
 milliseconds. The inbox then travels to the child with each cut (pickled), and the updates come
-back with the engine's report, so the service's metrics after each cut cost no round
-trip, and the dynamics states are asked for only after a cut that published; the rarer
-calls (seeds, instruments) are round trips, in order after the cuts. The child runs at a
+back with the engine's report and the dynamics states it took, so the service's metrics
+and dynamics after each cut cost no round trip; the rarer calls (seeds, instruments) are
+round trips, in order after the cuts (the service makes them off the loop). The child runs at a
 lower scheduling priority (``nice``): a fit is throughput work, the loop's ingest and sends
 are latency work, and on a small machine the child, the loop and a broker share its cores.
 """
@@ -48,8 +48,9 @@ from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 WorkerMode = Literal["thread", "inline", "process"]
 Cut = list[SurfaceUpdate]
 Kept = dict[str, list[Quote]]  # by underlying: the instruments behind its surface of a cut
-#: A finished cut: its updates, kept instruments and (a process's) engine report.
-_Landed = tuple[Cut, Kept, EngineReport | None]
+#: A finished cut: its updates, kept instruments and, from a process, the engine's report
+#: and the dynamics states it took (None: the engine is in this process, asked directly).
+_Landed = tuple[Cut, Kept, EngineReport | None, list[DynamicsState]]
 
 
 class EngineWorker:
@@ -62,7 +63,7 @@ class EngineWorker:
         self._inbox: deque[Quote | VenueVolIndex] = deque()
         self._lock = threading.Lock()
         self._report = EngineReport()  # process mode: what came back with the cuts
-        self._published = True  # a surface since the last take_dynamics_states
+        self._states: dict[tuple[str, str], DynamicsState] = {}  # process: latest per key
         #: Keep, with each cut, the instruments behind each surface it computes.
         self.keep_instruments = False
         self._kept: dict[str, list[Quote]] = {}
@@ -145,10 +146,11 @@ class EngineWorker:
         return result
 
     def take_dynamics_states(self) -> list[DynamicsState]:
-        """``Engine.take_dynamics_states`` between cuts."""
-        if isinstance(self._executor, ProcessPoolExecutor) and not self._published:
-            return []  # no surface since the last call: no new observation either
-        self._published = False
+        """``Engine.take_dynamics_states`` between cuts (in process mode, those that came
+        back with the cuts since the last call)."""
+        if isinstance(self._executor, ProcessPoolExecutor):
+            states, self._states = list(self._states.values()), {}
+            return states
         result: list[DynamicsState] = self._call("take_dynamics_states")
         return result
 
@@ -190,13 +192,13 @@ class EngineWorker:
             return []
         cut = self._in_flight
         try:  # shielded: a cancelled wait leaves the cut running and its result to collect
-            updates, kept, report = await asyncio.shield(cut)
+            updates, kept, report, states = await asyncio.shield(cut)
         finally:
             if cut.done():  # an engine error is raised once, here
                 self._in_flight = None
         if report is not None:  # the process's report came back with its cut
             self._report.add(report)
-            self._published = self._published or bool(updates)
+        self._states.update({(d.venue, d.underlying): d for d in states})
         self._kept.update(kept)
         return updates
 
@@ -206,7 +208,7 @@ class EngineWorker:
             items = []
             while self._inbox:
                 items.append(self._inbox.popleft())
-            return (*_apply_and_cut(self.engine, items, now_ns, flush, keep), None)
+            return (*_apply_and_cut(self.engine, items, now_ns, flush, keep), None, [])
 
 
 def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: int,
@@ -258,9 +260,11 @@ def _engine() -> Engine:
 
 
 def _cut(items: list[Quote | VenueVolIndex], now_ns: int, flush: bool, keep: bool
-         ) -> tuple[Cut, Kept, EngineReport]:
+         ) -> _Landed:
     engine = _engine()
-    return (*_apply_and_cut(engine, items, now_ns, flush, keep), engine.drain_report())
+    updates, kept = _apply_and_cut(engine, items, now_ns, flush, keep)
+    states = engine.take_dynamics_states() if updates else []  # none new without a surface
+    return updates, kept, engine.drain_report(), states
 
 
 def _call(name: str, *args: Any) -> Any:

@@ -289,8 +289,11 @@ class Service:
         if isinstance(self.sink, KafkaSink):
             self.sink.resume(latest)
         await self._restore_dynamics(bootstrap)
+        # Each seed is a round trip to a worker process that may still be starting (its
+        # imports take seconds on a busy machine): awaited off the loop, which serves
+        # heartbeats and /healthz meanwhile.
         seeded = [key for key, update in sorted(latest.items())
-                  if self.engine_for(update.venue).seed(update)]
+                  if await asyncio.to_thread(self.engine_for(update.venue).seed, update)]
         if seeded:
             log.info("warm start from the published surfaces of %s", ", ".join(seeded))
         elif latest:
@@ -307,7 +310,7 @@ class Service:
             return
         restored = [f"{key} ({sum(t.count for t in s.tenors)} observations)"
                     for key, s in sorted(states.items())
-                    if self.engine_for(s.venue).seed_dynamics(s)]
+                    if await asyncio.to_thread(self.engine_for(s.venue).seed_dynamics, s)]
         if restored:
             log.info("smile dynamics restored for %s", ", ".join(restored))
 
