@@ -484,10 +484,9 @@ def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver)
             select=lambda rows: _residual_fn(problems.rows(rows)))
     cost = _cost_at(problems, res.theta)
     n = chain.k.shape[0]
-    best = np.zeros(n, np.int64)
-    for i in range(n):
-        mine = np.flatnonzero(owner == i)
-        best[i] = mine[np.argmin(cost[mine])]
+    # per slice, its lowest-cost start: the first of its run once sorted by (owner, cost)
+    counts = np.bincount(owner, minlength=n)
+    best = np.lexsort((cost, owner))[np.cumsum(counts) - counts]
     return _Refined(theta=res.theta[best], cost=cost[best], iterations=res.iterations[best],
                     nfev=np.bincount(owner, weights=res.nfev, minlength=n).astype(np.int64),
                     converged=res.converged[best])
