@@ -41,7 +41,7 @@ from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Literal
 
-from streamer.pipeline.batcher import Batcher
+from streamer.pipeline.batcher import Batcher, earliest_due_ns
 from streamer.pipeline.engine import Engine, EngineReport
 from streamer.types import DynamicsState, Quote, SurfaceUpdate, VenueVolIndex
 
@@ -70,7 +70,6 @@ class EngineWorker:
         self._in_flight: asyncio.Future[_Landed] | None = None
         # The engine's batch rule, mirrored on the loop from the same quotes: which cuts
         # are due (and when the next is) without a round trip to the worker.
-        self._batch = engine.batch
         self._batchers: dict[str, Batcher] = {}
         self._executor: Executor | None = None
         if mode == "thread":
@@ -88,15 +87,15 @@ class EngineWorker:
         self._inbox.append(quote)
         batcher = self._batchers.get(quote.underlying)
         if batcher is None:
-            batcher = self._batchers[quote.underlying] = Batcher(
-                self._batch.interval_ms, self._batch.max_quotes)
+            batch = self.engine.batch
+            batcher = self._batchers[quote.underlying] = Batcher(batch.interval_ms,
+                                                                 batch.max_quotes)
         batcher.add(quote.received_ts_ns)
 
     def next_due_ns(self, now_ns: int) -> int | None:
         """When the earliest pending batch falls due (``now_ns`` if one is due already;
         None: nothing pending), so the service's timer wakes at that instant."""
-        due = [now_ns if b.due(now_ns) else b.due_at_ns() for b in self._batchers.values()]
-        return min((d for d in due if d is not None), default=None)
+        return earliest_due_ns(self._batchers.values(), now_ns)
 
     def on_vol_index(self, index: VenueVolIndex) -> None:
         """Queue a venue vol index for the next cut."""

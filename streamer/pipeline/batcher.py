@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class Batcher:
     """Counts quotes since the last cut; times are receive times in ns, passed in."""
@@ -33,3 +35,11 @@ class Batcher:
         """Start a new batch; returns how many quotes the old one had."""
         count, self.pending, self.started_ns = self.pending, 0, None
         return count
+
+
+def earliest_due_ns(batchers: Iterable[Batcher], now_ns: int | None = None) -> int | None:
+    """When the first pending batch of ``batchers`` falls due by time (None: none is
+    pending); given ``now_ns``, one already due (by count too) says ``now_ns``."""
+    due = [now_ns if now_ns is not None and b.due(now_ns) else b.due_at_ns()
+           for b in batchers]
+    return min((d for d in due if d is not None), default=None)

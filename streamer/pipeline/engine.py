@@ -34,7 +34,7 @@ from streamer.core.models.protocol import (
 )
 from streamer.core.models.registry import model_for
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
-from streamer.pipeline.batcher import Batcher
+from streamer.pipeline.batcher import Batcher, earliest_due_ns
 from streamer.pipeline.calibrator import PerExpiry, SliceFit, SliceOutcome, WholeSurface
 from streamer.pipeline.chain_book import ChainBook
 from streamer.pipeline.deadline import Clock, Deadline
@@ -150,8 +150,7 @@ class Engine:
     def next_due_ns(self) -> int | None:
         """The earliest time a pending batch falls due (None: nothing pending), so a
         replay can fire its timer at that instant of file time."""
-        due = [d for s in self._underlyings.values() if (d := s.batcher.due_at_ns()) is not None]
-        return min(due, default=None)
+        return earliest_due_ns(s.batcher for s in self._underlyings.values())
 
     def flush(self, now_ns: int) -> list[SurfaceUpdate]:
         """Calibrate everything pending now (the end of a replay)."""
