@@ -114,7 +114,6 @@ def _newton_delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, s_atm: FloatArr
     running = settled.copy()
     with np.errstate(all="ignore"):
         k = np.where(settled[:, None], _tangent_strikes(s_atm, s_skew, z), 0.0)
-    with np.errstate(all="ignore"):
         for _ in range(_NEWTON_STEPS):
             both = vol_rows(np.concatenate([k, k + _NEWTON_DK], axis=1)) * sqrt_t[:, None]
             s, ds = both[:, :n], (both[:, n:] - both[:, :n]) / _NEWTON_DK

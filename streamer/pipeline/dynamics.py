@@ -91,10 +91,10 @@ def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], mod
         kept, "strike", "bid_price", "ask_price", "underlying_price", "expiry_ts_ms",
         "exchange_ts_ms")  # epoch ms are exact in float64
     calls = quote_flags(kept, "is_call")
-    listed = np.array(sorted(by_expiry), np.float64)
-    of = np.searchsorted(listed, expiry)
-    fit_f = np.array([by_expiry[int(e)].forward for e in listed])[of]
-    atm = np.array([by_expiry[int(e)].atm_vol for e in listed])[of]
+    listed = sorted(by_expiry)
+    of = np.searchsorted(np.array(listed, np.float64), expiry)
+    fit_f = np.array([by_expiry[e].forward for e in listed])[of]
+    atm = np.array([by_expiry[e].atm_vol for e in listed])[of]
     forward = np.where(np.isfinite(own_f) & (own_f > 0), own_f, fit_f)
     t = (expiry - ts) / YEAR_MS
     k = np.log(strike / forward)
@@ -125,16 +125,17 @@ def _slopes(expiries: list[int], k: FloatArray, smiles: dict[int, FittedSmile],
     keys, row = np.unique(expiry, return_inverse=True)
     ends = np.concatenate([k + SLOPE_STEP, k - SLOPE_STEP])
     fitted = [smiles[e] for e in keys.tolist()]
+    rows = np.concatenate([row, row])  # the expiry of each end
     stacked = model.vol_rows if getattr(model, "batched", False) else None
     if stacked is not None:
-        rows, at = np.concatenate([row, row]), np.arange(ends.size)
+        at = np.arange(ends.size)
         grid = np.zeros((keys.size, ends.size))  # each row: its quotes' ends, 0 elsewhere
         grid[rows, at] = ends
         vols = stacked([s.params for s in fitted], [s.t for s in fitted])(grid)[rows, at]
     else:
         vols = np.empty(ends.size)
         for i, smile in enumerate(fitted):
-            mine = np.flatnonzero(np.concatenate([row, row]) == i)
+            mine = np.flatnonzero(rows == i)
             vols[mine] = model.vol(ends[mine], smile.t, smile.params)
     result: FloatArray = (vols[:k.size] - vols[k.size:]) / (2 * SLOPE_STEP)
     return result
