@@ -30,7 +30,7 @@ def _market() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def test_a_natural_svi_slice_is_the_raw_svi_smile_it_converts_to() -> None:
     k = np.linspace(-2.0, 2.0, 81)
-    s = ssvi_surface.from_raw(SHAPE.a, SHAPE.b, SHAPE.rho, SHAPE.m, SHAPE.sigma)
+    s = ssvi.SSVISlice.from_raw_svi(SHAPE.a, SHAPE.b, SHAPE.rho, SHAPE.m, SHAPE.sigma)
     np.testing.assert_allclose(ssvi.slice_total_variance(k, s), svi.total_variance(k, SHAPE),
                                rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(s.raw_svi(), [SHAPE.a, SHAPE.b, SHAPE.rho, SHAPE.m,

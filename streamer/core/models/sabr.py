@@ -275,8 +275,7 @@ def calibrate(forward: float, strike: npt.ArrayLike, iv: npt.ArrayLike, t: float
     warm = [] if previous is None else [previous]
     stages = [expansion, generic] if previous is None else [lambda: warm, expansion]
     params, iterations, converged, nfev = _best(forward, kk, t, b, stages, target, max_nfev)
-    err = implied_vol(forward, kk, t, params) - vv
-    rmse = float(np.sqrt(np.mean(err * err)))
+    rmse = _rmse(forward, kk, t, params, vv)
     if not np.isfinite(rmse):
         return Fit.failed(fallback, "expansion undefined at some strikes",
                           warm=previous is not None, iterations=nfev, nfev=nfev)

@@ -81,6 +81,15 @@ class SSVISlice(NamedFloats, frozen=True, kw_only=True):
         return cls(theta=d["theta"], rho=d["rho"], phi=d["phi"], delta=d.get("delta", 0.0),
                    mu=d.get("mu", 0.0))
 
+    @classmethod
+    def from_raw_svi(cls, a: float, b: float, rho: float, m: float, sigma: float) -> SSVISlice:
+        """Raw SVI ``a, b, rho, m, sigma`` as a natural-SVI slice (Gatheral & Jacquier 2014,
+        Lemma 3.2: ``theta = 2 b sigma / sqrt(1 - rho^2)``, ``phi = sqrt(1 - rho^2) / sigma``);
+        inverse of :meth:`raw_svi`."""
+        root = float(np.sqrt(1.0 - rho * rho))
+        return cls(theta=2.0 * b * sigma / root, rho=rho, phi=root / sigma,
+                   delta=a - b * sigma * root, mu=m + rho * sigma / root)
+
     def raw_svi(self) -> tuple[float, float, float, float, float]:
         """The same smile as raw SVI ``a, b, rho, m, sigma`` (Gatheral & Jacquier 2014,
         Lemma 3.2)."""

@@ -84,15 +84,6 @@ class SSVISurface(msgspec.Struct, frozen=True, kw_only=True):
         return self.slices[i]
 
 
-def from_raw(a: float, b: float, rho: float, m: float, sigma: float) -> SSVISlice:
-    """Raw SVI ``a, b, rho, m, sigma`` as a natural-SVI slice (Gatheral & Jacquier 2014,
-    Lemma 3.2: ``theta = 2 b sigma / sqrt(1 - rho^2)``, ``phi = sqrt(1 - rho^2) / sigma``)."""
-    root = float(np.sqrt(1.0 - rho * rho))
-    theta = 2.0 * b * sigma / root
-    return SSVISlice(theta=theta, rho=rho, phi=root / sigma, delta=a - b * sigma * root,
-                     mu=m + rho * sigma / root)
-
-
 def _raw(z: FloatArray) -> tuple[FloatArray, ...]:
     """Raw SVI ``a, b, rho, m, sigma`` (each shape ``(n, 1)``) of local variables
     ``(n, 5)``: ``a``, the right and left wing slopes ``b (1 +- rho)``, ``m``, ``ln sigma``."""
@@ -133,10 +124,7 @@ def _slope_penalties(z: FloatArray) -> FloatArray:
 
 def _w(z: FloatArray, k: FloatArray) -> FloatArray:
     """Total variance of each slice (rows of local variables ``z``) at its row of ``k``."""
-    a, b, rho, m, sigma = _raw(z)
-    d = k - m
-    result: FloatArray = a + b * (rho * d + np.sqrt(d * d + sigma * sigma))
-    return result
+    return svi.total_variance_rows(k, np.stack(_raw(z), axis=1))
 
 
 def _g(z: FloatArray, k: FloatArray) -> FloatArray:
@@ -354,7 +342,7 @@ def calibrate(k: Sequence[npt.ArrayLike], iv: Sequence[npt.ArrayLike], t: Sequen
     if not np.isfinite(rmse):
         return Fit.failed(empty, "non-finite model vols", warm=False, iterations=nfev,
                           nfev=nfev)
-    slices = tuple(from_raw(*(float(v[0, 0]) for v in _raw(z[i:i + 1])))
+    slices = tuple(SSVISlice.from_raw_svi(*(float(v[0, 0]) for v in _raw(z[i:i + 1])))
                    for i in range(tt.size))
     return Fit(params=SSVISurface(t=tuple(tt.tolist()), slices=slices), rmse_vol=rmse,
                iterations=nfev, status="converged" if converged else "max_iter", nfev=nfev,
@@ -394,15 +382,10 @@ def _seeds(ks: list[FloatArray], vs: list[FloatArray], t: FloatArray, sides: Sid
             small = fit_slice(ks[i], vs[i], float(t[i]), None if np.isnan(w).all() else w)
             if not small.ok:
                 return None
-            fit = Fit(params=_svi_params(small.params), rmse_vol=small.rmse_vol,
+            fit = Fit(params=svi.from_ssvi(small.params), rmse_vol=small.rmse_vol,
                       iterations=0, status="converged", warm=False)
         out[i] = _local_of(fit.params)
     return out
-
-
-def _svi_params(s: SSVISlice) -> svi.SVIParams:
-    a, b, rho, m, sigma = s.raw_svi()
-    return svi.SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma)
 
 
 def _problem(ks: list[FloatArray], vs: list[FloatArray], t: FloatArray,

@@ -64,6 +64,12 @@ def total_variance(k: npt.ArrayLike, p: SVIParams) -> FloatArray:
     return result
 
 
+def from_ssvi(s: ssvi.SSVISlice) -> SVIParams:
+    """The raw SVI parameters of a natural-SVI (SSVI) slice, the same smile."""
+    a, b, rho, m, sigma = s.raw_svi()
+    return SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma)
+
+
 def stack(params: Sequence[SVIParams]) -> FloatArray:
     """Parameters of many slices as columns ``a, b, rho, m, sigma``: shape (n, 5, 1)."""
     return np.array([[p.a, p.b, p.rho, p.m, p.sigma] for p in params], np.float64)[..., None]
@@ -617,8 +623,9 @@ class SVIModel(VolFromVariance[SVIParams]):
                           weights: FloatArray) -> Fit[SVIParams]:
         """Too few quotes for five parameters: an SSVI slice (three), as raw SVI."""
         fit = ssvi.fit_slice(k, iv, t, weights)
-        a, b, rho, m, sigma = fit.params.raw_svi() if fit.ok else (0.0,) * 5
-        return Fit(params=SVIParams(a=a, b=b, rho=rho, m=m, sigma=sigma),
+        params = from_ssvi(fit.params) if fit.ok else SVIParams(a=0.0, b=0.0, rho=0.0, m=0.0,
+                                                                sigma=0.0)
+        return Fit(params=params,
                    rmse_vol=fit.rmse_vol, iterations=fit.iterations, status=fit.status,
                    message=fit.message, nfev=fit.nfev, warm=False)
 
