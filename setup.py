@@ -7,22 +7,21 @@ their numpy inversion (the same results, slower).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "streamer.sources.deribit._fast_path",
-    sources=["streamer/sources/deribit/_fast_path.c"],
-    depends=["streamer/sources/deribit/_json_scan.h", "streamer/sources/deribit/_ticker_frame.h"],
-    extra_compile_args=["-fno-fast-math", "-ffp-contract=off", "-Wall", "-Wextra"],
-    optional=True,
-), Extension(
-    "streamer.core.models._svi_lm",
-    sources=["streamer/core/models/_svi_lm.c"],
-    depends=["streamer/core/_buffers.h"],
-    extra_compile_args=["-fno-fast-math", "-ffp-contract=off", "-Wall", "-Wextra"],
-    optional=True,
-), Extension(
-    "streamer.core._normalised_black",
-    sources=["streamer/core/_normalised_black.c"],
-    depends=["streamer/core/_buffers.h"],
-    extra_compile_args=["-fno-fast-math", "-ffp-contract=off", "-Wall", "-Wextra"],
-    optional=True,
-)])
+
+def _native(name: str, source: str, depends: list[str]) -> Extension:
+    # IEEE arithmetic as the numpy fallbacks do it (no fast-math, no fused multiply-add)
+    return Extension(name, sources=[source], depends=depends,
+                     extra_compile_args=["-fno-fast-math", "-ffp-contract=off", "-Wall",
+                                         "-Wextra"],
+                     optional=True)
+
+
+setup(ext_modules=[
+    _native("streamer.sources.deribit._fast_path", "streamer/sources/deribit/_fast_path.c",
+            ["streamer/sources/deribit/_json_scan.h",
+             "streamer/sources/deribit/_ticker_frame.h"]),
+    _native("streamer.core.models._svi_lm", "streamer/core/models/_svi_lm.c",
+            ["streamer/core/_buffers.h"]),
+    _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c",
+            ["streamer/core/_buffers.h"]),
+])
