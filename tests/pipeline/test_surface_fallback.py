@@ -13,7 +13,8 @@ import pytest
 from streamer.client import Surface
 from streamer.config import BatchConfig, CalibrationConfig
 from streamer.core.models import svi
-from streamer.core.models.ssvi import ESSVIParams, SSVIModel, SSVISlice
+from streamer.core.models.ssvi import SSVIModel, SSVISlice
+from streamer.core.models.ssvi_surface import SSVISurface
 from streamer.core.models.svi import SVIParams
 from streamer.pipeline import engine as engine_module
 from streamer.pipeline.calibrator import ATM_OFF_MARKET, WholeSurface
@@ -29,12 +30,13 @@ LIFTED = 1  # the index of the expiry whose surface slice the scripted model put
 
 @dataclasses.dataclass(frozen=True)
 class _OffMarket(SSVIModel):
-    """eSSVI whose slice ``lifted`` has its ATM variance raised by half: within the
-    RMSE limit as a surface, but that expiry's ATM is vol points off the quotes."""
+    """SSVI whose slice ``lifted`` is replaced by the SSVI slice proper (no level, no
+    shift) of half again its ``theta``: within the RMSE limit as a surface, but that
+    expiry's ATM is vol points off the quotes."""
 
     lifted: int = LIFTED
 
-    def slice_params(self, params: ESSVIParams, index: int) -> SSVISlice:
+    def slice_params(self, params: SSVISurface, index: int) -> SSVISlice:
         s = params.slice(index)
         if index != self.lifted:
             return s
