@@ -13,12 +13,12 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy.interpolate import CubicSpline
 
 from streamer.config import AnalyticsConfig
 from streamer.core import black76
 from streamer.core.fit_errors import errors_from_jacobians, standard_errors
 from streamer.core.jump_wings import from_raw_svi, from_smile
+from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIParams
 from streamer.core.rows import padded, quoted_mask
@@ -125,7 +125,7 @@ class SurfaceAnalytics:
         w = model.total_variance(grid, s.t, s.params)
         if not np.all(np.isfinite(w)):
             return lambda k: model.total_variance(np.asarray(k, np.float64), s.t, s.params)
-        spline = CubicSpline(grid, w)
+        spline = cubic_spline(grid, w)
         return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
 
 

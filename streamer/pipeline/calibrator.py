@@ -14,9 +14,9 @@ from typing import Any, NamedTuple, cast
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.interpolate import CubicSpline
 
 from streamer.config import CalibrationConfig
+from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.median import row_median
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.mixed import MixedSlices
@@ -317,7 +317,7 @@ class Calibrator:
         vols = self.model.vol(grid, t, params)
         if not np.all(np.isfinite(vols)):
             return lambda k: self.model.vol(k, t, params)
-        spline = CubicSpline(grid, vols)
+        spline = cubic_spline(grid, vols)
         return lambda k: np.asarray(spline(np.clip(k, grid[0], grid[-1])), np.float64)
 
     def _vol_rows(self, params: Sequence[Any], ts: Sequence[float]) -> VolRows:

@@ -29,19 +29,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from scipy.interpolate import CubicSpline
 
 from streamer.core import black76
 from streamer.core.implied_vol import implied_vol
+from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.models import heston_quadrature as hq
 from streamer.core.models.batch_lm import levenberg_marquardt
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VarianceFromVol
 from streamer.core.params import NamedFloats
+
+if TYPE_CHECKING:
+    from scipy.interpolate import CubicSpline
 
 FloatArray = npt.NDArray[np.float64]
 ComplexArray = npt.NDArray[np.complexfloating[Any, Any]]
@@ -398,4 +401,4 @@ def _smile_spline(t: float, v0: float, kappa: float, theta: float, sigma: float,
     vols = implied_vols(grid, t, p)
     if not np.all(np.isfinite(vols)):
         return -half, half, None
-    return -half, half, CubicSpline(grid, vols)
+    return -half, half, cubic_spline(grid, vols)

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares
 
 from streamer.core.arbitrage import durrleman_g
+from streamer.core.lazy_scipy import least_squares
 from streamer.core.models import band
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VolFromVariance

@@ -39,9 +39,9 @@ from collections.abc import Callable, Sequence
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import least_squares
 
 from streamer.core.arbitrage import durrleman_g
+from streamer.core.lazy_scipy import least_squares
 from streamer.core.models import band, svi
 from streamer.core.models.fit import Fit
 from streamer.core.models.ssvi import SSVISlice, fit_slice
