@@ -12,6 +12,8 @@ function are counted like any other, except the stand-ins (``devtools``) that
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +184,16 @@ def test_the_client_imports_nothing_from_the_producing_side() -> None:
     """Subscribers install the client alone: it may not pull the service in."""
     upstream = {"pipeline", "sources", "app", "cli", "devtools", "config", "telemetry", "ui"}
     assert ALLOWED["client"] & upstream == set()
+
+
+def test_the_heavy_scipy_subpackages_load_only_when_a_model_needs_them() -> None:
+    """scipy.optimize and scipy.interpolate cost more to import than the rest of a process
+    (core/lazy_scipy.py): starting the service, a replay, the CLI or the client on SVI or
+    SABR must not load them."""
+    probe = ("import sys, streamer.cli, streamer.app.file_replay, streamer.app.service, "
+             "streamer.client, streamer.core.models.registry\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('scipy.optimize', "
+             "'scipy.interpolate'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
