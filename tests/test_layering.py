@@ -186,14 +186,20 @@ def test_the_client_imports_nothing_from_the_producing_side() -> None:
     assert ALLOWED["client"] & upstream == set()
 
 
-def test_the_heavy_scipy_subpackages_load_only_when_a_model_needs_them() -> None:
-    """scipy.optimize and scipy.interpolate cost more to import than the rest of a process
-    (core/lazy_scipy.py): starting the service, a replay, the CLI or the client on SVI or
-    SABR must not load them."""
+def test_scipy_loads_only_when_a_model_needs_it() -> None:
+    """scipy's subpackages cost more to import than the rest of a process: starting the
+    service, a replay, the CLI or the client on SVI or SABR loads no scipy.optimize or
+    scipy.interpolate (core/lazy_scipy.py), and with the C kernel built no scipy at all
+    (core/special.py)."""
+    from streamer.core import special
+
     probe = ("import sys, streamer.cli, streamer.app.file_replay, streamer.app.service, "
              "streamer.client, streamer.core.models.registry\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('scipy.optimize', "
-             "'scipy.interpolate'))))")
+             "print(sorted({m.split('.')[1] if '.' in m else m for m in sys.modules "
+             "if m.split('.')[0] == 'scipy'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
-    assert out.stdout.strip() == "[]"
+    loaded = set(ast.literal_eval(out.stdout))
+    assert loaded & {"optimize", "interpolate"} == set()
+    if special.NATIVE:
+        assert loaded == set()

@@ -288,24 +288,55 @@ done:
     return result;
 }
 
-static PyObject *py_ndtri(PyObject *module, PyObject *arg) {
-    (void)module;
-    const double p = PyFloat_AsDouble(arg);
-    return p == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(ndtri(p));
+/* f element by element: out[i] = f(x[i]), both float64 buffers of one length. */
+static PyObject *apply(PyObject *const *args, Py_ssize_t nargs, double (*f)(double),
+                       const char *name) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (%zd given)", name, nargs);
+        return NULL;
+    }
+    Buf bufs[2];
+    memset(bufs, 0, sizeof bufs);
+    PyObject *result = NULL;
+    if (!get_buffer(args[0], &bufs[0], "x", 'f', 8, -1, 0)
+        || !get_buffer(args[1], &bufs[1], "out", 'f', 8, bufs[0].view.len / 8, 1))
+        goto done;
+    const Py_ssize_t n = bufs[0].view.len / 8;
+    const double *x = bufs[0].view.buf;
+    double *out = bufs[1].view.buf;
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = f(x[i]);
+    result = Py_NewRef(Py_None);
+done:
+    release_buffers(bufs, 2);
+    return result;
 }
 
-static PyObject *py_erfcx(PyObject *module, PyObject *arg) {
-    (void)module;
-    const double z = PyFloat_AsDouble(arg);
-    return z == -1.0 && PyErr_Occurred() ? NULL : PyFloat_FromDouble(erfcx(z));
+static PyObject *py_ndtr(PyObject *m, PyObject *const *a, Py_ssize_t n) {
+    (void)m;
+    return apply(a, n, ndtr, "ndtr");
+}
+
+static PyObject *py_ndtri(PyObject *m, PyObject *const *a, Py_ssize_t n) {
+    (void)m;
+    return apply(a, n, ndtri, "ndtri");
+}
+
+static PyObject *py_erfcx(PyObject *m, PyObject *const *a, Py_ssize_t n) {
+    (void)m;
+    return apply(a, n, erfcx, "erfcx");
 }
 
 static PyMethodDef methods[] = {
     {"total_vol", (PyCFunction)(void (*)(void))total_vol, METH_FASTCALL,
      "total_vol(x, beta, s, last_step, steps): s with b(x, s) = beta after `steps` Householder "
      "steps, and each one's last step, written into s and last_step (see normalised_black.py)."},
-    {"ndtri", py_ndtri, METH_O, "ndtri(p): the standard normal quantile (for the tests)."},
-    {"erfcx", py_erfcx, METH_O, "erfcx(z): exp(z^2) erfc(z) (for the tests)."},
+    {"ndtr", (PyCFunction)(void (*)(void))py_ndtr, METH_FASTCALL,
+     "ndtr(x, out): the standard normal distribution function of each x, into out."},
+    {"ndtri", (PyCFunction)(void (*)(void))py_ndtri, METH_FASTCALL,
+     "ndtri(p, out): the standard normal quantile of each p, into out."},
+    {"erfcx", (PyCFunction)(void (*)(void))py_erfcx, METH_FASTCALL,
+     "erfcx(z, out): exp(z^2) erfc(z) of each z, into out."},
     {NULL, NULL, 0, NULL},
 };
 

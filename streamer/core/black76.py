@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr
+
+from streamer.core.special import ndtr
 
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
@@ -54,7 +55,9 @@ def price(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike,
     sign = np.where(call, 1.0, -1.0)
     value = sign * (f * ndtr(sign * d1) - k * ndtr(sign * d2))
     intrinsic = np.maximum(sign * (f - k), 0.0)
-    result: FloatArray = np.where(np.isfinite(d1), value, intrinsic)
+    # never below intrinsic: far out of the money both terms are subnormal, and their
+    # difference can round to -5e-324
+    result: FloatArray = np.where(np.isfinite(d1), np.maximum(value, intrinsic), intrinsic)
     return result
 
 

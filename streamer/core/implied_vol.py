@@ -21,9 +21,9 @@ import enum
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import erfcx, ndtr
 
 from streamer.core.normalised_black import total_vol
+from streamer.core.special import erfcx, ndtr
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -31,9 +31,9 @@ from typing import cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import erfcx, ndtr, ndtri
 
 from streamer.core.rational_cubic import control_to_fit_second_derivative, rational_cubic
+from streamer.core.special import erfcx, ndtr, ndtri
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
+
+from streamer.core.special import ndtr, ndtri
 
 FloatArray = npt.NDArray[np.float64]
 VolOfK = Callable[[FloatArray], FloatArray]

@@ -176,3 +176,15 @@ def test_price_within_no_arbitrage_bounds(args: tuple[float, float, float, float
     assert intrinsic - slack <= p <= cap + slack
     d = float(delta(f, k, t, vol, is_call))
     assert (0.0 <= d <= 1.0) if is_call else (-1.0 <= d <= 0.0)
+
+
+def test_a_far_out_of_the_money_price_never_rounds_below_zero() -> None:
+    """Both terms subnormal, their difference rounded to -5e-324 (these puts, from the
+    implied-vol grid), which the implied-vol solver then refused as a negative price."""
+    k = np.array([0.06392786120670757, 0.08847811904208731, 0.10539922456186433,
+                  0.1353352832366127, 0.1422740715865136])
+    t = np.array([0.01624226944112276, 0.6268720281829262, 1.3713555645961326,
+                  0.00014819024670249752, 0.0004208375948161593])
+    vol = np.array([0.5621050175310434, 0.07986561400301269, 0.05, 4.2773362677828395,
+                    2.4767676044795848])
+    assert np.all(price(1.0, k, t, vol, False) >= 0.0)

@@ -95,25 +95,6 @@ def test_the_c_kernel_solves_as_the_numpy_path_does() -> None:
 
 
 @needs_native
-def test_the_c_kernel_special_functions_match_scipys() -> None:
-    """Its normal quantile (Acklam's approximation refined by one Halley step) and erfcx
-    (the split exponent, the asymptotic series past 26) against scipy.special (Cephes):
-    both relative, across the tails."""
-    from scipy.special import erfcx, ndtri
-
-    from streamer.core import _normalised_black as kernel  # type: ignore[attr-defined]
-
-    p = np.concatenate([np.logspace(-300, -1, 300), np.linspace(0.01, 0.49, 100),
-                        np.linspace(0.51, 0.99, 100), 1.0 - np.logspace(-15, -2, 60)])
-    ours = np.array([kernel.ndtri(float(v)) for v in p])
-    np.testing.assert_allclose(ours, ndtri(p), rtol=1e-14, atol=1e-15)
-    z = np.concatenate([np.linspace(-5.0, 5.0, 201), np.logspace(-3.0, 4.0, 200)])
-    np.testing.assert_allclose([kernel.erfcx(float(v)) for v in z], erfcx(z), rtol=4e-15)
-    assert np.isnan(kernel.ndtri(float("nan")))
-    assert kernel.ndtri(0.0) == -np.inf
-
-
-@needs_native
 def test_the_c_kernel_refuses_wrong_buffers() -> None:
     x = np.array([-0.1, -0.2])
     with pytest.raises(ValueError, match="beta"):
