@@ -24,7 +24,7 @@ from streamer.sinks.codec import (
     surface_json_schema,
 )
 from streamer.tickfile import TickFileWriter, read_tickfile
-from streamer.types import SCHEMA_NAME, SCHEMA_VERSION, Dynamics
+from streamer.types import SCHEMA_NAME, SCHEMA_VERSION, Dynamics, VarianceIndex
 from tests.sinks.surfaces import make_slice as _slice
 from tests.sinks.surfaces import make_surface as _surface
 from tests.sinks.surfaces import same as _same
@@ -283,9 +283,19 @@ def test_a_message_from_before_the_fallback_fields_decodes_to_the_surface_model(
     assert back.slices[0].model_of(back.model) == "heston"
 
 
-@pytest.mark.parametrize("field", ["model", "fallback_reason"])
+@pytest.mark.parametrize("field", ["model", "fallback_reason", "fit_status", "expiry"])
 def test_null_in_a_slice_string_field_is_still_a_validation_error(field: str) -> None:
     doc = json.loads(encode_surface(_surface()))
     doc["slices"][0][field] = None
+    with pytest.raises(msgspec.ValidationError):
+        decode_surface(json.dumps(doc, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("field", ["near_expiry", "next_expiry"])
+def test_null_in_a_variance_index_string_field_is_a_validation_error(field: str) -> None:
+    index = VarianceIndex(tenor_days=30.0, vol=0.58, near_expiry="2024-12-06T08:00:00Z",
+                          next_expiry="2024-12-27T08:00:00Z", n_strikes=14)
+    doc = json.loads(encode_surface(_surface(variance_index=index)))
+    doc["variance_index"][field] = None
     with pytest.raises(msgspec.ValidationError):
         decode_surface(json.dumps(doc, separators=(",", ":")).encode())
