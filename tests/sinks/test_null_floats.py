@@ -14,6 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamer.core.models.heston import HestonParams
+from streamer.core.models.sabr import SABRParams
+from streamer.core.models.ssvi import SSVISlice
+from streamer.core.models.svi import SVIParams
 from streamer.core.tenors import TenorView
 from streamer.sinks import codec, null_floats
 from streamer.sinks.codec import decode_surface, encode_surface
@@ -88,6 +92,14 @@ def test_every_string_int_and_optional_field_keeps_its_null_and_no_float_does() 
             "near_expiry", "next_expiry", "dynamics", "variance_index", "seq"} <= kept
     assert {"spot", "rr25", "calendar_margin", "ssr", "venue_vol"} <= null_floats.FLOAT_FIELDS
     assert not null_floats.FLOAT_FIELDS & null_floats.OTHER_FIELDS  # every float null: one pass
+
+
+def test_no_models_parameter_is_a_kept_name() -> None:
+    """A NaN parameter (a dict entry) then takes the one-decode path too."""
+    names = {name for params in (SVIParams, SABRParams, HestonParams, SSVISlice)
+             for name in params.__struct_fields__}
+    assert names >= {"a", "alpha", "kappa", "theta", "phi"}
+    assert not names & {k.decode() for k in null_floats.KEEP_NULL}
 
 
 @pytest.mark.parametrize(("keys", "name"), [
