@@ -263,9 +263,25 @@ done:
     return result;
 }
 
+/* Tests: the SSE2 blocks alone on a machine with AVX2, so both are checked. */
+static PyObject *use_avx2(PyObject *module, PyObject *flag) {
+    (void)module;
+    int on = PyObject_IsTrue(flag);
+    if (on < 0)
+        return NULL;
+#ifdef HAVE_AVX2
+    int was = has_avx2;
+    has_avx2 = on && __builtin_cpu_supports("avx2");
+    return PyBool_FromLong(was);
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"nulls_as_nan", (PyCFunction)(void (*)(void))nulls_as_nan, METH_FASTCALL,
      "nulls_as_nan(data, keep) -> bytes | None: members' nulls as \"nan\" (codec.py)."},
+    {"_use_avx2", use_avx2, METH_O, "_use_avx2(flag) -> bool: whether it was on (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
