@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-NATIVE := setup.py $(wildcard streamer/sources/deribit/_*.c streamer/sources/deribit/_*.h streamer/core/models/_*.c streamer/core/_*.c streamer/core/_*.h)
+NATIVE := setup.py $(wildcard streamer/sources/deribit/_*.c streamer/sources/deribit/_*.h streamer/core/models/_*.c streamer/core/_*.c streamer/core/_*.h streamer/sinks/_*.c)
 
 $(RUN_STAMP): pyproject.toml $(NATIVE) | $(VENV)/bin/python
 	$(PIP) install -q -e '.[embedded]'

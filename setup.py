@@ -2,7 +2,8 @@
 
 ``optional=True``: without a C compiler the install still succeeds; the Deribit decoder
 then takes its msgspec fast path, the SVI fit its numpy loop and the implied vols
-their numpy inversion (the same results, slower).
+their numpy inversion, the JSON surface decoder its bytes.replace (the same results,
+slower).
 """
 
 from setuptools import Extension, setup
@@ -24,4 +25,5 @@ setup(ext_modules=[
             ["streamer/core/_buffers.h"]),
     _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c",
             ["streamer/core/_buffers.h"]),
+    _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),
 ])

@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from streamer.sinks.null_floats import (
+    OPTIONAL_OBJECTS,
+    native_nulls_as_nan,
+    python_nulls_as_nan,
+    strings_came_through,
+)
 from streamer.types import SCHEMA_NAME, DynamicsState, SurfaceUpdate
 
 Format = Literal["json", "msgpack"]
@@ -20,20 +26,11 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
 
-# msgspec rejects ``null`` for a ``float`` before any dec_hook runs, and every real
-# surface has one (the first slice's calendar_margin). So the nulls after a colon are
-# rewritten to the string "nan" (one C pass over the bytes), which the lax decoder reads
-# as a float NaN: one typed decode instead of a failed one plus a generic parse. Lists
-# hold only objects, so a null elsewhere is a broken message. A ``:null`` inside a
-# string value cannot be rewritten silently: the inserted quotes end the string and
-# leave a bare ``nan``, which is invalid JSON, so such a message (and any other the
-# fast path refuses) takes the exact path below and its error. Lax also reads a number
-# sent as a string ("42", "nan"), which our encoder never writes.
+# One lax typed decode of the message with its float nulls as "nan" (null_floats); lax
+# also reads a number sent as a string ("42"), which our encoder never writes. What
+# that decode refuses (or where the Python rewrite hit a string field) takes the exact
+# path below: a generic parse, nulls to NaN, a strict convert, and its precise error.
 _lax_json_decoder = msgspec.json.Decoder(SurfaceUpdate, strict=False)
-#: Fields that are objects or null, all after the slices: their null stays null.
-_OPTIONAL_OBJECTS = ("dynamics", "variance_index")
-_OPTIONAL_KEYS = tuple(f'"{name}":'.encode() for name in _OPTIONAL_OBJECTS)
-_NAN = b'"nan"'
 _msgpack_decoder = msgspec.msgpack.Decoder(SurfaceUpdate)
 
 
@@ -49,14 +46,21 @@ def decode_surface(data: bytes, fmt: Format = "json") -> SurfaceUpdate:
     if fmt == "msgpack":
         return _msgpack_decoder.decode(data)
     try:
-        update = _lax_json_decoder.decode(_nulls_as_nan_strings(data))
+        update = _one_typed_decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        pass  # the exact path below gives the precise error
-    else:
-        if _strings_came_through(update):
-            return update
+        update = None  # the exact path below gives the precise error
+    if update is not None:
+        return update
     raw = msgspec.json.decode(data)
     return msgspec.convert(_nulls_to_nan(raw), SurfaceUpdate)
+
+
+def _one_typed_decode(data: bytes) -> SurfaceUpdate | None:
+    lax = native_nulls_as_nan(data)
+    if lax is not None:  # non-float fields' nulls kept: nothing became a "nan" string
+        return _lax_json_decoder.decode(lax)
+    update = _lax_json_decoder.decode(python_nulls_as_nan(data))
+    return update if strings_came_through(update) else None
 
 
 def decode_dynamics_state(data: bytes) -> DynamicsState:
@@ -64,26 +68,9 @@ def decode_dynamics_state(data: bytes) -> DynamicsState:
     return msgspec.convert(_nulls_to_nan(msgspec.json.decode(data)), DynamicsState)
 
 
-def _nulls_as_nan_strings(data: bytes) -> bytes:
-    """Every ``:null`` as ``:"nan"``, except the optional objects' own null."""
-    lax = data.replace(b":null", b":" + _NAN)
-    for key in _OPTIONAL_KEYS:
-        at = lax.rfind(key) + len(key)  # from the end: these fields follow the slices
-        if at >= len(key) and lax.startswith(_NAN, at):
-            lax = lax[:at] + b"null" + lax[at + len(_NAN):]
-    return lax
-
-
-def _strings_came_through(update: SurfaceUpdate) -> bool:
-    """False where a null in a string field became the string "nan" on the lax path."""
-    return ("nan" not in (update.venue, update.underlying)
-            and all("nan" not in (s.expiry, s.model, s.fallback_reason)
-                    for s in update.slices))
-
-
 def _nulls_to_nan(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: (math.nan if v is None and k not in _OPTIONAL_OBJECTS else _nulls_to_nan(v))
+        return {k: (math.nan if v is None and k not in OPTIONAL_OBJECTS else _nulls_to_nan(v))
                 for k, v in obj.items()}
     if isinstance(obj, list):
         return [_nulls_to_nan(v) for v in obj]

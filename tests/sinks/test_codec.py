@@ -24,7 +24,7 @@ from streamer.sinks.codec import (
     surface_json_schema,
 )
 from streamer.tickfile import TickFileWriter, read_tickfile
-from streamer.types import SCHEMA_NAME, SCHEMA_VERSION, Dynamics
+from streamer.types import SCHEMA_NAME, SCHEMA_VERSION, Dynamics, VarianceIndex
 from tests.sinks.surfaces import make_slice as _slice
 from tests.sinks.surfaces import make_surface as _surface
 from tests.sinks.surfaces import same as _same
@@ -190,7 +190,8 @@ def test_schema_validates_a_real_encoded_message_with_nan_as_null() -> None:
     assert _validate(no_dynamics, schema, schema, "$") == []
 
 
-async def test_schema_validates_surfaces_from_the_real_pipeline(tmp_path: Path) -> None:
+async def test_schema_validates_surfaces_from_the_real_pipeline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     head = tmp_path / "head.ndjson.gz"
     with TickFileWriter(head) as writer:
         for line in itertools.islice(read_tickfile(bundled_sample()), 3000):
@@ -198,6 +199,7 @@ async def test_schema_validates_surfaces_from_the_real_pipeline(tmp_path: Path) 
     sink = MemorySink()
     assert await replay_file(head, load_config(None, env={}), sink) > 0
     schema = surface_json_schema()
+    _no_second_parse(monkeypatch)  # every real surface, nulls and all: one typed decode
     for update in sink.updates:
         doc = json.loads(encode_surface(update))
         assert _validate(doc, schema, schema, "$") == []
@@ -283,9 +285,19 @@ def test_a_message_from_before_the_fallback_fields_decodes_to_the_surface_model(
     assert back.slices[0].model_of(back.model) == "heston"
 
 
-@pytest.mark.parametrize("field", ["model", "fallback_reason"])
+@pytest.mark.parametrize("field", ["model", "fallback_reason", "fit_status", "expiry"])
 def test_null_in_a_slice_string_field_is_still_a_validation_error(field: str) -> None:
     doc = json.loads(encode_surface(_surface()))
     doc["slices"][0][field] = None
+    with pytest.raises(msgspec.ValidationError):
+        decode_surface(json.dumps(doc, separators=(",", ":")).encode())
+
+
+@pytest.mark.parametrize("field", ["near_expiry", "next_expiry"])
+def test_null_in_a_variance_index_string_field_is_a_validation_error(field: str) -> None:
+    index = VarianceIndex(tenor_days=30.0, vol=0.58, near_expiry="2024-12-06T08:00:00Z",
+                          next_expiry="2024-12-27T08:00:00Z", n_strikes=14)
+    doc = json.loads(encode_surface(_surface(variance_index=index)))
+    doc["variance_index"][field] = None
     with pytest.raises(msgspec.ValidationError):
         decode_surface(json.dumps(doc, separators=(",", ":")).encode())
