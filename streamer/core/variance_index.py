@@ -106,6 +106,8 @@ def strike_sum(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.Arra
     c, p = np.asarray(call_mid, np.float64), np.asarray(put_mid, np.float64)
     cb, pb = np.asarray(call_bid, np.float64), np.asarray(put_bid, np.float64)
     pairs = np.isfinite(c) & np.isfinite(p)
+    if not pairs.size:
+        return None
     # ndarray methods: numpy's module-level wrappers cost more than the work on ~50 strikes
     star = int(np.where(pairs, np.abs(c - p), np.inf).argmin())
     if not pairs[star]:  # no pair at all

@@ -106,8 +106,7 @@ class SurfaceAnalytics:
         (e1, near), (e2, nxt) = pair
         model_vol = float("nan")
         if e1 in fitted and e2 in fitted:
-            m1, m2 = (_model_variance(model, fitted[e], v)
-                      for e, v in ((e1, near), (e2, nxt)))
+            m1, m2 = _model_variances(model, [fitted[e1], fitted[e2]], [near, nxt])
             model_vol = interpolated_vol(m1, m2, tenor)
         return VarianceIndex(tenor_days=self.config.variance_index_days,
                              vol=interpolated_vol(near, nxt, tenor), near_expiry=expiry_iso(e1),
@@ -169,7 +168,7 @@ def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
     cols = np.full((4, strikes.size), np.nan)  # call mid, put mid, call bid, put bid
     cols[side, at[use]] = 0.5 * (bid[use] + ask[use])
     cols[side + 2, at[use]] = bid[use]
-    return expiry_variance(strikes, *cols, t=t)
+    return expiry_variance(strikes, cols[0], cols[1], cols[2], cols[3], t)
 
 
 def _strike_index(strike: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
@@ -188,30 +187,41 @@ def _strike_index(strike: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]
     return ranked[first], at
 
 
-def _strike_grid(half: float) -> FloatArray:
-    """``np.linspace(-half, half, _MODEL_POINTS)``, bit for bit, without its overhead."""
-    grid: FloatArray = _GRID_STEPS * ((half - -half) / (_MODEL_POINTS - 1))
-    grid += -half
-    grid[-1] = half
+def _strike_grids(half: FloatArray) -> FloatArray:
+    """Row ``i``: ``np.linspace(-half[i], half[i], _MODEL_POINTS)``, bit for bit (its own
+    arithmetic), without its overhead."""
+    lo, hi = -half[:, None], half[:, None]
+    grid: FloatArray = _GRID_STEPS * ((hi - lo) / (_MODEL_POINTS - 1))
+    grid += lo
+    grid[:, -1] = half
     return grid
 
 
-def _model_variance(model: SliceEvaluator, s: FittedSlice, market: ExpiryVariance
-                    ) -> ExpiryVariance:
-    """The same sum on the fitted smile over a wide, dense strike grid at the market's t."""
-    atm = float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
-    half = _MODEL_WIDTHS * max(atm, 0.01) if np.isfinite(atm) else 2.0
-    k = _strike_grid(half)
-    vol = model.vol(k, s.t, s.params)
+def _model_variances(model: SliceEvaluator, slices: Sequence[FittedSlice],
+                     markets: Sequence[ExpiryVariance]) -> list[ExpiryVariance]:
+    """The same sum on each fitted smile over a wide, dense strike grid, at its market's
+    t: the smiles one by one, the Black-76 prices of every grid in one pass."""
+    t = np.array([s.t for s in slices])
+    forward = np.array([s.forward for s in slices])[:, None]
+    atm = np.array([float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
+                    for s in slices])
+    k = _strike_grids(np.where(np.isfinite(atm), _MODEL_WIDTHS * np.maximum(atm, 0.01), 2.0))
+    vol = np.array([model.vol(row, s.t, s.params) for row, s in zip(k, slices, strict=True)])
     if not np.isfinite(vol).all():
         vol = np.nan_to_num(vol, nan=0.0)
-    strikes = s.forward * np.exp(k)
+    strikes = forward * np.exp(k)
     # out-of-the-money prices, the other side by parity (exact on a model's smile)
     call = k >= 0.0
-    otm = black76.price(s.forward, strikes, s.t, vol, call)
-    parity = s.forward - strikes
+    otm = black76.price(forward, strikes, t[:, None], vol, call)
+    parity = forward - strikes
     calls = np.where(call, otm, otm + parity)
     puts = np.where(call, otm - parity, otm)
+    return [_model_sum(s, market, *rows) for s, market, rows
+            in zip(slices, markets, zip(strikes, calls, puts, strict=True), strict=True)]
+
+
+def _model_sum(s: FittedSlice, market: ExpiryVariance, strikes: FloatArray, calls: FloatArray,
+               puts: FloatArray) -> ExpiryVariance:
     got = expiry_variance(strikes, calls, puts, calls, puts, s.t)
     if got is None:
         return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,
