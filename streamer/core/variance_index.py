@@ -39,13 +39,29 @@ class ExpiryVariance(NamedTuple):
     n_strikes: int
 
 
+def _wing_length(positive: npt.NDArray[np.bool_]) -> int:
+    """How many options of an outward-ordered run the walk reaches: it stops before the
+    second of two consecutive zero (or missing) bids."""
+    two_zeros = ~(positive[1:] | positive[:-1])  # at i + 1: the second of two zero bids
+    at = int(two_zeros.argmax()) if two_zeros.size else 0
+    return at + 1 if two_zeros.size and two_zeros[at] else positive.size
+
+
 def _walk(bids: FloatArray) -> npt.NDArray[np.bool_]:
     """Which options of an outward-ordered run are used: zero bids skipped, stop after two."""
     positive = bids > 0
-    two_zeros = ~positive[1:] & ~positive[:-1]  # at i + 1: the second of two zero bids
-    stop = int(np.argmax(two_zeros)) + 1 if two_zeros.any() else bids.size
-    used: npt.NDArray[np.bool_] = positive & (np.arange(bids.size) < stop)
+    used: npt.NDArray[np.bool_] = positive & (np.arange(bids.size) < _wing_length(positive))
     return used
+
+
+class StrikeSum(NamedTuple):
+    """What an expiry's quotes alone fix of its variance (:func:`strike_sum`); the time
+    to expiry enters only in :func:`variance_at`."""
+
+    total: float  # sum(dK_i / K_i^2 Q(K_i))
+    forward: float
+    k0: float
+    n_strikes: int
 
 
 def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
@@ -65,34 +81,57 @@ def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
     Returns None where no strike has both a call and a put mid (no forward) or nothing
     out of the money is usable.
     """
+    if t <= 0:
+        return None
+    found = strike_sum(strike, call_mid, put_mid, call_bid, put_bid)
+    return None if found is None else variance_at(found, t)
+
+
+def variance_at(found: StrikeSum, t: float) -> ExpiryVariance:
+    """Step 4 at ``t`` years (> 0) to expiry."""
+    variance = 2.0 / t * found.total - (found.forward / found.k0 - 1.0) ** 2 / t
+    return ExpiryVariance(t=t, variance=variance, forward=found.forward, k0=found.k0,
+                          n_strikes=found.n_strikes)
+
+
+def strike_sum(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
+               call_bid: npt.ArrayLike, put_bid: npt.ArrayLike) -> StrikeSum | None:
+    """Steps 1-3 and the strike sum of step 4 (the arguments of :func:`expiry_variance`).
+
+    The used strikes lie in one run about ``K0`` (each wing ends at its walk's stop), so
+    slices, not index arrays, select them: this runs on every published surface, on the
+    model's dense grid too, where numpy's fancy indexing was most of its cost.
+    """
     k = np.asarray(strike, np.float64)
     c, p = np.asarray(call_mid, np.float64), np.asarray(put_mid, np.float64)
     cb, pb = np.asarray(call_bid, np.float64), np.asarray(put_bid, np.float64)
     pairs = np.isfinite(c) & np.isfinite(p)
-    if not pairs.any() or t <= 0:
+    if not pairs.size:
         return None
-    star = int(np.argmin(np.where(pairs, np.abs(c - p), np.inf)))
+    # ndarray methods: numpy's module-level wrappers cost more than the work on ~50 strikes
+    star = int(np.where(pairs, np.abs(c - p), np.inf).argmin())
+    if not pairs[star]:  # no pair at all
+        return None
     forward = float(k[star] + c[star] - p[star])
-    below = np.nonzero(k <= forward)[0]
-    if below.size == 0:
+    if not forward >= k[0]:  # no strike at or below it
         return None
-    i0 = int(below[-1])
-    q = np.full(k.size, np.nan)
-    puts = np.arange(i0 - 1, -1, -1)
-    calls = np.arange(i0 + 1, k.size)
-    puts, calls = puts[_walk(pb[puts])], calls[_walk(cb[calls])]
-    q[puts], q[calls] = p[puts], c[calls]
-    q[i0] = 0.5 * (c[i0] + p[i0]) if pairs[i0] else (p[i0] if np.isfinite(p[i0]) else c[i0])
+    i0 = int(k.searchsorted(forward, side="right")) - 1  # strikes ascending
+    lo = i0 - _wing_length(pb[i0 - 1::-1] > 0) if i0 else 0
+    hi = i0 + 1 + _wing_length(cb[i0 + 1:] > 0)
+    # out of the money: puts below K0, calls above, where the bid is positive
+    q = np.where(np.arange(lo, hi) < i0, np.where(pb[lo:hi] > 0, p[lo:hi], np.nan),
+                 np.where(cb[lo:hi] > 0, c[lo:hi], np.nan))
+    q[i0 - lo] = (0.5 * (c[i0] + p[i0]) if pairs[i0]
+                  else (p[i0] if np.isfinite(p[i0]) else c[i0]))
     used = np.isfinite(q)
-    ku, qu = k[used], q[used]
+    ku, qu = k[lo:hi][used], q[used]
     if ku.size < 2:
         return None
     dk = np.empty(ku.size)  # central differences, one-sided at the ends (np.gradient's)
     dk[1:-1] = 0.5 * (ku[2:] - ku[:-2])
     dk[0], dk[-1] = ku[1] - ku[0], ku[-1] - ku[-2]
-    k0 = float(k[i0])
-    variance = 2.0 / t * float(np.sum(dk / (ku * ku) * qu)) - (forward / k0 - 1.0) ** 2 / t
-    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0, n_strikes=ku.size)
+    return StrikeSum(total=float((dk / (ku * ku) * qu).sum()), forward=forward,
+                     k0=float(k[i0]), n_strikes=ku.size)
 
 
 def interpolated_vol(near: ExpiryVariance, next_: ExpiryVariance, tenor: float) -> float:

@@ -20,7 +20,7 @@ expiries (``core.dynamics.atm_at_tenors``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -91,52 +91,49 @@ def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], mod
         kept, "strike", "bid_price", "ask_price", "underlying_price", "expiry_ts_ms",
         "exchange_ts_ms")  # epoch ms are exact in float64
     calls = quote_flags(kept, "is_call")
-    listed = sorted(by_expiry)
-    of = np.searchsorted(np.array(listed, np.float64), expiry)
-    fit_f = np.array([by_expiry[e].forward for e in listed])[of]
-    atm = np.array([by_expiry[e].atm_vol for e in listed])[of]
-    forward = np.where(np.isfinite(own_f) & (own_f > 0), own_f, fit_f)
+    listed = [by_expiry[e] for e in sorted(by_expiry)]
+    fit_f, atm, keys = np.array([(s.forward, s.atm_vol, s.expiry_ts_ms) for s in listed],
+                                np.float64).T
+    of = keys.searchsorted(expiry)  # each quote's smile in ``listed``
+    forward = np.where(np.isfinite(own_f) & (own_f > 0), own_f, fit_f[of])
     t = (expiry - ts) / YEAR_MS
     k = np.log(strike / forward)
-    near = ((k >= 0) == calls) & (t > 0) & (np.abs(k) <= moneyness_sd * atm * np.sqrt(t))
-    if not near.any():
+    near = ((k >= 0) == calls) & (t > 0) & (np.abs(k) <= moneyness_sd * atm[of] * np.sqrt(t))
+    idx = near.nonzero()[0]
+    if not idx.size:
         return NO_MARKS
-    idx = np.flatnonzero(near)
-    n = idx.size
-    vols = implied_vol(np.concatenate([0.5 * (bid[idx] + ask[idx]), bid[idx], ask[idx]]),
-                       np.tile(forward[idx], 3), np.tile(strike[idx], 3), np.tile(t[idx], 3),
-                       np.tile(calls[idx], 3))
+    # mids, bids and asks in one inversion, each at its quote's own forward
+    n, at = idx.size, np.concatenate((idx, idx, idx))
+    vols = implied_vol(np.concatenate((0.5 * (bid[idx] + ask[idx]), bid[idx], ask[idx])),
+                       forward[at], strike[at], t[at], calls[at])
     iv, bid_iv, ask_iv = vols[:n], vols[n:2 * n], vols[2 * n:]
-    slope = _slopes([kept[i].expiry_ts_ms for i in idx], k[idx], by_expiry, model)
+    slope = _slopes(of[idx], k[idx], listed, model)
     ok = np.isfinite(iv) & np.isfinite(bid_iv) & np.isfinite(ask_iv) & np.isfinite(slope) & \
         (ask_iv > bid_iv)
     take = idx[ok]
-    return InstrumentMarks([kept[i].instrument for i in take],
-                           np.array([kept[i].exchange_ts_ms for i in take], np.int64),
-                           t[take], np.log(forward[take]), iv[ok],
+    return InstrumentMarks([kept[i].instrument for i in take.tolist()],
+                           ts[take].astype(np.int64), t[take], np.log(forward[take]), iv[ok],
                            (0.5 * (ask_iv[ok] - bid_iv[ok])) ** 2, slope[ok])
 
 
-def _slopes(expiries: list[int], k: FloatArray, smiles: dict[int, FittedSmile],
+def _slopes(row: npt.NDArray[np.intp], k: FloatArray, smiles: list[FittedSmile],
             model: Any) -> FloatArray:
-    """``d sigma / d k`` of each quote's fitted smile at its ``k``: one stacked evaluation
-    of every expiry's smile where the model has one (SVI), else one call per expiry."""
-    expiry = np.array(expiries, np.int64)
-    keys, row = np.unique(expiry, return_inverse=True)
+    """``d sigma / d k`` of each quote's fitted smile (``smiles[row]``) at its ``k``: one
+    stacked evaluation of every smile where the model has one (SVI), else one call per
+    smile with quotes."""
     ends = np.concatenate([k + SLOPE_STEP, k - SLOPE_STEP])
-    fitted = [smiles[e] for e in keys.tolist()]
-    rows = np.concatenate([row, row])  # the expiry of each end
+    rows = np.concatenate([row, row])  # the smile of each end
     stacked = model.vol_rows if getattr(model, "batched", False) else None
     if stacked is not None:
         at = np.arange(ends.size)
-        grid = np.zeros((keys.size, ends.size))  # each row: its quotes' ends, 0 elsewhere
+        grid = np.zeros((len(smiles), ends.size))  # each row: its quotes' ends, 0 elsewhere
         grid[rows, at] = ends
-        vols = stacked([s.params for s in fitted], [s.t for s in fitted])(grid)[rows, at]
+        vols = stacked([s.params for s in smiles], [s.t for s in smiles])(grid)[rows, at]
     else:
         vols = np.empty(ends.size)
-        for i, smile in enumerate(fitted):
-            mine = np.flatnonzero(rows == i)
-            vols[mine] = model.vol(ends[mine], smile.t, smile.params)
+        for i in np.unique(row).tolist():
+            mine = (rows == i).nonzero()[0]
+            vols[mine] = model.vol(ends[mine], smiles[i].t, smiles[i].params)
     result: FloatArray = (vols[:k.size] - vols[k.size:]) / (2 * SLOPE_STEP)
     return result
 
@@ -211,19 +208,24 @@ class _Key:
         self.variance[col] = [m.variance for m in marks]
         self.ts_ms[col] = [m.exchange_ts_ms for m in marks]
 
-    def add(self, days: float, obs: _Observations, now_ms: int, cfg: DynamicsConfig) -> bool:
-        """Decay the tenor's sums to ``now_ms`` and add its pool's observations; True
-        when any was added."""
-        sums = self.sums.get(days, FixedStrikeSums())
-        since = self.updated_ts_ms.get(days, now_ms)
-        if now_ms > since:
-            sums = sums.decayed(0.5 ** ((now_ms - since) / (cfg.half_life_s * 1000.0)))
-        pool = (obs.t_days >= days / cfg.pool_ratio) & (obs.t_days <= days * cfg.pool_ratio)
-        if pool.any():
-            sums = sums.plus(obs.x[pool], obs.y[pool], obs.variance[pool])
-        self.sums[days] = sums
-        self.updated_ts_ms[days] = max(now_ms, since)
-        return bool(pool.any())
+    def add(self, tenors: list[float], obs: _Observations, now_ms: int, cfg: DynamicsConfig
+            ) -> list[bool]:
+        """Decay each tenor's sums to ``now_ms`` and add its pool's observations; per
+        tenor, True when any was added. The pools of every tenor in one comparison."""
+        days = np.array(tenors)
+        pools = ((obs.t_days >= (days / cfg.pool_ratio)[:, None])
+                 & (obs.t_days <= (days * cfg.pool_ratio)[:, None]))
+        added = (pools.sum(axis=1) > 0).tolist()
+        for tenor, pool, any_added in zip(tenors, pools, added, strict=True):
+            sums = self.sums.get(tenor, FixedStrikeSums())
+            since = self.updated_ts_ms.get(tenor, now_ms)
+            if now_ms > since:
+                sums = sums.decayed(0.5 ** ((now_ms - since) / (cfg.half_life_s * 1000.0)))
+            if any_added:
+                sums = sums.plus(obs.x[pool], obs.y[pool], obs.variance[pool])
+            self.sums[tenor] = sums
+            self.updated_ts_ms[tenor] = max(now_ms, since)
+        return cast(list[bool], added)
 
 
 class DynamicsTracker:
@@ -289,8 +291,9 @@ class DynamicsTracker:
         vols, skews, _ = atm_at_tenors(table[:, 0], table[:, 1], table[:, 2], table[:, 3],
                                        np.array(tenors) / DAYS_PER_YEAR)
         out: dict[float, Dynamics] = {}
-        for days, vol, skew in zip(tenors, vols, skews, strict=True):
-            if key.add(days, obs, surface.exchange_ts_ms, cfg) or days not in key.fits:
+        added = key.add(tenors, obs, surface.exchange_ts_ms, cfg)
+        for days, vol, skew, fresh in zip(tenors, vols, skews, added, strict=True):
+            if fresh or days not in key.fits:
                 key.fits[days] = fixed_strike_fit(key.sums[days])
             if np.isfinite(vol):
                 out[days] = self._dynamics(key.fits[days], days, float(vol), float(skew))

@@ -23,6 +23,8 @@ from streamer.core.variance_index import (
     bracketing,
     expiry_variance,
     interpolated_vol,
+    strike_sum,
+    variance_at,
 )
 
 F = 100_000.0
@@ -146,3 +148,58 @@ def test_the_wing_walk_is_the_white_papers_rule_strike_by_strike() -> None:
         bids = np.where(rng.random(rng.integers(0, 12)) < 0.3, 0.0, 1.0)
         bids[rng.random(bids.size) < 0.1] = np.nan  # no quote: no bid
         assert _walk(bids).tolist() == _walk_by_hand(bids.tolist())
+
+
+def _indexed_reference(k: np.ndarray, c: np.ndarray, p: np.ndarray, cb: np.ndarray,
+                       pb: np.ndarray, t: float) -> ExpiryVariance | None:
+    """The implementation by index arrays that the slices replaced (5f9f2d0), the same
+    float operations in the same order: the published index must keep its bits."""
+    pairs = np.isfinite(c) & np.isfinite(p)
+    if not pairs.any() or t <= 0:
+        return None
+    star = int(np.argmin(np.where(pairs, np.abs(c - p), np.inf)))
+    forward = float(k[star] + c[star] - p[star])
+    below = np.nonzero(k <= forward)[0]
+    if below.size == 0:
+        return None
+    i0 = int(below[-1])
+    q = np.full(k.size, np.nan)
+    puts, calls = np.arange(i0 - 1, -1, -1), np.arange(i0 + 1, k.size)
+    puts, calls = puts[_walk(pb[puts])], calls[_walk(cb[calls])]
+    q[puts], q[calls] = p[puts], c[calls]
+    q[i0] = 0.5 * (c[i0] + p[i0]) if pairs[i0] else (p[i0] if np.isfinite(p[i0]) else c[i0])
+    used = np.isfinite(q)
+    ku, qu = k[used], q[used]
+    if ku.size < 2:
+        return None
+    dk = np.empty(ku.size)
+    dk[1:-1] = 0.5 * (ku[2:] - ku[:-2])
+    dk[0], dk[-1] = ku[1] - ku[0], ku[-1] - ku[-2]
+    k0 = float(k[i0])
+    variance = 2.0 / t * float(np.sum(dk / (ku * ku) * qu)) - (forward / k0 - 1.0) ** 2 / t
+    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0, n_strikes=ku.size)
+
+
+def test_the_sum_over_slices_is_the_index_arrays_sum_bit_for_bit() -> None:
+    # random chains: missing quotes, zero bids (single and double), the forward anywhere,
+    # below the first strike included, up to 300 strikes (numpy's pairwise sum blocks)
+    rng = np.random.default_rng(11)
+    seen = {"none": 0, "some": 0}
+    for _ in range(3000):
+        n = int(rng.choice([0, 1, 2, 5, 12, 40, 300]))
+        k = np.sort(rng.choice(np.arange(1, 4 * n + 2), n, replace=False)) * 1000.0
+        c, p = rng.random(n) * 5000, rng.random(n) * 5000
+        c[rng.random(n) < 0.15], p[rng.random(n) < 0.15] = np.nan, np.nan
+        cb = np.where(rng.random(n) < 0.25, 0.0, 0.9 * c)
+        pb = np.where(rng.random(n) < 0.25, 0.0, 0.9 * p)
+        t = float(rng.choice([0.0, 1e-3, 0.08, 1.5]))
+        want = _indexed_reference(k, c, p, cb, pb, t)
+        got = expiry_variance(k, c, p, cb, pb, t)
+        assert (got is None) == (want is None)
+        seen["none" if got is None else "some"] += 1
+        if got is not None and want is not None:
+            assert tuple(got) == tuple(want)  # exactly: floats compared bit for bit
+            found = strike_sum(k, c, p, cb, pb)
+            assert found is not None
+            assert variance_at(found, t) == got
+    assert min(seen.values()) > 300  # both outcomes exercised

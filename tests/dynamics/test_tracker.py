@@ -254,3 +254,41 @@ def test_marks_are_each_quote_at_its_own_forward_out_of_the_money_near_the_money
     exact = (model.vol(k + h, t, params) - model.vol(k - h, t, params)) / (2 * h)
     assert marks.slope == pytest.approx(exact, rel=1e-5)
     assert instrument_marks(quotes, [], model, moneyness_sd=1.0).instrument == []
+
+
+def test_marks_of_several_expiries_are_each_expirys_own() -> None:
+    """Quotes of three expiries, interleaved: each mark keeps its own expiry's smile (its
+    row of the stacked slopes, its forward and ATM vol) and equals, bit for bit, the mark
+    of its expiry's quotes alone; a model without stacked rows gives the same marks."""
+    model = model_for("svi")
+    t = 30 / 365
+    smiles, quotes = [], []
+    for i, rho in enumerate((-0.6, -0.2, 0.3)):
+        params = SVIParams(a=0.01 * (1 + i), b=0.1, rho=rho, m=0.0, sigma=0.2)
+        expiry = EXPIRY_MS + i * 86_400_000  # a later expiry: quoted longer before it
+        own = 100_000.0 * (1 + 0.01 * i)
+        vol = float(model.vol(np.zeros(1), t, params)[0])
+        smiles.append(FittedSmile(expiry, t, own, atm_vol=vol, params=params))
+        for strike in (94_000.0, 99_000.0, 103_000.0, 108_000.0):
+            q = _quote(strike, strike >= own, vol, own)
+            quotes.append(msgspec.structs.replace(
+                q, expiry_ts_ms=expiry, instrument=f"{i}-{q.instrument}"))
+    quotes = quotes[::2] + quotes[1::2]  # the expiries interleaved
+    marks = instrument_marks(quotes, smiles[::-1], model, moneyness_sd=3.0)
+    assert len(marks.instrument) == len(quotes)
+    by_name = dict(zip(marks.instrument, zip(*marks[1:], strict=True), strict=True))
+    for smile in smiles:
+        alone = instrument_marks([q for q in quotes if q.expiry_ts_ms == smile.expiry_ts_ms],
+                                 [smile], model, moneyness_sd=3.0)
+        assert len(alone.instrument) == 4
+        for name, *values in zip(alone.instrument, *alone[1:], strict=True):
+            assert tuple(by_name[name]) == tuple(values)
+
+    class PerSlice:  # the same smiles, one call per expiry
+        batched = False
+        vol = staticmethod(model.vol)
+
+    per_slice = instrument_marks(quotes, smiles, PerSlice(), moneyness_sd=3.0)
+    assert per_slice.instrument == marks.instrument
+    assert per_slice.slope == pytest.approx(marks.slope, rel=1e-9)
+    assert len(set(np.round(marks.slope, 6))) == len(quotes)  # each its own smile's slope

@@ -168,3 +168,48 @@ def test_an_expiry_without_a_market_variance_leaves_the_index_to_its_neighbours(
         calls, puts = _true_prices(i, strikes)
         per.append(expiry_variance(strikes, calls, puts, calls, puts, _t(EXPIRY_DAYS[i])))
     assert vi.vol == pytest.approx(interpolated_vol(per[0], per[1], 30 / 365), rel=0.02)
+
+
+def test_the_strike_index_is_numpys_unique() -> None:
+    from streamer.pipeline.analytics import _strike_index
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 7, 60):
+        for with_nan in (False, True):
+            strike = rng.choice([80_000.0, 90_000.0, 95_000.0, 100_000.0, 120_000.0], n)
+            if with_nan and n:
+                strike[rng.random(n) < 0.3] = np.nan
+            want_strikes, want_at = np.unique(strike, return_inverse=True)
+            got_strikes, got_at = _strike_index(strike)
+            np.testing.assert_array_equal(got_strikes, want_strikes)
+            np.testing.assert_array_equal(got_at, want_at.ravel())
+
+
+def test_the_model_grids_are_numpys_linspace_bit_for_bit() -> None:
+    from streamer.pipeline.analytics import _MODEL_POINTS, _strike_grids
+
+    half = np.array([0.1, 0.37123456789, 2.0, 4.9e-3, 13.3])
+    grids = _strike_grids(half)
+    for h, row in zip(half, grids, strict=True):
+        assert row.tobytes() == np.linspace(-h, h, _MODEL_POINTS).tobytes()
+
+
+def test_the_model_variances_of_several_smiles_at_once_are_each_ones_own() -> None:
+    """One Black-76 pass over every smile's grid: each row keeps its own smile, forward
+    and time, bit for bit against the smile alone."""
+    from streamer.core.variance_index import ExpiryVariance
+    from streamer.pipeline.analytics import FittedSlice, _model_variances
+
+    model = svi.SVIModel()
+    slices = [FittedSlice(_expiry_ms(d), _t(d), SPOT * (1 + 0.01 * i), TRUTH[i], (-0.2, 0.2))
+              for i, d in enumerate(EXPIRY_DAYS)]
+    markets = [ExpiryVariance(t=s.t * 1.001, variance=0.3, forward=SPOT, k0=SPOT,
+                              n_strikes=9) for s in slices]
+    together = _model_variances(model, slices, markets)
+    alone = [_model_variances(model, [s], [m])[0] for s, m in zip(slices, markets, strict=True)]
+    assert together == alone  # exact
+    assert [v.t for v in together] == [m.t for m in markets]
+    assert len({v.variance for v in together}) == len(slices)
+    for v, s in zip(together, slices, strict=True):  # about the ATM variance (a skew adds)
+        atm = float(svi.total_variance(np.zeros(1), s.params)[0]) / s.t
+        assert atm < v.variance < 1.2 * atm
