@@ -1,9 +1,9 @@
 """The native modules: everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds; the Deribit decoder
-then takes its msgspec fast path, the SVI fit its numpy loop and the implied vols
-their numpy inversion, the JSON surface decoder its bytes.replace (the same results,
-slower).
+then takes its msgspec fast path, the SVI fit its numpy loop, the implied vols their
+numpy inversion, the SVI smile metrics their numpy solver and the JSON surface decoder
+its bytes.replace (the same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -26,4 +26,5 @@ setup(ext_modules=[
     _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c",
             ["streamer/core/_buffers.h"]),
     _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),
+    _native("streamer.core._svi_smile", "streamer/core/_svi_smile.c", ["streamer/core/_buffers.h"]),
 ])

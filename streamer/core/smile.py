@@ -11,6 +11,8 @@ Definitions (``k = ln(K/F)``, ``sigma(k)`` the fitted smile, ``t`` in years):
   strike where that has no root), a few smile evaluations of all four strikes at once;
   where it does not settle (a smile with no delta strike in reach, a derivative of the
   wrong sign) the bracketed bisection decides, as it did alone before.
+- Raw SVI smiles (:mod:`streamer.core.smile_rows`) take the same steps in C where it
+  was built (``_svi_smile.c``); this numpy path is its fallback and reference.
 - Risk reversal ``RR_D = sigma(call_D) - sigma(put_D)``; butterfly
   ``BF_D = (sigma(call_D) + sigma(put_D)) / 2 - sigma(0)``.
 """
@@ -23,6 +25,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core import smile_rows
 from streamer.core.special import ndtr, ndtri
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,6 +42,8 @@ _NEWTON_STEPS = 12
 _NEWTON_TOL = 1e-7
 #: Forward difference of the smile for Newton's derivative, in k.
 _NEWTON_DK = 1e-7
+#: The 25- and 10-delta strikes.
+_DELTAS = np.array([0.25, 0.10])
 
 
 class SmileMetrics(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +61,16 @@ class SmileMetrics(msgspec.Struct, frozen=True, kw_only=True):
 def _targets(deltas: FloatArray) -> FloatArray:
     """``N(d1)`` of the calls with delta ``deltas``, then of the puts with ``-deltas``."""
     return np.concatenate([deltas, 1.0 - deltas])
+
+
+def _settings() -> FloatArray:
+    """The numbers of the kernel (smile_rows.native_metrics), computed as numpy does."""
+    return np.concatenate([ndtri(_targets(_DELTAS)), _targets(_DELTAS),
+                           [float(ndtri(1.0 - _DELTAS.min())), _STEP, 2 * _STEP, _STEP**2,
+                            _NEWTON_DK, _NEWTON_TOL]])
+
+
+_SETTINGS = _settings()
 
 
 def _half_bracket(s_atm: FloatArray, deltas: FloatArray) -> FloatArray:
@@ -142,7 +157,8 @@ def _bisect_delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, deltas: FloatAr
     for _ in range(_BISECTIONS):
         mid = 0.5 * (lo + hi)
         s = vol_rows(mid) * sqrt_t[:, None]
-        high = ndtr(-mid / s + 0.5 * s) > targets
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero smile: 0 / 0
+            high = ndtr(-mid / s + 0.5 * s) > targets
         lo = np.where(high, mid, lo)
         hi = np.where(high, hi, mid)
     result: FloatArray = 0.5 * (lo + hi)
@@ -151,23 +167,35 @@ def _bisect_delta_strikes(vol_rows: VolRows, sqrt_t: FloatArray, deltas: FloatAr
 
 def smile_metrics_rows(vol_rows: VolRows, ts: npt.ArrayLike) -> list[SmileMetrics]:
     """:func:`smile_metrics` of many smiles in one pass: ``vol_rows(k)`` maps log-moneyness
-    of shape ``(n, m)`` to the vols of smile ``i`` in row ``i``; ``ts`` their times."""
+    of shape ``(n, m)`` to the vols of smile ``i`` in row ``i``; ``ts`` their times.
+
+    Raw SVI rows (:mod:`streamer.core.smile_rows`) take the C kernel where it was built:
+    the same steps, the same numbers up to the last bits."""
     t = np.asarray(ts, np.float64)
     sqrt_t = np.sqrt(t)
-    around = vol_rows(np.broadcast_to(np.array([-_STEP, 0.0, _STEP]), (t.size, 3)))
+    table = smile_rows.native_metrics(vol_rows, sqrt_t, _SETTINGS, _NEWTON_STEPS, _BISECTIONS)
+    if table is None:
+        table = metrics_table(vol_rows, sqrt_t)
+    return [SmileMetrics(atm_vol=a, atm_skew=sk, atm_curvature=c, rr25=r25, bf25=b25,
+                         rr10=r10, bf10=b10)
+            for a, sk, c, r25, b25, r10, b10 in table.tolist()]
+
+
+def metrics_table(vol_rows: VolRows, sqrt_t: FloatArray) -> FloatArray:
+    """The numpy path (and the kernel's reference): per smile the columns
+    :data:`streamer.core.smile_rows.COLUMNS`, shape ``(n, 7)``; ``sqrt_t`` root times."""
+    around = vol_rows(np.broadcast_to(np.array([-_STEP, 0.0, _STEP]), (sqrt_t.size, 3)))
     atm = around[:, 1]
     skew = (around[:, 2] - around[:, 0]) / (2 * _STEP)
     curvature = (around[:, 2] - 2 * around[:, 1] + around[:, 0]) / _STEP**2
-    deltas = np.array([0.25, 0.10])
-    v = vol_rows(_delta_strikes(vol_rows, sqrt_t, atm * sqrt_t, deltas,
+    v = vol_rows(_delta_strikes(vol_rows, sqrt_t, atm * sqrt_t, _DELTAS,
                                 np.where(np.isfinite(skew), skew, 0.0) * sqrt_t))
-    v_call, v_put = v[:, : deltas.size], v[:, deltas.size:]
+    v_call, v_put = v[:, : _DELTAS.size], v[:, _DELTAS.size:]
     rr = v_call - v_put
     bf = 0.5 * (v_call + v_put) - atm[:, None]
-    return [SmileMetrics(atm_vol=a, atm_skew=sk, atm_curvature=c, rr25=r[0], bf25=b[0],
-                         rr10=r[1], bf10=b[1])
-            for a, sk, c, r, b in zip(atm.tolist(), skew.tolist(), curvature.tolist(),
-                                      rr.tolist(), bf.tolist(), strict=True)]
+    result: FloatArray = np.column_stack([atm, skew, curvature, rr[:, 0], bf[:, 0], rr[:, 1],
+                                          bf[:, 1]])
+    return result
 
 
 def smile_metrics(vol_of_k: VolOfK, t: float) -> SmileMetrics:

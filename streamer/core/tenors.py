@@ -16,19 +16,17 @@ definitions of :mod:`streamer.core.smile`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from streamer.core.smile import SmileMetrics, smile_metrics_rows
+from streamer.core.smile_rows import Blend, BlendedRows, VarianceRows
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
-#: slice indices (r,) and log-moneyness (r, m) -> total variance of slice ``idx[i]`` in row i
-VarianceRows = Callable[[IntArray, FloatArray], FloatArray]
 
 DELTA_KEYS = ("10P", "25P", "ATM", "25C", "10C")
 _NAN_METRICS = SmileMetrics(atm_vol=float("nan"), atm_skew=float("nan"),
@@ -99,18 +97,8 @@ def variance_rows_of(slices: Sequence[VarianceOfK]) -> VarianceRows:
     return each
 
 
-class _Plan(NamedTuple):
-    """Per row: ``w = scale * clip(W_lo + lam (W_hi - W_lo)) + extra`` (the rule of
-    :func:`total_variance_at`, one case per row)."""
-
-    lo: IntArray
-    hi: IntArray
-    lam: FloatArray
-    scale: FloatArray
-    extra: FloatArray
-
-
-def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]) -> _Plan:
+def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]) -> Blend:
+    """Each time's case of :func:`total_variance_at` as a :class:`Blend` row."""
     times, at = np.asarray(ts, np.float64), np.asarray(t, np.float64)
     n = times.size
     i = np.searchsorted(times, at, side="left")
@@ -128,7 +116,7 @@ def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]
     extra = np.zeros(at.size)
     if after.any():
         extra[after] = (at[after] - times[-1]) * float(slices[-1](np.zeros(1))[0]) / times[-1]
-    return _Plan(lo.astype(np.int64), hi.astype(np.int64), lam, scale, extra)
+    return Blend(lo.astype(np.int64), hi.astype(np.int64), lam, scale, extra)
 
 
 def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Sequence[float],
@@ -136,7 +124,8 @@ def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Seq
                 rows: VarianceRows | None = None) -> list[TenorView]:
     """The views at ``tenor_days``: ``t`` on the interpolation clock, ``t_calendar`` in
     years, one per tenor; their smile metrics in one pass (:func:`smile_metrics_rows`).
-    ``rows`` evaluates several slices at once (default: each of ``slices`` in turn).
+    ``rows`` evaluates several slices at once (default: each of ``slices`` in turn); raw
+    SVI ``rows`` take the metrics' C kernel (:mod:`streamer.core.smile_rows`).
 
     Vols are read as ``sqrt(w / t_calendar)``: the clock moves variance between days,
     the quoting convention of a vol stays calendar ACT/365.
@@ -144,20 +133,9 @@ def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Seq
     if not len(t) or not len(ts):
         return [_view(days, t_i, _NAN_METRICS, ts, float("nan"))
                 for days, t_i in zip(tenor_days, t, strict=True)]
-    plan = _plan(t, ts, slices)
-    evaluate = rows or variance_rows_of(slices)
-    inv_t_cal = 1.0 / np.asarray(t_calendar, np.float64)[:, None]
-
-    def vol_rows(k: FloatArray) -> FloatArray:
-        w_lo, w_hi = evaluate(plan.lo, k), evaluate(plan.hi, k)
-        # clipped to [lo, hi]: no rounding step against the direction of travel
-        w = (plan.scale[:, None] * np.clip(w_lo + plan.lam[:, None] * (w_hi - w_lo),
-                                           np.fmin(w_lo, w_hi), np.fmax(w_lo, w_hi))
-             + plan.extra[:, None])
-        with np.errstate(invalid="ignore"):
-            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * inv_t_cal)
-        return result
-
+    evaluate = variance_rows_of(slices) if rows is None else rows
+    vol_rows = BlendedRows(evaluate, _plan(t, ts, slices),
+                           1.0 / np.asarray(t_calendar, np.float64)[:, None])
     metrics = smile_metrics_rows(vol_rows, t_calendar)
     at = forwards_at(np.asarray(t, np.float64), ts, forwards).tolist()
     return [_view(days, t_i, m, ts, f)

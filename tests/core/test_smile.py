@@ -19,7 +19,8 @@ import pytest
 from scipy.optimize import brentq
 
 from streamer.core import smile as smile_module
-from streamer.core.models.svi import SVIParams, total_variance
+from streamer.core import smile_rows
+from streamer.core.models.svi import SVIModel, SVIParams, total_variance
 from streamer.core.smile import FloatArray, SmileMetrics, VolOfK, smile_metrics
 
 _N = NormalDist()
@@ -66,6 +67,27 @@ def test_flat_smile_has_level_atm_and_zero_skew_rr_bf(level: float, t: float) ->
     m = smile_metrics(_flat(level), t)
     assert m == SmileMetrics(atm_vol=level, atm_skew=0.0, atm_curvature=0.0, rr25=0.0,
                              bf25=0.0, rr10=0.0, bf10=0.0)
+
+
+@pytest.fixture(params=["native", "numpy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The SVI smile metrics' C kernel, or their numpy path."""
+    if request.param == "numpy":
+        monkeypatch.setattr(smile_rows, "_NATIVE", None)
+    elif smile_rows._NATIVE is None:
+        pytest.skip("the C kernel was not built")
+    return str(request.param)
+
+
+@pytest.mark.parametrize(("level", "t"), [(0.6, 0.25), (0.05, 1.0 / 365), (1.5, 3.0)])
+def test_flat_svi_slice_has_level_atm_and_zero_skew_rr_bf(path: str, level: float,
+                                                          t: float) -> None:
+    """Raw SVI with ``b = 0`` is flat: the same metrics through the SVI rows."""
+    a = level * level * t
+    rows = SVIModel().vol_rows([SVIParams(a=a, b=0.0, rho=0.0, m=0.0, sigma=0.1)], [t])
+    m = smile_module.smile_metrics_rows(rows, [t])[0]
+    assert m.atm_vol == pytest.approx(level, rel=1e-15)
+    assert (m.atm_skew, m.atm_curvature, m.rr25, m.bf25, m.rr10, m.bf10) == (0.0,) * 6
 
 
 @pytest.mark.parametrize(
@@ -231,3 +253,18 @@ def test_many_smiles_in_one_pass_equal_each_smile_alone() -> None:
                                       np.array(list(msgspec.structs.astuple(want))))
     assert math.isnan(together[7].atm_vol)
     assert math.isfinite(together[3].rr25)
+
+
+def test_svi_rows_give_the_metrics_of_the_same_smiles_as_callables(path: str) -> None:
+    """A model's SVI rows (the kernel where built) against the same smiles behind a plain
+    callable (always numpy): Newton rows bit for bit, the rest within the bisection's
+    last bracket."""
+    rng = np.random.default_rng(31)
+    smiles = [_random_svi(rng) for _ in range(40)]
+    params, ts = [p for p, _ in smiles], [t for _, t in smiles]
+    rows = SVIModel().vol_rows(params, ts)
+    got = smile_module.smile_metrics_rows(rows, ts)
+    want = smile_module.smile_metrics_rows(lambda k: rows(k), ts)
+    np.testing.assert_allclose([list(msgspec.structs.astuple(m)) for m in got],
+                               [list(msgspec.structs.astuple(m)) for m in want],
+                               rtol=0, atol=1e-10)

@@ -595,6 +595,34 @@ def butterfly_free(params: SVIParams, k_min: float, k_max: float, n: int = 201) 
     return butterfly_margin(params, k_min, k_max, n) >= 0.0
 
 
+# -- the smiles as rows: typed, so that smile metrics can tell raw SVI rows (their C kernel) --
+
+@dataclass(frozen=True, slots=True)
+class SVIVarianceRows:
+    """Total variance of slice ``idx[i]`` of ``stacked`` (:func:`stack`) at the k of row ``i``."""
+
+    stacked: FloatArray
+
+    def __call__(self, idx: IntArray, k: FloatArray) -> FloatArray:
+        return total_variance_rows(k, self.stacked[idx])
+
+
+@dataclass(frozen=True, slots=True)
+class SVIVolRows:
+    """Vol of slice ``i`` of ``stacked`` (:func:`stack`) at the k of row ``i``: ``sqrt(w / t)``
+    with ``inv_t`` each slice's ``1 / t``, shape (n, 1); NaN where ``w < 0``."""
+
+    stacked: FloatArray
+    inv_t: FloatArray
+
+    def __call__(self, k: FloatArray) -> FloatArray:
+        w = total_variance_rows(k, self.stacked)
+        # times 1/t, not over t: the stacked hot path, whose published bits this fixes
+        with np.errstate(invalid="ignore"):
+            result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * self.inv_t)
+        return result
+
+
 @dataclass(frozen=True)
 class SVIModel(VolFromVariance[SVIParams]):
     """Raw SVI per expiry."""
@@ -638,25 +666,13 @@ class SVIModel(VolFromVariance[SVIParams]):
         the k of row ``i``: shape ``(n, m, 5)``."""
         return vol_jacobian_rows(k, np.asarray(t, np.float64), stack(params))
 
-    def variance_rows(self, params: Sequence[SVIParams]
-                      ) -> Callable[[npt.NDArray[np.int64], FloatArray], FloatArray]:
+    def variance_rows(self, params: Sequence[SVIParams]) -> SVIVarianceRows:
         """Total variance of slice ``idx[i]`` of ``params`` at the k of row ``i``."""
-        stacked = stack(params)
-        return lambda idx, k: total_variance_rows(k, stacked[idx])
+        return SVIVarianceRows(stack(params))
 
-    def vol_rows(self, params: Sequence[SVIParams], t: Sequence[float]
-                 ) -> Callable[[FloatArray], FloatArray]:
+    def vol_rows(self, params: Sequence[SVIParams], t: Sequence[float]) -> SVIVolRows:
         """The smiles of many slices as rows: ``k`` of shape (n, m) -> vols (n, m)."""
-        stacked = stack(params)
-        inv_t = 1.0 / np.asarray(t, np.float64)[:, None]
-
-        def vols(k: FloatArray) -> FloatArray:
-            w = total_variance_rows(k, stacked)
-            # times 1/t, not over t: the stacked hot path, whose published bits this fixes
-            with np.errstate(invalid="ignore"):
-                result: FloatArray = np.sqrt(np.where(w >= 0, w, np.nan) * inv_t)
-            return result
-        return vols
+        return SVIVolRows(stack(params), 1.0 / np.asarray(t, np.float64)[:, None])
 
     def butterfly_margin(self, params: SVIParams, t: float, k_min: float, k_max: float
                          ) -> float:
