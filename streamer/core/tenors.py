@@ -15,6 +15,8 @@ definitions of :mod:`streamer.core.smile`).
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -98,25 +100,33 @@ def variance_rows_of(slices: Sequence[VarianceOfK]) -> VarianceRows:
 
 
 def _plan(t: Sequence[float], ts: Sequence[float], slices: Sequence[VarianceOfK]) -> Blend:
-    """Each time's case of :func:`total_variance_at` as a :class:`Blend` row."""
-    times, at = np.asarray(ts, np.float64), np.asarray(t, np.float64)
-    n = times.size
-    i = np.searchsorted(times, at, side="left")
-    on = (i < n) & (times[np.minimum(i, n - 1)] == at)  # t == ts[i] falls on slice i
-    after = i == n
-    between = ~on & ~after & (i > 0)
-    lo = np.where(on, i, np.where(after, n - 1, np.where(between, i - 1, 0)))
-    hi = np.where(on | between, i, np.where(after, n - 1, 0))
-    lam = np.zeros(at.size)
-    b_lo, b_hi = lo[between], hi[between]
-    lam[between] = (at[between] - times[b_lo]) / (times[b_hi] - times[b_lo])
-    scale = np.ones(at.size)
-    first = ~on & (i == 0)  # before the first expiry
-    scale[first] = at[first] / times[0]
-    extra = np.zeros(at.size)
-    if after.any():
-        extra[after] = (at[after] - times[-1]) * float(slices[-1](np.zeros(1))[0]) / times[-1]
-    return Blend(lo.astype(np.int64), hi.astype(np.int64), lam, scale, extra)
+    """Each time's case of :func:`total_variance_at` as a :class:`Blend` row.
+
+    In Python floats (the same IEEE operations as numpy's): for a few tenors numpy's
+    per-call cost was most of the tenor views' own time."""
+    times = [float(x) for x in ts]
+    rows = [_case(float(at), times) for at in t]
+    lo, hi, lam, scale, after = (list(col) for col in zip(*rows, strict=True))
+    extra = [0.0] * len(rows)
+    if any(after):
+        w_last = float(slices[-1](np.zeros(1))[0])
+        extra = [(at - times[-1]) * w_last / times[-1] if a else 0.0
+                 for at, a in zip((float(x) for x in t), after, strict=True)]
+    return Blend(np.array(lo, np.int64), np.array(hi, np.int64), np.array(lam, np.float64),
+                 np.array(scale, np.float64), np.array(extra, np.float64))
+
+
+def _case(at: float, times: list[float]) -> tuple[int, int, float, float, bool]:
+    """``lo, hi, lam, scale`` of time ``at`` and whether it is after the last expiry."""
+    n = len(times)
+    i = n if math.isnan(at) else bisect_left(times, at)  # NaN sorts last, as in numpy
+    if i < n and times[i] == at:  # t == ts[i] falls on slice i
+        return i, i, 0.0, 1.0, False
+    if i == n:
+        return n - 1, n - 1, 0.0, 1.0, True
+    if i == 0:  # before the first expiry
+        return 0, 0, 0.0, at / times[0], False
+    return i - 1, i, (at - times[i - 1]) / (times[i] - times[i - 1]), 1.0, False
 
 
 def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Sequence[float],
