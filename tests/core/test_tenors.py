@@ -97,3 +97,20 @@ def test_all_tenors_in_one_pass_read_the_interpolation_rule_tenor_by_tenor() -> 
                     m.atm_vol + m.bf10 - 0.5 * m.rr10]
             np.testing.assert_allclose(got, want, rtol=1e-10)  # skew: differences over 2e-4
     assert [v.extrapolated for v in views] == [True, False, False, False, True]
+
+
+def test_the_plan_reads_each_case_of_the_rule() -> None:
+    """Before the first expiry, on one, between, on the last, after it, and a NaN time
+    (sorted last, as numpy's searchsorted does): each row's blend of the two slices."""
+    from streamer.core.tenors import _plan
+
+    d = 1 / 365
+    t = [5 * d, 10 * d, 25 * d, 40 * d, 90 * d, float("nan")]
+    plan = _plan(t, TS, SLICES)
+    assert plan.lo.tolist() == [0, 0, 0, 1, 1, 1]
+    assert plan.hi.tolist() == [0, 0, 1, 1, 1, 1]
+    assert plan.lam.tolist() == [0.0, 0.0, (25 * d - TS[0]) / (TS[1] - TS[0]), 0.0, 0.0, 0.0]
+    assert plan.scale.tolist() == [5 * d / TS[0], 1.0, 1.0, 1.0, 1.0, 1.0]
+    w_last = float(svi.total_variance(np.zeros(1), P2)[0])
+    assert plan.extra[:5].tolist() == [0.0, 0.0, 0.0, 0.0, (90 * d - TS[1]) * w_last / TS[1]]
+    assert np.isnan(plan.extra[5])
