@@ -60,10 +60,11 @@ CLOSE_TIMEOUT_S = 1.0
 # long each time the venue still says we are too fast, never more than a minute.
 RATE_LIMIT_COOLDOWN_S = 1.0
 MAX_COOLDOWN_S = 60.0
-#: The reader hands the loop back after decoding this long without a pause: frames the
-#: socket has queued come back from ``recv`` without a suspension, so a burst (a
-#: reconnect's snapshot, a stalled loop catching up) would otherwise decode in one step
-#: and delay every timer, heartbeat and Kafka send behind it.
+#: The reader hands the loop back after handling frames this long since its last pause:
+#: frames the socket has queued come back from ``recv`` without a suspension, so a burst
+#: (a reconnect's snapshot, a stalled loop catching up) would otherwise decode in one
+#: step and delay every timer, heartbeat and Kafka send behind it. Only the handling is
+#: counted, not recv's waits, so a trickle of frames costs no extra pause.
 YIELD_AFTER_S = 0.002
 #: The most bytes one socket read takes (asyncio's default is 256 KiB): websockets parses
 #: every frame of a read in one callback, and a full read of a backed-up socket was
@@ -215,12 +216,10 @@ class WebsocketSession(abc.ABC):
                     raise
 
     async def _read_frames(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
-        step_started = self._step_clock()
+        busy_s = 0.0  # handling frames since the last pause (recv's own waits not counted)
         while True:
-            if self._step_clock() - step_started >= YIELD_AFTER_S:
-                await asyncio.sleep(0)  # see YIELD_AFTER_S
-                step_started = self._step_clock()
             frame = await ws.recv()
+            started = self._step_clock()
             decoded = deliver_frame(frame, self.venue, self._decoder.decode, self.sink,
                                     self._clock_ns, self._on_raw)
             if decoded.quotes:
@@ -233,8 +232,12 @@ class WebsocketSession(abc.ABC):
             if RATE_LIMITED in decoded.rejects:
                 self._cool_down(decoded)
             reply = self.on_frame(decoded)
+            busy_s += self._step_clock() - started
             if reply is not None:
                 await ws.send(reply.decode())
+            if busy_s >= YIELD_AFTER_S:
+                busy_s = 0.0
+                await asyncio.sleep(0)  # see YIELD_AFTER_S
 
     def _cool_down(self, decoded: Decoded) -> None:
         """Counted already (a decoder reject): cool down, and end the connection."""
