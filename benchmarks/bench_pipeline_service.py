@@ -9,11 +9,14 @@ registry at the end: event-loop lag (``streamer_event_loop_lag_seconds``, sample
 newest tick of a batch to the producer's ack). Percentiles are interpolated inside the
 histogram's buckets, so they are as coarse as the buckets.
 
-Run from the repo root: ``.venv/bin/python benchmarks/bench_pipeline_service.py``.
+Run from the repo root: ``.venv/bin/python benchmarks/bench_pipeline_service.py``;
+``--workers process --models svi,sabr`` runs only those (printed, not recorded: the
+recorded rows are the whole table).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import sys
@@ -25,7 +28,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import record
+from harness import print_table, record
 
 from streamer.app.service import Service
 from streamer.config import load_config
@@ -33,6 +36,7 @@ from streamer.config import load_config
 SPEED = 20.0
 DURATION_S = 14.0  # the bundled 240 s at 20x, and the last batches
 MODELS = ("svi", "sabr", "ssvi")
+WORKERS = ("inline", "thread", "process")
 
 
 def _histogram(registry: Any, name: str, labels: dict[str, str] | None = None
@@ -83,8 +87,16 @@ def run(worker: str, model: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    rows = [run(worker, model) for model in MODELS for worker in ("inline", "thread", "process")]
-    record("pipeline_service", rows)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default=",".join(WORKERS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    workers, models = args.workers.split(","), args.models.split(",")
+    rows = [run(worker, model) for model in models for worker in workers]
+    if (tuple(workers), tuple(models)) == (WORKERS, MODELS):
+        record("pipeline_service", rows)
+    else:
+        print_table("pipeline_service", rows)
 
 
 if __name__ == "__main__":

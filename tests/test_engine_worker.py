@@ -17,7 +17,7 @@ from streamer.pipeline.engine import Engine
 from streamer.sinks.codec import encode_surface
 from streamer.sources.deribit.protocol import DeribitDecoder
 from streamer.tickfile import read_tickfile
-from streamer.types import SurfaceUpdate
+from streamer.types import Quote, SurfaceUpdate
 
 
 def _engine() -> Engine:
@@ -373,3 +373,110 @@ async def test_the_warm_start_waits_for_its_seeds_off_the_event_loop(
     finally:
         other.cancel()
     assert loop_ran.is_set()
+
+
+class _HeldEngine(Engine):
+    """Its cut of ``held`` waits for ``release``: that underlying's long fit."""
+
+    def __init__(self, held: str) -> None:
+        config = load_config(None, env={})
+        super().__init__("deribit", config.calibration, config.batch)
+        self.held, self.applied = held, ""
+        self.release = threading.Event()
+
+    def on_quote(self, quote: Quote) -> None:
+        self.applied = quote.underlying
+        super().on_quote(quote)
+
+    def on_timer(self, now_ns: int) -> list[SurfaceUpdate]:
+        if self.applied == self.held:
+            assert self.release.wait(30)
+        return super().on_timer(now_ns)
+
+
+def _feed(worker: EngineWorker, n_lines: int) -> int:
+    decoder, now_ns = DeribitDecoder(), 0
+    for line in itertools.islice(read_tickfile(bundled_sample()), n_lines):
+        now_ns = line.received_ts_ns
+        for quote in decoder.decode(line.raw, now_ns).quotes:
+            worker.on_quote(quote)
+    return now_ns
+
+
+async def test_an_underlyings_surface_is_handed_on_while_the_next_one_still_fits() -> None:
+    """BTC's and ETH's batches fall due together: BTC's surface used to wait for ETH's
+    fit too (one cut for both), and its tick-to-publish with it."""
+    engine = _HeldEngine("ETH")
+    worker = EngineWorker(engine, "thread")
+    try:
+        cuts = worker.cuts(_feed(worker, 600) + 10**12)
+        first = await anext(cuts)  # while ETH's fit is held
+        assert [u.underlying for u in first] == ["BTC"]
+        engine.release.set()
+        assert [u.underlying async for cut in cuts for u in cut] == ["ETH"]
+    finally:
+        engine.release.set()
+        worker.close()
+
+
+@pytest.mark.parametrize("mode", ["inline", "process"])
+async def test_each_cut_is_one_underlyings(mode: str) -> None:
+    worker = EngineWorker(_engine(), mode)  # type: ignore[arg-type]
+    try:
+        cuts = [[u.underlying for u in cut]
+                async for cut in worker.cuts(_feed(worker, 600) + 10**12)]
+    finally:
+        worker.close()
+    assert cuts == [["BTC"], ["ETH"]]
+
+
+class _TwoCuts:
+    """A worker whose second cut lands only once ``release`` is set."""
+
+    venue = "deribit"
+    keep_instruments = False
+
+    def __init__(self, first: SurfaceUpdate, second: SurfaceUpdate) -> None:
+        self.updates = (first, second)
+        self.release = asyncio.Event()
+
+    async def cuts(self, now_ns: int, *, flush: bool = False):  # type: ignore[no-untyped-def]
+        yield [self.updates[0]]
+        await self.release.wait()
+        yield [self.updates[1]]
+
+    def drain_report(self) -> object:
+        from streamer.pipeline.engine import EngineReport
+
+        return EngineReport()
+
+
+async def test_the_service_publishes_each_cut_as_it_lands() -> None:
+    from streamer.app.service import Service
+
+    engine, decoder, now_ns = _engine(), DeribitDecoder(), 0
+    for line in itertools.islice(read_tickfile(bundled_sample()), 600):
+        now_ns = line.received_ts_ns
+        for quote in decoder.decode(line.raw, now_ns).quotes:
+            engine.on_quote(quote)
+    published = engine.flush(now_ns)
+    assert [u.underlying for u in published] == ["BTC", "ETH"]
+
+    class _Sink:
+        def __init__(self) -> None:
+            self.got: list[str] = []
+
+        def publish(self, update: SurfaceUpdate) -> None:
+            self.got.append(update.underlying)
+
+    service = Service(load_config(None, env={}))
+    worker = _TwoCuts(*published)
+    service.engines["deribit"] = worker  # type: ignore[assignment]
+    service.sink = sink = _Sink()  # type: ignore[assignment]
+    timer = asyncio.ensure_future(service._cut_engines(flush=False))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert sink.got == ["BTC"]  # before ETH's cut has landed
+    worker.release.set()
+    await timer
+    assert sink.got == ["BTC", "ETH"]

@@ -160,7 +160,7 @@ class Service:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.mode != "ingest":
-                self._publish(await self._cut_engines(flush=True))
+                await self._cut_engines(flush=True)
             if self.mode == "ingest":  # no quote may arrive after the last flush
                 await _cancel_all(sources)
             # Deliver before the sources stop: a calibrator leaving its group hands its
@@ -389,7 +389,7 @@ class Service:
     async def _timer_loop(self) -> None:
         while True:
             await asyncio.sleep(self._until_due_s(time.time_ns()))
-            self._publish(await self._cut_engines(flush=False))
+            await self._cut_engines(flush=False)
 
     def _until_due_s(self, now_ns: int) -> float:
         """Until the earliest batch of any engine falls due (at most ``TIMER_PERIOD_S``:
@@ -401,17 +401,23 @@ class Service:
             return TIMER_PERIOD_S
         return min(TIMER_PERIOD_S, max(0.0, (due - now_ns) / 1e9))
 
-    async def _cut_engines(self, *, flush: bool) -> list[SurfaceUpdate]:
+    async def _cut_engines(self, *, flush: bool) -> None:
         """Every engine's due batches (all pending ones when ``flush``), cut off the event
-        loop: ingest, heartbeats and Kafka go on during the fits."""
+        loop (ingest, heartbeats and Kafka go on during the fits), each underlying's
+        surface published as soon as its own cut lands: it waits for no other fit."""
         now_ns = time.time_ns()
         # The greeks and the live page read the instruments behind each surface.
         keep = self.greeks_sink is not None or bool(self.ui.clients)
-        updates: list[SurfaceUpdate] = []
-        for worker in list(self.engines.values()):
+        workers = list(self.engines.values())
+        for worker in workers:
             worker.keep_instruments = keep
-            updates += await (worker.flush(now_ns) if flush else worker.on_timer(now_ns))
-        return updates
+        # Venues side by side: each engine has its own worker.
+        await asyncio.gather(*(self._publish_cuts(w, now_ns, flush) for w in workers))
+        self._publish([])  # the reports and states of a timer that cut nothing
+
+    async def _publish_cuts(self, worker: EngineWorker, now_ns: int, flush: bool) -> None:
+        async for updates in worker.cuts(now_ns, flush=flush):
+            self._publish(updates)
 
     def _publish(self, updates: list[SurfaceUpdate]) -> None:
         for engine in self.engines.values():

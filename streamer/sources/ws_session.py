@@ -32,6 +32,7 @@ import abc
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -59,6 +60,16 @@ CLOSE_TIMEOUT_S = 1.0
 # long each time the venue still says we are too fast, never more than a minute.
 RATE_LIMIT_COOLDOWN_S = 1.0
 MAX_COOLDOWN_S = 60.0
+#: The reader hands the loop back after handling frames this long since its last pause:
+#: frames the socket has queued come back from ``recv`` without a suspension, so a burst
+#: (a reconnect's snapshot, a stalled loop catching up) would otherwise decode in one
+#: step and delay every timer, heartbeat and Kafka send behind it. Only the handling is
+#: counted, not recv's waits, so a trickle of frames costs no extra pause.
+YIELD_AFTER_S = 0.002
+#: The most bytes one socket read takes (asyncio's default is 256 KiB): websockets parses
+#: every frame of a read in one callback, and a full read of a backed-up socket was
+#: ~300 ticker frames, 10-30 ms of parsing in one loop step. 32 KiB is ~40 frames.
+READ_CHUNK_BYTES = 32 * 1024
 
 
 class FrameDecoder(Protocol):
@@ -83,7 +94,8 @@ class WebsocketSession(abc.ABC):
                  clock_ns: Callable[[], int], rng: random.Random | None,
                  backoff: Callable[[], Iterator[float]] | None = None,
                  rate_limit_cooldown_s: float = RATE_LIMIT_COOLDOWN_S,
-                 max_cooldown_s: float = MAX_COOLDOWN_S, ask_again: int = 0) -> None:
+                 max_cooldown_s: float = MAX_COOLDOWN_S, ask_again: int = 0,
+                 step_clock: Callable[[], float] = time.perf_counter) -> None:
         self.venue = venue
         self.url = url
         self.sink = sink
@@ -98,6 +110,7 @@ class WebsocketSession(abc.ABC):
         self._log = logger
         self._on_raw = on_raw
         self._clock_ns = clock_ns
+        self._step_clock = step_clock  # seconds, for YIELD_AFTER_S only
         self._backoff = backoff or partial(backoff_delays, rng=rng or random.Random())
         self._streaming = False  # this connection is subscribed
         self._streamed = False  # market data flowed on the last connection
@@ -169,6 +182,7 @@ class WebsocketSession(abc.ABC):
             self.last_error = str(error)
             raise error from exc
         self.last_error = None
+        limit_reads(ws, READ_CHUNK_BYTES)
         async with ws:
             self.connections += 1
             reader = asyncio.create_task(self._read(ws), name=f"{self.venue}-reader")
@@ -202,8 +216,10 @@ class WebsocketSession(abc.ABC):
                     raise
 
     async def _read_frames(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        busy_s = 0.0  # handling frames since the last pause (recv's own waits not counted)
         while True:
             frame = await ws.recv()
+            started = self._step_clock()
             decoded = deliver_frame(frame, self.venue, self._decoder.decode, self.sink,
                                     self._clock_ns, self._on_raw)
             if decoded.quotes:
@@ -216,8 +232,12 @@ class WebsocketSession(abc.ABC):
             if RATE_LIMITED in decoded.rejects:
                 self._cool_down(decoded)
             reply = self.on_frame(decoded)
+            busy_s += self._step_clock() - started
             if reply is not None:
                 await ws.send(reply.decode())
+            if busy_s >= YIELD_AFTER_S:
+                busy_s = 0.0
+                await asyncio.sleep(0)  # see YIELD_AFTER_S
 
     def _cool_down(self, decoded: Decoded) -> None:
         """Counted already (a decoder reject): cool down, and end the connection."""
@@ -281,3 +301,14 @@ class WebsocketSession(abc.ABC):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         self._log.error("%s: %d channel(s) refused%s, left out (the others stream): %s",
                         self.venue, len(names), f" ({detail})" if detail else "", shown)
+
+
+def limit_reads(ws: ClientConnection, max_bytes: int) -> None:
+    """Take at most ``max_bytes`` from the socket per read (see ``READ_CHUNK_BYTES``).
+
+    ``max_size`` is the read size of asyncio's selector transports, an attribute and
+    not an API: a transport without one (another event loop) is left as it is.
+    """
+    transport = ws.transport
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = max_bytes  # type: ignore[attr-defined]

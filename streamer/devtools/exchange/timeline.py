@@ -64,6 +64,12 @@ def pass_shift_ms(ticks: list[Tick]) -> int:
     return max(1, round(max(received_ms, exchange_ms) + received_ms / (len(ticks) - 1)))
 
 
+#: Behind schedule (the loop was busy, or the speed is high), the due ticks go out
+#: back to back; after this many without a pause the loop is handed back, so a catch-up
+#: burst never becomes one long step of the loop it shares with the service.
+SENDS_PER_STEP = 32
+
+
 class Timeline:
     """When each tick is due, and which staged market events hold at the moment."""
 
@@ -110,11 +116,14 @@ class Timeline:
         while True:
             origin_wall, origin_file = time.monotonic(), ticks[0].received_ns if ticks else 0
             shift_ms = passes * step_ms
+            unpaused = 0
             for tick in ticks:
                 delay = origin_wall + (tick.received_ns - origin_file) / 1e9 / self.speed - (
                     time.monotonic())
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if delay > 0 or unpaused >= SENDS_PER_STEP:
+                    await asyncio.sleep(max(delay, 0.0))
+                    unpaused = 0
+                unpaused += 1
                 await send(tick._replace(raw=retime(tick.raw, shift_ms)) if shift_ms else tick)
             if not self.loop or not ticks:
                 self.finished.set()
