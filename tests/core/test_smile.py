@@ -19,7 +19,6 @@ import pytest
 from scipy.optimize import brentq
 
 from streamer.core import smile as smile_module
-from streamer.core import smile_rows
 from streamer.core.models.svi import SVIModel, SVIParams, total_variance
 from streamer.core.smile import FloatArray, SmileMetrics, VolOfK, smile_metrics
 
@@ -69,18 +68,8 @@ def test_flat_smile_has_level_atm_and_zero_skew_rr_bf(level: float, t: float) ->
                              bf25=0.0, rr10=0.0, bf10=0.0)
 
 
-@pytest.fixture(params=["native", "numpy"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The SVI smile metrics' C kernel, or their numpy path."""
-    if request.param == "numpy":
-        monkeypatch.setattr(smile_rows, "_NATIVE", None)
-    elif smile_rows._NATIVE is None:
-        pytest.skip("the C kernel was not built")
-    return str(request.param)
-
-
 @pytest.mark.parametrize(("level", "t"), [(0.6, 0.25), (0.05, 1.0 / 365), (1.5, 3.0)])
-def test_flat_svi_slice_has_level_atm_and_zero_skew_rr_bf(path: str, level: float,
+def test_flat_svi_slice_has_level_atm_and_zero_skew_rr_bf(svi_metrics_path: str, level: float,
                                                           t: float) -> None:
     """Raw SVI with ``b = 0`` is flat: the same metrics through the SVI rows."""
     a = level * level * t
@@ -255,7 +244,7 @@ def test_many_smiles_in_one_pass_equal_each_smile_alone() -> None:
     assert math.isfinite(together[3].rr25)
 
 
-def test_svi_rows_give_the_metrics_of_the_same_smiles_as_callables(path: str) -> None:
+def test_svi_rows_give_the_metrics_of_the_same_smiles_as_callables(svi_metrics_path: str) -> None:
     """A model's SVI rows (the kernel where built) against the same smiles behind a plain
     callable (always numpy): Newton rows bit for bit, the rest within the bisection's
     last bracket."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.core import smile_rows
 from streamer.core.models import svi
 from streamer.core.smile import smile_metrics
 from streamer.core.tenors import forward_at, tenor_view, total_variance_at
@@ -17,14 +16,8 @@ SLICES = [lambda k: svi.total_variance(k, P1), lambda k: svi.total_variance(k, P
 K = np.linspace(-0.5, 0.5, 11)
 
 
-@pytest.fixture(autouse=True, params=["native", "numpy"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test on both paths of the SVI smile metrics (the C kernel, numpy)."""
-    if request.param == "numpy":
-        monkeypatch.setattr(smile_rows, "_NATIVE", None)
-    elif smile_rows._NATIVE is None:
-        pytest.skip("the C kernel was not built")
-    return str(request.param)
+#: every test on both paths of the SVI smile metrics (the C kernel, numpy)
+pytestmark = pytest.mark.usefixtures("svi_metrics_path")
 
 
 def test_linear_in_total_variance_between_expiries() -> None:
