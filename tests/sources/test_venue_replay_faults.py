@@ -68,8 +68,10 @@ async def test_rate_limits_after_streaming_grow_the_cooldown_connection_after_co
     # each connection's tickers batch after its two family channels, is rate-limited.
     async with replaying("okx", tmp_path, Faults(rate_limit_every=3), loop=True) as (
             server, _session, sink, _file):
+        # 7 s of cooldowns (1 + 2 + 4) and three connections' streaming: the deadline
+        # leaves room for a loaded 2-core machine (20 s once ran out there)
         await wait_until(lambda: server.stats.connections >= 4, "four connections",
-                         timeout_s=20)
+                         timeout_s=60)
         connections = server.stats.per_connection[:4]
         assert sink.connected.count(True) >= 3  # each streamed before it was limited
     limited = connections[:3]
