@@ -347,8 +347,7 @@ class Calibrator:
         model_iv = quotes.put([p.model_iv for p in published], smiles(quotes.k))
         spreads = spread_stats_rows(model_iv, quotes.iv, quotes.bid_iv, quotes.ask_iv,
                                     quotes.quoted)
-        k_ranges = [(float(p.snap.k.min()), float(p.snap.k.max())) if p.snap.n_quotes
-                    else (-0.1, 0.1) for p in published]
+        k_ranges = quotes.k_ranges()
         margins = self._butterfly_margins(params, ts, k_ranges)
         fresh = [p for p in published if p.kept is None and p.status in ("warm", "cold")]
         errors = dict(zip(map(id, fresh), fit_standard_errors_many(
@@ -396,6 +395,13 @@ class _Padded:
         self.iv = self.rows([s.iv for s in snaps], np.nan)
         self.bid_iv = self.rows([s.bid_iv for s in snaps], np.nan)
         self.ask_iv = self.rows([s.ask_iv for s in snaps], np.nan)
+
+    def k_ranges(self) -> list[tuple[float, float]]:
+        """Each slice's lowest and highest quoted k; ``(-0.1, 0.1)`` for one without quotes."""
+        any_quote = self.quoted[:, 0]
+        lo = np.where(any_quote, np.where(self.quoted, self.k, np.inf).min(axis=1), -0.1)
+        hi = np.where(any_quote, np.where(self.quoted, self.k, -np.inf).max(axis=1), 0.1)
+        return list(zip(lo.tolist(), hi.tolist(), strict=True))
 
     def rows(self, values: list[FloatArray], fill: float) -> FloatArray:
         """One array per slice (each of its quotes' length) as padded rows."""
