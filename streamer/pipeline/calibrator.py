@@ -7,6 +7,7 @@ cannot fit to a :class:`PerExpiry` of raw SVI (its per-slice fallback).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
@@ -222,10 +223,10 @@ class Calibrator:
         """Whether a fit may replace the last good one, of RMSE ``previous_rmse`` (NaN:
         there is none): it succeeded, with an RMSE under ``max_rmse_vol`` or under
         ``rmse_jump_factor`` times the last good RMSE."""
-        if not ok or not np.isfinite(rmse):
+        if not ok or not math.isfinite(rmse):  # math: numpy's scalar calls cost ~1 us each
             return False
         limit = self.config.max_rmse_vol
-        if not np.isnan(previous_rmse):
+        if not math.isnan(previous_rmse):
             limit = max(limit, self.config.rmse_jump_factor * previous_rmse)
         return rmse <= limit
 
@@ -282,7 +283,7 @@ class Calibrator:
                           for p, t in zip(params, ts, strict=True)]
         floor = self.config.max_atm_error_vol
         return [market is not None
-                and not abs(model - market[0]) <= max(floor, market[1] if np.isfinite(market[1])
+                and not abs(model - market[0]) <= max(floor, market[1] if math.isfinite(market[1])
                                                       else 0.0)  # NaN: off the market too
                 for market, model in zip(market_atms(snaps), model_atms, strict=True)]
 

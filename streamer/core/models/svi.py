@@ -158,8 +158,8 @@ def _to_theta(p: SVIParams) -> list[float]:
     return [p.a, math.log(max(p.b, 1e-10)), math.atanh(rho), p.m, math.log(max(p.sigma, 1e-8))]
 
 
-def _from_theta(theta: FloatArray) -> SVIParams:
-    a, ln_b, atanh_rho, m, ln_sigma = theta.tolist()
+def _from_theta(theta: Sequence[float]) -> SVIParams:
+    a, ln_b, atanh_rho, m, ln_sigma = theta
     return SVIParams(a=a, b=math.exp(ln_b), rho=math.tanh(atanh_rho), m=m, sigma=math.exp(ln_sigma))
 
 
@@ -595,13 +595,22 @@ def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[F
     second start costs a warm batch no measurable time (in numpy it once cost as much
     as a cold batch)."""
     seeds = _seed_grid(chain, solver.n_starts)
-    theta0 = [_to_theta(p) if p is not None else None for p in prev]
-    starts = np.array([s for i, t0 in enumerate(theta0)
-                       for s in ([t0, seeds[i, 0]] if t0 is not None else seeds[i])], np.float64)
-    owner = np.array([i for i, t0 in enumerate(theta0)
-                      for _ in range(2 if t0 is not None else len(seeds[i]))], np.int64)
+    n, n_seeds = seeds.shape[:2]
+    warm = np.array([p is not None for p in prev], np.bool_)
+    # each slice's run of starts: a warm one its previous fit, then its best seed; a cold
+    # one its n_seeds best seeds
+    counts = np.where(warm, 2, n_seeds)
+    owner = np.repeat(np.arange(n), counts)
+    first = np.cumsum(counts) - counts
+    place = np.arange(owner.size) - first[owner]
+    starts = seeds[owner, np.maximum(np.where(warm[owner], place - 1, place), 0)]
+    if warm.any():
+        starts[first[warm]] = [_to_theta(p) for p in prev if p is not None]
     got = _refine(chain, starts, owner, solver)
-    return [_fit_of(got, i, p, solver.max_iter) for i, p in enumerate(prev)]
+    rows = zip(got.theta.tolist(), got.cost.tolist(), got.rmse.tolist(),
+               got.iterations.tolist(), got.nfev.tolist(), got.converged.tolist(), strict=True)
+    return [_fit_of(theta, cost, rmse, it, nfev, ok, p, solver.max_iter)
+            for (theta, cost, rmse, it, nfev, ok), p in zip(rows, prev, strict=True)]
 
 
 def _cost_at(chain: _Chain, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -613,16 +622,16 @@ def _cost_at(chain: _Chain, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         return np.where(np.isfinite(rmse), (r * r).sum(axis=1), np.inf), rmse
 
 
-def _fit_of(got: _Refined, i: int, previous: SVIParams | None,
-            max_iter: int) -> Fit[SVIParams]:
-    it, nfev, warm = int(got.iterations[i]), int(got.nfev[i]), previous is not None
-    if not np.isfinite(got.cost[i]):
+def _fit_of(theta: list[float], cost: float, rmse: float, it: int, nfev: int,
+            converged: bool, previous: SVIParams | None, max_iter: int) -> Fit[SVIParams]:
+    """One slice's Fit from its row of :class:`_Refined` (as Python numbers)."""
+    warm = previous is not None
+    if not math.isfinite(cost):
         return Fit.failed(previous or _NO_PARAMS, "fit produced negative total variance",
                           warm=warm, iterations=it, nfev=nfev)
-    status: FitStatus = "converged" if got.converged[i] else "max_iter"
-    return Fit(params=_from_theta(got.theta[i]),
-               rmse_vol=float(got.rmse[i]), iterations=it,
-               status=status, message="" if got.converged[i] else f"stopped at max_iter={max_iter}",
+    status: FitStatus = "converged" if converged else "max_iter"
+    return Fit(params=_from_theta(theta), rmse_vol=rmse, iterations=it, status=status,
+               message="" if converged else f"stopped at max_iter={max_iter}",
                nfev=nfev, warm=warm)
 
 
