@@ -209,12 +209,10 @@ def _clean_all(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike], ts: Se
     """:func:`_clean` of every slice of a chain: which points are usable is one numpy
     pass over all their points (a chain's slices are 30-60 points each, so per-slice
     numpy calls cost more than their arithmetic)."""
-    def side(x: npt.ArrayLike | None) -> FloatArray | None:
-        return None if x is None else _flat(x)
-
     out: list[_Slice | str] = []
     for k, iv, t, w, bid, ask in zip(ks, ivs, ts, weights, bid_ivs, ask_ivs, strict=True):
-        kk, vv, bb, aa = _flat(k), _flat(iv), side(bid), side(ask)
+        kk, vv = _flat(k), _flat(iv)
+        bb, aa = None if bid is None else _flat(bid), None if ask is None else _flat(ask)
         ww = _flat(w) if w is not None else _ones(kk.size)
         sizes = {kk.size, vv.size, ww.size} | {x.size for x in (bb, aa) if x is not None}
         if not (math.isfinite(t) and t > 0):
