@@ -7,6 +7,7 @@ cannot fit to a :class:`PerExpiry` of raw SVI (its per-slice fallback).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
@@ -134,11 +135,13 @@ def market_atm(snap: SliceSnapshot) -> tuple[float, float] | None:
     return market_atms([snap])[0]
 
 
-def market_atms(snaps: Sequence[SliceSnapshot]) -> list[tuple[float, float] | None]:
-    """:func:`market_atm` of several slices in one pass over their padded quotes."""
+def market_atms(snaps: Sequence[SliceSnapshot], padded_quotes: _Padded | None = None
+                ) -> list[tuple[float, float] | None]:
+    """:func:`market_atm` of several slices in one pass over their padded quotes (those of
+    ``padded_quotes`` when it holds these slices)."""
     if not snaps:
         return []
-    rows = _Padded(snaps)
+    rows = _Padded.of(snaps, padded_quotes)
     k = np.where(rows.quoted, rows.k, np.nan)
     marks = rows.rows([s.mark_iv if s.mark_iv.size == s.n_quotes else np.full(s.n_quotes, np.nan)
                        for s in snaps], np.nan)
@@ -222,10 +225,10 @@ class Calibrator:
         """Whether a fit may replace the last good one, of RMSE ``previous_rmse`` (NaN:
         there is none): it succeeded, with an RMSE under ``max_rmse_vol`` or under
         ``rmse_jump_factor`` times the last good RMSE."""
-        if not ok or not np.isfinite(rmse):
+        if not ok or not math.isfinite(rmse):  # math: numpy's scalar calls cost ~1 us each
             return False
         limit = self.config.max_rmse_vol
-        if not np.isnan(previous_rmse):
+        if not math.isnan(previous_rmse):
             limit = max(limit, self.config.rmse_jump_factor * previous_rmse)
         return rmse <= limit
 
@@ -254,10 +257,13 @@ class Calibrator:
             off_market = self.off_market(snap, params)
         return ATM_OFF_MARKET if off_market else None
 
-    def outcomes(self, decisions: Sequence[_Decision]) -> list[SliceOutcome]:
-        """The outcomes of decided slices, their published state built together."""
+    def outcomes(self, decisions: Sequence[_Decision], padded_quotes: _Padded | None = None
+                 ) -> list[SliceOutcome]:
+        """The outcomes of decided slices, their published state built together
+        (``padded_quotes``: the published slices' quotes when already padded)."""
         built = iter(self.slice_fits([d for d, _ in decisions if d is not None],
-                                     [r or "" for d, r in decisions if d is not None]))
+                                     [r or "" for d, r in decisions if d is not None],
+                                     padded_quotes))
         return [SliceOutcome(fit=None if d is None else next(built), fallback_reason=reason)
                 for d, reason in decisions]
 
@@ -267,8 +273,8 @@ class Calibrator:
         market is not showing (Heston a day out was 9 vol points off, in band nowhere)."""
         return self.off_market_many([snap], [params])[0]
 
-    def off_market_many(self, snaps: Sequence[SliceSnapshot], params: Sequence[Any]
-                        ) -> list[bool]:
+    def off_market_many(self, snaps: Sequence[SliceSnapshot], params: Sequence[Any],
+                        padded_quotes: _Padded | None = None) -> list[bool]:
         """:meth:`off_market` of several fits: the market ATMs in one pass, the model's in
         one stacked evaluation where it has one (SVI)."""
         if not snaps:
@@ -282,9 +288,10 @@ class Calibrator:
                           for p, t in zip(params, ts, strict=True)]
         floor = self.config.max_atm_error_vol
         return [market is not None
-                and not abs(model - market[0]) <= max(floor, market[1] if np.isfinite(market[1])
+                and not abs(model - market[0]) <= max(floor, market[1] if math.isfinite(market[1])
                                                       else 0.0)  # NaN: off the market too
-                for market, model in zip(market_atms(snaps), model_atms, strict=True)]
+                for market, model in zip(market_atms(snaps, padded_quotes), model_atms,
+                                         strict=True)]
 
     def keep(self, previous: SliceFit | None, snap: SliceSnapshot, status: SliceStatus,
              reason: str) -> _Decision:
@@ -332,8 +339,8 @@ class Calibrator:
             return np.stack([smile(np.ascontiguousarray(k[i])) for i, smile in enumerate(smiles)])
         return each
 
-    def slice_fits(self, published: Sequence[_Published], reasons: Sequence[str] = ()
-                   ) -> list[SliceFit]:
+    def slice_fits(self, published: Sequence[_Published], reasons: Sequence[str] = (),
+                   padded_quotes: _Padded | None = None) -> list[SliceFit]:
         """The published state of each slice: smile metrics, spread statistics, error
         bars and butterfly margins of all of them in one pass each; ``reasons`` their
         fallback reasons (none: fresh fits)."""
@@ -343,12 +350,11 @@ class Calibrator:
         ts = [p.snap.t for p in published]
         smiles = self._vol_rows(params, ts)
         metrics = smile_metrics_rows(smiles, ts)
-        quotes = _Padded([p.snap for p in published])
+        quotes = _Padded.of([p.snap for p in published], padded_quotes)
         model_iv = quotes.put([p.model_iv for p in published], smiles(quotes.k))
         spreads = spread_stats_rows(model_iv, quotes.iv, quotes.bid_iv, quotes.ask_iv,
                                     quotes.quoted)
-        k_ranges = [(float(p.snap.k.min()), float(p.snap.k.max())) if p.snap.n_quotes
-                    else (-0.1, 0.1) for p in published]
+        k_ranges = quotes.k_ranges()
         margins = self._butterfly_margins(params, ts, k_ranges)
         fresh = [p for p in published if p.kept is None and p.status in ("warm", "cold")]
         errors = dict(zip(map(id, fresh), fit_standard_errors_many(
@@ -390,12 +396,29 @@ class _Padded:
     """Several slices' quotes as rows padded to the longest (``quoted`` False beyond)."""
 
     def __init__(self, snaps: Sequence[SliceSnapshot]) -> None:
+        self.snaps = list(snaps)
         sizes = [s.n_quotes for s in snaps]
         self.quoted = quoted_mask(sizes, max(1, max(sizes)))
         self.k = self.rows([s.k for s in snaps], 0.0)
         self.iv = self.rows([s.iv for s in snaps], np.nan)
         self.bid_iv = self.rows([s.bid_iv for s in snaps], np.nan)
         self.ask_iv = self.rows([s.ask_iv for s in snaps], np.nan)
+
+    @classmethod
+    def of(cls, snaps: Sequence[SliceSnapshot], made: _Padded | None) -> _Padded:
+        """The padded quotes of ``snaps``: ``made`` when it holds just these, in this order
+        (the same rows: the same bits), else built."""
+        if (made is not None and len(made.snaps) == len(snaps)
+                and all(a is b for a, b in zip(made.snaps, snaps, strict=True))):
+            return made
+        return cls(snaps)
+
+    def k_ranges(self) -> list[tuple[float, float]]:
+        """Each slice's lowest and highest quoted k; ``(-0.1, 0.1)`` for one without quotes."""
+        any_quote = self.quoted[:, 0]
+        lo = np.where(any_quote, np.where(self.quoted, self.k, np.inf).min(axis=1), -0.1)
+        hi = np.where(any_quote, np.where(self.quoted, self.k, -np.inf).max(axis=1), 0.1)
+        return list(zip(lo.tolist(), hi.tolist(), strict=True))
 
     def rows(self, values: list[FloatArray], fill: float) -> FloatArray:
         """One array per slice (each of its quotes' length) as padded rows."""
@@ -434,11 +457,13 @@ class PerExpiry(Calibrator):
         what they publish are computed in one pass each."""
         tried = [i for i, (snap, _, first) in enumerate(jobs)
                  if first is not None and snap.n_quotes >= self.config.min_quotes]
+        # padded once: the slices tried are usually just those published
+        quotes = _Padded([jobs[i][0] for i in tried]) if tried else None
         checked = dict(zip(tried, self.off_market_many(
-            [jobs[i][0] for i in tried], [cast(Fit[Any], jobs[i][2]).params for i in tried]),
-            strict=True))
+            [jobs[i][0] for i in tried], [cast(Fit[Any], jobs[i][2]).params for i in tried],
+            quotes), strict=True))
         return self.outcomes([self.decide(*job, first_off_market=checked.get(i))
-                              for i, job in enumerate(jobs)])
+                              for i, job in enumerate(jobs)], quotes)
 
     def decide(self, snap: SliceSnapshot, previous: SliceFit | None,
                first_try: Fit[Any] | None = None, first_off_market: bool | None = None

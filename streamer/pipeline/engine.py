@@ -10,6 +10,7 @@ own compute time with ``perf_counter_ns`` for the metrics; that never feeds resu
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -300,13 +301,12 @@ class Engine:
                              venue_forward=self._venue_forward,
                              stale_after_ms=self.calibration.stale_after_ms,
                              max_rel_spread=self.calibration.max_rel_spread)
-        snaps = []
-        for snap, codes, quotes in built:
+        if built:  # the whole chain's rejects in one count
+            codes = np.concatenate([c for _, c, _ in built])
+            quotes = list(itertools.chain.from_iterable(q for _, _, q in built))
             for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
                 self._report.rejects[(self.venue, reason)] += n
-            if snap is not None:
-                snaps.append(snap)
-        return snaps
+        return [snap for snap, _, _ in built if snap is not None]
 
     def _calibrate_expiry(self, name: str, state: _Underlying, calibrator: PerExpiry,
                           expiry: int, now_ms: int) -> None:

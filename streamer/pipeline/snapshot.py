@@ -127,6 +127,16 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
     return np.where(live, forward, np.nan), methods
 
 
+def _implied_vols(chain: _Chain, f_q: FloatArray, t_q: FloatArray,
+                  idx: slice | npt.NDArray[np.int64]) -> tuple[FloatArray, npt.NDArray[np.int8]]:
+    """The IVs of the mids, then the bids, then the asks of the quotes ``idx``, each with
+    its reason code (one call)."""
+    return implied_vol_with_reason(
+        np.concatenate([chain.mid[idx], chain.bid[idx], chain.ask[idx]]),
+        *(np.concatenate((x, x, x)) for x in (f_q[idx], chain.strike[idx], t_q[idx],
+                                              chain.is_call[idx])))
+
+
 def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
                  stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
                  ) -> list[SliceBuild]:
@@ -148,18 +158,21 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
     f_q, t_q = np.repeat(forward, sizes), np.repeat(t_of, sizes)
     codes = np.zeros(n, np.int8)
     live_q = np.repeat(live, sizes)
-    codes[live_q] = filter_quotes(chain.bid[live_q], chain.ask[live_q], f_q[live_q],
-                                  chain.strike[live_q], t_q[live_q], chain.is_call[live_q],
-                                  max_rel_spread=max_rel_spread)
+    # Usually every expiry is live: then every quote's column as it is, not a copy of it.
+    every = bool(live.all())
+    sel = slice(None) if every else live_q
+    codes[sel] = filter_quotes(chain.bid[sel], chain.ask[sel], f_q[sel], chain.strike[sel],
+                               t_q[sel], chain.is_call[sel], max_rel_spread=max_rel_spread)
     codes[live_q & (codes == 0) & ~fresh] = QuoteReject.STALE
     # One inversion call for mid, bid and ask of every live quote.
-    idx = np.flatnonzero(live_q)
-    ivs = np.full(3 * n, np.nan)
-    iv_reason = np.zeros(3 * n, np.int8)
-    all_idx = np.concatenate([idx, idx + n, idx + 2 * n])
-    ivs[all_idx], iv_reason[all_idx] = implied_vol_with_reason(
-        np.concatenate([chain.mid[idx], chain.bid[idx], chain.ask[idx]]), np.tile(f_q[idx], 3),
-        np.tile(chain.strike[idx], 3), np.tile(t_q[idx], 3), np.tile(chain.is_call[idx], 3))
+    if every:
+        ivs, iv_reason = _implied_vols(chain, f_q, t_q, slice(None))
+    else:
+        idx = np.flatnonzero(live_q)
+        ivs = np.full(3 * n, np.nan)
+        iv_reason = np.zeros(3 * n, np.int8)
+        all_idx = np.concatenate([idx, idx + n, idx + 2 * n])
+        ivs[all_idx], iv_reason[all_idx] = _implied_vols(chain, f_q, t_q, idx)
     iv, bid_iv, ask_iv = ivs[:n], ivs[n:2 * n], ivs[2 * n:]
     codes[(codes == 0) & (iv_reason[:n] != 0)] = QuoteReject.IV_FAILED
     use = live_q & (codes == 0) & otm_mask(chain.strike, f_q, chain.is_call)
@@ -167,21 +180,25 @@ def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
     weights[use] = fit_weights_grouped(
         chain.book[use], len(books), bid_iv[use], ask_iv[use],
         black76.vega(f_q[use], chain.strike[use], t_q[use], iv[use]))
+    # Each expiry's fit inputs are one run of the chain's used quotes: views, not a
+    # numpy call per expiry and column.
+    k = np.log(chain.strike[use] / f_q[use])
+    iv_u, bid_u, ask_u, w_u, mark_u = (x[use] for x in (iv, bid_iv, ask_iv, weights,
+                                                         chain.mark_iv))
+    used_before = np.concatenate([[0], np.cumsum(use)])
     out: list[SliceBuild] = []
-    for i, (expiry, quotes) in enumerate(books):
-        lo, hi = chain.start[i], chain.stop[i]
-        if not live[i]:
+    for (expiry, quotes), ok, t, f, method, lo, hi, first, end in zip(
+            books, live.tolist(), t_of.tolist(), forward.tolist(), methods,
+            chain.start.tolist(), chain.stop.tolist(), used_before[chain.start].tolist(),
+            used_before[chain.stop].tolist(), strict=True):
+        if not ok:
             out.append((None, np.zeros(len(quotes), np.int8), quotes))
             continue
-        u = use[lo:hi]
-        b_iv, a_iv = bid_iv[lo:hi][u], ask_iv[lo:hi][u]
-        snapshot = SliceSnapshot(
-            expiry_ts_ms=expiry, t=float(t_of[i]), forward=float(forward[i]),
-            forward_method=methods[i], k=np.log(chain.strike[lo:hi][u] / forward[i]),
-            iv=iv[lo:hi][u], bid_iv=b_iv, ask_iv=a_iv,
-            weights=weights[lo:hi][u],
-            mark_iv=chain.mark_iv[lo:hi][u])
-        out.append((snapshot, codes[lo:hi].copy(), quotes))
+        snapshot = SliceSnapshot(expiry_ts_ms=expiry, t=t, forward=f, forward_method=method,
+                                 k=k[first:end], iv=iv_u[first:end], bid_iv=bid_u[first:end],
+                                 ask_iv=ask_u[first:end], weights=w_u[first:end],
+                                 mark_iv=mark_u[first:end])
+        out.append((snapshot, codes[lo:hi], quotes))
     return out
 
 

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.core.arbitrage import numeric_butterfly_margin
+from streamer.core.models import svi
 from streamer.core.models.svi import (
     SVIParams,
     calibrate,
@@ -225,3 +226,41 @@ def test_a_warm_start_in_the_wrong_basin_takes_the_seed() -> None:
     cold = calibrate(k, iv, 0.4)
     assert warm.ok
     assert warm.rmse_vol <= max(cold.rmse_vol * 1.01, 1e-8)
+
+
+def test_a_chains_points_are_cleaned_slice_by_slice_in_one_pass() -> None:
+    """``_clean_all``'s one pass over a chain: each slice keeps its own usable points and
+    gives its own reason, whatever its neighbours hold."""
+    k = np.linspace(-0.5, 0.5, 9)
+    iv = implied_vol(k, 0.5, TRUE)
+    holed = iv.copy()
+    holed[[1, 4]] = np.nan
+    few = iv.copy()
+    few[:6] = np.nan  # 3 points left
+    got = svi._clean_all([k, k, k, k[:8], k, [list(k)]], [iv, holed, few, iv, iv, [list(iv)]],
+                         [0.5, 0.5, 0.5, 0.5, -1.0, 0.5], [None, np.arange(9.0), None, None,
+                                                           None, None],
+                         [None, iv - 0.01, None, None, None, None],
+                         [None, iv + 0.01, None, None, None, None])
+    assert isinstance(got[0], svi._Slice)
+    np.testing.assert_array_equal(got[0].w, np.ones(9))
+    kept = np.isfinite(holed)
+    assert isinstance(got[1], svi._Slice)
+    for have, want in zip(got[1], (k[kept], iv[kept], np.arange(9.0)[kept], iv[kept] - 0.01,
+                                   iv[kept] + 0.01), strict=True):
+        np.testing.assert_array_equal(have, want)
+    assert got[2] == "need >= 5 valid points, got 3"
+    assert got[3] == "k, iv, weights, bid and ask IVs differ in size ([8, 9])"
+    assert got[4] == "bad time to expiry -1.0"
+    assert isinstance(got[5], svi._Slice)  # nested lists: flattened
+    np.testing.assert_array_equal(got[5].k, k)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 201])
+def test_the_butterfly_grids_are_numpys_linspace_bit_for_bit(n: int) -> None:
+    rng = np.random.default_rng(3)
+    lo = np.concatenate([rng.uniform(-1.5, 0.0, 20), [0.3, -0.2]])
+    hi = np.concatenate([lo[:20] + rng.uniform(0.0, 2.0, 20), [0.3, 0.1]])  # one zero range
+    np.testing.assert_array_equal(svi._grids(lo, hi, n), np.linspace(lo, hi, n, axis=1))
+    np.testing.assert_array_equal(svi._grids(lo[:20], hi[:20], n),
+                                  np.linspace(lo[:20], hi[:20], n, axis=1))

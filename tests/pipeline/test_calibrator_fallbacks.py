@@ -16,6 +16,7 @@ from streamer.core.models import svi
 from streamer.core.models.fit import Fit
 from streamer.core.models.ssvi import SSVIModel
 from streamer.core.models.svi import SVIModel
+from streamer.pipeline import calibrator
 from streamer.pipeline.calibrator import Calibrator, PerExpiry, SliceFit, WholeSurface
 from streamer.pipeline.snapshot import SliceSnapshot
 
@@ -164,3 +165,13 @@ def test_a_surface_follows_the_same_rule_warm_then_cold_then_the_last_good_slice
     assert kept.rmse_vol == 0.01
     assert {e: f.status for e, f in kept.fits.items()} == {1: "fallback", 2: "fallback"}
     assert [kept.fits[e].params for e in (1, 2)] == [good.fits[e].params for e in (1, 2)]
+
+
+def test_padded_quotes_are_reused_only_for_the_very_same_slices() -> None:
+    a, b = _snap(expiry=1), _snap(0.01, expiry=2)
+    made = calibrator._Padded([a, b])
+    assert calibrator._Padded.of([a, b], made) is made
+    for other in ([b, a], [a], [a, _snap(expiry=2)]):  # order, length, an equal copy
+        rebuilt = calibrator._Padded.of(other, made)
+        assert rebuilt is not made
+        np.testing.assert_array_equal(rebuilt.k, calibrator._Padded(other).k)

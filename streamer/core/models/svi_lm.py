@@ -41,7 +41,9 @@ def native() -> Kernels | None:
 
 def _c(x: Any, shape: tuple[int, ...] | None = None) -> FloatArray:
     """A C-contiguous float64 copy (or view) of ``x``, broadcast to ``shape``."""
-    return np.ascontiguousarray(x if shape is None else np.broadcast_to(x, shape), np.float64)
+    if shape is not None and getattr(x, "shape", None) != shape:
+        x = np.broadcast_to(x, shape)
+    return np.ascontiguousarray(x, np.float64)
 
 
 def refine(kernels: Kernels, k: FloatArray, bands: band.Band, inv_t: FloatArray,
