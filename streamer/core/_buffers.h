@@ -26,9 +26,12 @@ static int get_buffer(PyObject *obj, Buf *b, const char *name, char kind, Py_ssi
                               : (fmt[0] == '?' || fmt[0] == 'B');
     if (!kind_ok || fmt[1] != '\0' || b->view.itemsize != itemsize
         || (count >= 0 && b->view.len != count * itemsize)) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of %s", name,
-                     count < 0 ? 0 : count,
-                     kind == 'f' ? "float64" : kind == 'i' ? "int64" : "bool");
+        const char *type = kind == 'f' ? "float64" : kind == 'i' ? "int64" : "bool";
+        if (count < 0)
+            PyErr_Format(PyExc_ValueError, "%s: expected contiguous items of %s", name, type);
+        else
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of %s", name,
+                         count, type);
         return 0;
     }
     return 1;

@@ -43,6 +43,8 @@ static double exp_square(double z) {
 }
 
 static double erfcx(double z) {
+    if (z < -26.7) /* exp(z^2) overflows: inf, as scipy (and no NaN from z = -inf) */
+        return INFINITY;
     if (z < 0.0)
         return 2.0 * exp_square(z) - erfcx(-z);
     if (z < 26.0)
@@ -86,7 +88,9 @@ static double ndtri(double p) {
         return -ndtri(1.0 - p);
     const double x = acklam(p);
     const double e = 0.5 * erfc(-x * SQRT1_2) - p;
-    const double u = e * SQRT_2PI * exp(0.5 * x * x);
+    /* past x^2 = 1400 (p below ~1e-305) exp(x^2 / 2) overflows: its two halves instead */
+    const double h = x * x > 1400.0 ? exp(0.25 * x * x) : 0.0;
+    const double u = h > 0.0 ? (e * h) * SQRT_2PI * h : e * SQRT_2PI * exp(0.5 * x * x);
     return x - u / (1.0 + 0.5 * x * u);
 }
 

@@ -148,6 +148,8 @@ static void metrics_one(const Smile *s, double sqrt_t, const Settings *c, double
     }
 }
 
+#define MAX_STEPS 10000 /* far above any solve's need: a bad count is an error, not a wrap */
+
 static int read_settings(PyObject *const *args, const Buf *numbers, Settings *c) {
     const double *x = numbers->view.buf;
     memcpy(c->z, x, sizeof c->z);
@@ -158,9 +160,16 @@ static int read_settings(PyObject *const *args, const Buf *numbers, Settings *c)
     c->step_sq = x[11];
     c->dk = x[12];
     c->tol = x[13];
-    c->newton_steps = (int)PyLong_AsLong(args[0]);
-    c->bisections = (int)PyLong_AsLong(args[1]);
-    return !PyErr_Occurred();
+    const long newton_steps = PyLong_AsLong(args[0]), bisections = PyLong_AsLong(args[1]);
+    if (PyErr_Occurred())
+        return 0;
+    if (newton_steps < 0 || newton_steps > MAX_STEPS || bisections < 0 || bisections > MAX_STEPS) {
+        PyErr_Format(PyExc_ValueError, "newton_steps and bisections must be in 0..%d", MAX_STEPS);
+        return 0;
+    }
+    c->newton_steps = (int)newton_steps;
+    c->bisections = (int)bisections;
+    return 1;
 }
 
 enum { PARAMS, LO, HI, LAM, SCALE, EXTRA, INV_T, SQRT_T, NUMBERS, OUT, N_BUFS };

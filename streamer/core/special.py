@@ -24,7 +24,10 @@ def _from_kernel(name: str) -> Special | None:
         from streamer.core import _normalised_black  # type: ignore[attr-defined]
     except ImportError:
         return None
-    into = cast(Callable[[FloatArray, FloatArray], None], getattr(_normalised_black, name))
+    found = getattr(_normalised_black, name, None)
+    if found is None or not hasattr(_normalised_black, "total_vol"):
+        return None  # a kernel built before these entry points: scipy's
+    into = cast(Callable[[FloatArray, FloatArray], None], found)
 
     def apply(x: npt.ArrayLike) -> Any:
         a = np.asarray(x, np.float64)

@@ -69,8 +69,14 @@ OPTIONAL_OBJECTS = ("dynamics", "variance_index")
 _OPTIONAL_KEYS = tuple(f'"{name}":'.encode() for name in OPTIONAL_OBJECTS)
 
 
+#: the C scan's keep table holds at most this many names (half its 256 slots)
+_NATIVE_MAX_KEEP = 128
+
+
 def _native() -> Callable[[bytes, tuple[bytes, ...]], bytes | None] | None:
     if not _DICTS_FLOAT:  # a dict of other values: its null could be a string's
+        return None
+    if len(KEEP_NULL) > _NATIVE_MAX_KEEP:  # the scan would refuse every message
         return None
     try:
         from streamer.sinks import _null_floats  # type: ignore[attr-defined]

@@ -202,3 +202,12 @@ def test_a_slice_index_out_of_range_is_refused() -> None:
     rows = BlendedRows(SVIVarianceRows(stack([P1, P2])), blend, 1.0 / t[:, None])
     with pytest.raises(ValueError, match="out of range"):
         _native(rows, t)
+
+
+@needs_native
+@pytest.mark.parametrize("steps", [(-1, 42), (12, 2**31), (2**31, 42)])
+def test_step_counts_out_of_range_are_refused_not_wrapped(steps: tuple[int, int]) -> None:
+    """2**31 Newton steps had wrapped to a negative int: no Newton at all, silently."""
+    t = np.array([0.1])
+    with pytest.raises(ValueError, match=r"0\.\.10000"):
+        smile_rows.native_metrics(_vol_rows([P1], t), np.sqrt(t), smile._SETTINGS, *steps)

@@ -5,6 +5,8 @@ ours), across the tails, and the numpy calling conventions the core relies on.""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import scipy.special
@@ -59,3 +61,28 @@ def test_the_kernel_refuses_an_output_of_another_length() -> None:
 
     with pytest.raises(ValueError, match="out"):
         kernel.ndtr(np.zeros(3), np.empty(2))
+
+
+@needs_native
+def test_the_far_tails_are_finite_where_scipys_are() -> None:
+    """The quantile's Halley step overflowed for a subnormal p (NaN), and erfcx of -inf
+    took inf - inf (NaN); scipy gives -38.47 and inf."""
+    p = np.array([5e-324, 1e-315, 1e-310, 1e-305])
+    np.testing.assert_allclose(special.ndtri(p), scipy.special.ndtri(p), rtol=1e-8)
+    z = np.array([-np.inf, -1e305, -26.8, -26.6])
+    np.testing.assert_allclose(special.erfcx(z), scipy.special.erfcx(z), rtol=4e-14)
+
+
+def test_a_kernel_built_before_the_array_entry_points_falls_back_to_scipy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed optional rebuild leaves the old module in place: scipy's, not an error."""
+    import types
+
+    import streamer.core as core
+
+    monkeypatch.setattr(core, "_normalised_black", types.SimpleNamespace(total_vol=None),
+                        raising=False)
+    monkeypatch.setitem(sys.modules, "streamer.core._normalised_black",
+                        core._normalised_black)  # type: ignore[attr-defined]
+    assert special._from_kernel("ndtr") is None
+    assert special._special("ndtr") is scipy.special.ndtr
