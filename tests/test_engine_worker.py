@@ -419,6 +419,30 @@ async def test_an_underlyings_surface_is_handed_on_while_the_next_one_still_fits
         worker.close()
 
 
+async def test_the_report_and_states_after_a_cut_never_wait_for_the_next_fit() -> None:
+    """The service drains the report and the dynamics states after each landed cut; on a
+    thread they were engine calls under the lock the next underlying's fit holds, so
+    the event loop waited for ETH's fit before it could publish BTC's surface."""
+    engine = _HeldEngine("ETH")
+    worker = EngineWorker(engine, "thread")
+    # a safety release, so that the old code blocks for a while instead of for ever
+    safety = threading.Timer(5.0, engine.release.set)
+    safety.start()
+    try:
+        cuts = worker.cuts(_feed(worker, 600) + 10**12)
+        assert [u.underlying for u in await anext(cuts)] == ["BTC"]
+        report, states = worker.drain_report(), worker.take_dynamics_states()
+        assert not engine.release.is_set()  # answered while ETH's fit is still held
+        assert report.slices and [s.underlying for s in states] == ["BTC"]
+        engine.release.set()
+        assert [u.underlying async for cut in cuts for u in cut] == ["ETH"]
+        assert [s.underlying for s in worker.take_dynamics_states()] == ["ETH"]
+    finally:
+        safety.cancel()
+        engine.release.set()
+        worker.close()
+
+
 @pytest.mark.parametrize("mode", ["inline", "process"])
 async def test_each_cut_is_one_underlyings(mode: str) -> None:
     worker = EngineWorker(_engine(), mode)  # type: ignore[arg-type]

@@ -14,8 +14,10 @@ milliseconds in between. The loop also counts the quotes with the engine's own b
 rule (``pipeline.batcher``), so it knows which cuts are due, and when the next one is,
 without asking the worker.
 
-The other engine calls of the service (seeds, instruments, the report, dynamics
-states) take the lock the cut holds; the service makes them between cuts. What is
+Each cut comes back with the engine's report and the dynamics states it took, in
+every mode (taken under the cut's own lock), so the service's metrics and dynamics
+after a cut never wait for the next underlying's fit. The rarer engine calls (seeds,
+instruments) take the lock the cut holds; the service makes them between cuts. What is
 read while the next cut may be running (the live page's bid/ask bars, the greeks)
 comes from ``published_instruments``: the instruments each cut kept beside its
 surfaces while ``keep_instruments`` is set, read without the lock, so the event loop
@@ -27,9 +29,9 @@ again in the awaiting task: an engine failure is never silent.
 the service has threads), off the event loop's GIL as well: a thread still shares it,
 and the Python between numpy's calls in a fit held the loop up to hundreds of
 milliseconds. The inbox then travels to the child with each cut (its quotes as one
-msgpack string), and the updates come back with the engine's report and the dynamics
-states it took, so the service's metrics and dynamics after each cut cost no round
-trip; the rarer calls (seeds, instruments) are round trips, in order after the cuts
+msgpack string), and the updates come back with the report and states as above, so
+the service's metrics and dynamics after each cut cost no round trip; the rarer calls
+(seeds, instruments) are round trips, in order after the cuts
 (the service makes them off the loop). The child runs at a lower scheduling priority
 (``nice``): a fit is throughput work, the loop's ingest and sends are latency work, and
 on a small machine the child, the loop and a broker share its cores.
@@ -63,9 +65,9 @@ _QUOTES = msgspec.msgpack.Encoder()
 _QUOTE_LIST = msgspec.msgpack.Decoder(list[Quote])
 Cut = list[SurfaceUpdate]
 Kept = dict[str, list[Quote]]  # by underlying: the instruments behind its surface of a cut
-#: A finished cut: its updates, kept instruments and, from a process, the engine's report
-#: and the dynamics states it took (None: the engine is in this process, asked directly).
-_Landed = tuple[Cut, Kept, EngineReport | None, list[DynamicsState]]
+#: A finished cut: its updates, kept instruments, the engine's report since the previous
+#: cut and the dynamics states it took.
+_Landed = tuple[Cut, Kept, EngineReport, list[DynamicsState]]
 
 
 class EngineWorker:
@@ -77,8 +79,8 @@ class EngineWorker:
         self._venue = engine.venue
         self._inboxes: dict[str, deque[Quote | VenueVolIndex]] = {}  # by underlying
         self._lock = threading.Lock()
-        self._report = EngineReport()  # process mode: what came back with the cuts
-        self._states: dict[tuple[str, str], DynamicsState] = {}  # process: latest per key
+        self._report = EngineReport()  # what came back with the cuts
+        self._states: dict[tuple[str, str], DynamicsState] = {}  # the same, latest per key
         #: Keep, with each cut, the instruments behind each surface it computes.
         self.keep_instruments = False
         self._kept: dict[str, list[Quote]] = {}
@@ -166,12 +168,9 @@ class EngineWorker:
         return self._kept.get(underlying)
 
     def drain_report(self) -> EngineReport:
-        """``Engine.drain_report`` between cuts."""
-        if isinstance(self._executor, ProcessPoolExecutor):  # came back with the cuts
-            report, self._report = self._report, EngineReport()
-            return report
-        result: EngineReport = self._call("drain_report")
-        return result
+        """The engine's report of the cuts landed since the last call."""
+        report, self._report = self._report, EngineReport()
+        return report
 
     def seed_dynamics(self, state: DynamicsState) -> bool:
         """``Engine.seed_dynamics`` between cuts."""
@@ -179,13 +178,10 @@ class EngineWorker:
         return result
 
     def take_dynamics_states(self) -> list[DynamicsState]:
-        """``Engine.take_dynamics_states`` between cuts (in process mode, those that came
-        back with the cuts since the last call)."""
-        if isinstance(self._executor, ProcessPoolExecutor):
-            states, self._states = list(self._states.values()), {}
-            return states
-        result: list[DynamicsState] = self._call("take_dynamics_states")
-        return result
+        """The dynamics states that came back with the cuts since the last call
+        (``Engine.take_dynamics_states`` at each cut), the latest per key."""
+        states, self._states = list(self._states.values()), {}
+        return states
 
     def close(self) -> None:
         """Stop the worker thread or process (waits for a cut in progress)."""
@@ -227,8 +223,7 @@ class EngineWorker:
         finally:
             if cut.done():  # an engine error is raised once, here
                 self._in_flight.popleft()
-        if report is not None:  # the process's report came back with its cut
-            self._report.add(report)
+        self._report.add(report)
         self._states.update({(d.venue, d.underlying): d for d in states})
         self._kept.update(kept)
         return updates
@@ -240,11 +235,11 @@ class EngineWorker:
             items = []
             while inbox:
                 items.append(inbox.popleft())
-            return (*_apply_and_cut(self.engine, items, now_ns, flush, keep), None, [])
+            return _apply_and_cut(self.engine, items, now_ns, flush, keep)
 
 
 def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: int,
-                   flush: bool, keep: bool) -> tuple[Cut, Kept]:
+                   flush: bool, keep: bool) -> _Landed:
     for item in items:
         if isinstance(item, Quote):
             engine.on_quote(item)
@@ -252,7 +247,8 @@ def _apply_and_cut(engine: Engine, items: list[Quote | VenueVolIndex], now_ns: i
             engine.on_vol_index(item)
     updates = engine.flush(now_ns) if flush else engine.on_timer(now_ns)
     kept = {u.underlying: engine.instruments(u.underlying) for u in updates} if keep else {}
-    return updates, kept
+    states = engine.take_dynamics_states() if updates else []  # none new without a surface
+    return updates, kept, engine.drain_report(), states
 
 
 def _spawn(engine: Engine, nice: int) -> ProcessPoolExecutor:
@@ -295,9 +291,7 @@ def _cut(quotes: bytes, others: list[Quote | VenueVolIndex], now_ns: int, flush:
          keep: bool) -> _Landed:
     engine = _engine()
     items: list[Quote | VenueVolIndex] = [*_QUOTE_LIST.decode(quotes), *others]
-    updates, kept = _apply_and_cut(engine, items, now_ns, flush, keep)
-    states = engine.take_dynamics_states() if updates else []  # none new without a surface
-    return updates, kept, engine.drain_report(), states
+    return _apply_and_cut(engine, items, now_ns, flush, keep)
 
 
 def _call(name: str, *args: Any) -> Any:

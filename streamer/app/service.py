@@ -411,8 +411,14 @@ class Service:
         workers = list(self.engines.values())
         for worker in workers:
             worker.keep_instruments = keep
-        # Venues side by side: each engine has its own worker.
-        await asyncio.gather(*(self._publish_cuts(w, now_ns, flush) for w in workers))
+        # Venues side by side: each engine has its own worker. Every venue runs to its end
+        # before an engine error is raised: a venue left running would race the shutdown
+        # flush for the same cuts in flight.
+        results = await asyncio.gather(*(self._publish_cuts(w, now_ns, flush) for w in workers),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         self._publish([])  # the reports and states of a timer that cut nothing
 
     async def _publish_cuts(self, worker: EngineWorker, now_ns: int, flush: bool) -> None:
