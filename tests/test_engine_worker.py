@@ -20,6 +20,11 @@ from streamer.tickfile import read_tickfile
 from streamer.types import Quote, SurfaceUpdate
 
 
+async def _all_cuts(worker: EngineWorker, now_ns: int, *, flush: bool = False
+                    ) -> list[SurfaceUpdate]:
+    """Every update of the cuts due at ``now_ns`` (all pending ones when ``flush``)."""
+    return [u async for cut in worker.cuts(now_ns, flush=flush) for u in cut]
+
 def _engine() -> Engine:
     config = load_config(None, env={})
     return Engine("deribit", config.calibration, config.batch, config.dynamics,
@@ -37,8 +42,8 @@ async def _run(worker: EngineWorker, n_lines: int = 1500) -> list[bytes]:
             worker.on_quote(quote)
         for index in decoded.vol_indices:
             worker.on_vol_index(index)
-        out += await worker.on_timer(now_ns)
-    out += await worker.flush(now_ns)
+        out += await _all_cuts(worker, now_ns)
+    out += await _all_cuts(worker, now_ns, flush=True)
     return [encode_surface(u) for u in out]
 
 
@@ -86,7 +91,7 @@ async def test_a_quote_waits_in_the_inbox_until_the_next_cut() -> None:
         for quote in quotes:
             worker.on_quote(quote)
         assert engine.instruments(quotes[0].underlying) == []
-        await worker.on_timer(line.received_ts_ns + engine.batch.interval_ms * 1_000_000)
+        await _all_cuts(worker, line.received_ts_ns + engine.batch.interval_ms * 1_000_000)
         assert worker.instruments(quotes[0].underlying) == quotes
     finally:
         worker.close()
@@ -106,10 +111,10 @@ async def test_the_worker_knows_when_the_next_batch_is_due_and_cuts_only_then() 
             worker.on_quote(quote)
         due = line.received_ts_ns + interval_ns
         assert worker.next_due_ns(line.received_ts_ns) == due
-        assert await worker.on_timer(due - 1) == []
+        assert await _all_cuts(worker, due - 1) == []
         assert engine.cut_threads == set()  # not asked
         assert worker.next_due_ns(due) == due
-        await worker.on_timer(due)
+        await _all_cuts(worker, due)
         assert engine.cut_threads
         assert worker.next_due_ns(due) is None
     finally:
@@ -133,9 +138,9 @@ async def test_an_engine_error_is_raised_in_the_awaiting_task(mode: str) -> None
         worker.on_quote(quote)
     try:
         with pytest.raises(RuntimeError, match="calibration exploded"):
-            await worker.on_timer(line.received_ts_ns + 10**12)
+            await _all_cuts(worker, line.received_ts_ns + 10**12)
         # raised once: the next call (this engine's flush works) is not answered with it
-        assert await worker.flush(line.received_ts_ns + 10**12) == []
+        assert await _all_cuts(worker, line.received_ts_ns + 10**12, flush=True) == []
     finally:
         worker.close()
 
@@ -200,12 +205,12 @@ async def test_a_cut_whose_wait_was_cancelled_publishes_with_the_next(mode: str)
                 for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
                     worker.on_quote(quote)
             now_ns = lines[-1].received_ts_ns
-            timer = asyncio.ensure_future(worker.on_timer(now_ns))
+            timer = asyncio.ensure_future(_all_cuts(worker, now_ns))
             if cancel:
                 await asyncio.sleep(0)  # the cut has started
                 timer.cancel()
             out = [] if cancel else await timer
-            out += await worker.flush(now_ns + 1)
+            out += await _all_cuts(worker, now_ns + 1, flush=True)
             runs.append(([encode_surface(u) for u in out],
                          sum(worker.drain_report().slices.values())))
         finally:
@@ -311,10 +316,10 @@ async def test_the_kept_instruments_are_read_while_a_cut_runs() -> None:
         for line in lines:
             for quote in decoder.decode(line.raw, line.received_ts_ns).quotes:
                 worker.on_quote(quote)
-        await worker.flush(lines[-1].received_ts_ns)
+        await _all_cuts(worker, lines[-1].received_ts_ns, flush=True)
         for quote in decoder.decode(lines[-1].raw, lines[-1].received_ts_ns).quotes:
             worker.on_quote(quote)  # a batch pending again, due in a second
-        cut = asyncio.ensure_future(worker.on_timer(lines[-1].received_ts_ns + 10**9))
+        cut = asyncio.ensure_future(_all_cuts(worker, lines[-1].received_ts_ns + 10**9))
         assert await asyncio.to_thread(engine.cutting.wait, 30)
         assert worker.published_instruments("BTC")  # answered while the cut holds its lock
         engine.release.set()
@@ -433,7 +438,8 @@ async def test_the_report_and_states_after_a_cut_never_wait_for_the_next_fit() -
         assert [u.underlying for u in await anext(cuts)] == ["BTC"]
         report, states = worker.drain_report(), worker.take_dynamics_states()
         assert not engine.release.is_set()  # answered while ETH's fit is still held
-        assert report.slices and [s.underlying for s in states] == ["BTC"]
+        assert report.slices
+        assert [s.underlying for s in states] == ["BTC"]
         engine.release.set()
         assert [u.underlying async for cut in cuts for u in cut] == ["ETH"]
         assert [s.underlying for s in worker.take_dynamics_states()] == ["ETH"]

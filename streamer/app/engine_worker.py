@@ -124,14 +124,6 @@ class EngineWorker:
             inbox = self._inboxes[underlying] = deque()
         return inbox
 
-    async def on_timer(self, now_ns: int) -> Cut:
-        """Cut every batch due at ``now_ns`` (no call to the worker when none is)."""
-        return [u async for cut in self.cuts(now_ns) for u in cut]
-
-    async def flush(self, now_ns: int) -> Cut:
-        """Calibrate everything pending (the end of a run)."""
-        return [u async for cut in self.cuts(now_ns, flush=True) for u in cut]
-
     async def cuts(self, now_ns: int, *, flush: bool = False) -> AsyncIterator[Cut]:
         """The updates of each underlying due at ``now_ns`` (every one pending when
         ``flush``), one underlying at a time, as each cut lands.

@@ -384,15 +384,10 @@ def _k_range(k: FloatArray, valid: npt.NDArray[np.bool_]
     return lo, hi, np.maximum(hi - lo, 0.05)
 
 
-def _quoted_k(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Each slice's lowest and highest quoted k and its span (at least 0.05)."""
-    return c.k_range
-
-
 def _priors(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
     """What the priors of :func:`_residual_fn` need: each slice's ``ln span``, the
     centre of its quoted k and its span."""
-    lo, hi, span = _quoted_k(c)
+    lo, hi, span = c.k_range
     return np.log(span), 0.5 * (lo + hi), span
 
 
@@ -405,7 +400,7 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     total variance (Zeliade 2009), scored by its squared vol errors. A slice with no
     grid point of positive curvature starts flat.
     """
-    k_min, _, span = _quoted_k(c)
+    k_min, _, span = c.k_range
     lo = k_min - 0.1 * span
     hi = lo + 1.2 * span
     iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
