@@ -64,8 +64,19 @@ FLOAT_FIELDS, OTHER_FIELDS, _DICTS_FLOAT = _member_kinds(SurfaceUpdate)
 #: keys whose null stays null (a name that is a float somewhere and not elsewhere would
 #: be here too: its null then takes the codec's exact path, correct but slower)
 KEEP_NULL: tuple[bytes, ...] = tuple(sorted(name.encode() for name in OTHER_FIELDS))
+
+
+def _optional_objects(root: type) -> tuple[str, ...]:
+    """Wire names of ``root``'s own fields that are an object or null (a null there is
+    ``None``, not NaN); the Python path finds them from the end of a message."""
+    fields = cast(mi.StructType, mi.type_info(root)).fields
+    return tuple(f.encode_name for f in fields if isinstance(f.type, mi.UnionType)
+                 and any(isinstance(o, mi.NoneType) for o in f.type.types)
+                 and any(isinstance(o, mi.StructType) for o in f.type.types))
+
+
 #: fields that are an object or null (their null is ``None``), all after the slices
-OPTIONAL_OBJECTS = ("dynamics", "variance_index")
+OPTIONAL_OBJECTS = _optional_objects(SurfaceUpdate)
 _OPTIONAL_KEYS = tuple(f'"{name}":'.encode() for name in OPTIONAL_OBJECTS)
 
 

@@ -285,3 +285,23 @@ def test_the_native_path_decodes_once_without_the_string_check(
         raise AssertionError("checked")
     monkeypatch.setattr(codec, "strings_came_through", refuse)
     assert same(decode_surface(encode_surface(_full_surface())), _full_surface())
+
+
+
+class _Inner(msgspec.Struct):
+    x: float
+
+
+class _Outer(msgspec.Struct):
+    a: float
+    name: str | None = None
+    extra: _Inner | None = None
+
+
+def test_the_optional_objects_are_read_off_the_types() -> None:
+    """A field added as ``Struct | None`` keeps its null as None on the Python path and
+    the exact path without anyone listing it by hand."""
+    from streamer.sinks.null_floats import OPTIONAL_OBJECTS, _optional_objects
+
+    assert _optional_objects(_Outer) == ("extra",)
+    assert set(OPTIONAL_OBJECTS) == {"dynamics", "variance_index"}
