@@ -60,6 +60,9 @@ static int member_key(const char *s, const char *p, const char *end, const char 
 /* The keep keys as an open-addressing set, built again only when another tuple comes
  * (the codec passes the same one each call): a linear scan of its 30-odd keys at each
  * null cost as much as the rest of the scan. */
+/* Shared by every caller: safe because the whole call holds the GIL and calls back into
+ * no Python code. Keep it so: no Py_BEGIN_ALLOW_THREADS around the scan, and no
+ * Py_MOD_GIL_NOT_USED slot (a free-threaded build then re-enables the GIL for it). */
 #define KEEP_SLOTS 256
 static PyObject *keep_tuple; /* held, so its identity names the table */
 static struct {
