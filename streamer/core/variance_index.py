@@ -47,23 +47,6 @@ def _wing_length(positive: npt.NDArray[np.bool_]) -> int:
     return at + 1 if two_zeros.size and two_zeros[at] else positive.size
 
 
-def _walk(bids: FloatArray) -> npt.NDArray[np.bool_]:
-    """Which options of an outward-ordered run are used: zero bids skipped, stop after two."""
-    positive = bids > 0
-    used: npt.NDArray[np.bool_] = positive & (np.arange(bids.size) < _wing_length(positive))
-    return used
-
-
-class StrikeSum(NamedTuple):
-    """What an expiry's quotes alone fix of its variance (:func:`strike_sum`); the time
-    to expiry enters only in :func:`variance_at`."""
-
-    total: float  # sum(dK_i / K_i^2 Q(K_i))
-    forward: float
-    k0: float
-    n_strikes: int
-
-
 def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
                     call_bid: npt.ArrayLike, put_bid: npt.ArrayLike, t: float
                     ) -> ExpiryVariance | None:
@@ -80,28 +63,13 @@ def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
 
     Returns None where no strike has both a call and a put mid (no forward) or nothing
     out of the money is usable.
-    """
-    if t <= 0:
-        return None
-    found = strike_sum(strike, call_mid, put_mid, call_bid, put_bid)
-    return None if found is None else variance_at(found, t)
-
-
-def variance_at(found: StrikeSum, t: float) -> ExpiryVariance:
-    """Step 4 at ``t`` years (> 0) to expiry."""
-    variance = 2.0 / t * found.total - (found.forward / found.k0 - 1.0) ** 2 / t
-    return ExpiryVariance(t=t, variance=variance, forward=found.forward, k0=found.k0,
-                          n_strikes=found.n_strikes)
-
-
-def strike_sum(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
-               call_bid: npt.ArrayLike, put_bid: npt.ArrayLike) -> StrikeSum | None:
-    """Steps 1-3 and the strike sum of step 4 (the arguments of :func:`expiry_variance`).
 
     The used strikes lie in one run about ``K0`` (each wing ends at its walk's stop), so
     slices, not index arrays, select them: this runs on every published surface, on the
     model's dense grid too, where numpy's fancy indexing was most of its cost.
     """
+    if t <= 0:
+        return None
     k = np.asarray(strike, np.float64)
     c, p = np.asarray(call_mid, np.float64), np.asarray(put_mid, np.float64)
     cb, pb = np.asarray(call_bid, np.float64), np.asarray(put_bid, np.float64)
@@ -130,8 +98,9 @@ def strike_sum(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.Arra
     dk = np.empty(ku.size)  # central differences, one-sided at the ends (np.gradient's)
     dk[1:-1] = 0.5 * (ku[2:] - ku[:-2])
     dk[0], dk[-1] = ku[1] - ku[0], ku[-1] - ku[-2]
-    return StrikeSum(total=float((dk / (ku * ku) * qu).sum()), forward=forward,
-                     k0=float(k[i0]), n_strikes=ku.size)
+    k0 = float(k[i0])
+    variance = 2.0 / t * float((dk / (ku * ku) * qu).sum()) - (forward / k0 - 1.0) ** 2 / t
+    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0, n_strikes=ku.size)
 
 
 def interpolated_vol(near: ExpiryVariance, next_: ExpiryVariance, tenor: float) -> float:
