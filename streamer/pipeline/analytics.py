@@ -21,7 +21,7 @@ from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIParams
-from streamer.core.rows import padded, quoted_mask
+from streamer.core.rows import linspace_rows, padded, quoted_mask
 from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
 from streamer.core.variance_index import (
@@ -42,7 +42,6 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
-_GRID_STEPS = np.arange(_MODEL_POINTS, dtype=np.float64)
 #: Deribit's DVOL is the 30-day index.
 DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
@@ -187,16 +186,6 @@ def _strike_index(strike: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]
     return ranked[first], at
 
 
-def _strike_grids(half: FloatArray) -> FloatArray:
-    """Row ``i``: ``np.linspace(-half[i], half[i], _MODEL_POINTS)``, bit for bit (its own
-    arithmetic), without its overhead."""
-    lo, hi = -half[:, None], half[:, None]
-    grid: FloatArray = _GRID_STEPS * ((hi - lo) / (_MODEL_POINTS - 1))
-    grid += lo
-    grid[:, -1] = half
-    return grid
-
-
 def _model_variances(model: SliceEvaluator, slices: Sequence[FittedSlice],
                      markets: Sequence[ExpiryVariance]) -> list[ExpiryVariance]:
     """The same sum on each fitted smile over a wide, dense strike grid, at its market's
@@ -205,7 +194,8 @@ def _model_variances(model: SliceEvaluator, slices: Sequence[FittedSlice],
     forward = np.array([s.forward for s in slices])[:, None]
     atm = np.array([float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
                     for s in slices])
-    k = _strike_grids(np.where(np.isfinite(atm), _MODEL_WIDTHS * np.maximum(atm, 0.01), 2.0))
+    half = np.where(np.isfinite(atm), _MODEL_WIDTHS * np.maximum(atm, 0.01), 2.0)
+    k = linspace_rows(-half, half, _MODEL_POINTS)
     vol = np.array([model.vol(row, s.t, s.params) for row, s in zip(k, slices, strict=True)])
     if not np.isfinite(vol).all():
         vol = np.nan_to_num(vol, nan=0.0)

@@ -34,6 +34,7 @@ from streamer.core.models.protocol import (
     SurfaceModel,
 )
 from streamer.core.models.registry import model_for
+from streamer.core.rows import linspace_rows
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher, earliest_due_ns
 from streamer.pipeline.calibrator import PerExpiry, SliceFit, SliceOutcome, WholeSurface
@@ -418,7 +419,7 @@ def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[floa
     hi = np.minimum(ranges[1:, 1], ranges[:-1, 1])
     apart = ~(hi > lo)
     lo[apart], hi[apart] = CALENDAR_FALLBACK_RANGE
-    k = np.linspace(lo, hi, CALENDAR_POINTS, axis=1)
+    k = linspace_rows(lo, hi, CALENDAR_POINTS)
     rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
     if rows is not None:  # every pair in one stacked evaluation (SVI)
         w_of = rows([f.params for f in fits])

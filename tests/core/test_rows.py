@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from streamer.core.rows import padded, quoted_mask
+from streamer.core.rows import linspace_rows, padded, quoted_mask
 
 
 def test_each_row_holds_its_own_values_and_the_fill_beyond() -> None:
@@ -24,3 +25,13 @@ def test_a_wider_mask_leaves_extra_columns_to_the_fill() -> None:
     assert mask.tolist() == [[True, True, False, False], [True, False, False, False]]
     assert padded([np.ones(2), np.ones(1)], mask, 0.0).sum() == 3.0
     assert padded([], quoted_mask([], width=2), 0.0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 201])
+def test_linspace_rows_are_numpys_linspace_bit_for_bit(n: int) -> None:
+    rng = np.random.default_rng(3)
+    lo = np.concatenate([rng.uniform(-1.5, 0.0, 20), [0.3, -0.2]])
+    hi = np.concatenate([lo[:20] + rng.uniform(0.0, 2.0, 20), [0.3, 0.1]])  # one zero range
+    np.testing.assert_array_equal(linspace_rows(lo, hi, n), np.linspace(lo, hi, n, axis=1))
+    np.testing.assert_array_equal(linspace_rows(lo[:20], hi[:20], n),
+                                  np.linspace(lo[:20], hi[:20], n, axis=1))

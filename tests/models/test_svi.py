@@ -254,13 +254,3 @@ def test_a_chains_points_are_cleaned_slice_by_slice_in_one_pass() -> None:
     assert got[4] == "bad time to expiry -1.0"
     assert isinstance(got[5], svi._Slice)  # nested lists: flattened
     np.testing.assert_array_equal(got[5].k, k)
-
-
-@pytest.mark.parametrize("n", [0, 1, 2, 7, 201])
-def test_the_butterfly_grids_are_numpys_linspace_bit_for_bit(n: int) -> None:
-    rng = np.random.default_rng(3)
-    lo = np.concatenate([rng.uniform(-1.5, 0.0, 20), [0.3, -0.2]])
-    hi = np.concatenate([lo[:20] + rng.uniform(0.0, 2.0, 20), [0.3, 0.1]])  # one zero range
-    np.testing.assert_array_equal(svi._grids(lo, hi, n), np.linspace(lo, hi, n, axis=1))
-    np.testing.assert_array_equal(svi._grids(lo[:20], hi[:20], n),
-                                  np.linspace(lo[:20], hi[:20], n, axis=1))

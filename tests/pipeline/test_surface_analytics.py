@@ -186,10 +186,11 @@ def test_the_strike_index_is_numpys_unique() -> None:
 
 
 def test_the_model_grids_are_numpys_linspace_bit_for_bit() -> None:
-    from streamer.pipeline.analytics import _MODEL_POINTS, _strike_grids
+    from streamer.core.rows import linspace_rows
+    from streamer.pipeline.analytics import _MODEL_POINTS
 
     half = np.array([0.1, 0.37123456789, 2.0, 4.9e-3, 13.3])
-    grids = _strike_grids(half)
+    grids = linspace_rows(-half, half, _MODEL_POINTS)
     for h, row in zip(half, grids, strict=True):
         assert row.tobytes() == np.linspace(-h, h, _MODEL_POINTS).tobytes()
 

@@ -32,7 +32,7 @@ from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marqua
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
 from streamer.core.params import NamedFloats
-from streamer.core.rows import padded, quoted_mask
+from streamer.core.rows import linspace_rows, padded, quoted_mask
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -673,28 +673,10 @@ def butterfly_margin(params: SVIParams, k_min: float, k_max: float, n: int = 201
 def butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max: FloatArray,
                       n: int = 201) -> FloatArray:
     """:func:`butterfly_margin` of many slices, each over its own range, in one pass."""
-    k = _grids(np.asarray(k_min, np.float64), np.asarray(k_max, np.float64), n)
+    k = linspace_rows(np.asarray(k_min, np.float64), np.asarray(k_max, np.float64), n)
     w, dw, d2w = derivatives_rows(k, stack(params))
     result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
     return result
-
-
-def _grids(lo: FloatArray, hi: FloatArray, n: int) -> FloatArray:
-    """``np.linspace(lo, hi, n, axis=1)``, the same bits (numpy's own steps: tests/models/
-    test_svi.py), without its ~30 us of Python a call: row ``i`` runs from ``lo[i]`` to
-    ``hi[i]``."""
-    steps = np.arange(n, dtype=np.float64)
-    delta = hi - lo
-    if n < 2:
-        grid = steps * delta[:, None]
-    elif np.any(delta / (n - 1) == 0):  # numpy then scales by the range, not the step
-        grid = (steps / (n - 1)) * delta[:, None]
-    else:
-        grid = steps * (delta / (n - 1))[:, None]
-    grid += lo[:, None]
-    if n > 1:
-        grid[:, -1] = hi
-    return grid
 
 
 def butterfly_free(params: SVIParams, k_min: float, k_max: float, n: int = 201) -> bool:
