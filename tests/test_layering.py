@@ -203,3 +203,17 @@ def test_scipy_loads_only_when_a_model_needs_it() -> None:
     assert loaded & {"optimize", "interpolate"} == set()
     if special.NATIVE:
         assert loaded == set()
+
+
+def test_a_short_expirys_reduced_fit_loads_no_scipy_optimize() -> None:
+    """A four-quote expiry (a Deribit daily in its last hours) takes the reduced fit
+    (ssvi.fit_slice); it runs on the project's LM, so an SVI or SABR replay that meets one
+    still pays no scipy.optimize import."""
+    probe = ("import sys, numpy as np\n"
+             "from streamer.core.models.svi import SVIModel\n"
+             "k = np.array([-0.04, -0.01, 0.01, 0.05])\n"
+             "fit = SVIModel().calibrate_reduced(k, 0.5 + 2 * k * k, 0.01, np.ones(4))\n"
+             "print(fit.ok, 'scipy.optimize' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["True", "False"]

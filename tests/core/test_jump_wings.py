@@ -69,3 +69,36 @@ def test_no_variance_at_the_money_gives_nan_slopes_not_an_error() -> None:
     assert np.isnan(jw.psi)
     assert np.isnan(jw.p)
     assert np.isnan(jw.c)
+
+
+def _numpy_jw(a: float, b: float, rho: float, m: float, sigma: float, t: float
+              ) -> tuple[float, ...]:
+    """The closed forms in numpy scalars (the implementation before Python floats)."""
+    a_, b_, r_, m_, s_, t_ = (np.float64(x) for x in (a, b, rho, m, sigma, t))
+    with np.errstate(all="ignore"):
+        root = np.hypot(m_, s_)
+        w = a_ + b_ * (-r_ * m_ + root)
+        sw = np.sqrt(w) if w > 0 else np.nan
+        return tuple(float(x) for x in (w / t_, 0.5 * b_ * (r_ - m_ / root) / sw,
+                                         b_ * (1.0 - r_) / sw, b_ * (1.0 + r_) / sw,
+                                         (a_ + b_ * s_ * np.sqrt(1.0 - r_ * r_)) / t_))
+
+
+EDGES = [(0.04, 0.1, -0.3, 0.0, 0.0, 0.5),   # m = sigma = 0: m / root is 0 / 0
+         (-0.2, 0.1, 0.2, 0.1, 0.1, 1.0),   # w < 0: no sqrt
+         (0.04, 0.1, 1.2, 0.1, 0.2, 1.0),   # |rho| > 1: NaN v_tilde
+         (0.04, 0.1, -0.3, 0.1, 0.2, 0.0),  # t = 0: infinities
+         (0.0, 0.0, 0.0, 0.1, 0.2, 0.0),    # 0 / 0
+         (float("nan"), 0.1, 0.0, 0.0, 0.1, 1.0),
+         (0.04, 0.1, -0.3, 0.1, 0.2, -0.0)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_float_path_gives_numpy_bits(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cases = [(float(rng.uniform(-0.05, 0.1)), float(rng.uniform(0, 0.5)),
+              float(rng.uniform(-0.99, 0.99)), float(rng.normal(0, 0.3)),
+              float(rng.uniform(0, 0.5)), float(rng.uniform(1e-4, 3))) for _ in range(500)]
+    for case in cases + EDGES:
+        got = tuple(from_raw_svi(*case).as_dict().values())
+        np.testing.assert_array_equal(got, _numpy_jw(*case), err_msg=str(case))

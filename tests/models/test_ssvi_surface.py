@@ -91,8 +91,10 @@ def test_quotes_with_calendar_arbitrage_give_a_calendar_free_surface() -> None:
     _assert_calendar_free(fit)
     up = [s.raw_svi()[1] * (1 + s.rho) for s in fit.params.slices]
     down = [s.raw_svi()[1] * (1 - s.rho) for s in fit.params.slices]
-    assert np.all(np.diff(up) >= 0)
-    assert np.all(np.diff(down) >= 0)
+    # an ulp of give: the slopes are read back through raw_svi()'s conversion, and the
+    # repair may leave two consecutive slopes equal in its own parameters
+    assert np.all(np.diff(up) >= -1e-15)
+    assert np.all(np.diff(down) >= -1e-15)
 
 
 def test_the_repair_raises_a_crossing_slice_to_its_predecessor_and_leaves_the_rest() -> None:

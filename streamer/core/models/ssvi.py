@@ -32,6 +32,7 @@ import numpy.typing as npt
 from streamer.core.arbitrage import durrleman_g
 from streamer.core.lazy_scipy import least_squares
 from streamer.core.models import band
+from streamer.core.models.batch_lm import levenberg_marquardt
 from streamer.core.models.fit import Fit
 from streamer.core.models.protocol import VolFromVariance
 from streamer.core.params import NamedFloats
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 _RHO_MAX = 0.999
+#: one-expiry seed fits: a start per side of the skew, LM settings, Jacobian step
+_SEED_RHOS = (-0.3, 0.3)
+_SEED_MAX_ITER, _SEED_TOL, _FD_STEP = 100, 1e-12, 1.5e-8
 _CAP_MARGIN = 1e-9  # psi (1 + |rho|) < 4 is strict
 
 
@@ -288,29 +292,36 @@ def _essvi_to_x(theta: FloatArray, rho: FloatArray, psi: FloatArray) -> FloatArr
 def _slice_seed(k: FloatArray, iv: FloatArray, sqrt_w: FloatArray, t: float
                 ) -> tuple[float, float, float]:
     """``theta, rho, psi`` of one expiry fitted on its own (no calendar constraint), inside
-    the butterfly conditions of :func:`butterfly_cap`."""
+    the butterfly conditions of :func:`butterfly_cap`: one start per side of the skew,
+    both solved together by the batched LM (forward-difference Jacobian), so a short
+    expiry's reduced fit needs no scipy (whose import is a third of a second of every
+    replay and worker that meets one)."""
     theta0 = max(_atm_total_variance(k, iv, t), 1e-8)
+    starts = []
+    for rho0 in _SEED_RHOS:
+        share = min(np.sqrt(theta0) / float(butterfly_cap(theta0, rho0)), 0.9)
+        starts.append([np.log(theta0), np.arctanh(rho0 / _RHO_MAX), _logit(share)])
+    x0 = np.array(starts)
 
-    def unpack(x: FloatArray) -> tuple[float, float, float]:
-        th, r = float(np.exp(x[0])), float(_RHO_MAX * np.tanh(x[1]))
-        return th, r, float(butterfly_cap(th, r) * _logistic(x[2]))
-
-    def residuals(x: FloatArray) -> FloatArray:
-        th, r, ps = unpack(x)
-        pk = ps * k
+    def residuals(x: FloatArray) -> FloatArray:  # x (n, 3) -> (n, quotes)
+        th, r = np.exp(x[:, :1]), _RHO_MAX * np.tanh(x[:, 1:2])
+        pk = butterfly_cap(th, r) * _logistic(x[:, 2:3]) * k
         w = 0.5 * (th + r * pk + np.sqrt((pk + r * th) ** 2 + th * th * (1.0 - r * r)))
         out: FloatArray = (np.sqrt(np.maximum(w, 0.0) / t) - iv) * sqrt_w
         return out
 
-    best: tuple[float, FloatArray] | None = None
-    for rho0 in (-0.3, 0.3):  # one start per side of the skew
-        share = min(np.sqrt(theta0) / float(butterfly_cap(theta0, rho0)), 0.9)
-        x0 = np.array([np.log(theta0), np.arctanh(rho0 / _RHO_MAX), _logit(share)])
-        sol = least_squares(residuals, x0, method="lm", max_nfev=200, xtol=1e-10, ftol=1e-10)
-        if best is None or sol.cost < best[0]:
-            best = (float(sol.cost), sol.x)
-    assert best is not None
-    return unpack(best[1])
+    def with_jacobian(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        r0 = residuals(x)
+        h = _FD_STEP * np.maximum(np.abs(x), 1.0)  # (n, 3)
+        shifted = x[:, None, :] + h[:, :, None] * np.eye(3)  # (n, 3 params, 3)
+        moved = residuals(shifted.reshape(-1, 3)).reshape(x.shape[0], 3, -1)
+        return r0, (moved - r0[:, None, :]) / h[:, :, None]
+
+    solved = levenberg_marquardt(with_jacobian, x0, max_iter=_SEED_MAX_ITER, tol=_SEED_TOL)
+    costs = (residuals(solved.theta) ** 2).sum(axis=1)
+    best = solved.theta[int(np.argmin(np.where(np.isfinite(costs), costs, np.inf)))]
+    th, r = float(np.exp(best[0])), float(_RHO_MAX * np.tanh(best[1]))
+    return th, r, float(butterfly_cap(th, r) * _logistic(best[2]))
 
 
 def fit_slice(k: npt.ArrayLike, iv: npt.ArrayLike, t: float,
