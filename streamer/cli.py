@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--venue", choices=["deribit", "okx", "bybit", "binance"],
                         help="whose recording it is (default: the config's first venue, "
                              "deribit)")
+    replay.add_argument("--workers", type=_workers, metavar="N",
+                        help="processes calibrating the file's underlyings, or auto (one "
+                             "per core; default: replay.workers): the same bytes either way")
     _add_quiet(replay)
 
     _command(sub, "serve-replay", help="serve a tick file over websocket, with faults "
@@ -162,6 +165,14 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or auto, got {text!r}")
+    return int(text)
+
+
 def _positive_speed(text: str) -> float:
     value = _number(text)
     if not value > 0:
@@ -196,6 +207,8 @@ def _with_overrides(config: AppConfig, args: argparse.Namespace) -> AppConfig:
         config = replace(config, replay=replace(config.replay, speed=args.speed))
     if getattr(args, "metrics_port", None) is not None:
         config = replace(config, metrics=replace(config.metrics, port=args.metrics_port))
+    if getattr(args, "workers", None) is not None:
+        config = replace(config, replay=replace(config.replay, workers=args.workers))
     if getattr(args, "venue", None) and args.command == "replay":
         venue = next((v for v in config.venues if v.name == args.venue), None)
         config = replace(config, venues=(venue or venue_config(args.venue),))

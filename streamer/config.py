@@ -135,6 +135,9 @@ class ReplayConfig(ConfigBase, frozen=True, kw_only=True):
     files: dict[VenueName, str] = msgspec.field(default_factory=dict)
     speed: float = 5.0
     loop: bool = False
+    #: ``streamer replay FILE``: processes calibrating the file's underlyings (each in
+    #: one; ``auto``, one per core), the same bytes whatever the number
+    workers: PositiveInt | Literal["auto"] = "auto"
 
     def file_for(self, venue: VenueName) -> str:
         """The recording a replayed venue plays: a path or ``bundled``."""
