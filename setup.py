@@ -22,7 +22,7 @@ setup(ext_modules=[
             ["streamer/sources/deribit/_json_scan.h",
              "streamer/sources/deribit/_ticker_frame.h"]),
     _native("streamer.core.models._svi_lm", "streamer/core/models/_svi_lm.c",
-            ["streamer/core/_buffers.h"]),
+            ["streamer/core/_buffers.h", "streamer/core/models/_svi_rows.h"]),
     _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c",
             ["streamer/core/_buffers.h"]),
     _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),

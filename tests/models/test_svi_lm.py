@@ -157,5 +157,6 @@ def test_kernels_refuse_wrong_buffers_with_a_clear_error(kernels: svi_lm.Kernels
     band = [np.zeros((n, m))] * 6
     with pytest.raises((ValueError, BufferError)):
         kernels.lm(k, *band, np.ones(n), np.zeros(n), np.zeros(n), np.ones(n),
-                   np.zeros((n, 5)), np.zeros(n, np.int64), np.zeros(n, np.int64),
+                   np.arange(n, dtype=np.int64), np.zeros((n, 5)), np.zeros(n, np.int64),
+                   np.zeros(n, np.int64),
                    np.zeros(n, np.bool_), n, 10, 1e-10, 1.0, 1e-12, 1e-3, 1e-12, 1e12, 1e-10)

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../_buffers.h"
+#include "_svi_rows.h"
 
 #define P 5 /* parameters: a, ln b, atanh rho, m, ln sigma */
 
@@ -264,10 +265,35 @@ static void minimise(const Problem *pr, const Settings *s, double *theta, int64_
 }
 
 enum { A_K, A_CENTRE, A_LOWER, A_UPPER, A_BAND_W, A_PULL_W, A_TAIL, A_INV_T, A_LN_SPAN, A_CENTRE_K,
-       A_SPAN, A_THETA, A_ITER, A_NFEV, A_CONV, N_BUFS };
+       A_SPAN, A_OWNER, A_THETA, A_ITER, A_NFEV, A_CONV, N_BUFS };
 static const char *NAMES[N_BUFS] = {"k", "centre", "lower", "upper", "band_w", "pull_w",
-                                    "tail", "inv_t", "ln_span", "centre_k", "span", "theta",
-                                    "iterations", "nfev", "converged"};
+                                    "tail", "inv_t", "ln_span", "centre_k", "span", "owner",
+                                    "theta", "iterations", "nfev", "converged"};
+
+/* The rows' shape from k and the per-row inv_t: n_rows rows of m points; 0 on error. */
+static int row_shape(PyObject *k, PyObject *inv_t, Buf *bk, Buf *bt, Py_ssize_t *n_rows,
+                     Py_ssize_t *m) {
+    if (!get_buffer(k, bk, "k", 'f', 8, -1, 0) || !get_buffer(inv_t, bt, "inv_t", 'f', 8, -1, 0))
+        return 0;
+    *n_rows = bt->view.len / 8;
+    const Py_ssize_t total = bk->view.len / 8;
+    if (*n_rows <= 0 || total % *n_rows) {
+        PyErr_SetString(PyExc_ValueError, "k: expected a row of points per inv_t");
+        return 0;
+    }
+    *m = total / *n_rows;
+    return 1;
+}
+
+/* Every owner a row: 0 (and a ValueError) if not. */
+static int owners_ok(const int64_t *owner, Py_ssize_t n, Py_ssize_t n_rows) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (owner[i] < 0 || owner[i] >= n_rows) {
+            PyErr_SetString(PyExc_ValueError, "owner: expected row indices");
+            return 0;
+        }
+    return 1;
+}
 
 static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -294,39 +320,303 @@ static PyObject *lm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     Buf bufs[N_BUFS];
     memset(bufs, 0, sizeof bufs);
     PyObject *result = NULL;
-    if (!get_buffer(args[A_K], &bufs[A_K], NAMES[A_K], 'f', 8, -1, 0))
+    Py_ssize_t n_rows, m;
+    if (!row_shape(args[A_K], args[A_INV_T], &bufs[A_K], &bufs[A_INV_T], &n_rows, &m))
         goto done;
-    const Py_ssize_t total = bufs[A_K].view.len / 8;
-    if (total % n) {
-        PyErr_SetString(PyExc_ValueError, "k: expected n rows of points");
-        goto done;
-    }
-    const Py_ssize_t m = total / n;
     for (int i = A_K + 1; i < N_BUFS; i++) {
-        Py_ssize_t count = i <= A_TAIL ? n * m : i == A_THETA ? n * P : n;
-        char kind = i <= A_THETA ? 'f' : i == A_CONV ? 'b' : 'i';
+        if (i == A_INV_T)
+            continue;
+        Py_ssize_t count = i <= A_TAIL ? n_rows * m : i <= A_SPAN ? n_rows : i == A_THETA ? n * P : n;
+        char kind = i == A_CONV ? 'b' : (i == A_OWNER || i == A_ITER || i == A_NFEV) ? 'i' : 'f';
         if (!get_buffer(args[i], &bufs[i], NAMES[i], kind, kind == 'b' ? 1 : 8, count, i >= A_THETA))
             goto done;
     }
-    const double *col[A_THETA];
-    for (int i = 0; i < A_THETA; i++)
+    const double *col[A_OWNER];
+    for (int i = 0; i < A_OWNER; i++)
         col[i] = (const double *)bufs[i].view.buf;
+    const int64_t *owner = (const int64_t *)bufs[A_OWNER].view.buf;
     double *theta = (double *)bufs[A_THETA].view.buf;
     int64_t *iterations = (int64_t *)bufs[A_ITER].view.buf;
     int64_t *nfev = (int64_t *)bufs[A_NFEV].view.buf;
     uint8_t *converged = (uint8_t *)bufs[A_CONV].view.buf;
+    if (!owners_ok(owner, n, n_rows))
+        goto done;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
-        const Py_ssize_t o = i * m;
+        const Py_ssize_t r = owner[i], o = r * m;
         Problem pr = {col[A_K] + o, col[A_CENTRE] + o, col[A_LOWER] + o, col[A_UPPER] + o,
-                      col[A_BAND_W] + o, col[A_PULL_W] + o, col[A_TAIL] + o, m, col[A_INV_T][i],
-                      col[A_LN_SPAN][i], col[A_CENTRE_K][i], col[A_SPAN][i]};
+                      col[A_BAND_W] + o, col[A_PULL_W] + o, col[A_TAIL] + o, m, col[A_INV_T][r],
+                      col[A_LN_SPAN][r], col[A_CENTRE_K][r], col[A_SPAN][r]};
         minimise(&pr, &s, theta + i * P, iterations + i, nfev + i, converged + i);
     }
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     release_buffers(bufs, N_BUFS);
+    return result;
+}
+
+/* -- the chain's rows (_svi_rows.h) -- */
+
+#define N_SIDES 5 /* per slice: k, iv, weights, bid IVs, ask IVs */
+
+/* Every slice's buffers (bufs[i * N_SIDES + side]; weights and bid/ask IVs may be None:
+ * not held) from the five sequences; 0 (an exception set) on a bad item. */
+static int slice_buffers(PyObject *const *seqs, Py_ssize_t n, Buf *bufs) {
+    static const char *names[N_SIDES] = {"ks", "ivs", "weights", "bid_ivs", "ask_ivs"};
+    for (int side = 0; side < N_SIDES; side++) {
+        PyObject *fast = PySequence_Fast(seqs[side], "expected a sequence per slice");
+        if (fast == NULL)
+            return 0;
+        int ok = PySequence_Fast_GET_SIZE(fast) == n;
+        if (!ok)
+            PyErr_Format(PyExc_ValueError, "%s: expected %zd slices", names[side], n);
+        for (Py_ssize_t i = 0; ok && i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+            if (side >= 2 && item == Py_None)
+                continue;
+            ok = get_buffer(item, &bufs[i * N_SIDES + side], names[side], 'f', 8, -1, 0);
+        }
+        Py_DECREF(fast);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static SliceIn slice_in(const Buf *b) {
+    SliceIn s;
+    const double *p[N_SIDES];
+    for (int side = 0; side < N_SIDES; side++)
+        p[side] = b[side].held ? (const double *)b[side].view.buf : NULL;
+    s.k = p[0], s.iv = p[1], s.w = p[2], s.bid = p[3], s.ask = p[4];
+    s.n = b[0].view.len / 8;
+    return s;
+}
+
+/* _clean_all's verdict on one slice: -1 bad time, -2 sizes differ, else its usable points */
+static int64_t usable_count(const Buf *b, double t) {
+    if (!(isfinite(t) && t > 0.0))
+        return -1;
+    for (int side = 1; side < N_SIDES; side++)
+        if (b[side].held && b[side].view.len != b[0].view.len)
+            return -2;
+    const SliceIn s = slice_in(b);
+    int64_t c = 0;
+    for (Py_ssize_t j = 0; j < s.n; j++)
+        c += usable(s.k[j], s.iv[j], s.w ? s.w[j] : 1.0);
+    return c;
+}
+
+/* Shared by count and rows: the slices' buffers and their times. */
+static Buf *take_slices(PyObject *const *args, Buf *bt, Py_ssize_t *n) {
+    if (!get_buffer(args[N_SIDES], bt, "ts", 'f', 8, -1, 0))
+        return NULL;
+    *n = bt->view.len / 8;
+    Buf *bufs = PyMem_Calloc((size_t)(*n > 0 ? *n : 1) * N_SIDES, sizeof(Buf));
+    if (bufs == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (!slice_buffers(args, *n, bufs)) {
+        release_buffers(bufs, (int)(*n * N_SIDES));
+        PyMem_Free(bufs);
+        return NULL;
+    }
+    return bufs;
+}
+
+static void free_slices(Buf *bufs, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n * N_SIDES; i++)
+        if (bufs[i].held)
+            PyBuffer_Release(&bufs[i].view);
+    PyMem_Free(bufs);
+}
+
+static PyObject *count(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != N_SIDES + 2) {
+        PyErr_Format(PyExc_TypeError, "count() takes %d arguments (%zd given)", N_SIDES + 2, nargs);
+        return NULL;
+    }
+    Buf bt, bc;
+    memset(&bt, 0, sizeof bt);
+    memset(&bc, 0, sizeof bc);
+    Py_ssize_t n;
+    Buf *bufs = take_slices(args, &bt, &n);
+    PyObject *result = NULL;
+    if (bufs == NULL)
+        goto done;
+    if (get_buffer(args[N_SIDES + 1], &bc, "counts", 'i', 8, n, 1)) {
+        const double *t = bt.view.buf;
+        int64_t *counts = bc.view.buf;
+        for (Py_ssize_t i = 0; i < n; i++)
+            counts[i] = usable_count(bufs + i * N_SIDES, t[i]);
+        result = Py_NewRef(Py_None);
+    }
+    free_slices(bufs, n);
+done:
+    release_buffers(&bt, 1);
+    release_buffers(&bc, 1);
+    return result;
+}
+
+enum { R_CELLS = N_SIDES + 1, R_KEEP, R_VALID, R_STATS, N_ROW_ARGS = R_STATS + 4 };
+
+static PyObject *rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != N_ROW_ARGS) {
+        PyErr_Format(PyExc_TypeError, "rows() takes %d arguments (%zd given)", N_ROW_ARGS, nargs);
+        return NULL;
+    }
+    const double pull = PyFloat_AsDouble(args[R_STATS + 1]);
+    const double margin = PyFloat_AsDouble(args[R_STATS + 2]);
+    const double tail = PyFloat_AsDouble(args[R_STATS + 3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Buf bt, out[4];
+    memset(&bt, 0, sizeof bt);
+    memset(out, 0, sizeof out);
+    Py_ssize_t n;
+    double *scratch = NULL;
+    Buf *bufs = take_slices(args, &bt, &n);
+    PyObject *result = NULL;
+    if (bufs == NULL)
+        goto done;
+    if (!get_buffer(args[R_CELLS], &out[0], "cells", 'f', 8, -1, 1)
+        || !get_buffer(args[R_KEEP], &out[1], "keep", 'i', 8, -1, 0))
+        goto done;
+    const Py_ssize_t n_rows = out[1].view.len / 8;
+    const Py_ssize_t m = n_rows ? out[0].view.len / 8 / (10 * n_rows) : 0;
+    if (n_rows <= 0 || m <= 0 || out[0].view.len != 10 * n_rows * m * 8) {
+        PyErr_SetString(PyExc_ValueError, "cells: expected 10 x len(keep) rows of points");
+        goto done;
+    }
+    if (!get_buffer(args[R_VALID], &out[2], "valid", 'b', 1, n_rows * m, 1)
+        || !get_buffer(args[R_STATS], &out[3], "stats", 'f', 8, 7 * n_rows, 1))
+        goto done;
+    const int64_t *keep = out[1].view.buf;
+    const double *t = bt.view.buf;
+    for (Py_ssize_t r = 0; r < n_rows; r++) {
+        const int64_t got = keep[r] < 0 || keep[r] >= n ? -1
+                          : usable_count(bufs + keep[r] * N_SIDES, t[keep[r]]);
+        if (got < 0 || got > m) {
+            PyErr_SetString(PyExc_ValueError, "keep: expected slices whose usable points fit a row");
+            goto done;
+        }
+    }
+    scratch = PyMem_Malloc(sizeof(double) * 5 * (size_t)m);
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *cells = out[0].view.buf, *stats = out[3].view.buf;
+    uint8_t *valid = out[2].view.buf;
+    const Py_ssize_t plane = n_rows * m;
+    for (Py_ssize_t r = 0; r < n_rows; r++) {
+        double *c = cells + r * m;
+        RowOut o = {c, c + plane, c + 2 * plane, c + 3 * plane, c + 4 * plane, c + 5 * plane,
+                    c + 6 * plane, c + 7 * plane, c + 8 * plane, c + 9 * plane, valid + r * m};
+        const SliceIn s = slice_in(bufs + keep[r] * N_SIDES);
+        RowStats st;
+        svi_row(&s, t[keep[r]], m, pull, margin, tail, &o, &st, scratch);
+        const double row_stats[7] = {st.t, st.inv_t, st.n_valid, st.lo, st.hi, st.span, st.centre_k};
+        for (int q = 0; q < 7; q++)
+            stats[q * n_rows + r] = row_stats[q];
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(scratch);
+    if (bufs != NULL)
+        free_slices(bufs, n);
+    release_buffers(&bt, 1);
+    release_buffers(out, 4);
+    return result;
+}
+
+/* -- each slice's best start (_svi_rows.h's score) -- */
+
+enum { K_K, K_IV, K_CENTRE, K_LOWER, K_UPPER, K_BAND_W, K_PULL_W, K_TAIL, K_VALID, K_INV_T, K_T,
+       K_LN_SPAN, K_CENTRE_K, K_SPAN, K_N_VALID, K_OWNER, K_THETA, K_B_SIGMA, K_RHO, K_ITER, K_NFEV,
+       K_CONV, K_OUT, N_PICK_BUFS };
+static const char *PICK_NAMES[N_PICK_BUFS] = {
+    "k", "iv", "centre", "lower", "upper", "band_w", "pull_w", "tail", "valid", "inv_t", "t",
+    "ln_span", "centre_k", "span", "n_valid", "owner", "theta", "b_sigma", "rho", "iterations",
+    "nfev", "converged", "out"};
+#define N_OUT_COLS 10 /* theta (5), cost, rmse, iterations, nfev over all starts, converged */
+
+static PyObject *pick(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != N_PICK_BUFS + 2) {
+        PyErr_Format(PyExc_TypeError, "pick() takes %d arguments (%zd given)", N_PICK_BUFS + 2,
+                     nargs);
+        return NULL;
+    }
+    const double w_floor = PyFloat_AsDouble(args[N_PICK_BUFS]);
+    const double sigma_prior = PyFloat_AsDouble(args[N_PICK_BUFS + 1]);
+    if (PyErr_Occurred())
+        return NULL;
+    Buf bufs[N_PICK_BUFS];
+    memset(bufs, 0, sizeof bufs);
+    PyObject *result = NULL;
+    double *sq = NULL;
+    Py_ssize_t n_rows, m;
+    if (!row_shape(args[K_K], args[K_INV_T], &bufs[K_K], &bufs[K_INV_T], &n_rows, &m)
+        || !get_buffer(args[K_OWNER], &bufs[K_OWNER], "owner", 'i', 8, -1, 0))
+        goto done;
+    const Py_ssize_t n = bufs[K_OWNER].view.len / 8;
+    for (int i = K_IV; i < N_PICK_BUFS; i++) {
+        if (i == K_INV_T || i == K_OWNER)
+            continue;
+        Py_ssize_t count = i <= K_VALID ? n_rows * m : i <= K_N_VALID ? n_rows
+                         : i == K_THETA ? n * P : i == K_B_SIGMA ? 2 * n
+                         : i == K_OUT ? n_rows * N_OUT_COLS : n;
+        char kind = i == K_VALID || i == K_CONV ? 'b' : i == K_ITER || i == K_NFEV ? 'i' : 'f';
+        if (!get_buffer(args[i], &bufs[i], PICK_NAMES[i], kind, kind == 'b' ? 1 : 8, count, i == K_OUT))
+            goto done;
+    }
+    const int64_t *owner = bufs[K_OWNER].view.buf;
+    if (!owners_ok(owner, n, n_rows))
+        goto done;
+    sq = PyMem_Malloc(sizeof(double) * (size_t)(m + 2));
+    if (sq == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const double *f[K_OUT];
+    for (int i = 0; i < K_OUT; i++)
+        f[i] = bufs[i].view.buf;
+    const uint8_t *valid = bufs[K_VALID].view.buf, *conv = bufs[K_CONV].view.buf;
+    const int64_t *its = bufs[K_ITER].view.buf, *nfev = bufs[K_NFEV].view.buf;
+    double *out = bufs[K_OUT].view.buf;
+    for (Py_ssize_t r = 0; r < n_rows * N_OUT_COLS; r++)
+        out[r] = r % N_OUT_COLS == 8 ? 0.0 : NAN;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Py_ssize_t r = owner[i], o = r * m;
+        const ScoreRow row = {f[K_K] + o, f[K_IV] + o, f[K_CENTRE] + o, f[K_LOWER] + o,
+                              f[K_UPPER] + o, f[K_BAND_W] + o, f[K_PULL_W] + o, f[K_TAIL] + o,
+                              valid + o, m, f[K_INV_T][r], f[K_T][r], f[K_LN_SPAN][r],
+                              f[K_CENTRE_K][r], f[K_SPAN][r], f[K_N_VALID][r]};
+        double cost, rmse;
+        const double *th = f[K_THETA] + i * P;
+        score(&row, th, f[K_B_SIGMA][2 * i], f[K_RHO][i], f[K_B_SIGMA][2 * i + 1], w_floor,
+              sigma_prior, sq, &cost, &rmse);
+        double *best = out + r * N_OUT_COLS;
+        best[8] += (double)nfev[i];
+        if (!isnan(best[7]) && !cost_less(cost, best[5]))
+            continue; /* not the first start of its slice, nor below its best */
+        memcpy(best, th, sizeof(double) * P);
+        best[5] = cost;
+        best[6] = rmse;
+        best[7] = (double)its[i];
+        best[9] = (double)conv[i];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(sq);
+    release_buffers(bufs, N_PICK_BUFS);
     return result;
 }
 
@@ -395,9 +685,20 @@ done:
 
 static PyMethodDef methods[] = {
     {"lm", (PyCFunction)(void (*)(void))lm, METH_FASTCALL,
-     "lm(k, centre, lower, upper, band_w, pull_w, tail, inv_t, ln_span, centre_k, span, theta, "
-     "iterations, nfev, converged, n, max_iter, tol, sigma_prior, w_floor, lambda0, "
-     "lambda_min, lambda_max, step_tol): refine every problem's theta in place (see svi_lm.py)."},
+     "lm(k, centre, lower, upper, band_w, pull_w, tail, inv_t, ln_span, centre_k, span, owner, "
+     "theta, iterations, nfev, converged, n, max_iter, tol, sigma_prior, w_floor, lambda0, "
+     "lambda_min, lambda_max, step_tol): refine every problem's theta in place, problem i on "
+     "row owner[i] (see svi_lm.py)."},
+    {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,
+     "count(ks, ivs, weights, bid_ivs, ask_ivs, ts, counts): each slice's usable points "
+     "(-1: bad time to expiry, -2: sizes differ) (see svi_lm.py)."},
+    {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
+     "rows(ks, ivs, weights, bid_ivs, ask_ivs, ts, cells, keep, valid, stats, pull, margin, "
+     "tail): the kept slices as padded rows with their band terms (see svi_lm.py)."},
+    {"pick", (PyCFunction)(void (*)(void))pick, METH_FASTCALL,
+     "pick(k, iv, centre, lower, upper, band_w, pull_w, tail, valid, inv_t, t, ln_span, "
+     "centre_k, span, n_valid, owner, theta, b_sigma, rho, iterations, nfev, converged, out, "
+     "w_floor, sigma_prior): each row's best start (see svi_lm.py)."},
     {"seeds", (PyCFunction)(void (*)(void))seeds, METH_FASTCALL,
      "seeds(k, sqrt_w, target_iv, valid, t, lo, hi, span, grid_m, grid_sigma, theta, score, n, "
      "n_seeds): each slice's n_seeds best quasi-explicit seeds, best first (see svi_lm.py)."},

@@ -13,7 +13,10 @@ parametrisation (``ln b``, ``atanh rho``, ``ln sigma``), which keeps ``b > 0``,
 ``|rho| < 1`` and ``sigma > 0`` by construction. :func:`calibrate_chain` fits every
 expiry of a chain in one batched loop (:mod:`streamer.core.models.batch_lm`), so the
 numpy call overhead is paid once per iteration rather than once per slice;
-:func:`calibrate` is the same fit for one slice.
+:func:`calibrate` is the same fit for one slice. Where the C kernels were built
+(:mod:`streamer.core.models.svi_lm`), the chain's padded rows and band terms are one pass
+over its quotes, the LM and the choice of each slice's best start run in C, and the numpy
+paths here are the fallback and the reference (the same bits but for the LM's rounding).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy.typing as npt
 
 from streamer.core.arbitrage import durrleman_g
 from streamer.core.models import band, ssvi, svi_lm
-from streamer.core.models.batch_lm import IntArray, ResidualFn, levenberg_marquardt
+from streamer.core.models.batch_lm import BatchResult, IntArray, ResidualFn, levenberg_marquardt
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
 from streamer.core.params import NamedFloats
@@ -176,14 +179,20 @@ class _Chain(NamedTuple):
     band: band.Band  # the objective's bid/ask bands, padded like k
     #: each slice's lowest and highest quoted k and its span (at least 0.05)
     k_range: tuple[FloatArray, FloatArray, FloatArray]
+    target: FloatArray  # the seeds' target vols: the band centres where they pull, else iv
+    #: what the priors of :func:`_residual_fn` need: each slice's ``ln span``, the centre of
+    #: its quoted k and its span
+    priors: tuple[FloatArray, FloatArray, FloatArray]
 
     def rows(self, rows: IntArray | list[int]) -> _Chain:
         """The chain of some slices only."""
+        def take(xs: tuple[FloatArray, ...]) -> tuple[FloatArray, FloatArray, FloatArray]:
+            return tuple(x[rows] for x in xs)  # type: ignore[return-value]
         return _Chain(k=self.k[rows], iv=self.iv[rows], t=self.t[rows],
                       sqrt_w=self.sqrt_w[rows], valid=self.valid[rows],
                       n_valid=self.n_valid[rows], padded=self.padded,
-                      band=band.take(self.band, rows),
-                      k_range=tuple(x[rows] for x in self.k_range))  # type: ignore[arg-type]
+                      band=band.take(self.band, rows), k_range=take(self.k_range),
+                      target=self.target[rows], priors=take(self.priors))
 
 
 class _Slice(NamedTuple):
@@ -274,10 +283,66 @@ def _pad(slices: Sequence[_Slice], ts: Sequence[float], objective: band.Objectiv
 
     b = _bands(slices, stack, objective)
     k = stack([s.k for s in slices], 0.0)
-    return _Chain(k=k, iv=stack([s.iv for s in slices], 1.0),
-                  t=t, sqrt_w=np.sqrt(stack([s.w for s in slices], 0.0)), valid=valid,
-                  n_valid=np.asarray(sizes, float), padded=min(sizes) < n, band=b,
-                  k_range=_k_range(k, valid))
+    iv = stack([s.iv for s in slices], 1.0)
+    lo, hi, span = k_range = _k_range(k, valid)
+    return _Chain(k=k, iv=iv, t=t, sqrt_w=np.sqrt(stack([s.w for s in slices], 0.0)),
+                  valid=valid, n_valid=np.asarray(sizes, float), padded=min(sizes) < n, band=b,
+                  k_range=k_range, target=np.where(b.pull_w > 0, b.centre, iv),
+                  priors=(np.log(span), 0.5 * (lo + hi), span))
+
+
+def _chain(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike], ts: Sequence[float],
+           weights: Sequence[npt.ArrayLike | None], bid_ivs: Sequence[npt.ArrayLike | None],
+           ask_ivs: Sequence[npt.ArrayLike | None], objective: band.Objective
+           ) -> tuple[_Chain | None, list[str | None]]:
+    """The usable slices of a chain as padded rows (None: no slice usable) and, per slice,
+    why it is not usable (None: it is a row). With the C kernels (``_svi_rows.h``) this is
+    one pass over every quote; without, :func:`_clean_all` and :func:`_pad`."""
+    if _NATIVE is None:
+        cleaned = _clean_all(ks, ivs, ts, weights, bid_ivs, ask_ivs)
+        slices = [s for s in cleaned if isinstance(s, _Slice)]
+        kept_ts = [float(t) for t, s in zip(ts, cleaned, strict=True) if isinstance(s, _Slice)]
+        return (_pad(slices, kept_ts, objective) if slices else None,
+                [s if isinstance(s, str) else None for s in cleaned])
+    return _chain_native(_NATIVE, svi_lm.Quotes(ks, ivs, weights, bid_ivs, ask_ivs), ts,
+                         objective)
+
+
+def _chain_native(kernels: svi_lm.Kernels, quotes: svi_lm.Quotes, ts: Sequence[float],
+                  objective: band.Objective) -> tuple[_Chain | None, list[str | None]]:
+    """:func:`_chain` with the kernels ``count`` and ``rows``."""
+    t = np.asarray(ts, np.float64)
+    try:
+        counts = svi_lm.usable_counts(kernels, quotes, t)
+    except (TypeError, ValueError, BufferError):  # not all flat float64 arrays: make them so
+        quotes = svi_lm.Quotes(*([None if x is None and j > 1 else _flat(x) for x in side]
+                                 for j, side in enumerate(quotes)))
+        counts = svi_lm.usable_counts(kernels, quotes, t)
+    reasons = [None if n >= MIN_POINTS else _unusable(n, i, quotes, ts)
+               for i, n in enumerate(counts)]
+    keep = [i for i, r in enumerate(reasons) if r is None]
+    if not keep:
+        return None, reasons
+    sizes = [counts[i] for i in keep]
+    width = max(sizes)
+    rows = svi_lm.chain_rows(kernels, quotes, t, keep, width, objective)
+    k, iv, sqrt_w, *bands, target = rows.cells
+    t_rows, _, n_valid, lo, hi, span, centre_k = rows.stats
+    return _Chain(k=k, iv=iv, t=t_rows[:, None], sqrt_w=sqrt_w, valid=rows.valid,
+                  n_valid=n_valid, padded=min(sizes) < width, band=band.Band(*bands),
+                  k_range=(lo, hi, span), target=target,
+                  priors=(np.log(span), centre_k, span)), reasons
+
+
+def _unusable(n: int, i: int, quotes: svi_lm.Quotes, ts: Sequence[float]) -> str:
+    """Why slice ``i`` is not fitted, from its :func:`svi_lm.usable_counts` ``n``: the
+    messages of :func:`_clean_all`."""
+    if n == svi_lm.BAD_TIME:
+        return f"bad time to expiry {ts[i]!r}"
+    if n == svi_lm.BAD_SIZES:
+        sizes = {_flat(side[i]).size for side in quotes if side[i] is not None}
+        return f"k, iv, weights, bid and ask IVs differ in size ({sorted(sizes)})"
+    return f"need >= {MIN_POINTS} valid points, got {n}"
 
 
 def _bands(slices: Sequence[_Slice], stack: Callable[[list[FloatArray], float], FloatArray],
@@ -296,7 +361,10 @@ def _bands(slices: Sequence[_Slice], stack: Callable[[list[FloatArray], float], 
     sided = not sides.pop()
 
     def side(values: list[FloatArray | None]) -> FloatArray | None:
-        return stack([v for v in values if v is not None], nan) if sided else None
+        if not sided or all(v is None for v in values):
+            return None
+        return stack([np.full(s.k.size, nan) if v is None else v
+                      for v, s in zip(values, slices, strict=True)], nan)
 
     return band.make_band(stack([s.iv for s in slices], nan), side([s.bid for s in slices]),
                           side([s.ask for s in slices]), stack([s.w for s in slices], 0.0),
@@ -385,10 +453,8 @@ def _k_range(k: FloatArray, valid: npt.NDArray[np.bool_]
 
 
 def _priors(c: _Chain) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """What the priors of :func:`_residual_fn` need: each slice's ``ln span``, the
-    centre of its quoted k and its span."""
-    lo, hi, span = c.k_range
-    return np.log(span), 0.5 * (lo + hi), span
+    """What the priors of :func:`_residual_fn` need (:attr:`_Chain.priors`)."""
+    return c.priors
 
 
 def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
@@ -403,7 +469,7 @@ def _seed_grid(c: _Chain, n_seeds: int = 1) -> FloatArray:
     k_min, _, span = c.k_range
     lo = k_min - 0.1 * span
     hi = lo + 1.2 * span
-    iv = np.where(c.band.pull_w > 0, c.band.centre, c.iv)  # the band's pull target
+    iv = c.target  # the band's pull target
     if _NATIVE is not None:
         theta, score = svi_lm.best_seeds(_NATIVE, c.k, c.sqrt_w, iv, c.valid, c.t, lo, hi,
                                          span, _SEED_M, _SEED_SIGMA, n_seeds)
@@ -439,6 +505,9 @@ def _seed_grid_numpy(c: _Chain, iv: FloatArray, lo: FloatArray, hi: FloatArray,
     rhs = np.stack([np.broadcast_to((w * target).sum(-1), m.shape), (wy * target).sum(-1),
                     (wr * target).sum(-1)], axis=-1)
     normal += 1e-13 * np.eye(3) * np.trace(normal, axis1=-2, axis2=-1)[..., None, None]
+    # a slice of zero weights has nothing to solve (the kernel skips its singular systems)
+    weightless = ~(s1 > 0)
+    normal[weightless] = np.eye(3)
     coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
     a, d, cc = coef[..., 0], coef[..., 1], coef[..., 2]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -448,7 +517,7 @@ def _seed_grid_numpy(c: _Chain, iv: FloatArray, lo: FloatArray, hi: FloatArray,
     undefined = np.isnan(err)  # w < 0: penalised per point, padding excepted
     score = (np.where(undefined, 0.0, err * err * w).sum(-1)
              + 1e3 * (undefined & c.valid[:, None, :]).sum(-1))
-    score = np.where(cc > 1e-10, score, np.inf)
+    score = np.where((cc > 1e-10) & ~weightless, score, np.inf)
     best = np.argsort(score, axis=1, kind="stable")[:, :n_seeds]  # (n_slices, n_seeds)
     pick = np.arange(len(span))[:, None], best
     theta = np.stack([a[pick], np.log(np.maximum(cc[pick] / sigma[pick], 1e-10)),
@@ -518,23 +587,12 @@ def calibrate_chain(ks: Sequence[npt.ArrayLike], ivs: Sequence[npt.ArrayLike],
     if not len(ivs) == len(ts) == len(prev) == len(wts) == len(bids) == len(asks) == n:
         raise ValueError("ks, ivs, ts, weights, bid/ask IVs and previous must have one "
                          "entry per slice")
-    fits: list[Fit[SVIParams] | None] = [None] * n
-    todo: list[int] = []
-    cleaned: list[_Slice] = []
-    for i, got in enumerate(_clean_all(ks, ivs, ts, wts, bids, asks)):
-        if isinstance(got, str):
-            fits[i] = Fit.failed(prev[i] or _NO_PARAMS, got, warm=prev[i] is not None)
-        else:
-            todo.append(i)
-            cleaned.append(got)
-    if todo:
-        got_fits = _fit(_pad(cleaned, [float(ts[i]) for i in todo],
-                             band.Objective(pull, margin, tail)), [prev[i] for i in todo],
-                        _Solver(pull=pull, n_starts=max(n_starts, 1), max_iter=max_iter,
-                                tol=tol))
-        for i, fit in zip(todo, got_fits, strict=True):
-            fits[i] = fit
-    return [f for f in fits if f is not None]
+    chain, reasons = _chain(ks, ivs, ts, wts, bids, asks, band.Objective(pull, margin, tail))
+    fitted = iter(()) if chain is None else iter(_fit(
+        chain, [p for p, r in zip(prev, reasons, strict=True) if r is None],
+        _Solver(pull=pull, n_starts=max(n_starts, 1), max_iter=max_iter, tol=tol)))
+    return [next(fitted) if r is None else Fit.failed(p or _NO_PARAMS, r, warm=p is not None)
+            for p, r in zip(prev, reasons, strict=True)]
 
 
 class _Solver(NamedTuple):
@@ -544,37 +602,39 @@ class _Solver(NamedTuple):
     tol: float
 
 
-class _Refined(NamedTuple):
-    """Per slice, the best of its refined starts."""
-
-    theta: FloatArray  # (n_slices, 5)
-    cost: FloatArray  # objective at theta; inf where w < 0 somewhere
-    rmse: FloatArray  # unweighted, at theta (_rmse)
-    iterations: IntArray  # of the best start
-    nfev: IntArray  # over all its starts
-    converged: npt.NDArray[np.bool_]
+#: The columns of :func:`_refine`'s rows (as :func:`svi_lm.pick` writes them).
+_THETA, _COST, _RMSE, _ITERATIONS, _NFEV, _CONVERGED = slice(0, 5), 5, 6, 7, 8, 9
 
 
-def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver) -> _Refined:
-    """One batched LM over every start; each slice (``owner``) keeps its best."""
-    problems = chain.rows(owner) if owner.size > chain.k.shape[0] else chain
+def _refine(chain: _Chain, theta0: FloatArray, owner: IntArray, solver: _Solver) -> FloatArray:
+    """One batched LM over every start (start ``i`` of slice ``owner[i]``); per slice, a
+    row of its lowest-cost start's theta, cost (inf where w < 0 somewhere), RMSE
+    (:func:`_rmse`) and iterations, its starts' evaluations in all and whether that start
+    converged (the columns above; the first start of equal costs, NaN last)."""
     if _NATIVE is not None:
-        res = svi_lm.refine(_NATIVE, problems.k, problems.band, 1.0 / problems.t,
-                            _priors(problems), theta0, max_iter=solver.max_iter,
-                            tol=solver.tol, sigma_prior=SIGMA_PRIOR, w_floor=_W_FLOOR)
-    else:
-        res = levenberg_marquardt(
-            _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
-            select=lambda rows: _residual_fn(problems.rows(rows)))
-    cost, rmse = _cost_at(problems, res.theta)
+        res = svi_lm.refine(_NATIVE, chain.k, chain.band, 1.0 / chain.t, chain.priors, theta0,
+                            owner, max_iter=solver.max_iter, tol=solver.tol,
+                            sigma_prior=SIGMA_PRIOR, w_floor=_W_FLOOR)
+        return svi_lm.pick(_NATIVE, chain.k, chain.iv, chain.valid, chain.band, chain.t,
+                           chain.priors, chain.n_valid, owner, res, w_floor=_W_FLOOR,
+                           sigma_prior=SIGMA_PRIOR)
+    problems = chain.rows(owner) if owner.size > chain.k.shape[0] else chain
+    res = levenberg_marquardt(
+        _residual_fn(problems), theta0, max_iter=solver.max_iter, tol=solver.tol,
+        select=lambda rows: _residual_fn(problems.rows(rows)))
+    return _pick(chain, owner, res)
+
+
+def _pick(chain: _Chain, owner: IntArray, res: BatchResult) -> FloatArray:
+    """:func:`_refine`'s rows from its LM result in numpy (the kernel ``pick``'s reference)."""
+    cost, rmse = _cost_at(chain.rows(owner), res.theta)
     n = chain.k.shape[0]
     # per slice, its lowest-cost start: the first of its run once sorted by (owner, cost)
     counts = np.bincount(owner, minlength=n)
     best = np.lexsort((cost, owner))[np.cumsum(counts) - counts]
-    return _Refined(theta=res.theta[best], cost=cost[best], rmse=rmse[best],
-                    iterations=res.iterations[best],
-                    nfev=np.bincount(owner, weights=res.nfev, minlength=n).astype(np.int64),
-                    converged=res.converged[best])
+    return np.column_stack([res.theta[best], cost[best], rmse[best], res.iterations[best],
+                            np.bincount(owner, weights=res.nfev, minlength=n),
+                            res.converged[best]])
 
 
 def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[Fit[SVIParams]]:
@@ -587,23 +647,15 @@ def _fit(chain: _Chain, prev: list[SVIParams | None], solver: _Solver) -> list[F
     had not converged), the refined seed ended 11-87 % lower on 7. With the C kernel the
     second start costs a warm batch no measurable time (in numpy it once cost as much
     as a cold batch)."""
-    seeds = _seed_grid(chain, solver.n_starts)
-    n, n_seeds = seeds.shape[:2]
-    warm = np.array([p is not None for p in prev], np.bool_)
-    # each slice's run of starts: a warm one its previous fit, then its best seed; a cold
-    # one its n_seeds best seeds
-    counts = np.where(warm, 2, n_seeds)
-    owner = np.repeat(np.arange(n), counts)
-    first = np.cumsum(counts) - counts
-    place = np.arange(owner.size) - first[owner]
-    starts = seeds[owner, np.maximum(np.where(warm[owner], place - 1, place), 0)]
-    if warm.any():
-        starts[first[warm]] = [_to_theta(p) for p in prev if p is not None]
-    got = _refine(chain, starts, owner, solver)
-    rows = zip(got.theta.tolist(), got.cost.tolist(), got.rmse.tolist(),
-               got.iterations.tolist(), got.nfev.tolist(), got.converged.tolist(), strict=True)
-    return [_fit_of(theta, cost, rmse, it, nfev, ok, p, solver.max_iter)
-            for (theta, cost, rmse, it, nfev, ok), p in zip(rows, prev, strict=True)]
+    seeds: list[list[list[float]]] = _seed_grid(chain, solver.n_starts).tolist()
+    starts: list[list[float]] = []
+    owner: list[int] = []
+    for i, (p, mine) in enumerate(zip(prev, seeds, strict=True)):
+        run = mine if p is None else [_to_theta(p), mine[0]]  # a slice's run of starts
+        starts += run
+        owner += [i] * len(run)
+    got = _refine(chain, np.array(starts), np.array(owner, np.int64), solver)
+    return [_fit_of(row, p, solver.max_iter) for row, p in zip(got.tolist(), prev, strict=True)]
 
 
 def _cost_at(chain: _Chain, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -615,16 +667,16 @@ def _cost_at(chain: _Chain, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         return np.where(np.isfinite(rmse), (r * r).sum(axis=1), np.inf), rmse
 
 
-def _fit_of(theta: list[float], cost: float, rmse: float, it: int, nfev: int,
-            converged: bool, previous: SVIParams | None, max_iter: int) -> Fit[SVIParams]:
-    """One slice's Fit from its row of :class:`_Refined` (as Python numbers)."""
+def _fit_of(row: list[float], previous: SVIParams | None, max_iter: int) -> Fit[SVIParams]:
+    """One slice's Fit from its row of :func:`_refine` (as Python numbers)."""
     warm = previous is not None
-    if not math.isfinite(cost):
+    it, nfev, converged = int(row[_ITERATIONS]), int(row[_NFEV]), row[_CONVERGED] == 1.0
+    if not math.isfinite(row[_COST]):
         return Fit.failed(previous or _NO_PARAMS, "fit produced negative total variance",
                           warm=warm, iterations=it, nfev=nfev)
     status: FitStatus = "converged" if converged else "max_iter"
-    return Fit(params=_from_theta(theta), rmse_vol=rmse, iterations=it, status=status,
-               message="" if converged else f"stopped at max_iter={max_iter}",
+    return Fit(params=_from_theta(row[_THETA]), rmse_vol=row[_RMSE], iterations=it,
+               status=status, message="" if converged else f"stopped at max_iter={max_iter}",
                nfev=nfev, warm=warm)
 
 
