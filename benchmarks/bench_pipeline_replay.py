@@ -2,9 +2,11 @@
 
 The head of the bundled recording (``N_LINES`` lines, written to a temporary tick
 file) is replayed twice by the real CLI in a subprocess, to stdout (one JSON surface a
-line). ``x_realtime`` is the recorded span of those lines over the replay's wall time
-(the baseline: the recording's own pace, 1x); ``identical`` says whether both runs
-wrote the same bytes (sha256).
+line), by one process and by one per core (``--workers auto``: the underlyings
+calibrated apart, app/replay_workers.py), interleaved, twice each. ``x_realtime`` is
+the recorded span of those lines over the replay's wall time (the baseline: the
+recording's own pace, 1x); ``identical`` says whether all four runs wrote the same
+bytes (sha256).
 
 Run from the repo root: ``.venv/bin/python benchmarks/bench_pipeline_replay.py``.
 """
@@ -43,17 +45,20 @@ def main() -> None:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         rows: list[dict[str, Any]] = []
         digests = []
-        for run in (1, 2):
+        # one process against one per core (replay.workers: auto), interleaved
+        for run, workers in enumerate(("1", "auto", "1", "auto"), start=1):
             started = time.perf_counter()
-            out = subprocess.run([str(STREAMER), "replay", str(head), "--quiet"],
+            out = subprocess.run([str(STREAMER), "replay", str(head), "--quiet",
+                                  "--workers", workers],
                                  capture_output=True, check=True, env=env).stdout
             wall_s = time.perf_counter() - started
             digests.append(hashlib.sha256(out).hexdigest())
-            rows.append({"run": run, "lines": N_LINES, "recorded_s": span_s, "wall_s": wall_s,
+            rows.append({"run": run, "workers": workers, "lines": N_LINES,
+                         "recorded_s": span_s, "wall_s": wall_s,
                          "x_realtime": span_s / wall_s, "surfaces": out.count(b"\n"),
                          "sha256": digests[-1][:16]})
         for row in rows:
-            row["identical"] = digests[0] == digests[1]
+            row["identical"] = len(set(digests)) == 1
     record("pipeline_replay_cli", rows)
 
 
