@@ -6,15 +6,26 @@ at the fit, the covariance of the parameters is ``(J^T J)^-1`` (Gauss-Newton, as
 Seber & Wild, "Nonlinear Regression", 1989, section 2.1; the noise variance is 1 in
 units of half spreads, so no residual-variance factor is estimated), and the delta
 method gives the ATM vol's: ``g^T (J^T J)^-1 g`` with ``g = d sigma(0) / d theta``.
-Derivatives are central differences.
+Derivatives are central differences, or a model's own analytic Jacobian
+(:func:`errors_from_jacobians`).
+
+Raw SVI slices (:func:`svi_errors_rows`) take the C kernel ``_fit_errors.c`` where
+setup.py built it: on 10-50 quotes a slice numpy's per-call overhead, not the
+arithmetic, was the cost. The numpy path stays as the fallback and the reference
+(tests/core/test_fit_errors_native.py); the two agree to rounding (the kernel's
+docstring says how closely).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
+
+from streamer.core.models.svi import vol_jacobian_rows
+from streamer.core.rows import padded, quoted_mask
 
 FloatArray = npt.NDArray[np.float64]
 #: vols at log-moneyness ``k`` for the parameter vector ``theta``
@@ -78,8 +89,11 @@ def errors_from_jacobians(jac: FloatArray, half_spread: FloatArray
     quoted = np.isfinite(h)
     usable = ((quoted.sum(axis=1) > p) & np.all(~quoted | (h > 0), axis=1)
               & np.all(np.isfinite(jac), axis=(1, 2)))
-    scaled = np.where(quoted[..., None], jac[:, :-1] / np.where(quoted, h, 1.0)[..., None], 0.0)
-    normal = np.matmul(scaled.transpose(0, 2, 1), scaled)
+    with np.errstate(all="ignore"):  # h <= 0 or an overflow: no error bar (below)
+        scaled = np.where(quoted[..., None], jac[:, :-1] / np.where(quoted, h, 1.0)[..., None],
+                          0.0)
+        normal = np.matmul(scaled.transpose(0, 2, 1), scaled)
+    usable &= np.all(np.isfinite(normal), axis=(1, 2))  # eigvalsh would raise on it
     normal[~usable] = np.eye(p)
     # singular to rounding (inv does not always say so): the quotes cannot separate the
     # parameters, so no error bar
@@ -94,6 +108,63 @@ def errors_from_jacobians(jac: FloatArray, half_spread: FloatArray
     se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
     atm = np.sqrt(np.maximum(np.einsum("si,sij,sj->s", g, cov, g), 0.0))
     se[~usable], atm[~usable] = np.nan, np.nan
+    return se, atm
+
+
+def errors_at_quotes(jacobian_rows: Callable[[FloatArray], FloatArray], k: FloatArray,
+                     half_spread: FloatArray, sizes: Sequence[int]
+                     ) -> tuple[FloatArray, FloatArray]:
+    """:func:`errors_from_jacobians` of slices whose quotes come one after another
+    (``sizes[i]`` of them in slice ``i``, shapes as :func:`svi_errors_rows`'), with
+    ``jacobian_rows(points)`` each slice's Jacobian ``(s, n + 1, p)`` at the rows of
+    ``points``: its quotes padded to the longest, then the ATM (``k = 0``)."""
+    quoted = quoted_mask(sizes, max(sizes, default=0) + 1)  # and the ATM's column
+    points = padded([k], quoted, 0.0)  # padding at k = 0: the ATM's row again
+    return errors_from_jacobians(jacobian_rows(points),
+                                 padded([half_spread], quoted[:, :-1], np.inf))
+
+
+def _kernel() -> Callable[..., None] | None:
+    try:
+        from streamer.core import _fit_errors  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return cast(Callable[..., None], _fit_errors.svi)
+
+
+#: The C kernel where it was built (None: raw SVI slices take the numpy path).
+_NATIVE = _kernel()
+
+
+def svi_errors_rows(k: FloatArray, half_spread: FloatArray, sizes: Sequence[int],
+                    t: FloatArray, stacked: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """:func:`errors_from_jacobians` of raw SVI slices at their analytic Jacobian
+    (:func:`streamer.core.models.svi.vol_jacobian_rows`) at their quotes and the ATM,
+    with the C kernel where it was built: the one place that decides.
+
+    Parameters
+    ----------
+    k, half_spread : ndarray, shape (sum(sizes),)
+        The slices' quotes one after another: log-moneyness and half spreads in vol (a
+        non-finite half spread: not quoted, as numpy's padding).
+    sizes : sequence of int, length s
+        Quotes per slice.
+    t : ndarray, shape (s,)
+        Times to expiry, years.
+    stacked : ndarray, shape (s, 5, 1) or (s, 5)
+        Raw SVI ``a, b, rho, m, sigma`` per slice (:func:`~streamer.core.models.svi.stack`).
+
+    Returns the parameter standard errors, shape (s, 5), and the ATM vol's, shape (s,).
+    """
+    kernel = _NATIVE
+    if kernel is None:
+        return errors_at_quotes(lambda x: vol_jacobian_rows(x, t, stacked.reshape(-1, 5, 1)),
+                                k, half_spread, sizes)
+    n = t.size
+    se, atm = np.empty((n, 5)), np.empty(n)
+    c = np.ascontiguousarray  # not a helper: a Python frame a call is this path's cost
+    kernel(c(k, np.float64), c(half_spread, np.float64), np.array(sizes, np.int64),
+           c(t, np.float64), c(stacked, np.float64), se, atm)
     return se, atm
 
 
