@@ -3,7 +3,8 @@
 ``optional=True``: without a C compiler the install still succeeds; the Deribit decoder
 then takes its msgspec fast path, the SVI fit its numpy loop, the implied vols their
 numpy inversion, the SVI smile metrics their numpy solver, the SVI fit errors their
-numpy linear algebra and the JSON surface decoder its bytes.replace (the same results,
+numpy linear algebra, the SVI butterfly margins their numpy grid, the spread statistics
+their numpy rows and the JSON surface decoder its bytes.replace (the same results,
 slower).
 """
 
@@ -29,4 +30,8 @@ setup(ext_modules=[
     _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),
     _native("streamer.core._svi_smile", "streamer/core/_svi_smile.c", ["streamer/core/_buffers.h"]),
     _native("streamer.core._fit_errors", "streamer/core/_fit_errors.c", ["streamer/core/_buffers.h"]),
+    _native("streamer.core.models._svi_butterfly", "streamer/core/models/_svi_butterfly.c",
+            ["streamer/core/_buffers.h"]),
+    _native("streamer.pipeline._spread_stats", "streamer/pipeline/_spread_stats.c",
+            ["streamer/core/_buffers.h"]),
 ])

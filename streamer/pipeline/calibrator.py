@@ -8,6 +8,7 @@ cannot fit to a :class:`PerExpiry` of raw SVI (its per-slice fallback).
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
@@ -18,7 +19,6 @@ import numpy.typing as npt
 
 from streamer.config import CalibrationConfig
 from streamer.core.lazy_scipy import cubic_spline
-from streamer.core.median import row_median
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.mixed import MixedSlices
 from streamer.core.models.protocol import (
@@ -27,71 +27,16 @@ from streamer.core.models.protocol import (
     SliceModel,
     SurfaceModel,
 )
-from streamer.core.rows import padded, quoted_mask
+from streamer.core.rows import quoted_mask
 from streamer.core.smile import SmileMetrics, VolRows, smile_metrics_rows
 from streamer.pipeline.analytics import fit_standard_errors_many
 from streamer.pipeline.deadline import Clock, Deadline
 from streamer.pipeline.snapshot import SliceSnapshot
+from streamer.pipeline.spread import SpreadStats, spread_stats_rows
 from streamer.types import SliceStatus
 
 FloatArray = npt.NDArray[np.float64]
 SPLINE_POINTS = 121
-#: Half-spreads narrower than this (decimal vol) count as this in ``rmse_half_spreads``.
-MIN_HALF_SPREAD_VOL = 1e-4
-
-
-class SpreadStats(msgspec.Struct, frozen=True, kw_only=True):
-    """How a fitted smile sits in the market's bid-ask IV intervals (docs/dynamics.md).
-
-    ``half_spread_vol``: median of ``(ask_iv - bid_iv) / 2`` over the quotes with both
-    IVs, decimal vol. ``rmse_half_spreads``: RMS of ``(model - mid) / h`` with ``h`` the
-    distance from the mid IV to the bid IV (model below the mid) or the ask IV (above),
-    floored at ``MIN_HALF_SPREAD_VOL``. ``within_spread_fraction``: share of quotes with
-    ``bid_iv <= model <= ask_iv``. A missing bid IV (a bid below intrinsic) counts as 0,
-    a missing ask IV as no upper bound. All NaN without quotes.
-    """
-
-    half_spread_vol: float = float("nan")
-    rmse_half_spreads: float = float("nan")
-    within_spread_fraction: float = float("nan")
-
-
-def spread_stats(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
-                 ask_iv: FloatArray) -> SpreadStats:
-    """:class:`SpreadStats` of model IVs against the quotes' mid, bid and ask IVs.
-
-    Parameters
-    ----------
-    model_iv, mid_iv, bid_iv, ask_iv : ndarray, shape (n,)
-        Decimal vols per quote; ``bid_iv`` and ``ask_iv`` may hold NaN (missing side).
-    """
-    if mid_iv.size == 0:
-        return SpreadStats()
-    return spread_stats_rows(model_iv[None, :], mid_iv[None, :], bid_iv[None, :],
-                             ask_iv[None, :], np.ones((1, mid_iv.size), bool))[0]
-
-
-def spread_stats_rows(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArray,
-                      ask_iv: FloatArray, quoted: npt.NDArray[np.bool_]) -> list[SpreadStats]:
-    """:func:`spread_stats` of many slices at once, padded to rows (``quoted`` False for
-    padding; a row with no quote gets the NaN stats)."""
-    bid = np.where(np.isfinite(bid_iv), bid_iv, 0.0)
-    ask = np.where(np.isfinite(ask_iv), ask_iv, np.inf)
-    both = quoted & np.isfinite(bid_iv) & np.isfinite(ask_iv)
-    half = row_median(np.where(both, 0.5 * (ask_iv - bid_iv), 0.0), both)
-    with np.errstate(invalid="ignore"):
-        err = model_iv - mid_iv
-        side = np.where(err >= 0.0, ask - mid_iv, mid_iv - bid)
-        z = np.where(quoted, err / np.maximum(side, MIN_HALF_SPREAD_VOL), 0.0)
-        inside = quoted & (model_iv >= bid) & (model_iv <= ask)
-    n = quoted.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rmse = np.sqrt((z * z).sum(axis=1) / n)
-        share = inside.sum(axis=1) / n
-    return [SpreadStats(half_spread_vol=h, rmse_half_spreads=r, within_spread_fraction=f)
-            if count else SpreadStats()
-            for h, r, f, count in zip(half.tolist(), rmse.tolist(), share.tolist(), n.tolist(),
-                                      strict=True)]
 
 
 class SliceFit(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,30 +87,43 @@ def market_atms(snaps: Sequence[SliceSnapshot], padded_quotes: _Padded | None = 
     if not snaps:
         return []
     rows = _Padded.of(snaps, padded_quotes)
-    k = np.where(rows.quoted, rows.k, np.nan)
-    marks = rows.rows([s.mark_iv if s.mark_iv.size == s.n_quotes else np.full(s.n_quotes, np.nan)
-                       for s in snaps], np.nan)
-    i = np.arange(len(snaps))
-    below, above = np.where(k <= 0.0, k, -np.inf), np.where(k >= 0.0, k, np.inf)
-    left, right = np.argmax(below, axis=1), np.argmin(above, axis=1)
-    k_l, k_r = below[i, left], above[i, right]  # infinite: no quote on that side
-    both = np.isfinite(rows.bid_iv) & np.isfinite(rows.ask_iv)
-    centre = np.where(both, 0.5 * (rows.bid_iv + rows.ask_iv), rows.iv)
-    half = np.where(both, 0.5 * (rows.ask_iv - rows.bid_iv), np.nan)
-    marked = np.isfinite(marks[i, left]) & np.isfinite(marks[i, right])
-    c_l = np.where(marked, marks[i, left], centre[i, left])
-    c_r = np.where(marked, marks[i, right], centre[i, right])
-    same = k_r == k_l
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = -k_l / (k_r - k_l)
-        atm = np.where(same, c_l, (1 - w) * c_l + w * c_r)
-        at_half = np.where(same, half[i, left], (1 - w) * half[i, left] + w * half[i, right])
-        # A chord across a wide gap (a partial book) overstates a convex smile's ATM: only
-        # quotes within one ATM total-vol width of each other say where the money is.
-        close = same | (k_r - k_l <= atm * np.sqrt([s.t for s in snaps]))
-    found = np.isfinite(k_l) & np.isfinite(k_r) & close
-    return [(a, h) if ok else None
-            for a, h, ok in zip(atm.tolist(), at_half.tolist(), found.tolist(), strict=True)]
+    k, i = rows.cells[0], np.arange(len(snaps))  # k NaN beyond the quotes
+    left = np.argmax(np.where(k <= 0.0, k, -np.inf), axis=1)  # the nearest quote each side
+    right = np.argmin(np.where(k >= 0.0, k, np.inf), axis=1)
+    # the two quotes' columns; the rest per slice in Python floats (numpy's IEEE operations)
+    return [_atm_between(a, b, s.t) for a, b, s in zip(
+        rows.cells[:, i, left].T.tolist(), rows.cells[:, i, right].T.tolist(), snaps,
+        strict=True)]
+
+
+def _atm_between(left: list[float], right: list[float], t: float
+                 ) -> tuple[float, float] | None:
+    """:func:`market_atm` from the nearest quote at or below k = 0 and at or above it
+    (their ``_Padded.cells`` columns: k, mid, bid, ask and mark IV)."""
+    k_l, mid_l, bid_l, ask_l, mark_l = left
+    k_r, mid_r, bid_r, ask_r, mark_r = right
+    k_l = k_l if k_l <= 0.0 else -math.inf  # infinite: no quote on that side
+    k_r = k_r if k_r >= 0.0 else math.inf
+    if not (math.isfinite(k_l) and math.isfinite(k_r)):
+        return None
+    band_l = math.isfinite(bid_l) and math.isfinite(ask_l)
+    band_r = math.isfinite(bid_r) and math.isfinite(ask_r)
+    h_l = 0.5 * (ask_l - bid_l) if band_l else math.nan
+    h_r = 0.5 * (ask_r - bid_r) if band_r else math.nan
+    if math.isfinite(mark_l) and math.isfinite(mark_r):
+        c_l, c_r = mark_l, mark_r
+    else:  # the band centres, the mid where a side is missing
+        c_l = 0.5 * (bid_l + ask_l) if band_l else mid_l
+        c_r = 0.5 * (bid_r + ask_r) if band_r else mid_r
+    if k_r == k_l:
+        return c_l, h_l
+    w = -k_l / (k_r - k_l)
+    atm = (1 - w) * c_l + w * c_r
+    # A chord across a wide gap (a partial book) overstates a convex smile's ATM: only
+    # quotes within one ATM total-vol width of each other say where the money is.
+    if not k_r - k_l <= atm * (math.sqrt(t) if t >= 0.0 else math.nan):
+        return None
+    return atm, (1 - w) * h_l + w * h_r
 
 
 def is_refusal(reason: str) -> bool:
@@ -257,13 +215,14 @@ class Calibrator:
             off_market = self.off_market(snap, params)
         return ATM_OFF_MARKET if off_market else None
 
-    def outcomes(self, decisions: Sequence[_Decision], padded_quotes: _Padded | None = None
-                 ) -> list[SliceOutcome]:
+    def outcomes(self, decisions: Sequence[_Decision], padded_quotes: _Padded | None = None,
+                 smiles: _Smiles | None = None) -> list[SliceOutcome]:
         """The outcomes of decided slices, their published state built together
-        (``padded_quotes``: the published slices' quotes when already padded)."""
+        (``padded_quotes``, ``smiles``: the published slices' quotes and smiles when
+        already made)."""
         built = iter(self.slice_fits([d for d, _ in decisions if d is not None],
                                      [r or "" for d, r in decisions if d is not None],
-                                     padded_quotes))
+                                     padded_quotes, smiles))
         return [SliceOutcome(fit=None if d is None else next(built), fallback_reason=reason)
                 for d, reason in decisions]
 
@@ -274,15 +233,19 @@ class Calibrator:
         return self.off_market_many([snap], [params])[0]
 
     def off_market_many(self, snaps: Sequence[SliceSnapshot], params: Sequence[Any],
-                        padded_quotes: _Padded | None = None) -> list[bool]:
+                        padded_quotes: _Padded | None = None, smiles: _Smiles | None = None
+                        ) -> list[bool]:
         """:meth:`off_market` of several fits: the market ATMs in one pass, the model's in
-        one stacked evaluation where it has one (SVI)."""
+        one stacked evaluation where it has one (SVI), or from the smile metrics of
+        ``smiles`` when they are these fits' (made for what they publish)."""
         if not snaps:
             return []
         ts = [s.t for s in snaps]
-        rows = cast(BatchSliceModel, self.model).vol_rows if self.model.batched else None
-        if rows is not None:
-            model_atms = rows(params, ts)(np.zeros((len(snaps), 1)))[:, 0].tolist()
+        if self.model.batched:  # stacked rows
+            made = _Smiles.of(self, params, ts, smiles)
+            # the metrics' ATM vols (the rows at k = 0) where the metrics are made anyway
+            model_atms = ([m.atm_vol for m in made.metrics()] if made is smiles
+                          else made.rows(np.zeros((len(snaps), 1)))[:, 0].tolist())
         else:
             model_atms = [float(self.model.vol(np.zeros(1), t, p)[0])
                           for p, t in zip(params, ts, strict=True)]
@@ -340,18 +303,20 @@ class Calibrator:
         return each
 
     def slice_fits(self, published: Sequence[_Published], reasons: Sequence[str] = (),
-                   padded_quotes: _Padded | None = None) -> list[SliceFit]:
+                   padded_quotes: _Padded | None = None, made_smiles: _Smiles | None = None
+                   ) -> list[SliceFit]:
         """The published state of each slice: smile metrics, spread statistics, error
         bars and butterfly margins of all of them in one pass each; ``reasons`` their
-        fallback reasons (none: fresh fits)."""
+        fallback reasons (none: fresh fits); ``padded_quotes``, ``made_smiles``: their
+        quotes and smiles when already made."""
         if not published:
             return []
         params = [p.params for p in published]
         ts = [p.snap.t for p in published]
-        smiles = self._vol_rows(params, ts)
-        metrics = smile_metrics_rows(smiles, ts)
+        smiles = _Smiles.of(self, params, ts, made_smiles)
+        metrics = smiles.metrics()
         quotes = _Padded.of([p.snap for p in published], padded_quotes)
-        model_iv = quotes.put([p.model_iv for p in published], smiles(quotes.k))
+        model_iv = quotes.put([p.model_iv for p in published], smiles.rows(quotes.k))
         spreads = spread_stats_rows(model_iv, quotes.iv, quotes.bid_iv, quotes.ask_iv,
                                     quotes.quoted)
         k_ranges = quotes.k_ranges()
@@ -397,40 +362,70 @@ class _Padded:
 
     def __init__(self, snaps: Sequence[SliceSnapshot]) -> None:
         self.snaps = list(snaps)
-        sizes = [s.n_quotes for s in snaps]
-        self.quoted = quoted_mask(sizes, max(1, max(sizes)))
-        self.k = self.rows([s.k for s in snaps], 0.0)
-        self.iv = self.rows([s.iv for s in snaps], np.nan)
-        self.bid_iv = self.rows([s.bid_iv for s in snaps], np.nan)
-        self.ask_iv = self.rows([s.ask_iv for s in snaps], np.nan)
+        self.sizes = [len(s.k) for s in snaps]  # n_quotes, without a property call each
+        self.quoted = quoted_mask(self.sizes, max(1, max(self.sizes)))
+        #: k, mid, bid, ask and mark IVs (NaN where the venue sends none) as rows, NaN
+        #: beyond the quotes: all five filled in one pass
+        self.cells = np.full((5, *self.quoted.shape), np.nan)
+        self.cells[:, self.quoted] = np.concatenate(
+            [s.k for s in snaps] + [s.iv for s in snaps] + [s.bid_iv for s in snaps]
+            + [s.ask_iv for s in snaps]
+            + [s.mark_iv if s.mark_iv.size == n else np.full(n, np.nan)
+               for s, n in zip(snaps, self.sizes, strict=True)]).reshape(5, -1)
+        self.k = np.where(self.quoted, self.cells[0], 0.0)
+        _, self.iv, self.bid_iv, self.ask_iv, _ = self.cells
 
     @classmethod
     def of(cls, snaps: Sequence[SliceSnapshot], made: _Padded | None) -> _Padded:
         """The padded quotes of ``snaps``: ``made`` when it holds just these, in this order
         (the same rows: the same bits), else built."""
         if (made is not None and len(made.snaps) == len(snaps)
-                and all(a is b for a, b in zip(made.snaps, snaps, strict=True))):
+                and all(map(operator.is_, made.snaps, snaps))):
             return made
         return cls(snaps)
 
     def k_ranges(self) -> list[tuple[float, float]]:
         """Each slice's lowest and highest quoted k; ``(-0.1, 0.1)`` for one without quotes."""
-        any_quote = self.quoted[:, 0]
-        lo = np.where(any_quote, np.where(self.quoted, self.k, np.inf).min(axis=1), -0.1)
-        hi = np.where(any_quote, np.where(self.quoted, self.k, -np.inf).max(axis=1), 0.1)
-        return list(zip(lo.tolist(), hi.tolist(), strict=True))
-
-    def rows(self, values: list[FloatArray], fill: float) -> FloatArray:
-        """One array per slice (each of its quotes' length) as padded rows."""
-        return padded(values, self.quoted, fill)
+        lo = np.where(self.quoted, self.k, np.inf).min(axis=1).tolist()
+        hi = np.where(self.quoted, self.k, -np.inf).max(axis=1).tolist()
+        return [(a, b) if n else (-0.1, 0.1) for a, b, n in zip(lo, hi, self.sizes, strict=True)]
 
     def put(self, given: list[FloatArray | None], computed: FloatArray) -> FloatArray:
-        """``computed`` with each row that was ``given`` (not None) replaced by it."""
-        out = computed.copy()
+        """``computed`` with each row that was ``given`` (not None) replaced by it (in
+        place: ``computed`` is the caller's own)."""
+        out = computed
         for i, row in enumerate(given):
             if row is not None:
                 out[i, :row.size] = row
         return out
+
+
+class _Smiles:
+    """Fitted slices' smiles as rows (:meth:`Calibrator._vol_rows`) and, once asked, their
+    metrics: made once a batch for the ATM checks of the fits tried and what they publish,
+    usually the same fits."""
+
+    def __init__(self, calibrator: Calibrator, params: Sequence[Any], ts: Sequence[float]
+                 ) -> None:
+        self.params, self.ts = list(params), list(ts)
+        self.rows = calibrator._vol_rows(self.params, self.ts)
+        self._metrics: list[SmileMetrics] | None = None
+
+    @classmethod
+    def of(cls, calibrator: Calibrator, params: Sequence[Any], ts: Sequence[float],
+           made: _Smiles | None) -> _Smiles:
+        """The smiles of ``params`` at ``ts``: ``made`` when it holds just these fits (the
+        same objects, in this order, at the same times), else made."""
+        if (made is not None and len(made.params) == len(params) and made.ts == list(ts)
+                and all(map(operator.is_, made.params, params))):
+            return made
+        return cls(calibrator, params, ts)
+
+    def metrics(self) -> list[SmileMetrics]:
+        """Each smile's metrics (:func:`smile_metrics_rows`), computed on the first call."""
+        if self._metrics is None:
+            self._metrics = smile_metrics_rows(self.rows, self.ts)
+        return self._metrics
 
 
 class PerExpiry(Calibrator):
@@ -457,13 +452,17 @@ class PerExpiry(Calibrator):
         what they publish are computed in one pass each."""
         tried = [i for i, (snap, _, first) in enumerate(jobs)
                  if first is not None and snap.n_quotes >= self.config.min_quotes]
-        # padded once: the slices tried are usually just those published
-        quotes = _Padded([jobs[i][0] for i in tried]) if tried else None
-        checked = dict(zip(tried, self.off_market_many(
-            [jobs[i][0] for i in tried], [cast(Fit[Any], jobs[i][2]).params for i in tried],
-            quotes), strict=True))
+        # padded and their smiles stacked once: the fits tried are usually just those
+        # published
+        snaps = [jobs[i][0] for i in tried]
+        params = [cast(Fit[Any], jobs[i][2]).params for i in tried]
+        quotes = _Padded(snaps) if tried else None
+        smiles = (_Smiles(self, params, [s.t for s in snaps]) if tried and self.model.batched
+                  else None)
+        checked = dict(zip(tried, self.off_market_many(snaps, params, quotes, smiles),
+                           strict=True))
         return self.outcomes([self.decide(*job, first_off_market=checked.get(i))
-                              for i, job in enumerate(jobs)], quotes)
+                              for i, job in enumerate(jobs)], quotes, smiles)
 
     def decide(self, snap: SliceSnapshot, previous: SliceFit | None,
                first_try: Fit[Any] | None = None, first_off_market: bool | None = None

@@ -14,8 +14,9 @@ from streamer.pipeline.analytics import (
     _half_spreads,
     fit_standard_errors_many,
 )
-from streamer.pipeline.calibrator import PerExpiry, SpreadStats, spread_stats
+from streamer.pipeline.calibrator import PerExpiry
 from streamer.pipeline.snapshot import SliceSnapshot
+from streamer.pipeline.spread import SpreadStats, spread_stats
 
 NAN = float("nan")
 T = 0.1
@@ -113,7 +114,7 @@ def test_a_kept_fit_is_measured_against_the_new_quotes() -> None:
 def test_spread_stats_of_padded_rows_are_each_rows_own() -> None:
     """Slices of different sizes in one call (padding NaN, ``quoted`` False): each row's
     statistics are those of its quotes alone, and a row of no quotes gets the NaN ones."""
-    from streamer.pipeline.calibrator import spread_stats_rows
+    from streamer.pipeline.spread import spread_stats_rows
 
     rng = np.random.default_rng(4)
     sizes = [7, 3, 0, 11]

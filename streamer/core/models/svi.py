@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.arbitrage import durrleman_g
-from streamer.core.models import band, ssvi, svi_lm
+from streamer.core.models import band, ssvi, svi_butterfly, svi_lm
 from streamer.core.models.batch_lm import BatchResult, IntArray, ResidualFn, levenberg_marquardt
 from streamer.core.models.fit import Fit, FitStatus
 from streamer.core.models.protocol import VolFromVariance
@@ -724,9 +724,16 @@ def butterfly_margin(params: SVIParams, k_min: float, k_max: float, n: int = 201
 
 def butterfly_margins(params: Sequence[SVIParams], k_min: FloatArray, k_max: FloatArray,
                       n: int = 201) -> FloatArray:
-    """:func:`butterfly_margin` of many slices, each over its own range, in one pass."""
-    k = linspace_rows(np.asarray(k_min, np.float64), np.asarray(k_max, np.float64), n)
-    w, dw, d2w = derivatives_rows(k, stack(params))
+    """:func:`butterfly_margin` of many slices, each over its own range, in one pass: the
+    C kernel where it was built (:mod:`streamer.core.models.svi_butterfly`, the same
+    bits), else the numpy grid (the reference)."""
+    stacked = stack(params)
+    lo, hi = np.asarray(k_min, np.float64), np.asarray(k_max, np.float64)
+    native = svi_butterfly.native_margins(stacked, lo, hi, n)
+    if native is not None:
+        return native
+    k = linspace_rows(lo, hi, n)
+    w, dw, d2w = derivatives_rows(k, stacked)
     result: FloatArray = np.min(durrleman_g(k, w, dw, d2w), axis=1)
     return result
 
