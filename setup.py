@@ -2,8 +2,8 @@
 
 ``optional=True``: without a C compiler the install still succeeds; the Deribit decoder
 then takes its msgspec fast path, the SVI fit its numpy loop, the implied vols their
-numpy inversion, the SVI smile metrics their numpy solver and the JSON surface decoder
-its bytes.replace (the same results, slower).
+numpy inversion, the SVI smile metrics their numpy solver, the variance index its numpy
+sums and the JSON surface decoder its bytes.replace (the same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -27,4 +27,6 @@ setup(ext_modules=[
             ["streamer/core/_buffers.h"]),
     _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),
     _native("streamer.core._svi_smile", "streamer/core/_svi_smile.c", ["streamer/core/_buffers.h"]),
+    _native("streamer.core._variance_index", "streamer/core/_variance_index.c",
+            ["streamer/core/_buffers.h"]),
 ])
