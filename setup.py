@@ -4,8 +4,8 @@
 then takes its msgspec fast path, the SVI fit its numpy loop, the implied vols their
 numpy inversion, the SVI smile metrics their numpy solver, the SVI fit errors their
 numpy linear algebra, the SVI butterfly margins their numpy grid, the spread statistics
-their numpy rows and the JSON surface decoder its bytes.replace (the same results,
-slower).
+their numpy rows, the variance index its numpy sums and the JSON surface decoder its
+bytes.replace (the same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -33,5 +33,7 @@ setup(ext_modules=[
     _native("streamer.core.models._svi_butterfly", "streamer/core/models/_svi_butterfly.c",
             ["streamer/core/_buffers.h"]),
     _native("streamer.pipeline._spread_stats", "streamer/pipeline/_spread_stats.c",
+            ["streamer/core/_buffers.h"]),
+    _native("streamer.core._variance_index", "streamer/core/_variance_index.c",
             ["streamer/core/_buffers.h"]),
 ])

@@ -21,10 +21,13 @@ the underlying price).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from streamer.core import black76
+from streamer.core.rows import linspace_rows
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,13 +66,38 @@ def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
 
     Returns None where no strike has both a call and a put mid (no forward) or nothing
     out of the money is usable.
-
-    The used strikes lie in one run about ``K0`` (each wing ends at its walk's stop), so
-    slices, not index arrays, select them: this runs on every published surface, on the
-    model's dense grid too, where numpy's fancy indexing was most of its cost.
     """
     if t <= 0:
         return None
+    got = vix_sum(strike, call_mid, put_mid, call_bid, put_bid)
+    return None if got is None else from_sum(got, t)
+
+
+class VixSum(NamedTuple):
+    """Steps 1-3 and step 4's strike sum ``sum(dK_i / K_i^2 Q(K_i))`` of one expiry."""
+
+    total: float
+    forward: float
+    k0: float
+    n_strikes: int
+
+
+def from_sum(s: VixSum, t: float, label_t: float | None = None) -> ExpiryVariance:
+    """Step 4's variance from its sum at ``t`` years (the C kernel's sums too), labelled
+    with ``label_t`` where given (a model's sum at its slice's t, read at its market's)."""
+    variance = 2.0 / t * s.total - (s.forward / s.k0 - 1.0) ** 2 / t
+    return ExpiryVariance(t=t if label_t is None else label_t, variance=variance,
+                          forward=s.forward, k0=s.k0, n_strikes=s.n_strikes)
+
+
+def vix_sum(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt.ArrayLike,
+            call_bid: npt.ArrayLike, put_bid: npt.ArrayLike) -> VixSum | None:
+    """Steps 1-3 and the strike sum (the arguments of :func:`expiry_variance`); the numpy
+    reference of ``_variance_index.c``.
+
+    The used strikes lie in one run about ``K0`` (each wing ends at its walk's stop), so
+    slices, not index arrays, select them: numpy's fancy indexing was most of its cost.
+    """
     k = np.asarray(strike, np.float64)
     c, p = np.asarray(call_mid, np.float64), np.asarray(put_mid, np.float64)
     cb, pb = np.asarray(call_bid, np.float64), np.asarray(put_bid, np.float64)
@@ -98,9 +126,66 @@ def expiry_variance(strike: npt.ArrayLike, call_mid: npt.ArrayLike, put_mid: npt
     dk = np.empty(ku.size)  # central differences, one-sided at the ends (np.gradient's)
     dk[1:-1] = 0.5 * (ku[2:] - ku[:-2])
     dk[0], dk[-1] = ku[1] - ku[0], ku[-1] - ku[-2]
-    k0 = float(k[i0])
-    variance = 2.0 / t * float((dk / (ku * ku) * qu).sum()) - (forward / k0 - 1.0) ** 2 / t
-    return ExpiryVariance(t=t, variance=variance, forward=forward, k0=k0, n_strikes=ku.size)
+    return VixSum(float((dk / (ku * ku) * qu).sum()), forward, float(k[i0]), ku.size)
+
+
+def quoted_sum(quotes: FloatArray) -> VixSum | None:
+    """The sum of one expiry's quotes, rows ``strike, bid, ask, is_call`` of ``quotes``
+    (shape (4, n), is_call 0 or 1): per strike the mids and bids of its call and put
+    where both sides are quoted and not crossed (the last such quote of a strike and side
+    wins); the numpy reference of ``_variance_index.c``."""
+    strike, bid, ask, is_call = quotes
+    strikes, at = _strike_index(strike)
+    # one-sided, crossed or missing: no mid
+    use = ((bid >= 0) & (ask > 0) & (ask >= bid)).nonzero()[0]
+    side = np.where(is_call[use] != 0, 0, 1)
+    cols = np.full((4, strikes.size), np.nan)  # call mid, put mid, call bid, put bid
+    cols[side, at[use]] = 0.5 * (bid[use] + ask[use])
+    cols[side + 2, at[use]] = bid[use]
+    return vix_sum(strikes, cols[0], cols[1], cols[2], cols[3])
+
+
+def _strike_index(strike: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """``np.unique(strike, return_inverse=True)`` without its generality's overhead (a
+    third of the market variance's cost on ~50 quotes); NaN strikes take numpy's way."""
+    order = strike.argsort()
+    ranked = strike[order]
+    if ranked.size == 0 or ranked[-1] != ranked[-1]:
+        return cast(tuple[FloatArray, npt.NDArray[np.intp]],
+                    np.unique(strike, return_inverse=True))
+    first = np.empty(ranked.size, bool)
+    first[0] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=first[1:])
+    at = np.empty(ranked.size, np.intp)
+    at[order] = first.cumsum() - 1
+    return ranked[first], at
+
+
+def smile_grids(atm: FloatArray, widths: float, points: int) -> FloatArray:
+    """Each smile's grid of log-moneyness, one per row: ``widths`` ATM total vols
+    (``atm``, at least 0.01) each side of the money (2 where ``atm`` is not finite),
+    ``points`` of them."""
+    half = np.where(np.isfinite(atm), widths * np.maximum(atm, 0.01), 2.0)
+    return linspace_rows(-half, half, points)
+
+
+def grid_sums(k: FloatArray, strikes: FloatArray, vol: FloatArray, forward: FloatArray,
+              t: FloatArray) -> list[VixSum | None]:
+    """The sum on smiles' dense grids, one per row: log-moneyness ``k``, ``strikes``
+    (``forward * exp(k)``), model ``vol`` (NaN: 0), each row's ``forward`` and ``t``.
+
+    The out-of-the-money prices by Black-76, the other side by parity (exact on a model's
+    smile), each price its own bid; the numpy reference of ``_variance_index.c``.
+    """
+    if not np.isfinite(vol).all():
+        vol = np.nan_to_num(vol, nan=0.0)
+    call = k >= 0.0
+    f = forward[:, None]
+    otm = black76.price(f, strikes, t[:, None], vol, call)
+    parity = f - strikes
+    calls = np.where(call, otm, otm + parity)
+    puts = np.where(call, otm - parity, otm)
+    return [vix_sum(*row, *row[1:]) for row in zip(strikes, calls, puts, strict=True)]
 
 
 def interpolated_vol(near: ExpiryVariance, next_: ExpiryVariance, tenor: float) -> float:

@@ -15,22 +15,22 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.config import AnalyticsConfig
-from streamer.core import black76
 from streamer.core.fit_errors import errors_at_quotes, standard_errors, svi_errors_rows
 from streamer.core.jump_wings import from_raw_svi, from_smile
 from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIModel, SVIParams, stack
-from streamer.core.rows import linspace_rows
 from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
 from streamer.core.variance_index import (
     ExpiryVariance,
+    VixSum,
     bracketing,
-    expiry_variance,
+    from_sum,
     interpolated_vol,
 )
-from streamer.pipeline.snapshot import quote_columns, quote_flags
+from streamer.core.variance_sums import quoted_variance, smile_variances
+from streamer.pipeline.snapshot import quote_columns
 from streamer.types import Quote, VarianceIndex, VenueVolIndex, expiry_iso
 
 FloatArray = npt.NDArray[np.float64]
@@ -42,6 +42,8 @@ _SPLINE_POINTS = 161
 #: Strike grid of the model variance index: total-vol widths each side, and points.
 _MODEL_WIDTHS = 10.0
 _MODEL_POINTS = 801
+#: A quote's strike, bid, ask and side, as the market variance reads them.
+_QUOTE_FIELDS = ("strike", "bid_price", "ask_price", "is_call")
 #: Deribit's DVOL is the 30-day index.
 DVOL_TENOR_DAYS = 30.0
 #: Smallest noise scale of a quote in the standard errors, decimal vol.
@@ -156,68 +158,24 @@ def _bracketing_variances(books: Sequence[tuple[int, list[Quote]]], now_ms: int,
 
 
 def _market_variance(quotes: list[Quote], t: float) -> ExpiryVariance | None:
-    """One expiry's quotes by strike (mids and bids of calls and puts), then the VIX sum."""
-    if t <= 0 or not quotes:
-        return None
-    strike, bid, ask = quote_columns(quotes, "strike", "bid_price", "ask_price")
-    is_call = quote_flags(quotes, "is_call")
-    strikes, at = _strike_index(strike)
-    # one-sided, crossed or missing: no mid
-    use = ((bid >= 0) & (ask > 0) & (ask >= bid)).nonzero()[0]
-    side = np.where(is_call[use], 0, 1)
-    cols = np.full((4, strikes.size), np.nan)  # call mid, put mid, call bid, put bid
-    cols[side, at[use]] = 0.5 * (bid[use] + ask[use])
-    cols[side + 2, at[use]] = bid[use]
-    return expiry_variance(strikes, cols[0], cols[1], cols[2], cols[3], t)
-
-
-def _strike_index(strike: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
-    """``np.unique(strike, return_inverse=True)`` without its generality's overhead (a
-    third of the market variance's cost on ~50 quotes); NaN strikes take numpy's way."""
-    order = strike.argsort()
-    ranked = strike[order]
-    if ranked.size == 0 or ranked[-1] != ranked[-1]:
-        return cast(tuple[FloatArray, npt.NDArray[np.intp]],
-                    np.unique(strike, return_inverse=True))
-    first = np.empty(ranked.size, bool)
-    first[0] = True
-    np.not_equal(ranked[1:], ranked[:-1], out=first[1:])
-    at = np.empty(ranked.size, np.intp)
-    at[order] = first.cumsum() - 1
-    return ranked[first], at
+    """One expiry's quotes (strikes, bids, asks and sides), then the VIX sum."""
+    return quoted_variance(quotes, _QUOTE_FIELDS, quote_columns, t)
 
 
 def _model_variances(model: SliceEvaluator, slices: Sequence[FittedSlice],
                      markets: Sequence[ExpiryVariance]) -> list[ExpiryVariance]:
-    """The same sum on each fitted smile over a wide, dense strike grid, at its market's
-    t: the smiles one by one, the Black-76 prices of every grid in one pass."""
-    t = np.array([s.t for s in slices])
-    forward = np.array([s.forward for s in slices])[:, None]
-    atm = np.array([float(model.vol(np.zeros(1), s.t, s.params)[0]) * np.sqrt(s.t)
-                    for s in slices])
-    half = np.where(np.isfinite(atm), _MODEL_WIDTHS * np.maximum(atm, 0.01), 2.0)
-    k = linspace_rows(-half, half, _MODEL_POINTS)
-    vol = np.array([model.vol(row, s.t, s.params) for row, s in zip(k, slices, strict=True)])
-    if not np.isfinite(vol).all():
-        vol = np.nan_to_num(vol, nan=0.0)
-    strikes = forward * np.exp(k)
-    # out-of-the-money prices, the other side by parity (exact on a model's smile)
-    call = k >= 0.0
-    otm = black76.price(forward, strikes, t[:, None], vol, call)
-    parity = forward - strikes
-    calls = np.where(call, otm, otm + parity)
-    puts = np.where(call, otm - parity, otm)
-    return [_model_sum(s, market, *rows) for s, market, rows
-            in zip(slices, markets, zip(strikes, calls, puts, strict=True), strict=True)]
+    """The same sum on each fitted smile over a wide, dense strike grid, at its market's t."""
+    sums = smile_variances(model, [s.params for s in slices], np.array([s.t for s in slices]),
+                           np.array([s.forward for s in slices]), _MODEL_WIDTHS, _MODEL_POINTS)
+    return [_model_sum(s, market, got)
+            for s, market, got in zip(slices, markets, sums, strict=True)]
 
 
-def _model_sum(s: FittedSlice, market: ExpiryVariance, strikes: FloatArray, calls: FloatArray,
-               puts: FloatArray) -> ExpiryVariance:
-    got = expiry_variance(strikes, calls, puts, calls, puts, s.t)
-    if got is None:
+def _model_sum(s: FittedSlice, market: ExpiryVariance, got: VixSum | None) -> ExpiryVariance:
+    if got is None or s.t <= 0:  # expiry_variance's None
         return ExpiryVariance(t=market.t, variance=float("nan"), forward=s.forward,
                               k0=s.forward, n_strikes=0)
-    return got._replace(t=market.t)
+    return from_sum(got, s.t, market.t)
 
 
 def _half_spreads(iv: FloatArray, bid_iv: FloatArray, ask_iv: FloatArray) -> FloatArray:

@@ -171,7 +171,7 @@ def test_an_expiry_without_a_market_variance_leaves_the_index_to_its_neighbours(
 
 
 def test_the_strike_index_is_numpys_unique() -> None:
-    from streamer.pipeline.analytics import _strike_index
+    from streamer.core.variance_index import _strike_index
 
     rng = np.random.default_rng(5)
     for n in (0, 1, 2, 7, 60):
