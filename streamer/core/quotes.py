@@ -45,25 +45,41 @@ def filter_quotes(bid: npt.ArrayLike, ask: npt.ArrayLike, forward: npt.ArrayLike
     b, a = np.asarray(bid, np.float64), np.asarray(ask, np.float64)
     f, k = np.asarray(forward, np.float64), np.asarray(strike, np.float64)
     tt, call = np.asarray(t, np.float64), np.asarray(is_call, bool)
-    b, a, f, k, tt, call = np.broadcast_arrays(b, a, f, k, tt, call)
-    code = np.zeros(b.shape, np.int8)
-
-    def mark(mask: npt.NDArray[np.bool_], reason: QuoteReject) -> None:
-        code[(code == 0) & mask] = reason
-
+    if not b.shape == a.shape == f.shape == k.shape == tt.shape == call.shape:
+        b, a, f, k, tt, call = np.broadcast_arrays(b, a, f, k, tt, call)
     # divide: a negative bid can make the mid 0; that quote is already NON_POSITIVE.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mark(np.isinf(b) | np.isinf(a) | ~np.isfinite(f) | ~np.isfinite(k) | ~np.isfinite(tt),
-             QuoteReject.NON_FINITE)
-        mark((f <= 0) | (k <= 0) | (tt <= 0) | (b < 0) | (a < 0), QuoteReject.NON_POSITIVE)
-        mark(np.isnan(b) | (b == 0), QuoteReject.NO_BID)
-        mark(np.isnan(a) | (a == 0), QuoteReject.NO_ASK)
-        mark(b > a, QuoteReject.CROSSED)
+    # over: a mid of sides near the float maximum is inf; its quote has no vol (IV_FAILED).
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mid = 0.5 * (a + b)
-        mark((a - b) / mid > max_rel_spread, QuoteReject.TOO_WIDE)
         intrinsic = np.maximum(np.where(call, f - k, k - f), 0.0)
-        mark(mid - intrinsic <= min_time_value_rel * f, QuoteReject.NO_TIME_VALUE)
+        rules = (  # in order: the first that fails is the reason
+            (np.isinf(b) | np.isinf(a) | ~np.isfinite(f) | ~np.isfinite(k) | ~np.isfinite(tt),
+             QuoteReject.NON_FINITE),
+            ((f <= 0) | (k <= 0) | (tt <= 0) | (b < 0) | (a < 0), QuoteReject.NON_POSITIVE),
+            (np.isnan(b) | (b == 0), QuoteReject.NO_BID),
+            (np.isnan(a) | (a == 0), QuoteReject.NO_ASK),
+            (b > a, QuoteReject.CROSSED),
+            ((a - b) / mid > max_rel_spread, QuoteReject.TOO_WIDE),
+            (mid - intrinsic <= min_time_value_rel * f, QuoteReject.NO_TIME_VALUE))
+    code = np.zeros(b.shape, np.int8)
+    for failed, reason in reversed(rules):  # an earlier rule overwrites a later one
+        code[failed] = reason
     return code
+
+
+def beyond_upper_bound(price: npt.ArrayLike, forward: npt.ArrayLike, strike: npt.ArrayLike,
+                       is_call: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Undiscounted prices no vol gives: at or above the forward (a call) or the strike (a
+    put), or not finite.
+
+    Of the quotes :func:`filter_quotes` keeps, exactly those whose mid has no implied vol:
+    an in-the-money quote, never fitted, learns its ``IV_FAILED`` here without an
+    inversion.
+    """
+    upper = np.where(np.asarray(is_call, bool), forward, strike)
+    with np.errstate(invalid="ignore"):
+        result: npt.NDArray[np.bool_] = ~(np.asarray(price, np.float64) < upper)
+    return result
 
 
 def otm_mask(strike: npt.ArrayLike, forward: npt.ArrayLike, is_call: npt.ArrayLike
@@ -98,8 +114,10 @@ def fit_weights_grouped(group: npt.NDArray[np.int64], n_groups: int, bid_iv: npt
     (each slice normalised on its own)."""
     half = 0.5 * (np.asarray(ask_iv, np.float64).ravel() - np.asarray(bid_iv, np.float64).ravel())
     finite = np.isfinite(half) & (half > 0)
-    fill = group_median(np.where(finite, half, np.nan), group, n_groups, 0.01)
-    half = np.maximum(np.where(finite, half, fill[group]), floor_vol)
+    if not finite.all():  # usually every quote has both IVs: no median needed
+        fill = group_median(np.where(finite, half, np.nan), group, n_groups, 0.01)
+        half = np.where(finite, half, fill[group])
+    half = np.maximum(half, floor_vol)
     v = np.asarray(vega, np.float64).ravel()
     rel_vega = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     top = np.zeros(n_groups)

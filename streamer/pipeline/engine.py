@@ -300,7 +300,7 @@ class Engine:
                    ) -> list[SliceSnapshot]:
         """The fit inputs of several expiries in one pass (expired ones left out), and
         the count of the quotes they rejected."""
-        built = build_slices([(e, state.book.quotes(e)) for e in expiries], now_ms,
+        built = build_slices([(e, state.book.columns(e)) for e in expiries], now_ms,
                              venue_forward=self._venue_forward,
                              stale_after_ms=self.calibration.stale_after_ms,
                              max_rel_spread=self.calibration.max_rel_spread)

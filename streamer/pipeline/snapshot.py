@@ -14,7 +14,14 @@ import numpy.typing as npt
 from streamer.core import black76
 from streamer.core.forward import implied_forwards
 from streamer.core.implied_vol import implied_vol_with_reason
-from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights_grouped, otm_mask
+from streamer.core.quotes import (
+    QuoteReject,
+    beyond_upper_bound,
+    filter_quotes,
+    fit_weights_grouped,
+    otm_mask,
+)
+from streamer.pipeline.chain_book import COLUMN_FIELDS, ExpiryColumns
 from streamer.types import Quote
 
 YEAR_MS = 365.0 * 86_400_000.0
@@ -48,14 +55,14 @@ def years_to_expiry(expiry_ts_ms: int, now_ms: int) -> float:
 
 
 SliceBuild = tuple[SliceSnapshot | None, npt.NDArray[np.int8], list[Quote]]
-_FIELDS = ("strike", "bid_price", "ask_price", "exchange_ts_ms", "underlying_price", "mark_iv")
 
 
 def quote_columns(quotes: Sequence[Quote], *fields: str) -> FloatArray:
     """The ``fields`` of every quote as float64 columns: shape ``(len(fields), n)``.
 
     One flat pass (``np.fromiter``): a list of tuples costs numpy half as much again to
-    take apart, and this runs over every quote of a chain every batch."""
+    take apart. The chain book keeps its own columns as quotes arrive
+    (:meth:`ChainBook.columns`): read those where the quotes are the book's."""
     get = attrgetter(*fields)
     flat = (map(get, quotes) if len(fields) == 1
             else itertools.chain.from_iterable(map(get, quotes)))
@@ -68,6 +75,11 @@ def quote_flags(quotes: Sequence[Quote], field: str) -> npt.NDArray[np.bool_]:
     return np.fromiter(map(attrgetter(field), quotes), bool, count=len(quotes))
 
 
+def expiry_columns(quotes: Sequence[Quote]) -> ExpiryColumns:
+    """Quotes not held in a chain book as the columns the book keeps of its own."""
+    return ExpiryColumns(list(quotes), quote_columns(quotes, *COLUMN_FIELDS))
+
+
 def build_slice(quotes: list[Quote], expiry_ts_ms: int, now_ms: int, *,
                 stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
                 ) -> SliceBuild:
@@ -77,40 +89,53 @@ def build_slice(quotes: list[Quote], expiry_ts_ms: int, now_ms: int, *,
     quote (``QuoteReject``; 0 = used or merely in the money) and the quotes in
     that order.
     """
-    return build_slices([(expiry_ts_ms, quotes)], now_ms, stale_after_ms=stale_after_ms,
-                        max_rel_spread=max_rel_spread, venue_forward=venue_forward)[0]
+    return build_slices([(expiry_ts_ms, expiry_columns(quotes))], now_ms,
+                        stale_after_ms=stale_after_ms, max_rel_spread=max_rel_spread,
+                        venue_forward=venue_forward)[0]
 
 
 class _Chain:
     """Every quote of the expiries being built, as flat arrays with per-expiry offsets."""
 
-    def __init__(self, books: Sequence[tuple[int, list[Quote]]]) -> None:
-        self.quotes = [q for _, quotes in books for q in quotes]
-        bounds = np.cumsum([0] + [len(quotes) for _, quotes in books])
-        self.start, self.stop = bounds[:-1], bounds[1:]
+    def __init__(self, books: Sequence[tuple[int, ExpiryColumns]]) -> None:
+        sizes = np.array([len(c.quotes) for _, c in books], np.intp)
+        self.stop = np.cumsum(sizes)
+        self.start = self.stop - sizes
+        self.n = int(self.stop[-1])
         #: per quote, the index of its expiry in ``books``
-        self.book = np.repeat(np.arange(len(books)), self.stop - self.start)
-        cols = quote_columns(self.quotes, *_FIELDS)
-        self.strike, self.bid, self.ask, ts, self.underlying, self.mark_iv = cols
-        self.ts = ts.astype(np.int64)
-        self.is_call = quote_flags(self.quotes, "is_call")
+        self.book = np.repeat(np.arange(sizes.size), sizes)
+        values = np.concatenate([c.values for _, c in books], axis=1)  # contiguous columns
+        #: ``ts``: exchange time, epoch ms (exact in float64)
+        self.strike, self.bid, self.ask, self.ts, self.underlying, self.mark_iv, call = values
+        self.is_call = call != 0.0
         self.mid = 0.5 * (self.bid + self.ask)
 
 
-def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
+def _newest(chain: _Chain, live: npt.NDArray[np.bool_]) -> FloatArray:
+    """Per live expiry, the underlying price of its newest quote (the first of equals)."""
+    quoted = chain.stop > chain.start
+    latest = np.maximum.reduceat(chain.ts, chain.start[quoted])  # per quoted expiry
+    rank = np.cumsum(quoted) - 1  # an expiry's row in ``latest``
+    at = np.flatnonzero(chain.ts == latest[rank[chain.book]])
+    expiry = chain.book[at]
+    first = at[np.concatenate([[True], expiry[1:] != expiry[:-1]])]  # one per quoted expiry
+    newest = np.full(chain.start.size, np.nan)
+    newest[quoted] = chain.underlying[first]
+    newest[~live] = np.nan
+    return newest
+
+
+def _forwards(chain: _Chain, fresh: npt.NDArray[np.bool_], live: npt.NDArray[np.bool_],
               venue_forward: bool) -> tuple[FloatArray, list[str]]:
     """Each live expiry's forward: the underlying price of its newest quote where that is
-    the venue's own forward (``venue_forward``), else from its call-put pairs (a call and
-    a put at one strike), else that underlying price."""
+    the venue's own forward (``venue_forward``), else from the mids of its ``fresh``
+    call-put pairs (a call and a put at one strike), else that underlying price."""
     n_books = chain.start.size
-    newest = np.full(n_books, np.nan)
+    newest = _newest(chain, live)
     expiry = chain.book
-    for i in np.flatnonzero(live).tolist():
-        lo, hi = chain.start[i], chain.stop[i]
-        newest[i] = chain.underlying[lo + int(np.argmax(chain.ts[lo:hi]))]
     venue = venue_forward & (newest > 0) & np.isfinite(newest)
-    if np.all(venue | ~live):  # no parity needed
-        return np.where(live, newest, np.nan), ["venue"] * n_books
+    if np.all(venue | ~live):  # no parity needed; ``newest`` is NaN where not live
+        return newest, ["venue"] * n_books
     # a pair: the call and the put of one (expiry, strike); first listed of duplicates
     _, strike_code = np.unique(chain.strike, return_inverse=True)
     key = expiry * (int(strike_code.max(initial=0)) + 1) + strike_code
@@ -119,6 +144,7 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
     c, p = calls[ci], puts[pi]
     paired = live[expiry[c]]
     c, p = c[paired], p[paired]
+    mid = np.where(fresh, chain.mid, np.nan)
     forward, _, parity = implied_forwards(expiry[c], chain.strike[c], mid[c], mid[p], newest)
     methods = ["parity" if ok else "fallback" for ok in parity.tolist()]
     # where the venue's forward is missing, parity stands in
@@ -127,78 +153,90 @@ def _forwards(chain: _Chain, mid: FloatArray, live: npt.NDArray[np.bool_],
     return np.where(live, forward, np.nan), methods
 
 
-def _implied_vols(chain: _Chain, f_q: FloatArray, t_q: FloatArray,
-                  idx: slice | npt.NDArray[np.int64]) -> tuple[FloatArray, npt.NDArray[np.int8]]:
-    """The IVs of the mids, then the bids, then the asks of the quotes ``idx``, each with
-    its reason code (one call)."""
-    return implied_vol_with_reason(
-        np.concatenate([chain.mid[idx], chain.bid[idx], chain.ask[idx]]),
-        *(np.concatenate((x, x, x)) for x in (f_q[idx], chain.strike[idx], t_q[idx],
-                                              chain.is_call[idx])))
-
-
-def build_slices(books: Sequence[tuple[int, list[Quote]]], now_ms: int, *,
-                 stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
-                 ) -> list[SliceBuild]:
-    """:func:`build_slice` of several expiries (``(expiry_ts_ms, quotes)`` each) at once.
-
-    The quote filter, the implied vols (mid, bid and ask) and the vegas run as one
-    numpy call over every quote of every expiry: on 30-60 quotes a slice numpy's
-    per-call overhead, not the arithmetic, is the cost. Each expiry's forward is the
-    venue's own (``venue_forward``: the quotes' ``underlying_price``) or comes from its
-    call-put pairs. The results are those of one expiry at a time.
-    """
-    chain = _Chain(books)
-    n = len(chain.quotes)
-    fresh = chain.ts >= now_ms - stale_after_ms
-    t_of = np.array([years_to_expiry(e, now_ms) for e, _ in books], np.float64)
-    sizes = chain.stop - chain.start
-    live = (t_of > 0) & (sizes > 0)
-    forward, methods = _forwards(chain, np.where(fresh, chain.mid, np.nan), live, venue_forward)
-    f_q, t_q = np.repeat(forward, sizes), np.repeat(t_of, sizes)
-    codes = np.zeros(n, np.int8)
-    live_q = np.repeat(live, sizes)
+def _filter(chain: _Chain, f_q: FloatArray, t_q: FloatArray, fresh: npt.NDArray[np.bool_],
+            live_q: npt.NDArray[np.bool_] | None, max_rel_spread: float
+            ) -> npt.NDArray[np.int8]:
+    """Each quote's reason code from the quote filters and staleness; 0 for the quotes of
+    an expiry that is not live (``live_q``; None: every one is)."""
     # Usually every expiry is live: then every quote's column as it is, not a copy of it.
-    every = bool(live.all())
-    sel = slice(None) if every else live_q
+    sel = slice(None) if live_q is None else live_q
+    codes = np.zeros(chain.n, np.int8)
     codes[sel] = filter_quotes(chain.bid[sel], chain.ask[sel], f_q[sel], chain.strike[sel],
                                t_q[sel], chain.is_call[sel], max_rel_spread=max_rel_spread)
-    codes[live_q & (codes == 0) & ~fresh] = QuoteReject.STALE
-    # One inversion call for mid, bid and ask of every live quote.
-    if every:
-        ivs, iv_reason = _implied_vols(chain, f_q, t_q, slice(None))
-    else:
-        idx = np.flatnonzero(live_q)
-        ivs = np.full(3 * n, np.nan)
-        iv_reason = np.zeros(3 * n, np.int8)
-        all_idx = np.concatenate([idx, idx + n, idx + 2 * n])
-        ivs[all_idx], iv_reason[all_idx] = _implied_vols(chain, f_q, t_q, idx)
-    iv, bid_iv, ask_iv = ivs[:n], ivs[n:2 * n], ivs[2 * n:]
-    codes[(codes == 0) & (iv_reason[:n] != 0)] = QuoteReject.IV_FAILED
-    use = live_q & (codes == 0) & otm_mask(chain.strike, f_q, chain.is_call)
-    weights = np.zeros(n)
-    weights[use] = fit_weights_grouped(
-        chain.book[use], len(books), bid_iv[use], ask_iv[use],
-        black76.vega(f_q[use], chain.strike[use], t_q[use], iv[use]))
+    stale = ~fresh & (codes == 0)
+    codes[stale if live_q is None else stale & live_q] = QuoteReject.STALE
+    return codes
+
+
+def _invert(chain: _Chain, codes: npt.NDArray[np.int8], kept: npt.NDArray[np.bool_],
+            f_q: FloatArray, t_q: FloatArray) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """The quotes used, ascending: the out-of-the-money ones of ``kept`` (every filter
+    passed) with a mid IV, and their mid, bid and ask IVs (rows of a ``(3, n)`` array);
+    ``IV_FAILED`` in ``codes`` where a kept quote's mid has no vol.
+
+    One inversion call, of the used quotes' mids, bids and asks; an in-the-money quote is
+    never fitted, so its mid is only checked for a vol to have (``beyond_upper_bound``).
+    """
+    otm = otm_mask(chain.strike, f_q, chain.is_call)
+    codes[kept & ~otm & beyond_upper_bound(chain.mid, f_q, chain.strike, chain.is_call)
+          ] = QuoteReject.IV_FAILED
+    wing = np.flatnonzero(kept & otm)
+    at = np.concatenate((wing, wing, wing))  # flat: numpy's fast paths need no broadcast
+    ivs, reason = implied_vol_with_reason(
+        np.concatenate((chain.mid[wing], chain.bid[wing], chain.ask[wing])),
+        f_q[at], chain.strike[at], t_q[at], chain.is_call[at])
+    ivs = ivs.reshape(3, wing.size)
+    failed = reason[:wing.size] != 0
+    if not failed.any():
+        return wing, ivs
+    codes[wing[failed]] = QuoteReject.IV_FAILED
+    return wing[~failed], ivs[:, ~failed]
+
+
+def build_slices(books: Sequence[tuple[int, ExpiryColumns]], now_ms: int, *,
+                 stale_after_ms: int, max_rel_spread: float, venue_forward: bool = False
+                 ) -> list[SliceBuild]:
+    """:func:`build_slice` of several expiries (``(expiry_ts_ms, columns)`` each) at once.
+
+    The quote filter runs as one numpy call over every quote of every expiry, the
+    implied vols (mid, bid and ask) and the vegas as one over the quotes used: on 30-60
+    quotes a slice numpy's per-call overhead, not the arithmetic, is the cost. The
+    columns are the chain book's own (:meth:`ChainBook.columns`), not read off the Quotes.
+    Each expiry's forward is the venue's own (``venue_forward``: the quotes'
+    ``underlying_price``) or comes from its call-put pairs. The results are those of one
+    expiry at a time.
+    """
+    if not books:
+        return []
+    chain = _Chain(books)
+    t_of = (np.array([e for e, _ in books], np.int64) - now_ms) / YEAR_MS  # years_to_expiry
+    live = (t_of > 0) & (chain.stop > chain.start)
+    fresh = chain.ts >= now_ms - stale_after_ms
+    forward, methods = _forwards(chain, fresh, live, venue_forward)
+    f_q, t_q = forward[chain.book], t_of[chain.book]
+    live_q = None if live.all() else live[chain.book]
+    codes = _filter(chain, f_q, t_q, fresh, live_q, max_rel_spread)
+    kept = codes == 0
+    idx, ivs = _invert(chain, codes, kept if live_q is None else kept & live_q, f_q, t_q)
+    iv, bid_iv, ask_iv = ivs
+    f_u = f_q[idx]
+    weights = fit_weights_grouped(chain.book[idx], len(books), bid_iv, ask_iv,
+                                  black76.vega(f_u, chain.strike[idx], t_q[idx], iv))
+    k = np.log(chain.strike[idx] / f_u)
+    mark = chain.mark_iv[idx]
     # Each expiry's fit inputs are one run of the chain's used quotes: views, not a
     # numpy call per expiry and column.
-    k = np.log(chain.strike[use] / f_q[use])
-    iv_u, bid_u, ask_u, w_u, mark_u = (x[use] for x in (iv, bid_iv, ask_iv, weights,
-                                                         chain.mark_iv))
-    used_before = np.concatenate([[0], np.cumsum(use)])
+    runs = idx.searchsorted(np.append(chain.start, chain.n)).tolist()
     out: list[SliceBuild] = []
-    for (expiry, quotes), ok, t, f, method, lo, hi, first, end in zip(
-            books, live.tolist(), t_of.tolist(), forward.tolist(), methods,
-            chain.start.tolist(), chain.stop.tolist(), used_before[chain.start].tolist(),
-            used_before[chain.stop].tolist(), strict=True):
-        if not ok:
-            out.append((None, np.zeros(len(quotes), np.int8), quotes))
-            continue
-        snapshot = SliceSnapshot(expiry_ts_ms=expiry, t=t, forward=f, forward_method=method,
-                                 k=k[first:end], iv=iv_u[first:end], bid_iv=bid_u[first:end],
-                                 ask_iv=ask_u[first:end], weights=w_u[first:end],
-                                 mark_iv=mark_u[first:end])
-        out.append((snapshot, codes[lo:hi], quotes))
+    for i, ((expiry, columns), ok, t, f, lo, hi) in enumerate(zip(
+            books, live.tolist(), t_of.tolist(), forward.tolist(), chain.start.tolist(),
+            chain.stop.tolist(), strict=True)):
+        a, b = runs[i], runs[i + 1]
+        snapshot = SliceSnapshot(
+            expiry_ts_ms=expiry, t=t, forward=f, forward_method=methods[i], k=k[a:b],
+            iv=iv[a:b], bid_iv=bid_iv[a:b], ask_iv=ask_iv[a:b], weights=weights[a:b],
+            mark_iv=mark[a:b]) if ok else None
+        out.append((snapshot, codes[lo:hi], columns.quotes))
     return out
 
 
@@ -207,7 +245,11 @@ def count_rejects(codes: npt.NDArray[np.int8], quotes: list[Quote], since_ns: in
     if len(codes) != len(quotes):
         raise ValueError("one reason code per quote")
     counts: Counter[str] = Counter()
-    for i in np.flatnonzero(codes).tolist():  # the rejected few, not every quote
+    rejected = np.flatnonzero(codes)  # the rejected few, not every quote
+    for i, code in zip(rejected.tolist(), codes[rejected].tolist(), strict=True):
         if quotes[i].received_ts_ns > since_ns:
-            counts[QuoteReject(int(codes[i])).label] += 1
+            counts[_LABELS[code]] += 1
     return counts
+
+
+_LABELS = {reason.value: reason.label for reason in QuoteReject}

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights, otm_mask
+from streamer.core.implied_vol import implied_vol_with_reason
+from streamer.core.quotes import (
+    QuoteReject,
+    beyond_upper_bound,
+    filter_quotes,
+    fit_weights,
+    otm_mask,
+)
 
 F, T = 100.0, 0.5
 
@@ -91,6 +98,53 @@ def test_every_quote_gets_exactly_one_known_reason_and_never_stale(
         assert 0.0 < bid <= ask
         assert (ask - bid) / mid <= 1.0
         assert mid - intrinsic > 1e-8 * F
+
+
+def _rule_by_rule(bid: float, ask: float, k: float, t: float, is_call: bool) -> QuoteReject:
+    """The filter's rules as its docstrings state them, one quote, checked in order."""
+    mid = 0.5 * (bid + ask)
+    intrinsic = max(F - k, 0.0) if is_call else max(k - F, 0.0)
+    rules = [(lambda: math.isinf(bid) or math.isinf(ask) or not math.isfinite(k * t),
+              QuoteReject.NON_FINITE),
+             (lambda: k <= 0 or t <= 0 or bid < 0 or ask < 0, QuoteReject.NON_POSITIVE),
+             (lambda: math.isnan(bid) or bid == 0, QuoteReject.NO_BID),
+             (lambda: math.isnan(ask) or ask == 0, QuoteReject.NO_ASK),
+             (lambda: bid > ask, QuoteReject.CROSSED),
+             (lambda: (ask - bid) / mid > 1.0, QuoteReject.TOO_WIDE),
+             (lambda: mid - intrinsic <= 1e-8 * F, QuoteReject.NO_TIME_VALUE)]
+    return next((reason for failed, reason in rules if failed()), QuoteReject.OK)
+
+
+@given(st.lists(st.tuples(quote_floats, quote_floats, st.floats(1.0, 1e3),
+                          st.floats(1e-4, 3.0), st.booleans()), min_size=1, max_size=20))
+def test_the_first_failing_rule_is_the_reason_of_each_quote_of_an_array(
+        rows: list[tuple[float, float, float, float, bool]]) -> None:
+    bid, ask, k, t, call = (np.array(col) for col in zip(*rows, strict=True))
+    codes = filter_quotes(bid, ask, np.full(bid.size, F), k, t, call)
+    assert codes.tolist() == [_rule_by_rule(*row) for row in rows]
+
+
+big_prices = quote_floats | st.floats(1e3, 1.7e308) | st.sampled_from([150.0, 1.7e308])
+
+
+@given(big_prices, big_prices, st.floats(1.0, 1e3), st.floats(1e-4, 3.0), st.booleans())
+def test_a_kept_quotes_mid_has_no_vol_exactly_where_it_is_beyond_the_upper_bound(
+        bid: float, ask: float, k: float, t: float, is_call: bool) -> None:
+    """What lets the snapshot skip inverting in-the-money mids: once the filters pass,
+    the inversion fails only on a mid at or above the forward (call) or strike (put)."""
+    if filter_quotes(bid, ask, F, k, t, is_call) != QuoteReject.OK:
+        return
+    with np.errstate(over="ignore"):
+        mid = np.float64(0.5) * (np.float64(ask) + np.float64(bid))
+    _, reason = implied_vol_with_reason(mid, F, k, t, is_call)
+    assert bool(reason != 0) == bool(beyond_upper_bound(mid, F, k, is_call))
+
+
+def test_prices_at_or_above_the_forward_or_strike_are_beyond_the_upper_bound() -> None:
+    price = np.array([99.9, 100.0, 79.9, 80.0, math.inf, math.nan])
+    call = np.array([True, True, False, False, True, False])
+    np.testing.assert_array_equal(beyond_upper_bound(price, F, 80.0, call),
+                                  [False, True, False, True, True, True])
 
 
 def test_reject_labels_name_the_reason() -> None:

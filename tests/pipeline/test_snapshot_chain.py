@@ -17,10 +17,12 @@ from streamer.core import black76
 from streamer.core.forward import implied_forward
 from streamer.core.implied_vol import implied_vol_with_reason
 from streamer.core.quotes import QuoteReject, filter_quotes, fit_weights, otm_mask
+from streamer.pipeline.chain_book import ChainBook
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
     build_slice,
     build_slices,
+    expiry_columns,
     years_to_expiry,
 )
 from streamer.types import Quote
@@ -120,12 +122,15 @@ def _same(a: SliceSnapshot | None, b: SliceSnapshot | None) -> None:
 
 def test_chain_pass_equals_one_expiry_at_a_time() -> None:
     books = _books()
-    built = build_slices(books, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0)
+    columns = [(e, expiry_columns(quotes)) for e, quotes in books]
+    built = build_slices(columns, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0)
     assert len(built) == len(books)
     rejected = set()
-    for (expiry, quotes), (snap, codes, back) in zip(books, built, strict=True):
+    for (expiry, quotes), (_, cols), (snap, codes, back) in zip(books, columns, built,
+                                                                strict=True):
         ref, ref_codes = _reference(quotes, expiry, NOW_MS)
-        assert back is quotes
+        assert back is cols.quotes
+        assert back == quotes
         np.testing.assert_array_equal(codes, ref_codes)
         _same(snap, ref)
         rejected |= {QuoteReject(int(c)) for c in codes if c}
@@ -156,8 +161,9 @@ def test_the_venues_own_forward_is_each_expirys_forward_where_it_sends_one() -> 
         said = float("nan") if i == 1 else quotes[0].underlying_price * (1.0 + 0.001 * (i + 1))
         books.append((expiry, [msgspec.structs.replace(q, underlying_price=said)
                                for q in quotes]))
-    parity = build_slices(books, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0)
-    venue = build_slices(books, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0,
+    columns = [(e, expiry_columns(quotes)) for e, quotes in books]
+    parity = build_slices(columns, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0)
+    venue = build_slices(columns, NOW_MS, stale_after_ms=STALE_MS, max_rel_spread=1.0,
                          venue_forward=True)
     for i, ((_, quotes), (p, _, _), (v, _, _)) in enumerate(zip(books, parity, venue,
                                                                 strict=True)):
@@ -169,3 +175,49 @@ def test_the_venues_own_forward_is_each_expirys_forward_where_it_sends_one() -> 
             continue
         assert (v.forward, v.forward_method) == (quotes[0].underlying_price, "venue")
         assert v.forward != p.forward
+
+
+def test_a_mid_no_vol_reaches_is_iv_failed_in_or_out_of_the_money() -> None:
+    """In-the-money mids are not inverted, only checked against the upper bound: the codes
+    stay those of inverting every mid."""
+    expiry, quotes = _books()[5]  # 90 days: strikes from 0.6 to 1.6 forwards
+    fwd = quotes[0].underlying_price
+    itm_call = next(i for i, q in enumerate(quotes) if q.is_call and q.strike < 0.8 * fwd)
+    itm_put = next(i for i, q in enumerate(quotes) if not q.is_call and q.strike > 1.2 * fwd)
+    otm_call = next(i for i, q in enumerate(quotes) if q.is_call and q.strike > 1.2 * fwd)
+    for i, price in ((itm_call, 1.01 * fwd), (itm_put, quotes[itm_put].strike),
+                     (otm_call, 1.5 * fwd)):
+        quotes[i] = msgspec.structs.replace(quotes[i], bid_price=price, ask_price=price,
+                                            exchange_ts_ms=NOW_MS)
+    snap, codes, _ = build_slice(quotes, expiry, NOW_MS, stale_after_ms=STALE_MS,
+                                 max_rel_spread=1.0)
+    ref, ref_codes = _reference(quotes, expiry, NOW_MS)
+    assert [codes[i] for i in (itm_call, itm_put, otm_call)] == [QuoteReject.IV_FAILED] * 3
+    np.testing.assert_array_equal(codes, ref_codes)
+    _same(snap, ref)
+
+
+def test_the_chain_books_columns_build_what_its_quotes_build() -> None:
+    """The engine's path (the book's own columns) against columns read off its quotes,
+    after updates that move quotes in place and expiries that drop out."""
+    rng = np.random.default_rng(11)
+    book = ChainBook("deribit", "BTC")
+    books = _books()
+    for _, quotes in books:
+        for q in quotes:
+            book.update(q)
+    for _, quotes in books[2:]:  # some instruments quoted again, in a shuffled order
+        for i in rng.permutation(len(quotes))[:len(quotes) // 3].tolist():
+            book.update(msgspec.structs.replace(quotes[i], bid_price=quotes[i].bid_price * 0.99))
+    book.drop_expired(NOW_MS)
+    expiries = book.expiries()
+    from_book = build_slices([(e, book.columns(e)) for e in expiries], NOW_MS,
+                             stale_after_ms=STALE_MS, max_rel_spread=1.0)
+    from_quotes = build_slices([(e, expiry_columns(book.quotes(e))) for e in expiries], NOW_MS,
+                               stale_after_ms=STALE_MS, max_rel_spread=1.0)
+    for (a, codes_a, quotes_a), (b, codes_b, quotes_b) in zip(from_book, from_quotes,
+                                                              strict=True):
+        assert quotes_a == quotes_b
+        np.testing.assert_array_equal(codes_a, codes_b)
+        assert msgspec.json.encode(a, enc_hook=lambda x: x.tolist()) == msgspec.json.encode(
+            b, enc_hook=lambda x: x.tolist())
