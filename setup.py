@@ -19,21 +19,21 @@ def _native(name: str, source: str, depends: list[str]) -> Extension:
                      optional=True)
 
 
+#: the headers every core kernel includes (a change to one rebuilds them all)
+_CORE = ["streamer/core/_buffers.h", "streamer/core/_numpy_order.h"]
+
 setup(ext_modules=[
     _native("streamer.sources.deribit._fast_path", "streamer/sources/deribit/_fast_path.c",
             ["streamer/sources/deribit/_json_scan.h",
              "streamer/sources/deribit/_ticker_frame.h"]),
     _native("streamer.core.models._svi_lm", "streamer/core/models/_svi_lm.c",
-            ["streamer/core/_buffers.h", "streamer/core/models/_svi_rows.h"]),
-    _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c",
-            ["streamer/core/_buffers.h"]),
+            [*_CORE, "streamer/core/models/_svi_rows.h"]),
+    _native("streamer.core._normalised_black", "streamer/core/_normalised_black.c", _CORE),
     _native("streamer.sinks._null_floats", "streamer/sinks/_null_floats.c", []),
-    _native("streamer.core._svi_smile", "streamer/core/_svi_smile.c", ["streamer/core/_buffers.h"]),
-    _native("streamer.core._fit_errors", "streamer/core/_fit_errors.c", ["streamer/core/_buffers.h"]),
+    _native("streamer.core._svi_smile", "streamer/core/_svi_smile.c", _CORE),
+    _native("streamer.core._fit_errors", "streamer/core/_fit_errors.c", _CORE),
     _native("streamer.core.models._svi_butterfly", "streamer/core/models/_svi_butterfly.c",
-            ["streamer/core/_buffers.h"]),
-    _native("streamer.pipeline._spread_stats", "streamer/pipeline/_spread_stats.c",
-            ["streamer/core/_buffers.h"]),
-    _native("streamer.core._variance_index", "streamer/core/_variance_index.c",
-            ["streamer/core/_buffers.h"]),
+            _CORE),
+    _native("streamer.pipeline._spread_stats", "streamer/pipeline/_spread_stats.c", _CORE),
+    _native("streamer.core._variance_index", "streamer/core/_variance_index.c", _CORE),
 ])

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "_buffers.h"
+#include "_numpy_order.h"
 
 static const double SQRT1_2 = 0.70710678118654752440;
 static const double LN2 = 0.69314718055994530942;
@@ -30,9 +31,6 @@ static const double PI = 3.14159265358979323846;
 #define EPS 2.220446049250313e-16
 #define R_MIN (-(1.0 - 1.4901161193847656e-08)) /* -(1 - sqrt eps) */
 #define R_MAX (2.0 / (EPS * EPS))
-
-/* numpy.maximum: NaN wins */
-static double nan_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : (a > b ? a : b); }
 
 static double ndtr(double z) { return 0.5 * erfc(-z * SQRT1_2); }
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "_buffers.h"
+#include "_numpy_order.h"
 
 #define N_TARGETS 4 /* the 25- and 10-delta calls, then the puts */
 #define N_OUT 7     /* atm, skew, curvature, rr25, bf25, rr10, bf10 */
@@ -41,9 +42,6 @@ typedef struct {
     double lam, scale, extra, inv_t;
     int blended;
 } Smile;
-
-/* numpy.maximum: NaN wins */
-static double nan_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : (a > b ? a : b); }
 
 /* numpy.clip's bounds: a NaN x stays NaN */
 static double clip(double x, double lo, double hi) {

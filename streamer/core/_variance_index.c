@@ -18,39 +18,12 @@
 #include <string.h>
 
 #include "_buffers.h"
+#include "_numpy_order.h"
 
 static const double SQRT1_2 = 0.70710678118654752440;
 
 /* What the sum returns: out[0..3] = sum, forward, K0, strikes used (0: no variance) */
 enum { N_OUT = 4 };
-
-/* numpy's pairwise summation of float64 (umath loops_utils.h): its blocks, its order */
-static double pairwise_sum(const double *a, Py_ssize_t n) {
-    if (n < 8) {
-        double res = -0.0;
-        for (Py_ssize_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    if (n <= 128) {
-        double r[8];
-        memcpy(r, a, sizeof r);
-        Py_ssize_t i;
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++)
-                r[j] += a[i + j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
-/* numpy.maximum: NaN wins */
-static double nan_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : (a > b ? a : b); }
 
 /* numpy.searchsorted(k, x, "right") on ascending k, NaN sorted last (x not NaN) */
 static Py_ssize_t search_right(const double *k, Py_ssize_t n, double x) {

@@ -16,40 +16,11 @@
 #include <string.h>
 
 #include "../core/_buffers.h"
+#include "../core/_numpy_order.h"
 
-#define PW_BLOCKSIZE 128
 #define N_OUT 4 /* half spread, sum of z^2, inside, quoted */
 
 static const double MIN_HALF_SPREAD_VOL = 1e-4; /* calibrator.MIN_HALF_SPREAD_VOL */
-
-/* numpy's pairwise_sum of doubles, plus its reduction's identity 0.0 */
-static double pairwise_sum(const double *a, Py_ssize_t n) {
-    if (n < 8) {
-        double res = 0.0;
-        for (Py_ssize_t i = 0; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    if (n <= PW_BLOCKSIZE) {
-        double r[8];
-        Py_ssize_t i;
-        for (int j = 0; j < 8; j++)
-            r[j] = a[j];
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++)
-                r[j] += a[i + j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++)
-            res += a[i];
-        return res;
-    }
-    Py_ssize_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
-/* numpy.maximum: NaN wins */
-static double nan_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : (a > b ? a : b); }
 
 static int compare(const void *x, const void *y) {
     const double a = *(const double *)x, b = *(const double *)y;
@@ -79,7 +50,7 @@ static void row_stats(const double *model, const double *mid, const double *bid_
         z[j] = z[j] * z[j];
     qsort(half, (size_t)n_half, sizeof *half, compare); /* finite values: a total order */
     out[0] = n_half ? 0.5 * (half[(n_half - 1) / 2] + half[n_half / 2]) : NAN;
-    out[1] = pairwise_sum(z, m);
+    out[1] = 0.0 + pairwise_sum(z, m); /* add.reduce: its identity, then the pairs */
     out[2] = (double)inside;
     out[3] = (double)count;
 }
