@@ -1,12 +1,12 @@
-"""``streamer replay`` speed (x real time) and determinism (the same bytes twice).
+"""``streamer replay`` speed (x real time) and determinism (the same bytes every run).
 
 The bundled recording (``N_LINES`` lines of it, written to a temporary tick file: all
-of it, 240 s of BTC and ETH, ~44k lines) is replayed by the real CLI in a subprocess, to
-stdout (one JSON surface a line), by one process and by one per core (``--workers auto``: the underlyings
-calibrated apart, app/replay_workers.py), interleaved, twice each. ``x_realtime`` is
-the recorded span of those lines over the replay's wall time (the baseline: the
-recording's own pace, 1x); ``identical`` says whether all four runs wrote the same
-bytes (sha256).
+of it, 240 s of BTC and ETH, ~44k lines) is replayed by the real CLI in a subprocess,
+to stdout (one JSON surface a line), by one process and by one per core (``--workers
+auto``: the underlyings calibrated apart, app/replay_workers.py), interleaved, twice
+each. ``x_realtime`` is the recorded span of those lines over the replay's wall time
+(the baseline: the recording's own pace, 1x); ``identical`` says whether all four runs
+wrote the same bytes (sha256).
 
 Run from the repo root: ``.venv/bin/python benchmarks/bench_pipeline_replay.py``.
 """
