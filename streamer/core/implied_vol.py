@@ -18,6 +18,7 @@ digits of ``TIME_VALUE_FLOOR`` near the money, where ``b`` is mostly rounding no
 from __future__ import annotations
 
 import enum
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -138,30 +139,72 @@ def implied_vol_with_reason(price: npt.ArrayLike, forward: npt.ArrayLike,
     reason : ndarray of int8
         ``IVReason`` codes.
     """
-    p, f, k, tt, call = np.broadcast_arrays(
-        np.asarray(price, np.float64), np.asarray(forward, np.float64),
-        np.asarray(strike, np.float64), np.asarray(t, np.float64), np.asarray(is_call, bool))
-    reason = np.zeros(p.shape, np.int8)
-    finite = np.isfinite(p) & np.isfinite(f) & np.isfinite(k) & np.isfinite(tt)
-    reason[~finite] = IVReason.NON_FINITE
-    with np.errstate(invalid="ignore", divide="ignore"):
-        positive = (f > 0) & (k > 0) & (tt > 0) & (p >= 0)
-        reason[finite & ~positive] = IVReason.NON_POSITIVE
+    p, f, k, tt, call = _operands(price, forward, strike, t, is_call)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         intrinsic = np.maximum(np.where(call, f - k, k - f), 0.0)
         cap = np.where(call, f, k)
         time_value = p - intrinsic
-        ok = reason == IVReason.OK
-        reason[ok & (time_value < -TIME_VALUE_FLOOR * f)] = IVReason.BELOW_INTRINSIC
-        reason[(reason == 0) & (p >= cap)] = IVReason.ABOVE_MAX
-        reason[(reason == 0) & (time_value <= TIME_VALUE_FLOOR * f)] = IVReason.NO_TIME_VALUE
+        # a market's quotes (flat): no masks
+        if p.ndim == 1 and _all_invertible(p, f, k, tt, time_value, cap):
+            vol: FloatArray = _solve_total_vol(*_normalised(f, k, time_value)) / np.sqrt(tt)
+            return vol, np.zeros(p.shape, np.int8)
+        reason = _reasons(p, f, k, tt, time_value, cap)
     vol = np.full(p.shape, np.nan)
     good = reason == IVReason.OK
     if good.any():
-        fg, kg = f[good], k[good]
-        x = -np.abs(np.log(fg / kg))
-        beta = time_value[good] / (np.sqrt(fg) * np.sqrt(kg))
-        vol[good] = _solve_total_vol(x, beta) / np.sqrt(tt[good])
+        vol[good] = (_solve_total_vol(*_normalised(f[good], k[good], time_value[good]))
+                     / np.sqrt(tt[good]))
     return vol, reason
+
+
+_Operands = tuple[FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]
+
+
+def _operands(price: npt.ArrayLike, forward: npt.ArrayLike, strike: npt.ArrayLike,
+              t: npt.ArrayLike, is_call: npt.ArrayLike) -> _Operands:
+    """The arguments as float64 (and bool) arrays of one shape: themselves where they are
+    already flat arrays of one length (the snapshot's), else converted and broadcast."""
+    floats = (price, forward, strike, t)
+    if (type(is_call) is np.ndarray and is_call.dtype == np.bool_ and is_call.ndim == 1
+            and all(type(a) is np.ndarray and a.dtype == np.float64 and a.ndim == 1
+                    and a.shape == is_call.shape for a in floats)):
+        return cast(_Operands, (*floats, is_call))
+    return cast(_Operands, tuple(np.broadcast_arrays(
+        *(np.asarray(a, np.float64) for a in floats), np.asarray(is_call, bool))))
+
+
+def _all_invertible(p: FloatArray, f: FloatArray, k: FloatArray, tt: FloatArray,
+                    time_value: FloatArray, cap: FloatArray) -> bool:
+    """Whether every element's reason is ``OK`` (:func:`_reasons` all zero), in a few whole
+    array passes: a sum is finite only where all its terms are (overflow merely sends the
+    batch the long way), and a time value above the floor is not below intrinsic."""
+    return bool(np.isfinite(p + f + k + tt).all() and f.min(initial=1.0) > 0
+                and k.min(initial=1.0) > 0 and tt.min(initial=1.0) > 0
+                and p.min(initial=0.0) >= 0
+                and ((time_value > TIME_VALUE_FLOOR * f) & (p < cap)).all())
+
+
+def _reasons(p: FloatArray, f: FloatArray, k: FloatArray, tt: FloatArray,
+             time_value: FloatArray, cap: FloatArray) -> npt.NDArray[np.int8]:
+    """Each element's ``IVReason``, the first that applies in the enum's order."""
+    reason = np.zeros(p.shape, np.int8)
+    finite = np.isfinite(p) & np.isfinite(f) & np.isfinite(k) & np.isfinite(tt)
+    reason[~finite] = IVReason.NON_FINITE
+    positive = (f > 0) & (k > 0) & (tt > 0) & (p >= 0)
+    reason[finite & ~positive] = IVReason.NON_POSITIVE
+    ok = reason == IVReason.OK
+    reason[ok & (time_value < -TIME_VALUE_FLOOR * f)] = IVReason.BELOW_INTRINSIC
+    reason[(reason == 0) & (p >= cap)] = IVReason.ABOVE_MAX
+    reason[(reason == 0) & (time_value <= TIME_VALUE_FLOOR * f)] = IVReason.NO_TIME_VALUE
+    return reason
+
+
+def _normalised(f: FloatArray, k: FloatArray, time_value: FloatArray
+                ) -> tuple[FloatArray, FloatArray]:
+    """``x = -|ln(F/K)|`` and the normalised time value ``beta = time value / sqrt(F K)``."""
+    x: FloatArray = -np.abs(np.log(f / k))
+    beta: FloatArray = time_value / (np.sqrt(f) * np.sqrt(k))
+    return x, beta
 
 
 def implied_vol(price: npt.ArrayLike, forward: npt.ArrayLike, strike: npt.ArrayLike,

@@ -450,26 +450,30 @@ class PerExpiry(Calibrator):
                                                   Fit[Any] | None]]) -> list[SliceOutcome]:
         """:meth:`calibrate` of several slices; the ATM checks of their first tries and
         what they publish are computed in one pass each."""
+        least = self.config.min_quotes
         tried = [i for i, (snap, _, first) in enumerate(jobs)
-                 if first is not None and snap.n_quotes >= self.config.min_quotes]
+                 if first is not None and len(snap.k) >= least]  # n_quotes, no property call
+        if not tried:
+            return self.outcomes([self.decide(*job) for job in jobs])
         # padded and their smiles stacked once: the fits tried are usually just those
         # published
         snaps = [jobs[i][0] for i in tried]
-        params = [cast(Fit[Any], jobs[i][2]).params for i in tried]
-        quotes = _Padded(snaps) if tried else None
-        smiles = (_Smiles(self, params, [s.t for s in snaps]) if tried and self.model.batched
-                  else None)
-        checked = dict(zip(tried, self.off_market_many(snaps, params, quotes, smiles),
-                           strict=True))
-        return self.outcomes([self.decide(*job, first_off_market=checked.get(i))
-                              for i, job in enumerate(jobs)], quotes, smiles)
+        params = [jobs[i][2].params for i in tried]  # type: ignore[union-attr]
+        quotes = _Padded(snaps)
+        smiles = _Smiles(self, params, [s.t for s in snaps]) if self.model.batched else None
+        checked: list[bool | None] = [None] * len(jobs)
+        for i, off in zip(tried, self.off_market_many(snaps, params, quotes, smiles),
+                          strict=True):
+            checked[i] = off
+        return self.outcomes([self.decide(snap, previous, first, off) for (snap, previous, first),
+                              off in zip(jobs, checked, strict=True)], quotes, smiles)
 
     def decide(self, snap: SliceSnapshot, previous: SliceFit | None,
                first_try: Fit[Any] | None = None, first_off_market: bool | None = None
                ) -> _Decision:
         """What one slice publishes (fitted, kept or nothing) and its fallback reason
         (``first_off_market``: the ATM check of ``first_try``, when already made)."""
-        if snap.n_quotes < self.config.min_quotes:
+        if len(snap.k) < self.config.min_quotes:  # n_quotes, without a property call
             return self._reduced(snap, previous)
         assert not self.model.is_surface, f"{self.model.name} is not a per-slice model"
         model = self.model
@@ -481,8 +485,9 @@ class PerExpiry(Calibrator):
         prev_params = previous.params if previous is not None else None
         fit, status = self.warm_then_cold(fit_from, prev_params, good_rmse(previous), first_try)
         off = first_off_market if fit is first_try else None
-        if (reason := self.refusal(snap, fit.params, previous, fit.ok, fit.rmse_vol,
-                                   off)) is not None:
+        # a warm fit has passed the RMSE rule against this very limit: only its ATM is left
+        rmse = None if status == "warm" else fit.rmse_vol
+        if (reason := self.refusal(snap, fit.params, previous, fit.ok, rmse, off)) is not None:
             return self.keep(previous, snap, "fallback", reason)
         return _Published(snap, fit.params, fit.rmse_vol, status, fit_status=fit.status), None
 

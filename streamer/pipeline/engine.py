@@ -10,7 +10,6 @@ own compute time with ``perf_counter_ns`` for the metrics; that never feeds resu
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 import time
@@ -28,6 +27,7 @@ from streamer.config import (
     DynamicsConfig,
     publishes_forward,
 )
+from streamer.core.models.fit import Fit
 from streamer.core.models.mixed import MixedSlices
 from streamer.core.models.protocol import (
     BatchSliceModel,
@@ -46,7 +46,7 @@ from streamer.pipeline.dynamics import DynamicsTracker, FittedSmile, instrument_
 from streamer.pipeline.snapshot import (
     SliceSnapshot,
     build_slices,
-    count_rejects,
+    count_chain_rejects,
     years_to_expiry,
 )
 from streamer.types import (
@@ -258,19 +258,23 @@ class Engine:
     def _calibrate_batch(self, name: str, state: _Underlying, calibrator: PerExpiry,
                          model: BatchSliceModel, dirty: list[int], now_ms: int) -> None:
         """One batched fit of every changed expiry, then each slice's acceptance rules."""
-        jobs = [(snap.expiry_ts_ms, snap,
-                 self._previous(state, calibrator, snap.expiry_ts_ms, snap))
-                for snap in self._snapshots(state, dirty, now_ms)]
-        fittable = [(e, s, p) for e, s, p in jobs if s.n_quotes >= self.calibration.min_quotes]
-        fits = dict(zip([e for e, _, _ in fittable], model.calibrate_many(
-            [s.k for _, s, _ in fittable], [s.iv for _, s, _ in fittable],
-            [s.t for _, s, _ in fittable], [s.weights for _, s, _ in fittable],
-            [p.params if p is not None else None for _, _, p in fittable],
-            bid_iv=[s.bid_iv for _, s, _ in fittable], ask_iv=[s.ask_iv for _, s, _ in fittable]),
-            strict=True))
-        outcomes = calibrator.calibrate_many([(s, p, fits.get(e)) for e, s, p in jobs])
-        for (expiry, _, _), outcome in zip(jobs, outcomes, strict=True):
-            self._record(name, state, expiry, outcome)
+        snaps = self._snapshots(state, dirty, now_ms)
+        previous = [self._previous(state, calibrator, s.expiry_ts_ms, s) for s in snaps]
+        least = self.calibration.min_quotes
+        at = [i for i, s in enumerate(snaps) if len(s.k) >= least]  # n_quotes, no property call
+        first: list[Fit[Any] | None] = [None] * len(snaps)
+        if at:
+            fittable = [snaps[i] for i in at]
+            fitted = model.calibrate_many(
+                [s.k for s in fittable], [s.iv for s in fittable], [s.t for s in fittable],
+                [s.weights for s in fittable],
+                [None if (p := previous[i]) is None else p.params for i in at],
+                bid_iv=[s.bid_iv for s in fittable], ask_iv=[s.ask_iv for s in fittable])
+            for i, fit in zip(at, fitted, strict=True):
+                first[i] = fit
+        outcomes = calibrator.calibrate_many(list(zip(snaps, previous, first, strict=True)))
+        for snap, outcome in zip(snaps, outcomes, strict=True):
+            self._record(name, state, snap.expiry_ts_ms, outcome)
 
     def _calibrate_surface(self, name: str, state: _Underlying, model: SurfaceModel,
                            now_ms: int) -> None:
@@ -305,9 +309,7 @@ class Engine:
                              stale_after_ms=self.calibration.stale_after_ms,
                              max_rel_spread=self.calibration.max_rel_spread)
         if built:  # the whole chain's rejects in one count
-            codes = np.concatenate([c for _, c, _ in built])
-            quotes = list(itertools.chain.from_iterable(q for _, _, q in built))
-            for reason, n in count_rejects(codes, quotes, state.last_cut_ns).items():
+            for reason, n in count_chain_rejects(built, state.last_cut_ns).items():
                 self._report.rejects[(self.venue, reason)] += n
         return [snap for snap, _, _ in built if snap is not None]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import Counter
 from collections.abc import Sequence
@@ -242,12 +243,25 @@ def build_slices(books: Sequence[tuple[int, ExpiryColumns]], now_ms: int, *,
 
 def count_rejects(codes: npt.NDArray[np.int8], quotes: list[Quote], since_ns: int) -> Counter[str]:
     """Reject reasons of quotes received after ``since_ns`` (each update counted once)."""
-    if len(codes) != len(quotes):
+    return count_chain_rejects([(None, codes, quotes)], since_ns)
+
+
+def count_chain_rejects(built: Sequence[SliceBuild], since_ns: int) -> Counter[str]:
+    """:func:`count_rejects` of several expiries' builds (:func:`build_slices`), in the
+    chain's order: one pass over all their codes, and only the rejected few quotes looked
+    up (not every expiry's quotes joined into one list each batch)."""
+    if not built:
+        return Counter()
+    codes = built[0][1] if len(built) == 1 else np.concatenate([c for _, c, _ in built])
+    stops = list(itertools.accumulate(len(q) for _, _, q in built))
+    # build_slices' codes are its quotes' by construction: one check of the whole chain
+    if len(codes) != stops[-1]:
         raise ValueError("one reason code per quote")
     counts: Counter[str] = Counter()
     rejected = np.flatnonzero(codes)  # the rejected few, not every quote
     for i, code in zip(rejected.tolist(), codes[rejected].tolist(), strict=True):
-        if quotes[i].received_ts_ns > since_ns:
+        j = bisect.bisect_right(stops, i)  # the expiry of the chain's quote i
+        if built[j][2][i - (stops[j - 1] if j else 0)].received_ts_ns > since_ns:
             counts[_LABELS[code]] += 1
     return counts
 

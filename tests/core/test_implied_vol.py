@@ -228,3 +228,30 @@ def test_price_to_vol_to_price_round_trip(f: float, x: float, t: float, vol: flo
     assert code == IVReason.OK
     again = float(price(f, k, t, iv, is_call))
     assert abs(again - p) <= 1e-12 * (p - intrinsic) + 8 * EPS * max(f, k)
+
+
+def test_flat_invertible_arrays_take_the_unmasked_path_to_the_same_bits() -> None:
+    """A market's quotes (all invertible, flat float64) skip the reason masks; one bad
+    element sends the same quotes the masked way, and the good ones' vols keep every bit."""
+    rng = np.random.default_rng(13)
+    n = 400
+    f = rng.uniform(50.0, 150.0, n)
+    k = f * np.exp(rng.uniform(-0.8, 0.8, n))
+    t = rng.uniform(0.05, 3.0, n)
+    call = rng.random(n) < 0.5
+    p = price(f, k, t, rng.uniform(0.2, 2.0, n), call)
+    fast, reason = implied_vol_with_reason(p, f, k, t, call)
+    assert not reason.any()
+    assert reason.dtype == np.int8
+    assert fast.shape == (n,)
+    for bad in (np.nan, -1.0, 0.0, 1e9):  # non-finite, non-positive, no time value, above max
+        masked, why = implied_vol_with_reason(np.append(p, bad), np.append(f, 100.0),
+                                              np.append(k, 100.0), np.append(t, 1.0),
+                                              np.append(call, True))
+        assert why[-1] != IVReason.OK
+        assert not why[:-1].any()
+        assert np.array_equal(masked[:-1], fast)  # bit for bit, no tolerance
+    # lists go through the broadcast to the same bits
+    listed, _ = implied_vol_with_reason(p.tolist(), f.tolist(), k.tolist(), t.tolist(),
+                                        call.tolist())
+    assert np.array_equal(listed, fast)

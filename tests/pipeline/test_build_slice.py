@@ -3,13 +3,21 @@ each quote it leaves out was left out."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import msgspec
 import numpy as np
 import pytest
 
 from streamer.core.models import svi
 from streamer.core.quotes import QuoteReject
-from streamer.pipeline.snapshot import SliceBuild, build_slice, count_rejects, years_to_expiry
+from streamer.pipeline.snapshot import (
+    SliceBuild,
+    build_slice,
+    count_chain_rejects,
+    count_rejects,
+    years_to_expiry,
+)
 from streamer.types import Quote
 from tests.pipeline.chain import NOW_MS, NOW_NS, SPOT, chain_quotes, expiry_ms, truth
 
@@ -70,3 +78,21 @@ def test_count_rejects_counts_only_the_quotes_received_since_the_last_cut() -> N
     codes = np.zeros(len(quotes), np.int8)
     codes[0] = codes[1] = QuoteReject.CROSSED  # quotes[1] was counted by an earlier cut
     assert count_rejects(codes, quotes, NOW_NS) == {"crossed": 1}
+
+
+def test_a_chains_rejects_are_counted_as_each_expirys_on_its_own() -> None:
+    books = [chain_quotes((days,)) for days in (7, DAYS, 90)]
+    books[1][3] = msgspec.structs.replace(books[1][3], received_ts_ns=NOW_NS + 1)
+    books[2][0] = msgspec.structs.replace(books[2][0], received_ts_ns=NOW_NS + 1)
+    books[2][-1] = msgspec.structs.replace(books[2][-1], received_ts_ns=NOW_NS + 1)
+    codes = [np.zeros(len(q), np.int8) for q in books]
+    codes[1][3] = QuoteReject.CROSSED
+    codes[2][0] = codes[2][-1] = QuoteReject.STALE
+    codes[0][2] = QuoteReject.STALE  # received before the last cut: not counted again
+    built: list[SliceBuild] = [(None, c, q) for c, q in zip(codes, books, strict=True)]
+    expected = sum((count_rejects(c, q, NOW_NS) for c, q in zip(codes, books, strict=True)),
+                   start=Counter[str]())
+    assert count_chain_rejects(built, NOW_NS) == expected == {"crossed": 1, "stale": 2}
+    assert count_chain_rejects([], NOW_NS) == {}
+    with pytest.raises(ValueError, match="one reason code per quote"):
+        count_chain_rejects([(None, codes[0][:-1], books[0])], NOW_NS)
