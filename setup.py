@@ -4,8 +4,9 @@
 then takes its msgspec fast path, the SVI fit its numpy loop, the implied vols their
 numpy inversion, the SVI smile metrics their numpy solver, the SVI fit errors their
 numpy linear algebra, the SVI butterfly margins their numpy grid, the spread statistics
-their numpy rows, the variance index its numpy sums and the JSON surface decoder its
-bytes.replace (the same results, slower).
+their numpy rows, the variance index its numpy sums, the SVI calendar gaps and
+jump-wings their numpy and Python steps, the dynamics' ATM points np.interp and the JSON
+surface decoder its bytes.replace (the same results, slower).
 """
 
 from setuptools import Extension, setup
@@ -36,4 +37,6 @@ setup(ext_modules=[
             _CORE),
     _native("streamer.pipeline._spread_stats", "streamer/pipeline/_spread_stats.c", _CORE),
     _native("streamer.core._variance_index", "streamer/core/_variance_index.c", _CORE),
+    _native("streamer.core._svi_slices", "streamer/core/_svi_slices.c", _CORE),
+    _native("streamer.core._atm_tenors", "streamer/core/_atm_tenors.c", _CORE),
 ])

@@ -23,7 +23,9 @@ an exponential decay and the memory is five numbers.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import math
+from collections.abc import Callable
+from typing import Literal, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -65,11 +67,35 @@ class FixedStrikeSums(NamedTuple):
     def plus(self, x: npt.ArrayLike, y: npt.ArrayLike, variance: npt.ArrayLike
              ) -> FixedStrikeSums:
         """These sums with observations ``(x, y)`` of the given variances added."""
+        terms = ObservationTerms.of(x, y, variance)
+        return self.combined(terms.sums(np.ones(terms.w.size, bool)))
+
+    def combined(self, more: FixedStrikeSums) -> FixedStrikeSums:
+        """These sums and ``more`` (undecayed) together."""
+        return FixedStrikeSums(self.sxx + more.sxx, self.sxy + more.sxy, self.syy + more.syy,
+                               self.n + more.n, self.taken + more.taken)
+
+
+class ObservationTerms(NamedTuple):
+    """Each observation's weight and products, once for the sums of several pools."""
+
+    w: FloatArray  # 1 / variance
+    xx: FloatArray
+    xy: FloatArray
+    yy: FloatArray
+
+    @classmethod
+    def of(cls, x: npt.ArrayLike, y: npt.ArrayLike, variance: npt.ArrayLike
+           ) -> ObservationTerms:
         xa, ya = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-        w = 1.0 / np.asarray(variance, np.float64).ravel()
-        return FixedStrikeSums(self.sxx + float(w @ (xa * xa)), self.sxy + float(w @ (xa * ya)),
-                               self.syy + float(w @ (ya * ya)), self.n + xa.size,
-                               self.taken + xa.size)
+        return cls(1.0 / np.asarray(variance, np.float64).ravel(), xa * xa, xa * ya, ya * ya)
+
+    def sums(self, pool: npt.NDArray[np.bool_]) -> FixedStrikeSums:
+        """The sums of the observations in ``pool`` alone (a mask)."""
+        w = self.w[pool]
+        n = w.size
+        return FixedStrikeSums(float(w @ self.xx[pool]), float(w @ self.xy[pool]),
+                               float(w @ self.yy[pool]), n, n)
 
 
 class FixedStrikeFit(NamedTuple):
@@ -94,7 +120,7 @@ def fixed_strike_fit(sums: FixedStrikeSums, *, z: float = Z_95) -> FixedStrikeFi
         return FixedStrikeFit(np.nan, np.nan, np.nan, np.nan, n)
     b = sums.sxy / sums.sxx
     rss = max(sums.syy - b * sums.sxy, 0.0)
-    stderr = float(np.sqrt(rss / (sums.n - 1.0) / sums.sxx))
+    stderr = math.sqrt(rss / (sums.n - 1.0) / sums.sxx)  # >= 0: rss clipped, n >= 3, sxx > 0
     half = _t_quantile(z, max(n - 1, 1)) * stderr
     r2 = 1.0 - rss / sums.syy if sums.syy > 0 else np.nan
     ssr = 1.0 + b
@@ -108,7 +134,7 @@ def classify_regime(ssr: float, low: float, high: float, n: int, *, min_obs: int
     ``unknown`` with fewer than ``min_obs`` observations, an interval wider than
     ``2 * max_halfwidth``, or an SSR more than 0.5 from every regime's value.
     """
-    if n < min_obs or not (np.isfinite(ssr) and np.isfinite(low) and np.isfinite(high)):
+    if n < min_obs or not (math.isfinite(ssr) and math.isfinite(low) and math.isfinite(high)):
         return "unknown"
     if (high - low) / 2.0 > max_halfwidth:
         return "unknown"
@@ -167,6 +193,33 @@ def atm_at_tenors(t: npt.ArrayLike, atm_vol: npt.ArrayLike, atm_skew: npt.ArrayL
     slope: FloatArray = dw / (2.0 * sigma * target)
     log_f: FloatArray = np.where(inside, np.interp(target, tt, np.log(fwd)), np.nan)
     return sigma, slope, log_f
+
+
+def _kernel() -> Callable[..., bool] | None:
+    try:
+        from streamer.core import _atm_tenors  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return cast(Callable[..., bool], _atm_tenors.atm_points)
+
+
+#: The C kernel of :func:`atm_vol_skew_at_tenors` where it was built (None: numpy's).
+_NATIVE = _kernel()
+
+
+def atm_vol_skew_at_tenors(t: npt.ArrayLike, atm_vol: npt.ArrayLike, atm_skew: npt.ArrayLike,
+                           forward: npt.ArrayLike, tenors: npt.ArrayLike
+                           ) -> tuple[list[float], list[float]]:
+    """:func:`atm_at_tenors`' vol and skew (the same bits), as floats: the C kernel
+    (``_atm_tenors.c``) where it was built and no two usable expiries share a time."""
+    if _NATIVE is not None:
+        cols = [np.ascontiguousarray(x, np.float64).ravel()
+                for x in (t, atm_vol, atm_skew, forward, tenors)]
+        vol, skew = np.empty(cols[4].size), np.empty(cols[4].size)
+        if _NATIVE(*cols, vol, skew):
+            return vol.tolist(), skew.tolist()
+    vol, skew, _ = atm_at_tenors(t, atm_vol, atm_skew, forward, tenors)
+    return vol.tolist(), skew.tolist()
 
 
 def atm_at_tenor(t: npt.ArrayLike, atm_vol: npt.ArrayLike, atm_skew: npt.ArrayLike,

@@ -18,12 +18,13 @@ as chords over the outer tenth of the quoted range, ``v_tilde`` as the minimum o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.core.params import NamedFloats
+from streamer.core.svi_slices import native_jump_wings
 
 FloatArray = npt.NDArray[np.float64]
 VarianceOfK = Callable[[FloatArray], FloatArray]
@@ -42,17 +43,39 @@ class JumpWings(NamedFloats, frozen=True, kw_only=True):
     v_tilde: float
 
 
+_FIELDS = JumpWings.__struct_fields__
+
 
 def from_raw_svi(a: float, b: float, rho: float, m: float, sigma: float, t: float) -> JumpWings:
     """Jump-wings of a raw SVI slice, exactly (Gatheral 2004)."""
-    # Python floats past the one libm hypot: numpy scalar arithmetic gives the same
-    # IEEE results at ten times the cost, once per slice per batch
-    root = float(np.hypot(m, sigma))
+    return JumpWings(**dict(zip(_FIELDS, _raw_svi(a, b, rho, m, sigma,
+                                                  float(np.hypot(m, sigma)), t), strict=True)))
+
+
+def from_raw_svi_rows(stacked: FloatArray, t: Sequence[float]) -> list[dict[str, float]]:
+    """``from_raw_svi(...).as_dict()`` of every raw SVI slice of ``stacked``
+    (``svi.stack``: rows ``a, b, rho, m, sigma``) at its ``t``: the C kernel where built
+    (:mod:`streamer.core.svi_slices`), else one hypot for all and Python floats."""
+    native = native_jump_wings(stacked, t)
+    if native is not None:
+        return [dict(zip(_FIELDS, row, strict=True)) for row in native]
+    params = stacked.reshape(len(t), 5)
+    roots = np.hypot(params[:, 3], params[:, 4]).tolist()
+    return [dict(zip(_FIELDS, _raw_svi(a, b, rho, m, sigma, root, t_i), strict=True))
+            for (a, b, rho, m, sigma), root, t_i in zip(params.tolist(), roots, t, strict=True)]
+
+
+def _raw_svi(a: float, b: float, rho: float, m: float, sigma: float, root: float, t: float
+             ) -> tuple[float, float, float, float, float]:
+    """``v, psi, p, c, v_tilde`` of raw SVI, ``root`` the libm ``hypot(m, sigma)``.
+
+    Python floats past the one libm hypot: numpy scalar arithmetic gives the same IEEE
+    results at ten times the cost, once per slice per batch."""
     w = a + b * (-rho * m + root)
     sqrt_w = math.sqrt(w) if w > 0 else math.nan
-    return JumpWings(v=_ratio(w, t), psi=_ratio(0.5 * b * (rho - _ratio(m, root)), sqrt_w),
-                     p=_ratio(b * (1.0 - rho), sqrt_w), c=_ratio(b * (1.0 + rho), sqrt_w),
-                     v_tilde=_ratio(a + b * sigma * _sqrt(1.0 - rho * rho), t))
+    return (_ratio(w, t), _ratio(0.5 * b * (rho - _ratio(m, root)), sqrt_w),
+            _ratio(b * (1.0 - rho), sqrt_w), _ratio(b * (1.0 + rho), sqrt_w),
+            _ratio(a + b * sigma * _sqrt(1.0 - rho * rho), t))
 
 
 def _ratio(x: float, y: float) -> float:

@@ -135,7 +135,9 @@ def tenor_views(tenor_days: Sequence[float], t: Sequence[float], t_calendar: Seq
     """The views at ``tenor_days``: ``t`` on the interpolation clock, ``t_calendar`` in
     years, one per tenor; their smile metrics in one pass (:func:`smile_metrics_rows`).
     ``rows`` evaluates several slices at once (default: each of ``slices`` in turn); raw
-    SVI ``rows`` take the metrics' C kernel (:mod:`streamer.core.smile_rows`).
+    SVI ``rows`` take the metrics' C kernel (:mod:`streamer.core.smile_rows`). With
+    ``rows``, only ``slices[-1]`` is called (``w(0)`` past the last expiry): ``slices``
+    may then hold the last slice alone.
 
     Vols are read as ``sqrt(w / t_calendar)``: the clock moves variance between days,
     the quoting convention of a vol stays calendar ACT/365.
@@ -161,14 +163,13 @@ def tenor_view(tenor_days: float, t: float, t_calendar: float, ts: Sequence[floa
 def _view(tenor_days: float, t: float, m: SmileMetrics, ts: Sequence[float],
           forward: float) -> TenorView:
     # The delta vols first, and RR/BF from them, so that rr == vol(25C) - vol(25P) exactly.
-    vols = {"ATM": m.atm_vol}
-    for d, rr, bf in ((25, m.rr25, m.bf25), (10, m.rr10, m.bf10)):
-        vols[f"{d}C"] = m.atm_vol + bf + 0.5 * rr
-        vols[f"{d}P"] = m.atm_vol + bf - 0.5 * rr
+    atm = m.atm_vol
+    c25, p25 = atm + m.bf25 + 0.5 * m.rr25, atm + m.bf25 - 0.5 * m.rr25
+    c10, p10 = atm + m.bf10 + 0.5 * m.rr10, atm + m.bf10 - 0.5 * m.rr10
     inside = len(ts) > 0 and ts[0] <= t <= ts[-1]
     return TenorView(
-        tenor_days=tenor_days, t=t, forward=forward, atm_vol=m.atm_vol,
-        atm_skew=m.atm_skew, rr25=vols["25C"] - vols["25P"],
-        bf25=0.5 * (vols["25C"] + vols["25P"]) - m.atm_vol, rr10=vols["10C"] - vols["10P"],
-        bf10=0.5 * (vols["10C"] + vols["10P"]) - m.atm_vol,
-        delta_vols={key: vols[key] for key in DELTA_KEYS}, extrapolated=not inside)
+        tenor_days=tenor_days, t=t, forward=forward, atm_vol=atm, atm_skew=m.atm_skew,
+        rr25=c25 - p25, bf25=0.5 * (c25 + p25) - atm, rr10=c10 - p10,
+        bf10=0.5 * (c10 + p10) - atm,
+        delta_vols=dict(zip(DELTA_KEYS, (p10, p25, atm, c25, c10), strict=True)),
+        extrapolated=not inside)

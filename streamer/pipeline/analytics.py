@@ -16,10 +16,11 @@ import numpy.typing as npt
 
 from streamer.config import AnalyticsConfig
 from streamer.core.fit_errors import errors_at_quotes, standard_errors, svi_errors_rows
-from streamer.core.jump_wings import from_raw_svi, from_smile
+from streamer.core.jump_wings import from_raw_svi, from_raw_svi_rows, from_smile
 from streamer.core.lazy_scipy import cubic_spline
 from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
-from streamer.core.models.svi import SVIModel, SVIParams, stack
+from streamer.core.models.svi import SVIModel, SVIParams, SVIVarianceRows, stack
+from streamer.core.smile_rows import VarianceRows
 from streamer.core.tenors import TenorView, tenor_views
 from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
 from streamer.core.variance_index import (
@@ -75,6 +76,7 @@ class SurfaceAnalytics:
     def __init__(self, config: AnalyticsConfig | None = None) -> None:
         self.config = config or AnalyticsConfig()
         self.clock = _clock(self.config)
+        self._calendar = self.clock.is_calendar
 
     def jump_wings(self, model: SliceEvaluator, s: FittedSlice) -> dict[str, float]:
         """Exact for SVI; read off the smile over its quoted range otherwise."""
@@ -83,19 +85,37 @@ class SurfaceAnalytics:
             return from_raw_svi(p.a, p.b, p.rho, p.m, p.sigma, s.t).as_dict()
         return from_smile(self._w_of_k(model, s), s.t, *s.k_range).as_dict()
 
-    def tenors(self, model: SliceEvaluator, slices: Sequence[FittedSlice], now_ms: int
-               ) -> list[TenorView]:
-        """One view per configured tenor (none without slices)."""
+    def jump_wings_many(self, model: SliceEvaluator, slices: Sequence[FittedSlice],
+                        rows: VarianceRows | None = None) -> list[dict[str, float]]:
+        """:meth:`jump_wings` of each slice: raw SVI slices all at once, from ``rows``'
+        stacked parameters where given (``model.variance_rows`` of the slices)."""
+        if slices and all(isinstance(s.params, SVIParams) for s in slices):
+            stacked = (rows.stacked if isinstance(rows, SVIVarianceRows)
+                       else stack([cast(SVIParams, s.params) for s in slices]))
+            return from_raw_svi_rows(stacked, [s.t for s in slices])
+        return [self.jump_wings(model, s) for s in slices]
+
+    def tenors(self, model: SliceEvaluator, slices: Sequence[FittedSlice], now_ms: int,
+               rows: VarianceRows | None = None) -> list[TenorView]:
+        """One view per configured tenor (none without slices); ``rows``: the model's
+        ``variance_rows`` of the slices, where the engine already has them."""
         if not slices:
             return []
-        ts = [self.clock.years(now_ms, s.expiry_ts_ms) for s in slices]
-        ws = [self._w_of_k(model, s) for s in slices]
-        forwards = [s.forward for s in slices]
         days = list(self.config.tenor_days)
-        t = [self.clock.years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
-        rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
+        if self._calendar:  # clock.years without its per-call check of the weights
+            ts = [(s.expiry_ts_ms - now_ms) / YEAR_MS for s in slices]
+            t = [int(d * DAY_MS) / YEAR_MS for d in days]
+        else:
+            ts = [self.clock.years(now_ms, s.expiry_ts_ms) for s in slices]
+            t = [self.clock.years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
+        forwards = [s.forward for s in slices]
+        if rows is None and model.batched:
+            rows = cast(BatchSliceModel, model).variance_rows([s.params for s in slices])
+        # with rows, only the last slice's w(0) is read on its own (past the last expiry)
+        ws = ([self._w_of_k(model, s) for s in slices] if rows is None
+              else [self._w_of_k(model, slices[-1])])
         return tenor_views(days, t, [d * DAY_MS / YEAR_MS for d in days], ts, forwards, ws,
-                           None if rows is None else rows([s.params for s in slices]))
+                           rows)
 
     def variance_index(self, model: SliceEvaluator, books: Sequence[tuple[int, list[Quote]]],
                        fitted: dict[int, FittedSlice], now_ms: int,

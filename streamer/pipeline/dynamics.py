@@ -19,6 +19,7 @@ expiries (``core.dynamics.atm_at_tenors``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
@@ -30,11 +31,14 @@ from streamer.config import DynamicsConfig
 from streamer.core.dynamics import (
     FixedStrikeFit,
     FixedStrikeSums,
-    atm_at_tenors,
+    ObservationTerms,
+    atm_vol_skew_at_tenors,
     classify_regime,
     fixed_strike_fit,
 )
 from streamer.core.implied_vol import implied_vol
+from streamer.core.models.svi import SVIModel, stack
+from streamer.core.svi_slices import native_slopes
 from streamer.pipeline.snapshot import YEAR_MS, quote_columns, quote_flags
 from streamer.types import (
     Dynamics,
@@ -119,16 +123,19 @@ def instrument_marks(quotes: Sequence[Quote], smiles: Sequence[FittedSmile], mod
 def _slopes(row: npt.NDArray[np.intp], k: FloatArray, smiles: list[FittedSmile],
             model: Any) -> FloatArray:
     """``d sigma / d k`` of each quote's fitted smile (``smiles[row]``) at its ``k``: one
-    stacked evaluation of every smile where the model has one (SVI), else one call per
-    smile with quotes."""
+    stacked evaluation of each end's own smile where the model has one (SVI: one row per
+    end, a single column), else one call per smile with quotes."""
+    if isinstance(model, SVIModel):  # raw SVI: the C kernel where it was built
+        native = native_slopes(stack([s.params for s in smiles]), [s.t for s in smiles], row,
+                               k, SLOPE_STEP)
+        if native is not None:
+            return native
     ends = np.concatenate([k + SLOPE_STEP, k - SLOPE_STEP])
     rows = np.concatenate([row, row])  # the smile of each end
     stacked = model.vol_rows if getattr(model, "batched", False) else None
     if stacked is not None:
-        at = np.arange(ends.size)
-        grid = np.zeros((len(smiles), ends.size))  # each row: its quotes' ends, 0 elsewhere
-        grid[rows, at] = ends
-        vols = stacked([s.params for s in smiles], [s.t for s in smiles])(grid)[rows, at]
+        of = [smiles[i] for i in rows.tolist()]
+        vols = stacked([s.params for s in of], [s.t for s in of])(ends[:, None])[:, 0]
     else:
         vols = np.empty(ends.size)
         for i in np.unique(row).tolist():
@@ -211,21 +218,31 @@ class _Key:
     def add(self, tenors: list[float], obs: _Observations, now_ms: int, cfg: DynamicsConfig
             ) -> list[bool]:
         """Decay each tenor's sums to ``now_ms`` and add its pool's observations; per
-        tenor, True when any was added. The pools of every tenor in one comparison."""
-        days = np.array(tenors)
-        pools = ((obs.t_days >= (days / cfg.pool_ratio)[:, None])
-                 & (obs.t_days <= (days * cfg.pool_ratio)[:, None]))
-        added = (pools.sum(axis=1) > 0).tolist()
-        for tenor, pool, any_added in zip(tenors, pools, added, strict=True):
+        tenor, True when any was added. The pools of every tenor in one comparison, the
+        weighted products of every observation once (tenors with the same pool share its
+        sums)."""
+        added = [False] * len(tenors)
+        increments: dict[bytes, FixedStrikeSums] = {}
+        if obs.x.size:
+            days = np.array(tenors)
+            pools = ((obs.t_days >= (days / cfg.pool_ratio)[:, None])
+                     & (obs.t_days <= (days * cfg.pool_ratio)[:, None]))
+            added = cast(list[bool], pools.any(axis=1).tolist())
+            terms = ObservationTerms.of(obs.x, obs.y, obs.variance)
+        for i, tenor in enumerate(tenors):
             sums = self.sums.get(tenor, FixedStrikeSums())
             since = self.updated_ts_ms.get(tenor, now_ms)
             if now_ms > since:
                 sums = sums.decayed(0.5 ** ((now_ms - since) / (cfg.half_life_s * 1000.0)))
-            if any_added:
-                sums = sums.plus(obs.x[pool], obs.y[pool], obs.variance[pool])
+            if added[i]:
+                pool = pools[i]
+                got = increments.get(shared := pool.tobytes())
+                if got is None:
+                    got = increments[shared] = terms.sums(pool)
+                sums = sums.combined(got)
             self.sums[tenor] = sums
             self.updated_ts_ms[tenor] = max(now_ms, since)
-        return cast(list[bool], added)
+        return added
 
 
 class DynamicsTracker:
@@ -284,19 +301,18 @@ class DynamicsTracker:
         cfg = self.config
         key = self._keys.setdefault(surface.key, _Key())
         obs = key.observe(marks, cfg)
-        rows = [(s.t, s.atm_vol, s.atm_skew, s.forward) for s in surface.slices
-                if s.status in cfg.statuses]
-        table = np.array(rows, np.float64).reshape(-1, 4)
+        used = [s for s in surface.slices if s.status in cfg.statuses]
         tenors = self.tenors
-        vols, skews, _ = atm_at_tenors(table[:, 0], table[:, 1], table[:, 2], table[:, 3],
-                                       np.array(tenors) / DAYS_PER_YEAR)
+        vols, skews = atm_vol_skew_at_tenors(
+            [s.t for s in used], [s.atm_vol for s in used], [s.atm_skew for s in used],
+            [s.forward for s in used], [d / DAYS_PER_YEAR for d in tenors])
         out: dict[float, Dynamics] = {}
         added = key.add(tenors, obs, surface.exchange_ts_ms, cfg)
         for days, vol, skew, fresh in zip(tenors, vols, skews, added, strict=True):
             if fresh or days not in key.fits:
                 key.fits[days] = fixed_strike_fit(key.sums[days])
-            if np.isfinite(vol):
-                out[days] = self._dynamics(key.fits[days], days, float(vol), float(skew))
+            if math.isfinite(vol):
+                out[days] = self._dynamics(key.fits[days], days, vol, skew)
         main = out.get(cfg.tenor_days)
         if main is None:
             return None

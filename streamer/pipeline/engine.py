@@ -36,7 +36,10 @@ from streamer.core.models.protocol import (
     SurfaceModel,
 )
 from streamer.core.models.registry import model_for
+from streamer.core.models.svi import SVIVarianceRows
 from streamer.core.rows import linspace_rows
+from streamer.core.smile_rows import VarianceRows
+from streamer.core.svi_slices import native_calendar_gaps
 from streamer.pipeline.analytics import FittedSlice, SurfaceAnalytics
 from streamer.pipeline.batcher import Batcher, earliest_due_ns
 from streamer.pipeline.calibrator import PerExpiry, SliceFit, SliceOutcome, WholeSurface
@@ -360,78 +363,97 @@ class Engine:
                  now_ms: int) -> SurfaceUpdate:
         fits = [state.fits[e] for e in sorted(state.fits)]
         ts = [years_to_expiry(f.expiry_ts_ms, now_ms) for f in fits]
-        cal_margins = _calendar_margins(model, fits, ts)
+        # the batched smiles stacked once, for the calendar check, jump-wings and tenors
+        rows = (cast(BatchSliceModel, model).variance_rows([f.params for f in fits])
+                if model.batched else None)
+        cal_margins = _calendar_margins(model, fits, ts, rows)
         fitted = [FittedSlice(f.expiry_ts_ms, t, f.forward, f.params, f.k_range)
                   for f, t in zip(fits, ts, strict=True)]
+        jws = self._analytics.jump_wings_many(model, fitted, rows)
+        mixed = model if isinstance(model, MixedSlices) else None
+        nan = float("nan")
         slices = []
-        for f, t, cal_margin, fs in zip(fits, ts, cal_margins, fitted, strict=True):
+        for f, t, cal_margin, jw in zip(fits, ts, cal_margins, jws, strict=True):
             ok = not cal_margin < -CALENDAR_TOL  # NaN (first expiry): nothing to compare
             if not ok:
                 self._report.arbitrage[(name, "calendar")] += 1
+            m, spread, quoted = f.metrics, f.spread, f.n_quotes > 0
             slices.append(SliceUpdate(
                 expiry=expiry_iso(f.expiry_ts_ms), expiry_ts_ms=f.expiry_ts_ms, t=t,
-                forward=f.forward, params=model.to_dict(f.params), atm_vol=f.metrics.atm_vol,
-                atm_skew=f.metrics.atm_skew, rr25=f.metrics.rr25, bf25=f.metrics.bf25,
+                forward=f.forward, params=model.to_dict(f.params), atm_vol=m.atm_vol,
+                atm_skew=m.atm_skew, rr25=m.rr25, bf25=m.bf25,
                 rmse_vol=f.rmse_vol, n_quotes=f.n_quotes, status=f.status,
                 fit_status=f.fit_status, butterfly_free=f.butterfly_free, calendar_free=ok,
                 butterfly_margin=f.butterfly_margin, calendar_margin=cal_margin,
-                atm_curvature=f.metrics.atm_curvature, rr10=f.metrics.rr10,
-                bf10=f.metrics.bf10, half_spread_vol=f.spread.half_spread_vol,
-                rmse_half_spreads=f.spread.rmse_half_spreads,
-                within_spread_fraction=f.spread.within_spread_fraction,
-                jw=self._analytics.jump_wings(model, fs), atm_vol_se=f.atm_vol_se,
-                params_se=f.params_se, k_min=f.k_range[0] if f.n_quotes else float("nan"),
-                k_max=f.k_range[1] if f.n_quotes else float("nan"),
-                model=model.slice_model(f.params) if isinstance(model, MixedSlices) else "",
+                atm_curvature=m.atm_curvature, rr10=m.rr10, bf10=m.bf10,
+                half_spread_vol=spread.half_spread_vol,
+                rmse_half_spreads=spread.rmse_half_spreads,
+                within_spread_fraction=spread.within_spread_fraction,
+                jw=jw, atm_vol_se=f.atm_vol_se, params_se=f.params_se,
+                k_min=f.k_range[0] if quoted else nan, k_max=f.k_range[1] if quoted else nan,
+                model="" if mixed is None else mixed.slice_model(f.params),
                 fallback_reason=f.fallback_reason))
-        rmses = [s.rmse_vol for s in slices if math.isfinite(s.rmse_vol)]
+        rmses = [f.rmse_vol for f in fits if math.isfinite(f.rmse_vol)]
         if rmses:  # statistics: np.median's 20 us a call, for a handful of floats
             self._report.rmse[name] = (max(rmses), statistics.median(rmses))
         state.seq += 1
         surface_params = ({} if state.surface_params is None
                           else cast(MixedSlices, model).surface_dict(state.surface_params))
+        statuses = self._dynamics.config.statuses
+        smiles = [FittedSmile(f.expiry_ts_ms, t, f.forward, f.metrics.atm_vol, f.params)
+                  for f, t in zip(fits, ts, strict=True) if f.status in statuses]
         update = SurfaceUpdate(
             venue=self.venue, underlying=name, model=model.name,  # type: ignore[arg-type]
             seq=state.seq, exchange_ts_ms=now_ms, received_ts_ns=state.book.newest_received_ts_ns,
             published_ts_ns=0, spot=state.book.index_price, params=surface_params, slices=slices,
-            tenors=self._analytics.tenors(model, fitted, now_ms),
+            tenors=self._analytics.tenors(model, fitted, now_ms, rows),
             variance_index=self._analytics.variance_index(
                 model, [(e, state.book.quotes(e)) for e in state.book.expiries()],
                 {s.expiry_ts_ms: s for s in fitted}, now_ms, state.vol_index))
         self._last_surface[name] = update
-        marks = instrument_marks(
-            state.book.take_new(),
-            [FittedSmile(f.expiry_ts_ms, t, f.forward, f.metrics.atm_vol, f.params)
-             for f, t in zip(fits, ts, strict=True) if f.status in self._dynamics.config.statuses],
-            model, self._dynamics.config.moneyness_sd)
+        marks = instrument_marks(state.book.take_new(), smiles, model,
+                                 self._dynamics.config.moneyness_sd)
         return msgspec.structs.replace(update, dynamics=self._dynamics.update(update, marks))
 
 
-def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[float]
-                      ) -> list[float]:
+def _calendar_margins(model: SliceEvaluator, fits: list[SliceFit], ts: list[float],
+                      rows: VarianceRows | None = None) -> list[float]:
     """Per expiry: min of ``w_i(k) - w_{i-1}(k)``; NaN for the first.
 
     Taken where both expiries are quoted (the overlap of their fitted k ranges):
     outside it the smiles are extrapolations and the check would measure the model's
-    wings rather than the market.
+    wings rather than the market. ``rows``: the model's ``variance_rows`` of ``fits``
+    where it has them (the pairs then in one stacked evaluation).
     """
-    result = [float("nan")] * len(fits)
-    if len(fits) < 2:
+    n = len(fits)
+    result = [float("nan")] * n
+    if n < 2:
         return result
-    ranges = np.array([f.k_range for f in fits])
-    lo = np.maximum(ranges[1:, 0], ranges[:-1, 0])
-    hi = np.minimum(ranges[1:, 1], ranges[:-1, 1])
-    apart = ~(hi > lo)
-    lo[apart], hi[apart] = CALENDAR_FALLBACK_RANGE
-    k = linspace_rows(lo, hi, CALENDAR_POINTS)
-    rows = cast(BatchSliceModel, model).variance_rows if model.batched else None
-    if rows is not None:  # every pair in one stacked evaluation (SVI)
-        w_of = rows([f.params for f in fits])
-        later = np.arange(1, len(fits))
-        gaps = w_of(later, k) - w_of(later - 1, k)
+    lo, hi = zip(*(_overlap(before.k_range, after.k_range)
+                   for before, after in itertools.pairwise(fits)), strict=True)
+    if isinstance(rows, SVIVarianceRows):  # raw SVI: the C kernel where it was built
+        native = native_calendar_gaps(rows.stacked, lo, hi, CALENDAR_POINTS)
+        if native is not None:
+            result[1:] = native
+            return result
+    k = linspace_rows(np.array(lo), np.array(hi), CALENDAR_POINTS)
+    if rows is not None:  # every pair, both sides, in one stacked evaluation (SVI)
+        later = np.arange(1, n)
+        w = rows(np.concatenate((later, later - 1)), np.concatenate((k, k)))
+        gaps = w[:n - 1] - w[n - 1:]
     else:
         gaps = np.array([model.total_variance(k[i - 1], ts[i], fits[i].params)
                          - model.total_variance(k[i - 1], ts[i - 1], fits[i - 1].params)
-                         for i in range(1, len(fits))])
+                         for i in range(1, n)])
     result[1:] = gaps.min(axis=1).tolist()
     return result
+
+
+def _overlap(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    """The k range two expiries share, or the fallback where they share none (or one
+    end is NaN): ``np.maximum`` / ``np.minimum`` in Python floats, for a handful of pairs."""
+    (lo0, hi0), (lo1, hi1) = before, after
+    if lo0 != lo0 or hi0 != hi0 or lo1 != lo1 or hi1 != hi1:
+        return CALENDAR_FALLBACK_RANGE
+    lo, hi = (lo1 if lo1 >= lo0 else lo0), (hi1 if hi1 <= hi0 else hi0)
+    return (lo, hi) if hi > lo else CALENDAR_FALLBACK_RANGE

@@ -107,3 +107,17 @@ def test_the_plan_reads_each_case_of_the_rule() -> None:
     w_last = float(svi.total_variance(np.zeros(1), P2)[0])
     assert plan.extra[:5].tolist() == [0.0, 0.0, 0.0, 0.0, (90 * d - TS[1]) * w_last / TS[1]]
     assert np.isnan(plan.extra[5])
+
+
+def test_stacked_rows_need_the_last_slice_alone() -> None:
+    """With ``rows``, only the last slice is called (past the last expiry): the views
+    are the same, bit for bit, given it alone."""
+    from streamer.core.models.svi import SVIModel
+    from streamer.core.tenors import tenor_views
+
+    days = [3.0, 10.0, 25.0, 40.0, 90.0]
+    t = [d / 365 for d in days]
+    stacked = SVIModel().variance_rows([P1, P2])
+    every = tenor_views(days, t, t, TS, [100.0, 104.0], SLICES, stacked)
+    last = tenor_views(days, t, t, TS, [100.0, 104.0], SLICES[-1:], stacked)
+    assert every == last

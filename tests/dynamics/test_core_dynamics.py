@@ -207,3 +207,50 @@ def test_fixed_strike_beta_gives_the_same_delta_as_the_ssr_at_the_money() -> Non
     vega = float(black76.vega(F0, F0, T, vol))
     assert float(via_ssr) == pytest.approx(
         float(black76.delta(F0, F0, T, vol, True)) + vega * 0.7 * -0.35 / F0, rel=1e-12)
+
+
+def test_sums_of_pools_are_the_sums_of_their_observations() -> None:
+    """ObservationTerms' pool sums, combined, give ``plus`` of the pool's observations
+    bit for bit: the products once per batch, the same dots per pool."""
+    from streamer.core.dynamics import ObservationTerms
+
+    rng = np.random.default_rng(7)
+    x, y, var = rng.normal(size=40), rng.normal(size=40), rng.uniform(0.1, 2.0, 40)
+    pool = rng.random(40) < 0.5
+    start = FixedStrikeSums(1.0, 0.5, 2.0, 3.5, 4)
+    got = start.combined(ObservationTerms.of(x, y, var).sums(pool))
+    w = 1.0 / var[pool]
+    xa, ya = x[pool], y[pool]
+    want = FixedStrikeSums(1.0 + float(w @ (xa * xa)), 0.5 + float(w @ (xa * ya)),
+                           2.0 + float(w @ (ya * ya)), 3.5 + xa.size, 4 + xa.size)
+    assert got == want == start.plus(xa, ya, var[pool])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_atm_vol_skew_kernel_equals_atm_at_tenors(seed: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C kernel (and the fallback, forced) give atm_at_tenors' vol and skew bit for
+    bit: unsorted and unusable rows, tenors before, on, between and after the expiries,
+    a tie (numpy's own search then), one usable expiry, none."""
+    from streamer.core import dynamics
+    from streamer.core.dynamics import atm_vol_skew_at_tenors
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12))
+    t = rng.uniform(0.001, 2.0, n)
+    vol, skew, fwd = rng.uniform(0.1, 1.5, n), rng.normal(0, 0.5, n), rng.uniform(50, 150, n)
+    if seed == 1:
+        vol[0], fwd[-1], t[n // 2] = np.nan, -1.0, np.inf
+    if seed == 2 and n > 1:
+        t[1] = t[0]  # a tie
+    if seed == 3:
+        vol[:] = np.nan  # nothing usable
+    tenors = np.concatenate([[t.min(), t.max(), 0.0, -1.0, np.nan, 5.0],
+                             rng.uniform(0.0, 2.5, 10), t[:3]])
+    want_vol, want_skew, _ = atm_at_tenors(t, vol, skew, fwd, tenors)
+    for native in (True, False):
+        if not native:
+            monkeypatch.setattr(dynamics, "_NATIVE", None)
+        got_vol, got_skew = atm_vol_skew_at_tenors(t, vol, skew, fwd, tenors)
+        np.testing.assert_array_equal(got_vol, want_vol)
+        np.testing.assert_array_equal(got_skew, want_skew)
