@@ -10,6 +10,7 @@ own compute time with ``perf_counter_ns`` for the metrics; that never feeds resu
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
