@@ -26,24 +26,6 @@ from streamer.tickfile import read_tickfile
 HOURLY = Path(__file__).parent.parent / "data" / "real" / "deribit_btc_hourly_2026-01-23.ndjson.gz"
 
 
-@pytest.fixture
-def kernels() -> svi_lm.Kernels:
-    native = svi_lm.native()
-    if native is None:
-        pytest.skip("SVI kernels not built (no C compiler at install)")
-    return native
-
-
-@pytest.fixture
-def numpy_path(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Call ``numpy_path(fn)`` to run ``fn`` with the kernels switched off."""
-    def run(fn: Any) -> Any:
-        with monkeypatch.context() as m:
-            m.setattr(svi, "_NATIVE", None)
-            return fn()
-    return run
-
-
 def _banded_chain(seed: int) -> tuple[list[Any], ...]:
     rng = np.random.default_rng(seed)
     ks, ivs, ts, bids, asks = [], [], [], [], []

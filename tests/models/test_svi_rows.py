@@ -21,24 +21,6 @@ NAN = float("nan")
 Chain = tuple[list[Any], list[Any], list[Any], list[Any], list[Any], list[Any]]
 
 
-@pytest.fixture
-def kernels() -> svi_lm.Kernels:
-    native = svi_lm.native()
-    if native is None:
-        pytest.skip("SVI kernels not built (no C compiler at install)")
-    return native
-
-
-@pytest.fixture
-def numpy_path(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Call ``numpy_path(fn)`` to run ``fn`` with the kernels switched off."""
-    def run(fn: Any) -> Any:
-        with monkeypatch.context() as m:
-            m.setattr(svi, "_NATIVE", None)
-            return fn()
-    return run
-
-
 def _slice(rng: np.random.Generator, n: int, t: float) -> tuple[Any, ...]:
     k = np.sort(rng.uniform(-0.6, 0.5, n))
     p = svi.SVIParams(a=0.04 * t, b=0.1 * np.sqrt(t), rho=-0.3, m=0.02, sigma=0.1)
