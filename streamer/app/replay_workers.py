@@ -3,16 +3,19 @@
 An underlying's surfaces depend only on its own quotes and on its own batch clock (one
 ``Batcher`` per underlying, cut on the file's clock by ``FileClock``), so the underlyings
 of a file can be calibrated apart and their surfaces merged back into the order one
-process publishes them: by the file time that cut them, the final flush after the cuts
-of its instant, then by underlying (``Engine.on_timer``'s order). That changes no byte.
+process publishes them: by the line whose reading cut them, the batches that fell due
+before it (by the instant they fell due) ahead of those it filled, then by underlying
+(``Engine.on_timer``'s order), the final flush last. Every engine sees every line's time,
+so each cuts at the same line as one process would, ties and clocks going backwards
+included. That changes no byte.
 
 This process reads and decodes the file (the decoder's rejects, the progress and a
 foreign file stay its business) and calibrates the first underlying it meets itself;
 each further one, up to ``workers - 1`` of them, gets a spawned child process, and
-beyond that the underlyings are dealt round-robin. A child receives its underlyings'
-quotes in chunks, each ending with the file time the file has reached, replays them on
-that clock and answers with its surfaces, its engine's report and that time: it will
-publish nothing at or before it again, so what every engine has passed is published.
+beyond that the underlyings are dealt round-robin. A child receives every line's time
+with its underlyings' quotes there, in chunks, replays them on that clock and answers
+with its surfaces, its engine's report and the last line it read: it will publish
+nothing from that line or before again, so what every engine has passed is published.
 A reader thread per child takes its answers, so a child blocked on a full pipe never
 waits for this process, which may be blocked feeding another.
 """
@@ -40,14 +43,22 @@ from streamer.types import Quote, SurfaceUpdate, VenueVolIndex
 
 #: Lines read between chunks sent to the children (and merges of their answers).
 CHUNK_LINES = 256
-#: One line's share of a child: its file time, its quotes and vol indices there.
-Entry = tuple[int, list[Quote], list[VenueVolIndex]]
+#: One line's share of one engine: its number in the file, its file time, and its quotes
+#: and vol indices of that engine's underlyings.
+Entry = tuple[int, int, list[Quote], list[VenueVolIndex]]
+#: What a child gets for a run of lines: the first one's number, every line's file time,
+#: and the entries of the lines with its underlyings' quotes.
+Chunk = tuple[int, list[int], list[Entry]]
 _ENCODE = msgspec.msgpack.Encoder()
-_ENTRIES = msgspec.msgpack.Decoder(list[tuple[int, list[Quote], list[VenueVolIndex]]])
-_END = 1 << 62  # a child's time mark once it has flushed: past every file time
-#: The order one process publishes in: file time, the final flush after a time's cuts,
-#: underlying; then the order cut (one engine's).
-_Key = tuple[int, int, str, int]
+_CHUNK = msgspec.msgpack.Decoder(
+    tuple[int, list[int], list[tuple[int, int, list[Quote], list[VenueVolIndex]]]])
+_END = 1 << 62  # a child's mark once it has flushed: past every line
+#: Where a surface falls in one process's order: the line that cut it; 0 for a batch that
+#: fell due before it, 1 for one cut at its time, 2 for the final flush; the instant it
+#: was cut; its underlying; then the order its engine cut it.
+_Key = tuple[int, int, int, str, int]
+#: A surface and its key's first four parts, as a child sends it.
+_Placed = tuple[int, int, int, SurfaceUpdate]
 
 
 class WorkerError(StreamerError):
@@ -56,9 +67,37 @@ class WorkerError(StreamerError):
 
 @dataclass
 class _Answer:
-    surfaces: list[tuple[int, int, SurfaceUpdate]]  # (file time, phase, surface)
+    surfaces: list[_Placed]
     report: EngineReport
-    mark_ns: int
+    mark: int  # the last line read (_END: flushed, the last answer)
+
+
+def _placed(line_no: int, now_ns: int, stamped: list[Stamped], flush: bool = False
+            ) -> list[_Placed]:
+    """Cuts of one engine at one line, with where they fall in one process's order."""
+    return [(line_no, 2 if flush else int(at_ns >= now_ns), at_ns, update)
+            for at_ns, update in stamped]
+
+
+def _replay(clock: FileClock, chunk: Chunk) -> list[_Placed]:
+    """One engine through a run of lines: each line with its quotes, and each line
+    without where a batch of its falls due (by then: the cut one process makes there)."""
+    first, times, entries = chunk
+    own = iter(entries)
+    entry = next(own, None)
+    due_ns = clock.engine.next_due_ns()
+    out: list[_Placed] = []
+    for line_no, now_ns in enumerate(times, start=first):
+        quotes: list[Quote] = []
+        indices: list[VenueVolIndex] = []
+        if entry is not None and entry[0] == line_no:
+            quotes, indices = entry[2], entry[3]
+            entry = next(own, None)
+        elif due_ns is None or due_ns > now_ns:
+            continue  # nothing of this engine's here, nothing due: no cut
+        out += _placed(line_no, now_ns, clock.line(now_ns, quotes, indices))
+        due_ns = clock.engine.next_due_ns()
+    return out
 
 
 @dataclass
@@ -67,16 +106,28 @@ class _Child:
     process: multiprocessing.process.BaseProcess
     answers: queue.Queue[_Answer | str] = field(default_factory=queue.Queue)
     entries: list[Entry] = field(default_factory=list)
-    mark_ns: int = -1
+    mark: int = -1
+    reader: threading.Thread | None = None
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """A message to the child; its death is a :class:`WorkerError`."""
+        """A message to the child; its death is a :class:`WorkerError` saying why."""
         try:
             self.conn.send(message)
         except OSError as exc:  # BrokenPipeError: the child is gone
-            self.process.join(5.0)
-            raise WorkerError(f"replay worker {self.process.name}: the worker process "
-                              f"exited (code {self.process.exitcode})") from exc
+            raise WorkerError(f"replay worker {self.process.name}: {self.why_gone()}") from exc
+
+    def why_gone(self) -> str:
+        """The child's own error where it sent one before it went, else its exit code."""
+        self.process.join(5.0)
+        if self.reader is not None:
+            self.reader.join(5.0)
+        while True:
+            try:
+                answer = self.answers.get_nowait()
+            except queue.Empty:
+                return f"the worker process exited (code {self.process.exitcode})"
+            if isinstance(answer, str):
+                return answer
 
     def read(self) -> None:
         """The reader thread: every answer into ``answers``; a str says why it ended."""
@@ -84,9 +135,10 @@ class _Child:
             while True:
                 answer = self.conn.recv()
                 self.answers.put(answer)
-                if isinstance(answer, str) or answer.mark_ns == _END:
+                if isinstance(answer, str) or answer.mark == _END:
                     return
         except (EOFError, OSError):
+            self.process.join(5.0)
             self.answers.put(f"the worker process exited (code {self.process.exitcode})")
 
 
@@ -99,43 +151,48 @@ class Engines:
         self._owner: dict[str, int] = {}  # underlying -> 0 (here) or child number + 1
         self._children: list[_Child] = []
         self._local_entries: list[Entry] = []
+        self._first, self._times = 1, list[int]()  # the lines since the last chunk
         self._pending: list[tuple[_Key, SurfaceUpdate]] = []  # a heap
         self._order = itertools.count()
         self._report = EngineReport()
         self._lines = 0
+        self._last: tuple[int, int] = (0, 0)  # the last line read: number, time
 
     def line(self, now_ns: int, quotes: Sequence[Quote],
              indices: Sequence[VenueVolIndex]) -> None:
-        """One line of the file: its quotes to their underlyings' engines."""
+        """One line of the file: its time to every engine, its quotes to their own."""
+        self._lines += 1
+        self._times.append(now_ns)
         mine: dict[int, Entry] = {}
         for quote in quotes:
-            self._entry(mine, now_ns, quote.underlying)[1].append(quote)
+            self._entry(mine, now_ns, quote.underlying)[2].append(quote)
         for index in indices:
-            self._entry(mine, now_ns, index.underlying)[2].append(index)
+            self._entry(mine, now_ns, index.underlying)[3].append(index)
         for owner, entry in mine.items():
             (self._local_entries if owner == 0 else self._children[owner - 1].entries
              ).append(entry)
-        self._lines += 1
+        self._last = (self._lines, now_ns)
         if self._lines % CHUNK_LINES == 0:
-            self._send(now_ns)
+            self._send()
 
     def end(self, now_ns: int) -> None:
         """The end of the file: every engine flushes at its last instant."""
-        self._send(now_ns)
+        self._send()
+        line_no = self._last[0]
         for child in self._children:
-            child.send(("end", now_ns))
-        self._take(self._local.end(now_ns), 1)
-        while any(c.mark_ns != _END for c in self._children):
+            child.send(("end", line_no, now_ns))
+        self._take(_placed(line_no, now_ns, self._local.end(now_ns), flush=True))
+        while any(c.mark != _END for c in self._children):
             self._collect(block=True)
 
     def ready(self) -> list[Stamped]:
         """The surfaces every engine has passed, in the order one process publishes."""
         self._collect(block=False)
-        low = min((c.mark_ns for c in self._children), default=_END)
+        low = min((c.mark for c in self._children), default=_END)
         out: list[Stamped] = []
-        while self._pending and (self._pending[0][0][0] <= low or low == _END):
+        while self._pending and self._pending[0][0][0] <= low:
             key, update = heapq.heappop(self._pending)
-            out.append((key[0], update))
+            out.append((key[2], update))
         return out
 
     def report(self) -> EngineReport:
@@ -156,7 +213,7 @@ class Engines:
         owner = self._owner_of(underlying)
         entry = mine.get(owner)
         if entry is None:
-            entry = mine[owner] = (now_ns, [], [])
+            entry = mine[owner] = (self._lines, now_ns, [], [])
         return entry
 
     def _owner_of(self, underlying: str) -> int:
@@ -177,42 +234,37 @@ class Engines:
         process.start()
         theirs.close()
         child = _Child(conn, process)
-        threading.Thread(target=child.read, name=process.name, daemon=True).start()
+        child.reader = threading.Thread(target=child.read, name=process.name, daemon=True)
+        child.reader.start()
         return child
 
-    def _send(self, now_ns: int) -> None:
-        """Each child its entries, to ``now_ns``; this process's own, run here."""
+    def _send(self) -> None:
+        """Each child its entries; this process's own, run here."""
         for child in self._children:
-            child.send(("chunk", _ENCODE.encode(child.entries), now_ns))
+            child.send(("chunk", _ENCODE.encode((self._first, self._times, child.entries))))
             child.entries = []
-        for at_ns, quotes, indices in self._local_entries:
-            self._take(self._local.line(at_ns, quotes, indices), 0)
-        self._local_entries = []
-        self._take(self._local.line(now_ns), 0)
+        self._take(_replay(self._local, (self._first, self._times, self._local_entries)))
+        self._first, self._times, self._local_entries = self._lines + 1, [], []
 
-    def _take(self, stamped: list[Stamped], phase: int) -> None:
-        for at_ns, update in stamped:
-            self._push(at_ns, phase, update)
-
-    def _push(self, at_ns: int, phase: int, update: SurfaceUpdate) -> None:
-        heapq.heappush(self._pending, ((at_ns, phase, update.underlying, next(self._order)),
-                                       update))
+    def _take(self, placed: list[_Placed]) -> None:
+        for line_no, stage, at_ns, update in placed:
+            heapq.heappush(self._pending, ((line_no, stage, at_ns, update.underlying,
+                                            next(self._order)), update))
 
     def _collect(self, *, block: bool) -> None:
         """The children's answers so far (with ``block``, at least one)."""
         for child in self._children:
             while True:
                 try:
-                    answer = child.answers.get(block=block and child.mark_ns != _END)
+                    answer = child.answers.get(block=block and child.mark != _END)
                 except queue.Empty:
                     break
                 if isinstance(answer, str):
                     raise WorkerError(f"replay worker {child.process.name}: {answer}")
-                for at_ns, phase, update in answer.surfaces:
-                    self._push(at_ns, phase, update)
+                self._take(answer.surfaces)
                 self._report.add(answer.report)
-                child.mark_ns = answer.mark_ns
-                if block or child.mark_ns == _END:
+                child.mark = answer.mark
+                if block or child.mark == _END:
                     break
 
 
@@ -223,20 +275,20 @@ def _child_main(conn: Connection, config: AppConfig, venue: str) -> None:
 
 
 def serve(conn: Connection, config: AppConfig, venue: str) -> None:
-    """A worker: chunks of its underlyings' lines in, surfaces out, until the end."""
+    """A worker: chunks of lines in, surfaces out, until the end."""
     try:
         clock = FileClock(new_engine(config, venue))
+        mark = -1
         while True:
             message: Any = conn.recv()
             if message[0] == "end":
-                stamped, phase, mark = clock.end(message[1]), 1, _END
+                _, line_no, now_ns = message
+                placed, mark = _placed(line_no, now_ns, clock.end(now_ns), flush=True), _END
             else:
-                stamped = [s for at_ns, quotes, indices in _ENTRIES.decode(message[1])
-                           for s in clock.line(at_ns, quotes, indices)]
-                stamped += clock.line(message[2])
-                phase, mark = 0, message[2]
-            conn.send(_Answer([(at_ns, phase, u) for at_ns, u in stamped],
-                              clock.engine.drain_report(), mark))
+                chunk = _CHUNK.decode(message[1])
+                placed = _replay(clock, chunk)
+                mark = chunk[0] + len(chunk[1]) - 1 if chunk[1] else mark
+            conn.send(_Answer(placed, clock.engine.drain_report(), mark))
             if mark == _END:
                 return
     except (EOFError, OSError, KeyboardInterrupt):  # the parent went away
