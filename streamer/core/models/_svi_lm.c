@@ -51,17 +51,9 @@ static void evaluate(const Problem *pr, const Settings *s, const double *theta, 
         if (w < s->w_floor) /* false for NaN: NaN propagates as numpy's maximum does */
             w = s->w_floor;
         const double vol = sqrt(w * pr->inv_t);
-        const int below = vol < pr->lower[j], above = vol > pr->upper[j];
-        const double outside = (below ? vol - pr->lower[j] : 0.0) + (above ? vol - pr->upper[j] : 0.0);
-        /* Huber beyond the tail (band.residuals): r^2 = 2 c |z| - c^2 there */
-        const double z = pr->band_w[j] * outside;
-        const int far = fabs(z) > pr->tail[j];
-        const double c_t = far ? pr->tail[j] : 1.0;
-        const double root_t = sqrt(far ? 2.0 * c_t * fabs(z) - c_t * c_t : 1.0);
-        const double sign_z = z > 0.0 ? 1.0 : (z < 0.0 ? -1.0 : 0.0);
-        const double r = pr->pull_w[j] * (vol - pr->centre[j]) + (far ? sign_z * root_t : z);
-        const double dz = far ? c_t / root_t : 1.0;
-        const double dr = pr->pull_w[j] + pr->band_w[j] * dz * (double)(below | above);
+        double dr;
+        const double r = band_residual(vol, pr->lower[j], pr->upper[j], pr->band_w[j],
+                                       pr->tail[j], pr->pull_w[j], pr->centre[j], &dr);
         const double scale = 0.5 * dr * pr->inv_t / vol;
         const double b_scale = scale * b;
         row[0] = scale;
@@ -79,11 +71,11 @@ static void evaluate(const Problem *pr, const Settings *s, const double *theta, 
     /* The priors: ln sigma beyond the log of the quoted span, m beyond one span from
      * the span's centre (svi._residual_fn says why). */
     const double beyond = theta[4] - pr->ln_span;
-    const double r_sigma = s->sigma_prior * (beyond > 0.0 ? beyond : (isnan(beyond) ? beyond : 0.0));
+    const double r_sigma = s->sigma_prior * nan_max0(beyond);
     const double d_sigma = s->sigma_prior * (double)(beyond > 0.0);
     const double off = (m - pr->centre_k) / pr->span;
     const double m_beyond = fabs(off) - 1.0;
-    const double r_m = s->sigma_prior * (m_beyond > 0.0 ? m_beyond : (isnan(m_beyond) ? m_beyond : 0.0));
+    const double r_m = s->sigma_prior * nan_max0(m_beyond);
     const double sign = off > 0.0 ? 1.0 : (off < 0.0 ? -1.0 : 0.0);
     const double d_m = s->sigma_prior * (double)(m_beyond > 0.0) * sign / pr->span;
     c += r_sigma * r_sigma + r_m * r_m;

@@ -151,7 +151,25 @@ typedef struct {
     double inv_t, t, ln_span, centre_k, span, n_valid;
 } ScoreRow;
 
-static double nan_max0(double x) { return isnan(x) ? x : (x > 0.0 ? x : 0.0); }
+/* np.maximum(x, 0): NaN stays (the priors of svi._residual_fn) */
+static inline double nan_max0(double x) { return isnan(x) ? x : (x > 0.0 ? x : 0.0); }
+
+/* One quote's term of the band objective (band.residuals) at the model vol ``vol``: the
+ * pull toward the band's centre plus the distance outside it in half spreads, Huber's
+ * beyond the tail (r^2 = 2 c |z| - c^2 there); ``*dr`` its derivative in vol. One home
+ * for the LM (_svi_lm.c's evaluate) and the scoring of its starts (score, below). */
+static inline double band_residual(double vol, double lower, double upper, double band_w,
+                                   double tail, double pull_w, double centre, double *dr) {
+    const int below = vol < lower, above = vol > upper;
+    const double outside = (below ? vol - lower : 0.0) + (above ? vol - upper : 0.0);
+    const double z = band_w * outside;
+    const int far = fabs(z) > tail;
+    const double c = far ? tail : 1.0;
+    const double root_t = sqrt(far ? 2.0 * c * fabs(z) - c * c : 1.0);
+    const double sign_z = z > 0.0 ? 1.0 : (z < 0.0 ? -1.0 : 0.0);
+    *dr = pull_w + band_w * (far ? c / root_t : 1.0) * (double)(below | above);
+    return pull_w * (vol - centre) + (far ? sign_z * root_t : z);
+}
 
 /* svi._cost_at of one start: the objective (inf where the RMSE is not finite) and the
  * RMSE; a, m from theta, b, rho, sigma from numpy (its exp and tanh: their bits).
@@ -166,14 +184,9 @@ static void score(const ScoreRow *row, const double *theta, double b, double rho
         if (w < w_floor) /* np.maximum: NaN stays */
             w = w_floor;
         const double vol = sqrt(w * row->inv_t);
-        const int below = vol < row->lower[j], above = vol > row->upper[j];
-        const double outside = (below ? vol - row->lower[j] : 0.0) + (above ? vol - row->upper[j] : 0.0);
-        const double z = row->band_w[j] * outside;
-        const int far = fabs(z) > row->tail[j];
-        const double c = far ? row->tail[j] : 1.0;
-        const double root_t = sqrt(far ? 2.0 * c * fabs(z) - c * c : 1.0);
-        const double sign_z = z > 0.0 ? 1.0 : (z < 0.0 ? -1.0 : 0.0);
-        const double r = row->pull_w[j] * (vol - row->centre[j]) + (far ? sign_z * root_t : z);
+        double dr;
+        const double r = band_residual(vol, row->lower[j], row->upper[j], row->band_w[j],
+                                       row->tail[j], row->pull_w[j], row->centre[j], &dr);
         sq[j] = r * r;
     }
     const double r_sigma = sigma_prior * nan_max0(theta[4] - row->ln_span);
