@@ -20,6 +20,7 @@ from streamer.core.models.svi import SVIModel, SVIParams, SVIVarianceRows, SVIVo
 from streamer.core.smile import FloatArray, VolRows
 from streamer.core.smile_rows import Blend, BlendedRows
 from streamer.core.tenors import tenor_views, variance_rows_of
+from tests.core.svi_samples import random_raw_svi
 
 NATIVE = smile_rows._NATIVE
 needs_native = pytest.mark.skipif(NATIVE is None, reason="the C kernel was not built")
@@ -60,26 +61,13 @@ def _assert_agree(rows: VolRows, t: FloatArray) -> BoolArray:
     return settled
 
 
-def _random_params(rng: np.random.Generator, n: int) -> tuple[list[SVIParams], FloatArray]:
-    """Raw SVI slices from quiet to wild: days to years, |rho| to 0.999, steep wings."""
-    t = np.exp(rng.uniform(np.log(1 / 365 / 24), np.log(5.0), n))
-    atm = rng.uniform(0.05, 3.0, n)
-    b = np.exp(rng.uniform(np.log(1e-3), np.log(5.0), n)) * np.sqrt(t)
-    rho = rng.uniform(-0.999, 0.999, n)
-    sigma = np.exp(rng.uniform(np.log(1e-3), np.log(1.0), n)) * np.sqrt(t)
-    m = rng.uniform(-0.5, 0.5, n) * np.sqrt(t)
-    a = atm * atm * t - b * (rho * -m + np.hypot(m, sigma))
-    return [SVIParams(a=float(a[i]), b=float(b[i]), rho=float(rho[i]), m=float(m[i]),
-                      sigma=float(sigma[i])) for i in range(n)], t
-
-
 def _vol_rows(params: list[SVIParams], t: FloatArray) -> SVIVolRows:
     return SVIModel().vol_rows(params, t.tolist())
 
 
 @needs_native
 def test_random_slices_agree_on_both_branches() -> None:
-    params, t = _random_params(np.random.default_rng(131), 600)
+    params, t = random_raw_svi(np.random.default_rng(131), 600)
     settled = _assert_agree(_vol_rows(params, t), t)
     assert settled.sum() > 400  # Newton is the path ...
     assert (~settled).sum() > 5  # ... and the bisection was exercised too
@@ -143,7 +131,7 @@ def test_tenor_blends_agree_before_on_between_and_after_the_expiries() -> None:
 def test_tenor_blends_of_wild_slices_agree() -> None:
     """Blends of random slices, NaN ones among them, on both branches; ``lam`` beyond
     [0, 1] so that the clip to the two slices' variances bites."""
-    params, _ = _random_params(np.random.default_rng(7), 40)
+    params, _ = random_raw_svi(np.random.default_rng(7), 40)
     params[5] = SVIParams(a=-1.0, b=0.01, rho=0.0, m=0.0, sigma=0.1)
     n = 200
     rng = np.random.default_rng(8)

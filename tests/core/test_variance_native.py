@@ -27,6 +27,7 @@ from streamer.core.variance_sums import quoted_variance, smile_variances
 from streamer.pipeline.analytics import _QUOTE_FIELDS
 from streamer.pipeline.snapshot import quote_columns
 from streamer.types import Quote
+from tests.core.svi_samples import random_raw_svi
 
 NATIVE = variance_sums._NATIVE
 needs_native = pytest.mark.skipif(NATIVE is None, reason="the C kernel was not built")
@@ -144,20 +145,6 @@ def test_the_two_zero_bids_stop_agrees() -> None:
     assert cut.n_strikes == full.n_strikes - 4  # 90 and 80 skipped, 70 and 60 cut off
 
 
-def _random_svi(rng: np.random.Generator, n: int) -> tuple[list[SVIParams], np.ndarray]:
-    """Raw SVI slices from quiet to wild: hours to years, |rho| to 0.999, steep wings."""
-    t = np.exp(rng.uniform(np.log(1 / 365 / 24), np.log(5.0), n))
-    atm = rng.uniform(0.05, 3.0, n)
-    b = np.exp(rng.uniform(np.log(1e-3), np.log(5.0), n)) * np.sqrt(t)
-    rho = rng.uniform(-0.999, 0.999, n)
-    sigma = np.exp(rng.uniform(np.log(1e-3), np.log(1.0), n)) * np.sqrt(t)
-    m = rng.uniform(-0.5, 0.5, n) * np.sqrt(t)
-    a = atm * atm * t - b * (rho * -m + np.hypot(m, sigma))
-    a[rng.random(n) < 0.1] -= 0.05  # negative variance somewhere: no vol there
-    return [SVIParams(a=float(a[i]), b=float(b[i]), rho=float(rho[i]), m=float(m[i]),
-                      sigma=float(sigma[i])) for i in range(n)], t
-
-
 def _reference(model: object, params: list, t: np.ndarray, forward: np.ndarray
                ) -> list[VixSum | None]:
     """The numpy path: the model's vols one smile at a time, numpy's grids and sums."""
@@ -172,7 +159,7 @@ def _reference(model: object, params: list, t: np.ndarray, forward: np.ndarray
 @needs_native
 def test_random_svi_smiles_agree_bit_for_bit() -> None:
     rng = np.random.default_rng(29)
-    params, t = _random_svi(rng, 400)
+    params, t = random_raw_svi(rng, 400, 0.1)
     forward = np.exp(rng.uniform(np.log(1e-2), np.log(1e6), t.size))
     got = smile_variances(SVIModel(), params, t, forward, WIDTHS, POINTS)
     want = _reference(SVIModel(), params, t, forward)
@@ -202,7 +189,7 @@ def test_extreme_svi_smiles_agree() -> None:
 
 @needs_native
 def test_the_kernels_grids_are_numpys() -> None:
-    params, t = _random_svi(np.random.default_rng(5), 50)
+    params, t = random_raw_svi(np.random.default_rng(5), 50, 0.1)
     rows = variance_sums._raw_svi(SVIModel(), params)
     assert rows is not None
     for points in (POINTS, 2, 1):
@@ -233,7 +220,7 @@ def test_the_fallback_is_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the kernel every sum takes numpy's path, with the same results."""
     rng = np.random.default_rng(3)
     chains = [_random_chain(rng) for _ in range(200)]
-    params, t = _random_svi(rng, 20)
+    params, t = random_raw_svi(rng, 20, 0.1)
     forward = np.full(t.size, 3e3)
     quotes = [_quotes(q) for q in chains]
 
