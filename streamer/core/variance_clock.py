@@ -18,6 +18,11 @@ YEAR_MS = 365.0 * DAY_MS
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
 
+def calendar_years(start_ms: int, end_ms: int) -> float:
+    """Calendar time from ``start_ms`` to ``end_ms`` in years (ACT/365, seconds-exact)."""
+    return (end_ms - start_ms) / YEAR_MS
+
+
 class ClockEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Extra variance, in days of average variance, released at ``at_ms``."""
 
@@ -39,7 +44,7 @@ class VarianceClock(msgspec.Struct, frozen=True, kw_only=True):
     def years(self, start_ms: int, end_ms: int) -> float:
         """Variance time from ``start_ms`` to ``end_ms`` (negative when end is earlier)."""
         if self.is_calendar:
-            return (end_ms - start_ms) / YEAR_MS
+            return calendar_years(start_ms, end_ms)
         if end_ms < start_ms:
             return -self.years(end_ms, start_ms)
         return (self._days(start_ms, end_ms) * DAY_MS) / YEAR_MS

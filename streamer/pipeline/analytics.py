@@ -22,7 +22,13 @@ from streamer.core.models.protocol import BatchSliceModel, SliceEvaluator
 from streamer.core.models.svi import SVIModel, SVIParams, SVIVarianceRows, stack
 from streamer.core.smile_rows import VarianceRows
 from streamer.core.tenors import TenorView, tenor_views
-from streamer.core.variance_clock import DAY_MS, YEAR_MS, ClockEvent, VarianceClock
+from streamer.core.variance_clock import (
+    DAY_MS,
+    YEAR_MS,
+    ClockEvent,
+    VarianceClock,
+    calendar_years,
+)
 from streamer.core.variance_index import (
     ExpiryVariance,
     VixSum,
@@ -76,7 +82,8 @@ class SurfaceAnalytics:
     def __init__(self, config: AnalyticsConfig | None = None) -> None:
         self.config = config or AnalyticsConfig()
         self.clock = _clock(self.config)
-        self._calendar = self.clock.is_calendar
+        #: clock.years, decided once: the calendar's skips its per-call check of weights
+        self._years = calendar_years if self.clock.is_calendar else self.clock.years
 
     def jump_wings(self, model: SliceEvaluator, s: FittedSlice) -> dict[str, float]:
         """Exact for SVI; read off the smile over its quoted range otherwise."""
@@ -102,12 +109,8 @@ class SurfaceAnalytics:
         if not slices:
             return []
         days = list(self.config.tenor_days)
-        if self._calendar:  # clock.years without its per-call check of the weights
-            ts = [(s.expiry_ts_ms - now_ms) / YEAR_MS for s in slices]
-            t = [int(d * DAY_MS) / YEAR_MS for d in days]
-        else:
-            ts = [self.clock.years(now_ms, s.expiry_ts_ms) for s in slices]
-            t = [self.clock.years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
+        ts = [self._years(now_ms, s.expiry_ts_ms) for s in slices]
+        t = [self._years(now_ms, now_ms + int(d * DAY_MS)) for d in days]
         forwards = [s.forward for s in slices]
         if rows is None and model.batched:
             rows = cast(BatchSliceModel, model).variance_rows([s.params for s in slices])
