@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core import black76
+from streamer.core.native import extension
 
 FloatArray = npt.NDArray[np.float64]
 RegimeName = Literal["sticky_strike", "sticky_moneyness", "local_vol", "unknown"]
@@ -196,11 +197,8 @@ def atm_at_tenors(t: npt.ArrayLike, atm_vol: npt.ArrayLike, atm_skew: npt.ArrayL
 
 
 def _kernel() -> Callable[..., bool] | None:
-    try:
-        from streamer.core import _atm_tenors  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Callable[..., bool], _atm_tenors.atm_points)
+    module = extension("streamer.core._atm_tenors", "atm_points")
+    return None if module is None else cast(Callable[..., bool], module.atm_points)
 
 
 #: The C kernel of :func:`atm_vol_skew_at_tenors` where it was built (None: numpy's).

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.models.svi import vol_jacobian_rows
+from streamer.core.native import extension
 from streamer.core.rows import padded, quoted_mask
 
 FloatArray = npt.NDArray[np.float64]
@@ -125,11 +126,8 @@ def errors_at_quotes(jacobian_rows: Callable[[FloatArray], FloatArray], k: Float
 
 
 def _kernel() -> Callable[..., None] | None:
-    try:
-        from streamer.core import _fit_errors  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Callable[..., None], _fit_errors.svi)
+    module = extension("streamer.core._fit_errors", "svi")
+    return None if module is None else cast(Callable[..., None], module.svi)
 
 
 #: The C kernel where it was built (None: raw SVI slices take the numpy path).

@@ -32,6 +32,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.native import extension
 from streamer.core.rational_cubic import control_to_fit_second_derivative, rational_cubic
 from streamer.core.special import erfcx, ndtr, ndtri
 
@@ -224,11 +225,8 @@ def _upper_guess(x: FloatArray, beta: FloatArray, s_h: FloatArray, b_h: FloatArr
 
 
 def _native() -> Callable[..., None] | None:
-    try:
-        from streamer.core import _normalised_black  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Callable[..., None], _normalised_black.total_vol)
+    module = extension("streamer.core._normalised_black", "total_vol")
+    return None if module is None else cast(Callable[..., None], module.total_vol)
 
 
 _NATIVE = _native()

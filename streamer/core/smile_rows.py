@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.models.svi import SVIVarianceRows, SVIVolRows
+from streamer.core.native import extension
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -86,11 +87,8 @@ def _svi_smiles(vol_rows: object) -> _SVISmiles | None:
 
 
 def _kernel() -> Callable[..., None] | None:
-    try:
-        from streamer.core import _svi_smile  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Callable[..., None], _svi_smile.metrics)
+    module = extension("streamer.core._svi_smile", "metrics")
+    return None if module is None else cast(Callable[..., None], module.metrics)
 
 
 #: The C kernel where it was built (None: every smile takes the numpy path).

@@ -15,19 +15,18 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.native import extension
+
 FloatArray = npt.NDArray[np.float64]
 Special = Callable[[npt.ArrayLike], Any]
 
 
 def _from_kernel(name: str) -> Special | None:
-    try:
-        from streamer.core import _normalised_black  # type: ignore[attr-defined]
-    except ImportError:
+    # a kernel built before these entry points (or none): scipy's
+    module = extension("streamer.core._normalised_black", name, "total_vol")
+    if module is None:
         return None
-    found = getattr(_normalised_black, name, None)
-    if found is None or not hasattr(_normalised_black, "total_vol"):
-        return None  # a kernel built before these entry points: scipy's
-    into = cast(Callable[[FloatArray, FloatArray], None], found)
+    into = cast(Callable[[FloatArray, FloatArray], None], getattr(module, name))
 
     def apply(x: npt.ArrayLike) -> Any:
         a = np.asarray(x, np.float64)

@@ -15,19 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.native import extension
+
 FloatArray = npt.NDArray[np.float64]
 
 
-def _kernel() -> Any | None:
-    try:
-        from streamer.core import _svi_slices  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _svi_slices
-
-
 #: The C kernel where it was built (None: the numpy and Python paths).
-_NATIVE = _kernel()
+_NATIVE: Any | None = extension("streamer.core._svi_slices")
 
 
 def _params(stacked: FloatArray) -> FloatArray:

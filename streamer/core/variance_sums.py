@@ -21,6 +21,7 @@ import numpy.typing as npt
 from streamer.core import special
 from streamer.core.models.protocol import SliceEvaluator
 from streamer.core.models.svi import SVIModel, SVIParams
+from streamer.core.native import extension
 from streamer.core.variance_index import (
     ExpiryVariance,
     VixSum,
@@ -36,11 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 def _kernel() -> Any:
     if not special.NATIVE:  # scipy's ndtr in the numpy path: the kernel's would not agree
         return None
-    try:
-        from streamer.core import _variance_index  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _variance_index
+    return extension("streamer.core._variance_index")
 
 
 #: The C kernel where it was built (None: every sum takes the numpy path).

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.median import row_median
+from streamer.core.native import extension
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -70,11 +71,8 @@ def spread_stats_rows(model_iv: FloatArray, mid_iv: FloatArray, bid_iv: FloatArr
 
 
 def _kernel() -> Callable[..., None] | None:
-    try:
-        from streamer.pipeline import _spread_stats  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Callable[..., None], _spread_stats.spread_sums)
+    module = extension("streamer.pipeline._spread_stats", "spread_sums")
+    return None if module is None else cast(Callable[..., None], module.spread_sums)
 
 
 #: The C kernel where it was built (None: the numpy path).

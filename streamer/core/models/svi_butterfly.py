@@ -17,16 +17,16 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
+from streamer.core.native import extension
+
 FloatArray = npt.NDArray[np.float64]
 
 
 def _kernel() -> tuple[Callable[..., None], Callable[..., None]] | None:
-    try:
-        from streamer.core.models import _svi_butterfly  # type: ignore[attr-defined]
-    except ImportError:
+    module = extension("streamer.core.models._svi_butterfly", "roots", "margins")
+    if module is None:
         return None
-    return (cast(Callable[..., None], _svi_butterfly.roots),
-            cast(Callable[..., None], _svi_butterfly.margins))
+    return cast(Callable[..., None], module.roots), cast(Callable[..., None], module.margins)
 
 
 #: The C kernel where it was built (None: every margin takes the numpy path).

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.core.models import band, batch_lm
+from streamer.core.native import extension
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -49,11 +50,7 @@ class Kernels(Protocol):
 
 def native() -> Kernels | None:
     """The C kernels, or None where they were not built."""
-    try:
-        from streamer.core.models import _svi_lm  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return cast(Kernels, _svi_lm)
+    return cast(Kernels | None, extension("streamer.core.models._svi_lm"))
 
 
 def _c(x: Any, shape: tuple[int, ...] | None = None) -> FloatArray:
