@@ -26,6 +26,7 @@ from typing import cast
 
 import msgspec.inspect as mi
 
+from streamer.core.native import extension
 from streamer.types import SurfaceUpdate
 
 _NAN = b'"nan"'
@@ -89,11 +90,10 @@ def _native() -> Callable[[bytes, tuple[bytes, ...]], bytes | None] | None:
         return None
     if len(KEEP_NULL) > _NATIVE_MAX_KEEP:  # the scan would refuse every message
         return None
-    try:
-        from streamer.sinks import _null_floats  # type: ignore[attr-defined]
-    except ImportError:
+    module = extension("streamer.sinks._null_floats", "nulls_as_nan")
+    if module is None:
         return None
-    return cast(Callable[[bytes, tuple[bytes, ...]], bytes | None], _null_floats.nulls_as_nan)
+    return cast(Callable[[bytes, tuple[bytes, ...]], bytes | None], module.nulls_as_nan)
 
 
 _NATIVE = _native()
