@@ -75,10 +75,6 @@ class FileClock:
              indices: Sequence[VenueVolIndex] = ()) -> list[Stamped]:
         """The cuts before and at a line of file time ``now_ns`` carrying these."""
         engine = self.engine
-        if not quotes and not indices:  # a line of other underlyings': only what fell due
-            first_due = engine.next_due_ns()
-            if first_due is None or first_due > now_ns:
-                return []
         out: list[Stamped] = []
         while (due_ns := engine.next_due_ns()) is not None and due_ns < now_ns:
             out += [(due_ns, u) for u in engine.on_timer(due_ns)]
